@@ -1,0 +1,52 @@
+"""``covidal``: the command line of the training backend.
+
+Every command has ``--help``. Bad input ends with one line on stderr,
+``covidal: error: <what is wrong>``, and exit status 2; never a traceback
+(set ``COVIDAL_DEBUG=1`` to see one for an unexpected failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from covidal import __version__
+from covidal.cli import bench_losses, demo, evaluate, predict, train
+from covidal.errors import CovidalError
+
+COMMANDS = (train, evaluate, predict, demo, bench_losses)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="covidal",
+        description="Point-supervised segmentation of COVID-19 lung infection in CT, with region-based active learning.",
+    )
+    parser.add_argument("--version", action="version", version=f"covidal {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except CovidalError as error:
+        print(f"covidal: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("covidal: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - last line of defence: one line, not a traceback
+        if os.environ.get("COVIDAL_DEBUG"):
+            raise
+        print(f"covidal: unexpected error: {error.__class__.__name__}: {error} (COVIDAL_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Map CT intensities to the ``[0, 1]`` range the networks are trained on."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from covidal.errors import CovidalError
+
+
+@dataclass(frozen=True)
+class HUWindow:
+    """A Hounsfield-unit display window: ``level`` is its centre, ``width`` its extent.
+
+    Raises:
+        ValueError: ``width`` is not a positive finite number, or ``level`` is not finite.
+    """
+
+    level: float = -600.0
+    width: float = 1500.0
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.level):
+            raise ValueError(f"window level must be a finite number of HU, got {self.level}")
+        if not (math.isfinite(self.width) and self.width > 0):
+            raise ValueError(f"window width must be a positive number of HU, got {self.width}")
+
+    @property
+    def lower(self) -> float:
+        """HU mapped to 0."""
+        return self.level - self.width / 2
+
+    @property
+    def upper(self) -> float:
+        """HU mapped to 1."""
+        return self.level + self.width / 2
+
+    def apply(self, hu: np.ndarray) -> np.ndarray:
+        """Clip ``hu`` (any shape) to ``[lower, upper]`` and scale linearly to float32 ``[0, 1]``."""
+        # float32 throughout: a whole CT in float64 would double the memory for no useful precision.
+        unit = np.clip(np.asarray(hu, dtype=np.float32), self.lower, self.upper)
+        unit -= np.float32(self.lower)
+        unit /= np.float32(self.width)
+        return unit
+
+
+LUNG_WINDOW = HUWindow()
+
+
+def to_unit_intensity(array: np.ndarray, window: HUWindow) -> np.ndarray:
+    """Float32 intensities in ``[0, 1]``, same shape as ``array``.
+
+    8-bit images (uint8) are already rendered in a display window, so they are
+    used as they are (divided by 255); any other dtype is taken to be Hounsfield
+    units and windowed with ``window``.
+
+    Raises:
+        CovidalError: ``array`` holds NaN or infinite values.
+    """
+    array = np.asarray(array)
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / np.float32(255)
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise CovidalError(
+            "the image holds NaN or infinite values; replace them (e.g. with -1024 HU for air) before using it"
+        )
+    return window.apply(array)

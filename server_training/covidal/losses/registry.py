@@ -1,0 +1,103 @@
+"""Losses by name, and the configuration that picks one."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+import torch
+
+from covidal.losses.base import SegmentationLoss
+from covidal.losses.consistency import ConsistencyLoss, TransformSet
+from covidal.losses.full import FullSupervisionLoss
+from covidal.losses.lcfcn import LCFCNLoss
+from covidal.losses.point import PointLoss
+
+
+class LossName(StrEnum):
+    """The training losses compared in the consistency-loss paper."""
+
+    POINT = "point"
+    CB_FLIP = "cb-flip"
+    CB_FLIP_ROT = "cb-flip-rot"
+    LCFCN = "lcfcn"
+    CB_LCFCN = "cb-lcfcn"
+    FULL = "full"
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Which loss to train with.
+
+    Attributes:
+        name: the loss (a :class:`LossName` or its string value).
+        consistency_weight: ``lambda`` of the consistency term; used by the
+            ``cb-*`` losses only. Must be finite and >= 0.
+
+    Raises:
+        ValueError: on an unknown name or a negative or non-finite weight.
+    """
+
+    name: LossName = LossName.CB_FLIP_ROT
+    consistency_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.name not in set(LossName):
+            choices = ", ".join(LossName)
+            raise ValueError(f"unknown loss {self.name!r}; choose one of: {choices}")
+        if not math.isfinite(self.consistency_weight) or self.consistency_weight < 0:
+            raise ValueError(f"consistency_weight must be a finite number >= 0, got {self.consistency_weight}")
+        # Frozen dataclass: normalise the string to the enum through object.__setattr__.
+        object.__setattr__(self, "name", LossName(self.name))
+        object.__setattr__(self, "consistency_weight", float(self.consistency_weight))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values, e.g. ``{"name": "cb-flip-rot", "consistency_weight": 1.0}``."""
+        values = asdict(self)
+        values["name"] = str(self.name)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LossConfig:
+        """Inverse of :meth:`to_dict`; missing keys take their defaults.
+
+        Raises:
+            ValueError: on unknown keys or bad values.
+        """
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown loss option(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+LossBuilder = Callable[[LossConfig, torch.Generator | None], SegmentationLoss]
+
+LOSS_BUILDERS: dict[LossName, LossBuilder] = {
+    LossName.POINT: lambda config, generator: PointLoss(),
+    LossName.CB_FLIP: lambda config, generator: ConsistencyLoss(
+        PointLoss(), TransformSet.FLIP, config.consistency_weight, generator
+    ),
+    LossName.CB_FLIP_ROT: lambda config, generator: ConsistencyLoss(
+        PointLoss(), TransformSet.FLIP_ROT, config.consistency_weight, generator
+    ),
+    LossName.LCFCN: lambda config, generator: LCFCNLoss(),
+    LossName.CB_LCFCN: lambda config, generator: ConsistencyLoss(
+        LCFCNLoss(), TransformSet.FLIP_ROT, config.consistency_weight, generator
+    ),
+    LossName.FULL: lambda config, generator: FullSupervisionLoss(),
+}
+
+
+def build_loss(config: LossConfig, generator: torch.Generator | None = None) -> SegmentationLoss:
+    """The loss named by ``config``.
+
+    Args:
+        config: which loss, and the consistency weight for the ``cb-*`` losses.
+        generator: random source for the consistency losses' transforms; the
+            global RNG if None.
+    """
+    return LOSS_BUILDERS[config.name](config, generator)

@@ -1,0 +1,112 @@
+"""Model names, the JSON-serialisable model configuration, and the name -> builder registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from covidal.errors import CovidalError
+from covidal.models.base import SegmentationNet
+from covidal.models.fcn8 import FCN8VGG16, load_vgg16_imagenet_weights
+from covidal.models.unet import UNet2D
+
+
+class ModelName(StrEnum):
+    """The segmentation networks a user can choose."""
+
+    UNET = "unet"
+    FCN8 = "fcn8"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network to build, saved with checkpoints.
+
+    Attributes:
+        name: the network (a :class:`ModelName` or its string value).
+        dropout: head channel-dropout probability, ``0 <= p < 1``.
+        pretrained: local torchvision-format ImageNet VGG16 weights file for the
+            FCN8 trunk; None trains from scratch. Only valid with ``fcn8``.
+
+    Raises:
+        CovidalError: for an unknown name, a dropout outside ``[0, 1)``, or
+            pretrained weights with a network other than ``fcn8``.
+    """
+
+    name: ModelName = ModelName.UNET
+    dropout: float = 0.5
+    pretrained: str | None = None
+
+    def __post_init__(self) -> None:
+        # Frozen dataclass: normalise the fields through object.__setattr__.
+        object.__setattr__(self, "name", _parse_model_name(self.name))
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float):
+            raise CovidalError(f"model dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise CovidalError(f"model dropout must satisfy 0 <= p < 1, got {self.dropout}")
+        object.__setattr__(self, "dropout", float(self.dropout))
+        if self.pretrained is not None:
+            if self.name is not ModelName.FCN8:
+                raise CovidalError(
+                    f"pretrained weights are only supported for fcn8, not {self.name}; drop the pretrained setting"
+                )
+            object.__setattr__(self, "pretrained", str(self.pretrained))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible dict: ``{"name": str, "dropout": float, "pretrained": str | None}``."""
+        values = asdict(self)
+        values["name"] = str(self.name)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; missing keys take their defaults.
+
+        Raises:
+            CovidalError: if ``values`` is not a mapping, has unknown keys, or holds invalid values.
+        """
+        if not isinstance(values, Mapping):
+            raise CovidalError(f"model config must be a JSON object, got {type(values).__name__}")
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise CovidalError(f"unknown model config keys {unknown}; allowed: {sorted(known)}")
+        return cls(**values)
+
+
+def _parse_model_name(name: object) -> ModelName:
+    """``name`` as a ModelName, or a CovidalError listing the choices."""
+    try:
+        return ModelName(name)
+    except ValueError:
+        choices = ", ".join(member.value for member in ModelName)
+        raise CovidalError(f"unknown model {name!r}; choose one of: {choices}") from None
+
+
+def _build_unet(config: ModelConfig) -> SegmentationNet:
+    return UNet2D(dropout=config.dropout)
+
+
+def _build_fcn8(config: ModelConfig) -> SegmentationNet:
+    model = FCN8VGG16(dropout=config.dropout)
+    if config.pretrained is not None:
+        load_vgg16_imagenet_weights(model, Path(config.pretrained))
+    return model
+
+
+MODEL_BUILDERS: dict[ModelName, Callable[[ModelConfig], SegmentationNet]] = {
+    ModelName.UNET: _build_unet,
+    ModelName.FCN8: _build_fcn8,
+}
+
+
+def build_model(config: ModelConfig) -> SegmentationNet:
+    """A freshly initialised network as ``config`` describes (ImageNet trunk weights if ``pretrained``).
+
+    Raises:
+        CovidalError: if the pretrained weights file is missing or unusable.
+    """
+    return MODEL_BUILDERS[config.name](config)

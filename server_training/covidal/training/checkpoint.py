@@ -1,0 +1,72 @@
+"""A run directory: ``model.pt`` (weights + the configs that built them) and ``train.json``."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from covidal.errors import CovidalError
+from covidal.models.base import SegmentationNet
+from covidal.models.registry import build_model
+from covidal.training.config import TrainConfig
+from covidal.utils.atomic import atomic_write
+
+CHECKPOINT_FORMAT = "covidal.model2d"
+CHECKPOINT_VERSION = 1
+MODEL_FILE = "model.pt"
+HISTORY_FILE = "train.json"
+
+
+@dataclass
+class LoadedRun:
+    """A trained model ready for inference, with the configuration it was trained with."""
+
+    model: SegmentationNet
+    config: TrainConfig
+    epoch: int
+    val_dice: float | None
+
+
+def save_checkpoint(
+    path: Path, model: SegmentationNet, config: TrainConfig, epoch: int, val_dice: float | None
+) -> None:
+    """Write weights and configs atomically (a crash never leaves a half-written model.pt)."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": config.to_dict(),
+        "epoch": epoch,
+        "val_dice": val_dice,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_run(run_dir: Path, device: torch.device | str = "cpu") -> LoadedRun:
+    """Load ``run_dir/model.pt`` (or a direct path to a ``.pt`` file).
+
+    Raises:
+        CovidalError: missing, unreadable or foreign checkpoint.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir if run_dir.is_file() else run_dir / MODEL_FILE
+    if not path.is_file():
+        raise CovidalError(f"no trained model at {path}; train one with `covidal train ... --out {run_dir}`")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
+        raise CovidalError(f"{path} is not a readable covidal model ({error.__class__.__name__})") from error
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CovidalError(f"{path} is not a covidal 2D model checkpoint")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CovidalError(f"{path} has checkpoint version {payload.get('version')}; this covidal reads {CHECKPOINT_VERSION}")
+    config = TrainConfig.from_dict(payload["config"])
+    # The saved weights already hold any pretrained initialisation: do not read that file again.
+    model = build_model(replace(config.model, pretrained=None))
+    model.load_state_dict(payload["state_dict"])
+    model.to(device).eval()
+    return LoadedRun(model=model, config=config, epoch=payload["epoch"], val_dice=payload["val_dice"])

@@ -1,0 +1,92 @@
+"""One typed configuration per training run, saved with its results."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+
+import torch
+
+from covidal.data.window import HUWindow
+from covidal.losses.registry import LossConfig, LossName
+from covidal.models.registry import ModelConfig, ModelName
+
+
+class DeviceChoice(StrEnum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+def resolve_device(choice: DeviceChoice | str) -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without a GPU is a user error."""
+    from covidal.errors import CovidalError
+
+    choice = DeviceChoice(choice)
+    if choice is DeviceChoice.AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice is DeviceChoice.CUDA and not torch.cuda.is_available():
+        raise CovidalError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return torch.device(choice.value)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a 2D point-supervised training run.
+
+    Attributes:
+        loss: which loss and its weights.
+        model: which network and its head dropout.
+        epochs: passes over the training slices (>= 1).
+        batch_size: slices per optimisation step (>= 1).
+        learning_rate: Adam step size (> 0).
+        image_size: side of the square training grid in pixels (multiple of 32).
+        val_fraction: share of the slices held out for model selection, in [0, 1).
+        seed: seeds the split, the derived points, the initialisation and the batches.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        window: Hounsfield window applied to CT volumes (8-bit images are used as they are).
+        mask_class: binarise multi-class masks as ``== mask_class`` instead of "any non-zero".
+    """
+
+    loss: LossConfig = field(default_factory=LossConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    epochs: int = 100
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    image_size: int = 352
+    val_fraction: float = 0.1
+    seed: int = 0
+    device: DeviceChoice = DeviceChoice.AUTO
+    window: HUWindow = field(default_factory=HUWindow)
+    mask_class: int | None = None
+
+    def __post_init__(self) -> None:
+        self.device = DeviceChoice(self.device)
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning rate must be positive, got {self.learning_rate}")
+        if self.image_size < 32 or self.image_size % 32:
+            raise ValueError(f"image size must be a positive multiple of 32, got {self.image_size}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"validation fraction must be in [0, 1), got {self.val_fraction}")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["loss"] = self.loss.to_dict()
+        data["model"] = self.model.to_dict()
+        data["device"] = self.device.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        data = dict(data)
+        data["loss"] = LossConfig.from_dict(data["loss"])
+        data["model"] = ModelConfig.from_dict(data["model"])
+        data["window"] = HUWindow(**data["window"])
+        return cls(**data)
+
+
+__all__ = ["TrainConfig", "DeviceChoice", "resolve_device", "LossName", "ModelName"]

@@ -1,0 +1,72 @@
+"""Slices on the square training grid, with their point labels (and masks for the full loss)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from covidal.data.grid import GridMapping, point_label_map_on_grid, resize_image, resize_mask
+from covidal.data.points import PointLabel
+from covidal.data.slices import SliceRecord
+from covidal.losses.base import Batch
+
+
+def standardise(image: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance per slice, so 8-bit JPGs and windowed HU look alike to the network."""
+    std = float(image.std())
+    return ((image - image.mean()) / (std if std > 1e-6 else 1.0)).astype(np.float32)
+
+
+def network_input(records: Sequence[SliceRecord], size: int) -> torch.Tensor:
+    """Resized, standardised images ``[N, 1, S, S]`` (float32)."""
+    stacked = np.stack([standardise(resize_image(record.image, size)) for record in records])
+    return torch.from_numpy(stacked)[:, None]
+
+
+@dataclass
+class TrainingSlices:
+    """All training slices held as tensors on the training grid.
+
+    Attributes:
+        images: ``[N, 1, S, S]`` standardised images.
+        point_labels: ``[N, S, S]`` int64, -1 unlabelled, 0 background, 1 infection.
+        masks: ``[N, S, S]`` float reference masks, or None when the loss does not need them.
+    """
+
+    images: torch.Tensor
+    point_labels: torch.Tensor
+    masks: torch.Tensor | None
+
+    @classmethod
+    def build(
+        cls,
+        records: Sequence[SliceRecord],
+        points_by_slice: Mapping[str, Sequence[PointLabel]],
+        size: int,
+        with_masks: bool,
+    ) -> "TrainingSlices":
+        labels = [
+            point_label_map_on_grid(points_by_slice.get(r.slice_id, []), GridMapping(r.image.shape, size))
+            for r in records
+        ]
+        masks = None
+        if with_masks:
+            masks = torch.from_numpy(np.stack([resize_mask(r.mask, size) for r in records]).astype(np.float32))
+        return cls(network_input(records, size), torch.from_numpy(np.stack(labels)), masks)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batches(self, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[Batch]:
+        """Shuffled mini-batches for one epoch (the last one may be smaller)."""
+        order = torch.randperm(len(self), generator=generator)
+        for start in range(0, len(self), batch_size):
+            index = order[start : start + batch_size]
+            yield Batch(
+                images=self.images[index].to(device),
+                point_labels=self.point_labels[index].to(device),
+                masks=None if self.masks is None else self.masks[index].to(device),
+            )
