@@ -49,13 +49,14 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from covidal.data.io import write_volume
 from covidal.data.volume import Volume
 from covidal.errors import CovidalError
+from covidal.utils.atomic import atomic_write_bytes
 
 TOTALSEGMENTATOR_VERSION = "2.18.0"
 REFERENCE_CT_NAME = "example_ct.nii.gz"
 REFERENCE_CT_SHA256 = "372d98723e3283a8d4a0ae2f0ef1e581c0ad17b673b30b2e8d3e215180cc2a12"
-CACHE_FILE_MODE = 0o644  # mkstemp creates files 0600; cached data is not secret
 
 LUNG_MAX_HU = -320.0
 MAX_AIRWAY_AREA_MM2 = 600.0  # an adult trachea is ~2-3 cm^2 in cross-section; a lung slice is far larger
@@ -115,7 +116,7 @@ def fetch_reference_ct(cache_dir: Path | None = None) -> Path:
             f"the chest CT in totalsegmentator {TOTALSEGMENTATOR_VERSION} has SHA-256 {_sha256(content)}, "
             f"expected {REFERENCE_CT_SHA256}; the package index served a different file, check its configuration"
         )
-    _write_bytes_atomically(target, content)
+    atomic_write_bytes(target, content)
     return target
 
 
@@ -168,19 +169,6 @@ def _read_reference_member(sdist: Path) -> bytes:
 
 def _sha256(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
-
-
-def _write_bytes_atomically(target: Path, content: bytes) -> None:
-    """Write through a temporary file in the same folder, so a reader never sees a partial file."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(content)
-        os.chmod(temporary, CACHE_FILE_MODE)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def segment_lungs(ct: Volume) -> np.ndarray:
@@ -510,6 +498,10 @@ def _smooth_noise(
     return field / std if std > 0 else field
 
 
+# Bump when the lung or lesion recipe changes, so cached cases of an older recipe are not reused.
+DEMO_RECIPE_VERSION = 1
+
+
 @dataclass(frozen=True)
 class DemoCase:
     """The files of one demo case (NRRD, all with the source CT's geometry)."""
@@ -521,7 +513,7 @@ class DemoCase:
 
 
 def make_demo_case(cache_dir: Path | None = None, seed: int = 0) -> DemoCase:
-    """Build (or reuse) the demo case for ``seed`` under ``cache_dir / f"demo-seed{seed}"``.
+    """Build (or reuse) the demo case for ``seed`` under ``cache_dir / f"demo-v{DEMO_RECIPE_VERSION}-seed{seed}"``.
 
     Deterministic: the same seed always gives the same arrays. Files: ``demo_ct.nrrd``
     (int16 HU), ``demo_lesions.nrrd`` (uint8 {0,1}), ``demo_lungs.nrrd`` (uint8 {0,1}).
@@ -534,7 +526,7 @@ def make_demo_case(cache_dir: Path | None = None, seed: int = 0) -> DemoCase:
         CovidalError: the reference CT cannot be fetched (see :func:`fetch_reference_ct`).
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    case_dir = cache_dir / f"demo-seed{seed}"
+    case_dir = cache_dir / f"demo-v{DEMO_RECIPE_VERSION}-seed{seed}"
     case = DemoCase(case_dir / "demo_ct.nrrd", case_dir / "demo_lesions.nrrd", case_dir / "demo_lungs.nrrd", seed)
     if all(path.is_file() for path in (case.ct, case.lesions, case.lungs)):
         return case
@@ -542,26 +534,10 @@ def make_demo_case(cache_dir: Path | None = None, seed: int = 0) -> DemoCase:
     lungs = segment_lungs(ct)
     lesion_ct, lesions = insert_lesions(ct, lungs, np.random.default_rng(seed))
     case_dir.mkdir(parents=True, exist_ok=True)
-    _write_volume_atomically(lesion_ct, case.ct)
-    _write_volume_atomically(ct.with_array(lesions), case.lesions)
-    _write_volume_atomically(ct.with_array(lungs.astype(np.uint8)), case.lungs)
+    write_volume(lesion_ct, case.ct)
+    write_volume(ct.with_array(lesions), case.lesions)
+    write_volume(ct.with_array(lungs.astype(np.uint8)), case.lungs)
     return case
-
-
-def _write_volume_atomically(volume: Volume, target: Path) -> None:
-    """Write ``volume`` as compressed NRRD through a temporary file in the same folder.
-
-    The temporary name keeps the ``.nrrd`` suffix because SimpleITK picks the writer by it.
-    """
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
-    os.close(descriptor)
-    try:
-        sitk.WriteImage(volume.to_sitk(), temporary, useCompression=True)
-        os.chmod(temporary, CACHE_FILE_MODE)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def describe(case: DemoCase) -> str:

@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from scipy import ndimage
-
 from covidal import sample_data
 from covidal.data.volume import Volume
 from covidal.errors import CovidalError
@@ -29,6 +27,7 @@ from covidal.sample_data import (
     make_demo_case,
     segment_lungs,
 )
+from scipy import ndimage
 
 VOXEL_ML = 1.5**3 / 1000.0  # the reference CT has 1.5 mm isotropic voxels
 
@@ -323,9 +322,9 @@ def test_demo_case_files_match_generation_and_source_geometry(
     case = make_demo_case(tmp_path, seed=0)
 
     assert case == DemoCase(
-        tmp_path / "demo-seed0" / "demo_ct.nrrd",
-        tmp_path / "demo-seed0" / "demo_lesions.nrrd",
-        tmp_path / "demo-seed0" / "demo_lungs.nrrd",
+        tmp_path / f"demo-v{sample_data.DEMO_RECIPE_VERSION}-seed0" / "demo_ct.nrrd",
+        tmp_path / f"demo-v{sample_data.DEMO_RECIPE_VERSION}-seed0" / "demo_lesions.nrrd",
+        tmp_path / f"demo-v{sample_data.DEMO_RECIPE_VERSION}-seed0" / "demo_lungs.nrrd",
         0,
     )
     assert sorted(p.name for p in case.ct.parent.iterdir()) == ["demo_ct.nrrd", "demo_lesions.nrrd", "demo_lungs.nrrd"]

@@ -10,7 +10,15 @@ from pathlib import Path
 import torch
 
 from covidal.bench.losses import bench_losses, markdown_table
-from covidal.cli.options import add_data_options, add_device_option, image_size, non_negative_int, positive_float, positive_int, window_from
+from covidal.cli.options import (
+    add_data_options,
+    add_device_option,
+    image_size,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    window_from,
+)
 from covidal.data.slices import load_slices
 from covidal.losses.registry import LossConfig, LossName
 from covidal.training.config import TrainConfig

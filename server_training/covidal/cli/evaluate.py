@@ -24,6 +24,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--json", type=Path, required=True, help="where to write the metrics")
     add_device_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    # None: use the window the model was trained with.
     parser.set_defaults(run=run, window_level=None, window_width=None)
 
 

@@ -19,8 +19,15 @@ from covidal.errors import CovidalError
 COMMANDS = (train, evaluate, predict, demo, bench_losses)
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Report a bad command line in one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="covidal",
         description="Point-supervised segmentation of COVID-19 lung infection in CT, with region-based active learning.",
     )

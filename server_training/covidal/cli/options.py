@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from covidal.data.window import HUWindow
@@ -23,15 +24,22 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
+def finite_float(text: str) -> float:
     value = _parse(float, text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
 
 
 def non_negative_float(text: str) -> float:
-    value = _parse(float, text)
+    value = finite_float(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
     return value
@@ -64,9 +72,9 @@ def add_data_options(parser: argparse.ArgumentParser, masks_required: bool) -> N
                         help="folder of PNG/JPG slices, a volume (NIfTI/NRRD/MHA), a DICOM series folder, or a folder of volumes")
     parser.add_argument("--masks", type=Path, required=masks_required,
                         help="folder of masks sharing the images' stems, or label volume(s) matched by name")
-    parser.add_argument("--mask-class", type=non_negative_int, default=None,
+    parser.add_argument("--mask-class", type=positive_int, default=None,
                         help="use only this label of multi-class masks as infection (default: any non-zero)")
-    parser.add_argument("--window-level", type=float, default=-600.0, help="HU window level for CT (default -600)")
+    parser.add_argument("--window-level", type=finite_float, default=-600.0, help="HU window level for CT (default -600)")
     parser.add_argument("--window-width", type=positive_float, default=1500.0, help="HU window width for CT (default 1500)")
 
 

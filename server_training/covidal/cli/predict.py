@@ -9,9 +9,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from covidal.cli.evaluate import _window
-from covidal.cli.options import add_device_option
+from covidal.cli.options import add_device_option, finite_float, positive_float
 from covidal.data.io import IMAGE_SUFFIXES, read_image_2d, read_volume, write_volume
-from covidal.data.slices import SliceRecord, case_name, load_slice_folder, load_volume_slices
+from covidal.data.slices import (
+    SliceRecord,
+    case_name,
+    load_slice_folder,
+    load_volume_slices,
+)
 from covidal.data.window import HUWindow, to_unit_intensity
 from covidal.errors import CovidalError
 from covidal.inference import predict_probabilities
@@ -28,8 +33,8 @@ def add_parser(commands) -> None:
                         help="a PNG/JPG slice, a folder of them, a volume (NIfTI/NRRD/MHA) or a DICOM series folder")
     parser.add_argument("--out", type=Path, required=True,
                         help="PNG mask (0/255) for a slice, a folder for a folder, a label volume (.nrrd) for a volume")
-    parser.add_argument("--window-level", type=float, default=None, help="override the trained HU window level")
-    parser.add_argument("--window-width", type=float, default=None, help="override the trained HU window width")
+    parser.add_argument("--window-level", type=finite_float, default=None, help="override the trained HU window level")
+    parser.add_argument("--window-width", type=positive_float, default=None, help="override the trained HU window width")
     add_device_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
@@ -71,7 +76,7 @@ def _predict_image_file(loaded: LoadedRun, source: Path, out: Path, device) -> N
 
 
 def _predict_image_folder(loaded: LoadedRun, source: Path, out: Path, device, progress: bool) -> None:
-    records = load_slice_folder(source, None)
+    records = load_slice_folder(source, None, window=loaded.config.window)
     for record, prob in predict_probabilities(loaded.model, records, loaded.config.image_size, device, progress=progress):
         _write_png(prob >= 0.5, out / f"{record.slice_id}.png")
 

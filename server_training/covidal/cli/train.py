@@ -5,8 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from covidal.cli.options import (add_data_options, add_device_option, fraction, image_size,
-                                 non_negative_float, non_negative_int, positive_float, positive_int, window_from)
+from covidal.cli.options import (
+    add_data_options,
+    add_device_option,
+    fraction,
+    image_size,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    window_from,
+)
 from covidal.data.points import load_points, validate_points_in_bounds
 from covidal.data.slices import load_slices
 from covidal.errors import CovidalError
@@ -27,6 +36,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--points", type=Path, default=None,
                         help="points JSON (covidal.points v1); default: derived from the masks, one per lesion + as many background")
     parser.add_argument("--model", choices=[n.value for n in ModelName], default=ModelName.UNET.value)
+    parser.add_argument("--width", type=positive_int, default=32, help="U-Net base channels (default 32)")
     parser.add_argument("--pretrained", type=Path, default=None, help="local VGG16 ImageNet weights for fcn8 (default: from scratch)")
     parser.add_argument("--epochs", type=positive_int, default=100)
     parser.add_argument("--batch-size", type=positive_int, default=8)
@@ -44,7 +54,7 @@ def add_parser(commands) -> None:
 def config_from(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         loss=LossConfig(name=LossName(args.loss), consistency_weight=args.consistency_weight),
-        model=ModelConfig(name=ModelName(args.model), dropout=args.dropout,
+        model=ModelConfig(name=ModelName(args.model), dropout=args.dropout, width=args.width,
                           pretrained=None if args.pretrained is None else str(args.pretrained.resolve())),
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, image_size=args.size,
         val_fraction=args.val_fraction, seed=args.seed, device=args.device,

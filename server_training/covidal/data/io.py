@@ -142,6 +142,8 @@ def write_volume(volume: Volume, path: Path) -> None:
         except RuntimeError as error:
             raise CovidalError(f"cannot write {path}: {_last_line(error)}") from error
         for produced in sorted(Path(staging_dir).iterdir(), key=lambda file: file == staged):
+            with open(produced, "rb+") as handle:
+                os.fsync(handle.fileno())  # durable before it becomes visible under its final name
             os.replace(produced, path.parent / produced.name)
 
 

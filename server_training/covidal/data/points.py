@@ -26,8 +26,6 @@ this reader.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from covidal.errors import CovidalError
+from covidal.utils.atomic import atomic_write
 
 FORMAT_NAME = "covidal.points"
 FORMAT_VERSION = 1
@@ -266,18 +265,7 @@ def save_points(path: Path, points: Sequence[PointLabel]) -> None:
             {"slice": p.slice_id, "row": p.row, "col": p.col, "label": int(p.label)} for p in points
         ],
     }
-    # The temp file lives in the target folder so os.replace is an atomic rename.
-    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=1)
-            handle.write("\n")
-        # mkstemp creates the file owner-only; a points file is ordinary user data.
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8"))
 
 
 def load_points(path: Path) -> list[PointLabel]:

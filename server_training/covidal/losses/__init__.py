@@ -4,7 +4,13 @@ Pick one with :func:`build_loss` and a :class:`LossConfig`; every loss is
 called as ``loss(model, batch) -> LossResult``.
 """
 
-from covidal.losses.base import IGNORE_INDEX, Batch, LogitsLoss, LossResult, SegmentationLoss
+from covidal.losses.base import (
+    IGNORE_INDEX,
+    Batch,
+    LogitsLoss,
+    LossResult,
+    SegmentationLoss,
+)
 from covidal.losses.consistency import ConsistencyLoss, TransformSet
 from covidal.losses.full import FullSupervisionLoss
 from covidal.losses.lcfcn import LCFCNLoss

@@ -11,7 +11,14 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from covidal.losses.base import BACKGROUND, INFECTION, NUM_CLASSES, Batch, LogitsLoss, LossResult
+from covidal.losses.base import (
+    BACKGROUND,
+    INFECTION,
+    NUM_CLASSES,
+    Batch,
+    LogitsLoss,
+    LossResult,
+)
 
 EDGE_WINDOW = 31  # Inf-Net's window for "near an edge"
 EDGE_GAIN = 5.0

@@ -32,7 +32,14 @@ from scipy import ndimage
 from skimage.segmentation import find_boundaries, watershed
 from torch import Tensor
 
-from covidal.losses.base import BACKGROUND, INFECTION, Batch, LogitsLoss, LossResult, check_logits
+from covidal.losses.base import (
+    BACKGROUND,
+    INFECTION,
+    Batch,
+    LogitsLoss,
+    LossResult,
+    check_logits,
+)
 from covidal.losses.point import point_loss
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)

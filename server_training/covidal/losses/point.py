@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from covidal.losses.base import BACKGROUND, IGNORE_INDEX, INFECTION, Batch, LogitsLoss, LossResult, check_logits
+from covidal.losses.base import (
+    BACKGROUND,
+    IGNORE_INDEX,
+    INFECTION,
+    Batch,
+    LogitsLoss,
+    LossResult,
+    check_logits,
+)
 
 
 def point_loss(logits: Tensor, point_labels: Tensor) -> Tensor:

@@ -30,6 +30,8 @@ class ModelConfig:
         dropout: head channel-dropout probability, ``0 <= p < 1``.
         pretrained: local torchvision-format ImageNet VGG16 weights file for the
             FCN8 trunk; None trains from scratch. Only valid with ``fcn8``.
+        width: base channel count of the U-Net, whose levels have
+            ``(w, w, 2w, 4w, 8w, w)`` channels (32 gives MONAI BasicUNet's default).
 
     Raises:
         CovidalError: for an unknown name, a dropout outside ``[0, 1)``, or
@@ -39,6 +41,7 @@ class ModelConfig:
     name: ModelName = ModelName.UNET
     dropout: float = 0.5
     pretrained: str | None = None
+    width: int = 32
 
     def __post_init__(self) -> None:
         # Frozen dataclass: normalise the fields through object.__setattr__.
@@ -48,6 +51,8 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise CovidalError(f"model dropout must satisfy 0 <= p < 1, got {self.dropout}")
         object.__setattr__(self, "dropout", float(self.dropout))
+        if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 1:
+            raise CovidalError(f"model width must be a positive integer, got {self.width!r}")
         if self.pretrained is not None:
             if self.name is not ModelName.FCN8:
                 raise CovidalError(
@@ -56,7 +61,7 @@ class ModelConfig:
             object.__setattr__(self, "pretrained", str(self.pretrained))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-compatible dict: ``{"name": str, "dropout": float, "pretrained": str | None}``."""
+        """Plain JSON-compatible dict: ``{"name": str, "dropout": float, "pretrained": str | None, "width": int}``."""
         values = asdict(self)
         values["name"] = str(self.name)
         return values
@@ -87,7 +92,8 @@ def _parse_model_name(name: object) -> ModelName:
 
 
 def _build_unet(config: ModelConfig) -> SegmentationNet:
-    return UNet2D(dropout=config.dropout)
+    w = config.width
+    return UNet2D(features=(w, w, 2 * w, 4 * w, 8 * w, w), dropout=config.dropout)
 
 
 def _build_fcn8(config: ModelConfig) -> SegmentationNet:

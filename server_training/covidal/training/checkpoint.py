@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -50,7 +48,7 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu") -> LoadedRun:
     """Load ``run_dir/model.pt`` (or a direct path to a ``.pt`` file).
 
     Raises:
-        CovidalError: missing, unreadable or foreign checkpoint.
+        CovidalError: missing, unreadable, foreign or damaged checkpoint.
     """
     run_dir = Path(run_dir)
     path = run_dir if run_dir.is_file() else run_dir / MODEL_FILE
@@ -58,15 +56,20 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu") -> LoadedRun:
         raise CovidalError(f"no trained model at {path}; train one with `covidal train ... --out {run_dir}`")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - arbitrary bytes make torch.load raise almost any type (KeyError, IndexError, ...)
         raise CovidalError(f"{path} is not a readable covidal model ({error.__class__.__name__})") from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CovidalError(f"{path} is not a covidal 2D model checkpoint")
     if payload.get("version") != CHECKPOINT_VERSION:
         raise CovidalError(f"{path} has checkpoint version {payload.get('version')}; this covidal reads {CHECKPOINT_VERSION}")
-    config = TrainConfig.from_dict(payload["config"])
-    # The saved weights already hold any pretrained initialisation: do not read that file again.
-    model = build_model(replace(config.model, pretrained=None))
-    model.load_state_dict(payload["state_dict"])
-    model.to(device).eval()
-    return LoadedRun(model=model, config=config, epoch=payload["epoch"], val_dice=payload["val_dice"])
+    try:
+        config = TrainConfig.from_dict(payload["config"])
+        # The saved weights already hold any pretrained initialisation: do not read that file again.
+        model = build_model(replace(config.model, pretrained=None))
+        model.load_state_dict(payload["state_dict"])
+        run = LoadedRun(model=model, config=config, epoch=payload["epoch"], val_dice=payload["val_dice"])
+    except (KeyError, TypeError, ValueError, RuntimeError, CovidalError) as error:
+        # Only the class: load_state_dict's message spans many lines.
+        raise CovidalError(f"{path} is a damaged covidal checkpoint ({error.__class__.__name__})") from error
+    run.model.to(device).eval()
+    return run

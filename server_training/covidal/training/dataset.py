@@ -8,7 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from covidal.data.grid import GridMapping, point_label_map_on_grid, resize_image, resize_mask
+from covidal.data.grid import (
+    GridMapping,
+    point_label_map_on_grid,
+    resize_image,
+    resize_mask,
+)
 from covidal.data.points import PointLabel
 from covidal.data.slices import SliceRecord
 from covidal.losses.base import Batch

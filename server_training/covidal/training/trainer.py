@@ -13,7 +13,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from covidal.data.points import PointLabel, derive_points_for_slices, points_by_slice, save_points
+from covidal.data.points import (
+    PointLabel,
+    derive_points_for_slices,
+    points_by_slice,
+    save_points,
+)
 from covidal.data.slices import SliceRecord
 from covidal.errors import CovidalError
 from covidal.inference import autocast_for, evaluate

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
+
+FILE_MODE = 0o644  # mkstemp creates files 0600; what we write is ordinary user data
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -18,16 +20,22 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = path.parent / f".{path.stem}.tmp-{secrets.token_hex(8)}{suffix}"
+    # os.open applies the user's umask; tempfile.mkstemp would make every output owner-only (0600).
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, content: bytes) -> None:
+    """Write ``content`` atomically."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(content))
 
 
 def atomic_write_json(path: Path, data: object) -> None:

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from covidal.data.grid import (
     DEFAULT_TRAIN_SIZE,
     GridMapping,

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from covidal.data import points as points_module
 from covidal.data.points import (
     IGNORE_INDEX,
@@ -243,10 +242,10 @@ def test_failed_save_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, monkey
     save_points(path, SAMPLE_POINTS)
     before = path.read_bytes()
 
-    def broken_dump(*args, **kwargs):
+    def broken_dumps(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(points_module.json, "dump", broken_dump)
+    monkeypatch.setattr(points_module.json, "dumps", broken_dumps)
     with pytest.raises(OSError, match="disk full"):
         save_points(path, [PointLabel("1", 1, 1, 1)])
     assert path.read_bytes() == before

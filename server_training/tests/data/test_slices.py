@@ -3,13 +3,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from covidal.data.io import write_volume
-from covidal.data.slices import case_name, load_slice_folder, load_slices, load_volume_slices
+from covidal.data.slices import (
+    case_name,
+    load_slice_folder,
+    load_slices,
+    load_volume_slices,
+)
 from covidal.data.volume import Volume
 from covidal.data.window import HUWindow
 from covidal.errors import CovidalError
+from PIL import Image
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 SEMISEG = SHARED_DATA / "covid_semiseg" / "train"

@@ -3,8 +3,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from covidal.losses.base import IGNORE_INDEX, Batch
 from covidal.losses.lcfcn import (
     LCFCNLoss,
@@ -15,6 +13,7 @@ from covidal.losses.lcfcn import (
     split_loss,
 )
 from covidal.losses.point import point_loss
+from torch import nn
 
 
 def logits_from_probs(infection_probs) -> torch.Tensor:

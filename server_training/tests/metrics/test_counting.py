@@ -2,8 +2,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from covidal.metrics.counting import (
     CountingMetric,
     compute_game,
@@ -11,6 +9,7 @@ from covidal.metrics.counting import (
     grid_counts,
     object_centroids,
 )
+from PIL import Image
 
 SHARED_MASKS = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "covid_semiseg" / "train" / "masks"
 

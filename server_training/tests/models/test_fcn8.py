@@ -4,11 +4,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
-
 from covidal.errors import CovidalError
 from covidal.models.base import SegmentationNet
-from covidal.models.fcn8 import FCN8VGG16, linear_to_conv_weight, load_vgg16_imagenet_weights
+from covidal.models.fcn8 import (
+    FCN8VGG16,
+    linear_to_conv_weight,
+    load_vgg16_imagenet_weights,
+)
+from torch import nn
 
 # torchvision vgg16().features: conv indices and their (in, out) channels; pools at 4, 9, 16, 23, 30.
 VGG16_CONVS = {
