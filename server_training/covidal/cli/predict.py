@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     if not source.exists():
         raise CovidalError(f"input {source} does not exist")
     if source.is_file() and _is_image(source):
-        _predict_image_file(loaded, source, args.out, device)
+        _predict_image_file(loaded, source, args.out, window, device)
     elif source.is_dir() and any(_is_image(p) for p in source.iterdir()):
-        _predict_image_folder(loaded, source, args.out, device, not args.quiet)
+        _predict_image_folder(loaded, source, args.out, window, device, not args.quiet)
     else:
         _predict_volume(loaded, source, args.out, window, device, not args.quiet)
     print(f"prediction written to {args.out}")
@@ -66,17 +66,19 @@ def _write_png(mask: np.ndarray, path: Path) -> None:
     atomic_write(path, lambda tmp: sitk.WriteImage(image, str(tmp)))
 
 
-def _predict_image_file(loaded: LoadedRun, source: Path, out: Path, device) -> None:
+def _predict_image_file(loaded: LoadedRun, source: Path, out: Path, window: HUWindow, device) -> None:
     if out.suffix.lower() != ".png":
         raise CovidalError(f"--out must be a .png file for a slice image, got {out}")
-    image = to_unit_intensity(read_image_2d(source), loaded.config.window)
+    image = to_unit_intensity(read_image_2d(source), window)
     record = SliceRecord(slice_id=source.stem, image=image, mask=None, case_id=source.stem, slice_index=None)
     (_, prob), = predict_probabilities(loaded.model, [record], loaded.config.image_size, device)
     _write_png(prob >= 0.5, out)
 
 
-def _predict_image_folder(loaded: LoadedRun, source: Path, out: Path, device, progress: bool) -> None:
-    records = load_slice_folder(source, None, window=loaded.config.window)
+def _predict_image_folder(loaded: LoadedRun, source: Path, out: Path, window: HUWindow, device, progress: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise CovidalError(f"--out {out} is a file; give a folder for the predictions of a folder of slices")
+    records = load_slice_folder(source, None, window=window)
     for record, prob in predict_probabilities(loaded.model, records, loaded.config.image_size, device, progress=progress):
         _write_png(prob >= 0.5, out / f"{record.slice_id}.png")
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-
-FILE_MODE = 0o644  # mkstemp creates files 0600; what we write is ordinary user data
-
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)`` then fsync and rename onto ``path``.
@@ -27,7 +25,6 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -39,13 +36,13 @@ def atomic_write_bytes(path: Path, content: bytes) -> None:
 
 
 def atomic_write_json(path: Path, data: object) -> None:
-    """Write ``data`` as indented JSON, atomically (NaN is written as null)."""
-    text = json.dumps(_nan_to_none(data), indent=2, sort_keys=False) + "\n"
+    """Write ``data`` as standard JSON, atomically (NaN and infinities become null)."""
+    text = json.dumps(_nan_to_none(data), indent=2, allow_nan=False) + "\n"
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def _nan_to_none(value: object) -> object:
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
         return {key: _nan_to_none(item) for key, item in value.items()}

@@ -29,10 +29,10 @@ def test_defaults():
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        ({}, {"name": "unet", "dropout": 0.5, "pretrained": None}),
-        ({"name": "fcn8", "dropout": 0}, {"name": "fcn8", "dropout": 0.0, "pretrained": None}),
-        ({"name": "fcn8", "pretrained": "/w/vgg.pth"}, {"name": "fcn8", "dropout": 0.5, "pretrained": "/w/vgg.pth"}),
-        ({"name": "unet", "dropout": 0.25}, {"name": "unet", "dropout": 0.25, "pretrained": None}),
+        ({}, {"name": "unet", "dropout": 0.5, "pretrained": None, "width": 32}),
+        ({"name": "fcn8", "dropout": 0}, {"name": "fcn8", "dropout": 0.0, "pretrained": None, "width": 32}),
+        ({"name": "fcn8", "pretrained": "/w/vgg.pth"}, {"name": "fcn8", "dropout": 0.5, "pretrained": "/w/vgg.pth", "width": 32}),
+        ({"name": "unet", "dropout": 0.25, "width": 8}, {"name": "unet", "dropout": 0.25, "pretrained": None, "width": 8}),
     ],
 )
 def test_to_dict_from_dict_round_trip_through_json(values, expected):
@@ -56,6 +56,8 @@ def test_config_is_frozen():
     ("kwargs", "message"),
     [
         ({"dropout": 1.0}, "0 <= p < 1"),
+        ({"width": 0}, "positive integer"),
+        ({"width": 2.5}, "positive integer"),
         ({"dropout": -0.1}, "0 <= p < 1"),
         ({"dropout": "0.5"}, "must be a number"),
         ({"dropout": True}, "must be a number"),
@@ -99,3 +101,11 @@ def test_build_fcn8_with_missing_weights_raises(tmp_path):
     config = ModelConfig(name=ModelName.FCN8, pretrained=str(tmp_path / "absent.pth"))
     with pytest.raises(CovidalError, match="not found"):
         build_model(config)
+
+
+@pytest.mark.parametrize("width", [8, 16])
+def test_unet_width_sets_the_channel_ladder(width):
+    model = build_model(ModelConfig(width=width))
+    assert model.feature_channels == width
+    assert model.trunk.conv_0.conv_0.conv.out_channels == width
+    assert model.trunk.down_4.convs.conv_0.conv.out_channels == 8 * width
