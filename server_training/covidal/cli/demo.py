@@ -39,6 +39,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--epochs", type=positive_int, default=15)
     parser.add_argument("--size", type=image_size, default=128, help="training grid (small so the demo runs on a CPU)")
     parser.add_argument("--width", type=positive_int, default=16, help="U-Net base channels (small so the demo runs on a CPU)")
+    parser.add_argument("--background-points", type=positive_int, default=8,
+                        help="background clicks per slice at least (lesions here are small: 2%% of the lungs)")
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--cache", type=Path, default=None, help="download cache (default $COVIDAL_CACHE or ~/.cache/covidal)")
     add_device_option(parser)
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     device = ["--device", args.device]
     _covidal("train", "--images", train_ct, "--masks", train_lesions, "--loss", args.loss, "--out", run_dir,
              "--epochs", args.epochs, "--size", args.size, "--width", args.width, "--val-fraction", 0.15,
+             "--background-points", args.background_points,
              "--seed", args.seed, *device)
     metrics_path = out / "test_metrics.json"
     _covidal("evaluate", "--model", run_dir, "--images", test_ct, "--masks", test_lesions, "--json", metrics_path, *device)

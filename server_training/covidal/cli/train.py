@@ -35,6 +35,9 @@ def add_parser(commands) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder for model.pt, train.json, points.json")
     parser.add_argument("--points", type=Path, default=None,
                         help="points JSON (covidal.points v1); default: derived from the masks, one per lesion + as many background")
+    parser.add_argument("--background-points", type=positive_int, default=1,
+                        help="derived points: at least N background clicks per slice (default 1: the paper's protocol, "
+                             "as many background as infection clicks)")
     parser.add_argument("--model", choices=[n.value for n in ModelName], default=ModelName.UNET.value)
     parser.add_argument("--width", type=positive_int, default=32, help="U-Net base channels (default 32)")
     parser.add_argument("--pretrained", type=Path, default=None, help="local VGG16 ImageNet weights for fcn8 (default: from scratch)")
@@ -58,7 +61,7 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
                           pretrained=None if args.pretrained is None else str(args.pretrained.resolve())),
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, image_size=args.size,
         val_fraction=args.val_fraction, seed=args.seed, device=args.device,
-        window=window_from(args), mask_class=args.mask_class,
+        window=window_from(args), mask_class=args.mask_class, min_background_points=args.background_points,
     )
 
 

@@ -8,6 +8,9 @@ mask): one INFECTION point per 8-connected infected region, at the pixel
 deepest inside that region, plus as many BACKGROUND points as infection points,
 drawn uniformly from the background. A slice without infection gets one
 background point, so that every annotated slice carries at least one label.
+``min_background`` raises that floor: at least that many background points per
+slice (for volumes whose lesions are small, where a handful of background
+clicks cannot tell the network how small infection is).
 
 JSON format (version 1)::
 
@@ -88,28 +91,33 @@ def _is_int(value: Any) -> bool:
 # --- protocol -----------------------------------------------------------------
 
 
-def derive_points(mask: np.ndarray, slice_id: str, rng: np.random.Generator) -> list[PointLabel]:
+def derive_points(
+    mask: np.ndarray, slice_id: str, rng: np.random.Generator, min_background: int = 1
+) -> list[PointLabel]:
     """Simulate the annotator's clicks on one slice from its full infection mask.
 
     Args:
         mask: ``[H, W]`` infection mask, any dtype; non-zero = infection.
         slice_id: id stored in the returned points.
         rng: source of the background points' positions.
+        min_background: at least this many background points (>= 1).
 
     Returns:
         The infection points (one per 8-connected component, in the order of
         each component's first pixel in row-major order), then the background
-        points (row-major order): as many as infection points, or one when the
-        slice has no infection; fewer only if the background is too small.
+        points (row-major order): as many as infection points, but at least
+        ``min_background``; fewer only if the background is too small.
 
     Raises:
-        ValueError: ``mask`` is not a non-empty 2D array.
+        ValueError: ``mask`` is not a non-empty 2D array, or ``min_background < 1``.
     """
+    if not _is_int(min_background) or min_background < 1:
+        raise ValueError(f"min_background must be a positive integer, got {min_background!r}")
     infected = _as_2d_bool(mask)
     infection = [
         PointLabel(slice_id, row, col, PointClass.INFECTION) for row, col in _component_centres(infected)
     ]
-    wanted_background = max(len(infection), 1)
+    wanted_background = max(len(infection), min_background)
     background = [
         PointLabel(slice_id, row, col, PointClass.BACKGROUND)
         for row, col in _sample_pixels(~infected, wanted_background, rng)
@@ -117,7 +125,9 @@ def derive_points(mask: np.ndarray, slice_id: str, rng: np.random.Generator) -> 
     return infection + background
 
 
-def derive_points_for_slices(masks: Mapping[str, np.ndarray], seed: int) -> list[PointLabel]:
+def derive_points_for_slices(
+    masks: Mapping[str, np.ndarray], seed: int, min_background: int = 1
+) -> list[PointLabel]:
     """:func:`derive_points` for many slices, reproducible from ``seed``.
 
     Each slice draws from its own generator seeded by ``(seed, crc32(slice_id))``,
@@ -127,6 +137,7 @@ def derive_points_for_slices(masks: Mapping[str, np.ndarray], seed: int) -> list
     Args:
         masks: slice id -> ``[H, W]`` infection mask.
         seed: non-negative integer.
+        min_background: passed to :func:`derive_points`.
 
     Returns:
         All points, slices in sorted id order.
@@ -139,7 +150,7 @@ def derive_points_for_slices(masks: Mapping[str, np.ndarray], seed: int) -> list
     points: list[PointLabel] = []
     for slice_id in sorted(masks):
         rng = np.random.default_rng([int(seed), zlib.crc32(slice_id.encode("utf-8"))])
-        points.extend(derive_points(masks[slice_id], slice_id, rng))
+        points.extend(derive_points(masks[slice_id], slice_id, rng, min_background))
     return points
 
 

@@ -46,6 +46,8 @@ class TrainConfig:
         device: ``auto``, ``cpu`` or ``cuda``.
         window: Hounsfield window applied to CT volumes (8-bit images are used as they are).
         mask_class: binarise multi-class masks as ``== mask_class`` instead of "any non-zero".
+        min_background_points: when points are derived from masks, at least this many
+            background clicks per slice (the paper's protocol is as many as infection clicks).
     """
 
     loss: LossConfig = field(default_factory=LossConfig)
@@ -59,6 +61,7 @@ class TrainConfig:
     device: DeviceChoice = DeviceChoice.AUTO
     window: HUWindow = field(default_factory=HUWindow)
     mask_class: int | None = None
+    min_background_points: int = 1
 
     def __post_init__(self) -> None:
         self.device = DeviceChoice(self.device)
@@ -70,6 +73,8 @@ class TrainConfig:
             raise ValueError(f"learning rate must be positive, got {self.learning_rate}")
         if self.image_size < 32 or self.image_size % 32:
             raise ValueError(f"image size must be a positive multiple of 32, got {self.image_size}")
+        if self.min_background_points < 1:
+            raise ValueError(f"min_background_points must be at least 1, got {self.min_background_points}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"validation fraction must be in [0, 1), got {self.val_fraction}")
 

@@ -78,12 +78,12 @@ def _check_masks(records: Sequence[SliceRecord], why: str) -> None:
 
 
 def _training_points(
-    train: Sequence[SliceRecord], given: Sequence[PointLabel] | None, seed: int
+    train: Sequence[SliceRecord], given: Sequence[PointLabel] | None, seed: int, min_background: int
 ) -> list[PointLabel]:
     """The points to train on: given ones restricted to the training slices, or derived from masks."""
     if given is None:
         _check_masks(train, "deriving points (no --points file was given)")
-        return derive_points_for_slices({r.slice_id: r.mask for r in train}, seed)
+        return derive_points_for_slices({r.slice_id: r.mask for r in train}, seed, min_background)
     train_ids = {r.slice_id for r in train}
     return [p for p in given if p.slice_id in train_ids]
 
@@ -120,7 +120,7 @@ def train(
     loss_fn = build_loss(config.loss, generator=torch.Generator().manual_seed(config.seed))
     if loss_fn.requires_masks:
         _check_masks(train_records, f"the '{config.loss.name}' loss")
-    train_points = _training_points(train_records, points, config.seed)
+    train_points = _training_points(train_records, points, config.seed, config.min_background_points)
     if not train_points and not loss_fn.requires_masks:
         raise CovidalError("no point labels fall on the training slices")
 

@@ -342,3 +342,29 @@ def test_real_masks_points_lie_inside_infection_and_background():
         assert all(mask[p.row, p.col] for p in infection), slice_id
         assert not any(mask[p.row, p.col] for p in background), slice_id
         assert len(background) == max(len(infection), 1), slice_id
+
+
+@pytest.mark.parametrize(
+    ("lesions", "min_background", "expected_background"),
+    [
+        (0, 1, 1),  # paper's protocol on an empty slice
+        (0, 5, 5),
+        (2, 1, 2),  # as many as infection points
+        (2, 5, 5),  # the floor wins
+        (7, 5, 7),  # infection count wins
+    ],
+)
+def test_min_background_sets_a_floor_on_background_points(lesions, min_background, expected_background):
+    mask = np.zeros((40, 80), dtype=np.uint8)
+    for index in range(lesions):
+        mask[2:5, 2 + 10 * index : 5 + 10 * index] = 1
+    points = derive_points(mask, "s", np.random.default_rng(0), min_background=min_background)
+    background = [p for p in points if p.label == PointClass.BACKGROUND]
+    assert len(background) == expected_background
+    assert all(mask[p.row, p.col] == 0 for p in background)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5])
+def test_min_background_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="min_background"):
+        derive_points(np.zeros((8, 8)), "s", np.random.default_rng(0), min_background=bad)

@@ -56,6 +56,7 @@ def test_to_dict_from_dict_round_trip_through_json(config):
         ("val_fraction", 1.0, "validation fraction"),
         ("val_fraction", -0.1, "validation fraction"),
         ("device", "gpu", "gpu"),
+        ("min_background_points", 0, "min_background_points"),
     ],
 )
 def test_bad_values_raise_value_error(field, value, message):
