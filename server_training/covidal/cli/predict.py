@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from covidal.cli.evaluate import _window
 from covidal.cli.options import add_device_option, finite_float, positive_float
-from covidal.data.io import IMAGE_SUFFIXES, read_image_2d, read_volume, write_volume
+from covidal.data.io import IMAGE_SUFFIXES, VOLUME_SUFFIXES, read_image_2d, read_volume, volume_suffix, write_volume
 from covidal.data.slices import (
     SliceRecord,
     case_name,
@@ -76,16 +76,16 @@ def _predict_image_file(loaded: LoadedRun, source: Path, out: Path, window: HUWi
 
 
 def _predict_image_folder(loaded: LoadedRun, source: Path, out: Path, window: HUWindow, device, progress: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise CovidalError(f"--out {out} is a file; give a folder for the predictions of a folder of slices")
+    if (out.exists() and not out.is_dir()) or out.suffix.lower() in IMAGE_SUFFIXES:
+        raise CovidalError(f"--out {out} looks like a file; give a folder for the predictions of a folder of slices")
     records = load_slice_folder(source, None, window=window)
     for record, prob in predict_probabilities(loaded.model, records, loaded.config.image_size, device, progress=progress):
         _write_png(prob >= 0.5, out / f"{record.slice_id}.png")
 
 
 def _predict_volume(loaded: LoadedRun, source: Path, out: Path, window: HUWindow, device, progress: bool) -> None:
-    if not out.name.lower().endswith((".nrrd", ".nii.gz", ".nii", ".mha")):
-        raise CovidalError(f"--out must be a label volume file (.nrrd, .nii.gz or .mha) for a volume, got {out}")
+    if volume_suffix(out) is None:
+        raise CovidalError(f"--out must be a label volume file ({', '.join(VOLUME_SUFFIXES)}) for a volume, got {out}")
     volume = read_volume(source)
     records = load_volume_slices(volume, None, case_name(source), window)
     labels = np.zeros(volume.array.shape, dtype=np.uint8)

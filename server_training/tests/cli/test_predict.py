@@ -98,7 +98,13 @@ def test_window_override_applies_to_16_bit_slices(cli, ct_run, tmp_path, as_fold
 def test_folder_prediction_into_an_existing_file(cli, tiny_run, synthetic_slices, tmp_path):
     (tmp_path / "taken").write_text("not a folder")
     result = cli("predict", "--model", tiny_run, "--input", synthetic_slices.images, "--out", tmp_path / "taken", *CPU)
-    result.assert_user_error("--out", "is a file")
+    result.assert_user_error("--out", "looks like a file")
+
+
+def test_folder_prediction_into_a_png_name_is_refused(cli, tiny_run, synthetic_slices, tmp_path):
+    result = cli("predict", "--model", tiny_run, "--input", synthetic_slices.images, "--out", tmp_path / "x.png", *CPU)
+    result.assert_user_error("--out", "looks like a file")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -108,6 +114,7 @@ def test_folder_prediction_into_an_existing_file(cli, tiny_run, synthetic_slices
         ("slice", "mask.nrrd", ["--out", ".png"]),
         ("volume", "labels.png", ["--out", "label volume"]),
         ("volume", "labels", ["--out", "label volume"]),
+        ("volume", "labels.nii.zip", ["--out", ".nii.gz"]),
     ],
 )
 def test_wrong_out_suffix(cli, tiny_run, synthetic_slices, synthetic_ct, tmp_path, source, out_name, words):
