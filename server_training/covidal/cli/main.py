@@ -29,7 +29,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="covidal",
-        description="Point-supervised segmentation of COVID-19 lung infection in CT, with region-based active learning.",
+        description="Point-supervised segmentation of COVID-19 lung infection in CT (the training backend of CovidActiveLearning).",
     )
     parser.add_argument("--version", action="version", version=f"covidal {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
