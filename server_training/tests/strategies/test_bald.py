@@ -1,6 +1,7 @@
 import math
 
 import torch
+
 from covidal.regions.grid import RegionGrid
 from covidal.strategies.bald import BaldStrategy
 

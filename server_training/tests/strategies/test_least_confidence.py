@@ -1,4 +1,5 @@
 import torch
+
 from covidal.regions.grid import RegionGrid
 from covidal.strategies.least_confidence import LeastConfidenceStrategy
 

@@ -1,4 +1,5 @@
 import torch
+
 from covidal.regions.grid import RegionGrid
 from covidal.strategies.margin import MarginStrategy
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from covidal.regions.grid import RegionGrid
 from covidal.strategies.bald import BaldStrategy
 from covidal.strategies.base import SliceScores
