@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from covidal import __version__
-from covidal.cli import bench_losses, demo, evaluate, predict, train
+from covidal.cli import bench_losses, bench_scoring, compare, demo, evaluate, predict, simulate, train
 from covidal.errors import CovidalError
 
-COMMANDS = (train, evaluate, predict, demo, bench_losses)
+COMMANDS = (train, evaluate, predict, simulate, compare, demo, bench_losses, bench_scoring)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -67,6 +67,11 @@ class GridMapping:
             _centre_to_pixel(col, self.train_size, width, "col"),
         )
 
+    def native_to_train_indices(self) -> tuple[np.ndarray, np.ndarray]:
+        """For each native row and column, its training row/column: int64 ``[H]`` and ``[W]``."""
+        height, width = self.native_shape
+        return _centre_indices(height, self.train_size), _centre_indices(width, self.train_size)
+
     def train_to_native_indices(self) -> tuple[np.ndarray, np.ndarray]:
         """For each training row and column, its native row/column: two int64 ``[S]`` arrays."""
         height, width = self.native_shape

@@ -81,9 +81,15 @@ class Strategy(ABC):
         reduction: region score = max or mean of its pixel scores (a
             :class:`Reduction` or its string value).
 
+    Attributes:
+        needs_uncertainty: whether :meth:`pixel_scores` uses the Monte-Carlo samples;
+            when False the caller may skip running the network and pass zero maps.
+
     Raises:
         ValueError: unknown ``reduction``.
     """
+
+    needs_uncertainty: bool = True
 
     def __init__(self, grid: RegionGrid, reduction: Reduction | str = Reduction.MAX) -> None:
         if reduction not in set(Reduction):

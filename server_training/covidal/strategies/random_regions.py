@@ -24,6 +24,8 @@ class RandomRegions(Strategy):
     so a seed and the same slice order reproduce the selection.
     """
 
+    needs_uncertainty = False
+
     def pixel_scores(self, probs: Tensor) -> Tensor:
         """Zeros ``[B, H, W]``: random selection needs no uncertainty.
 

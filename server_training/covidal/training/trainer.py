@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from covidal.data.points import (
@@ -22,6 +23,7 @@ from covidal.data.points import (
 from covidal.data.slices import SliceRecord
 from covidal.errors import CovidalError
 from covidal.inference import autocast_for, evaluate
+from covidal.losses.base import Batch, LossResult, SegmentationLoss
 from covidal.losses.registry import build_loss
 from covidal.models.registry import build_model
 from covidal.training.checkpoint import HISTORY_FILE, MODEL_FILE, save_checkpoint
@@ -167,15 +169,26 @@ def _train_one_epoch(model, loss_fn, data, optimiser, batch_size, generator, dev
     totals: dict[str, float] = defaultdict(float)
     total_loss, steps = 0.0, 0
     for batch in data.batches(batch_size, generator, device):
-        with autocast_for(device):
-            result = loss_fn(model, batch)
-        if not math.isfinite(result.total.item()):
-            raise CovidalError("training diverged (non-finite loss); try a lower --lr")
-        optimiser.zero_grad(set_to_none=True)
-        result.total.backward()
-        optimiser.step()
+        result = train_step(model, loss_fn, batch, optimiser, device)
         total_loss += result.total.item()
         for name, value in result.parts.items():
             totals[name] += value
         steps += 1
     return total_loss / steps, {name: value / steps for name, value in totals.items()}
+
+
+def train_step(model: nn.Module, loss_fn: SegmentationLoss, batch: Batch, optimiser: torch.optim.Optimizer,
+               device: torch.device) -> LossResult:
+    """One optimiser step on ``batch`` (the model must already be in train mode).
+
+    Raises:
+        CovidalError: the loss is not finite (training diverged).
+    """
+    with autocast_for(device):
+        result = loss_fn(model, batch)
+    if not math.isfinite(result.total.item()):
+        raise CovidalError("training diverged (non-finite loss); try a lower --lr")
+    optimiser.zero_grad(set_to_none=True)
+    result.total.backward()
+    optimiser.step()
+    return result

@@ -81,6 +81,14 @@ def test_train_to_native_indices_match_train_to_native():
     assert cols.tolist() == [mapping.train_to_native(0, c)[1] for c in range(16)]
 
 
+@pytest.mark.parametrize(("shape", "size"), [((37, 90), 16), ((512, 512), 352), ((7, 9), 32)])
+def test_native_to_train_indices_match_native_to_train(shape, size):
+    mapping = GridMapping(shape, size)
+    rows, cols = mapping.native_to_train_indices()
+    assert rows.tolist() == [mapping.native_to_train(r, 0)[0] for r in range(shape[0])]
+    assert cols.tolist() == [mapping.native_to_train(0, c)[1] for c in range(shape[1])]
+
+
 @pytest.mark.parametrize(
     ("shape", "size", "message"),
     [

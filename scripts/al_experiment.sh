@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Region active-learning experiment on the shared MedSeg slices: every strategy x loss x seed with
+# `covidal simulate`, the fully supervised model on the same pool, and `covidal compare` over all runs.
+#
+# Split (never tuned on): the last TEST_COUNT slices by number are the test set, the rest the pool.
+# Every knob is an environment variable; the defaults are the CPU scale recorded in BENCHMARKS.md.
+# GPU scale: SIZE=352 WIDTH=32 STEPS=120 DEVICE=cuda JOBS=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COVIDAL=${COVIDAL:-.venv/bin/covidal}
+DATA=${DATA:-../shared/data/covid_semiseg/train}
+OUT=${OUT:-al_experiment}
+SIZE=${SIZE:-128}; WIDTH=${WIDTH:-16}; BATCH=${BATCH:-4}; STEPS=${STEPS:-60}; SAMPLES=${SAMPLES:-20}
+INIT=${INIT:-1}; CYCLES=${CYCLES:-20}; PER_CYCLE=${PER_CYCLE:-5}; REGIONS=${REGIONS:-64}
+STRATEGIES=${STRATEGIES:-"random entropy bald"}; LOSSES=${LOSSES:-"cb-flip-rot point"}; SEEDS=${SEEDS:-"0 1 2"}
+SCRATCH_SEEDS=${SCRATCH_SEEDS:-"0 1 2"}  # entropy + first loss retrained from scratch each cycle: warm start vs scratch
+FULL_EPOCHS=${FULL_EPOCHS:-100}; TEST_COUNT=${TEST_COUNT:-10}; DEVICE=${DEVICE:-cpu}; JOBS=${JOBS:-2}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+split() {  # symlinked pool/ and test/ folders, so every command sees the same split
+  mkdir -p "$OUT/split"/{pool,test}/{images,masks}
+  mapfile -t stems < <(ls "$DATA/images" | sed 's/\.[^.]*$//' | sort -V)
+  local cut=$(( ${#stems[@]} - TEST_COUNT ))
+  for i in "${!stems[@]}"; do
+    local part=pool; (( i >= cut )) && part=test
+    for kind in images masks; do
+      local file; file=$(ls "$DATA/$kind/${stems[$i]}".* | head -1)
+      ln -sf "$(realpath "$file")" "$OUT/split/$part/$kind/"
+    done
+  done
+}
+
+simulate_commands() {
+  local common
+  common=$(tr -s ' \n' ' ' <<< "--images $OUT/split/pool/images --masks $OUT/split/pool/masks --test-images $OUT/split/test/images
+    --test-masks $OUT/split/test/masks --regions $REGIONS --init-slices $INIT --cycles $CYCLES --per-cycle $PER_CYCLE
+    --mc-samples $SAMPLES --steps $STEPS --size $SIZE --width $WIDTH --batch-size $BATCH --device $DEVICE --quiet")
+  for loss in $LOSSES; do for strategy in $STRATEGIES; do for seed in $SEEDS; do
+    echo "$COVIDAL simulate $common --strategy $strategy --loss $loss --seed $seed --out $OUT/$loss"
+  done; done; done
+  local first_loss=${LOSSES%% *}
+  for seed in $SCRATCH_SEEDS; do
+    echo "$COVIDAL simulate $common --strategy entropy --loss $first_loss --seed $seed --scratch --out $OUT/scratch"
+  done
+}
+
+split
+"$COVIDAL" train --images "$OUT/split/pool/images" --masks "$OUT/split/pool/masks" --loss full --val-fraction 0 \
+  --epochs "$FULL_EPOCHS" --size "$SIZE" --width "$WIDTH" --batch-size "$BATCH" --device "$DEVICE" --quiet --out "$OUT/full"
+"$COVIDAL" evaluate --model "$OUT/full" --images "$OUT/split/test/images" --masks "$OUT/split/test/masks" \
+  --json "$OUT/full/test_metrics.json" --device "$DEVICE" --quiet
+simulate_commands | tr '\n' '\0' | xargs -0 -P "$JOBS" -I{} sh -c '{} > /dev/null'
+for loss in $LOSSES; do
+  "$COVIDAL" compare "$OUT/$loss" --supervised "$OUT/full/test_metrics.json" --out "$OUT/compare_$loss.png" \
+    --table "$OUT/compare_$loss.md"
+done
+"$COVIDAL" compare "$OUT/${LOSSES%% *}" "$OUT/scratch" --supervised "$OUT/full/test_metrics.json" \
+  --out "$OUT/compare_warm_vs_scratch.png" --table "$OUT/compare_warm_vs_scratch.md"

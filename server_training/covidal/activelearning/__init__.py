@@ -1,0 +1,1 @@
+"""Region-based active learning: simulated runs, their learning curves, plots and summaries."""

@@ -1,0 +1,114 @@
+"""One typed configuration per simulated active-learning run, saved with its learning curve."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from covidal.data.window import HUWindow
+from covidal.losses.registry import LossConfig, LossName
+from covidal.models.registry import ModelConfig
+from covidal.regions.grid import DEFAULT_REGIONS, RegionGrid
+from covidal.strategies.base import Reduction
+from covidal.strategies.registry import StrategyName
+from covidal.training.config import DeviceChoice, TrainConfig
+
+# Region answers carry no mask, so a loss that needs full masks cannot learn from them.
+SIMULATION_LOSSES = (LossName.POINT, LossName.CB_FLIP, LossName.CB_FLIP_ROT)
+
+
+@dataclass
+class SimulationConfig:
+    """Everything that determines a simulated region-based active-learning run.
+
+    Attributes:
+        strategy: how regions are ranked.
+        regions: K regions per slice (a perfect square).
+        reduction: region score = max or mean of its pixel scores.
+        init_slices: slices labelled in full (all K regions) before the first cycle.
+        cycles: query-and-retrain cycles after the initial training.
+        per_cycle: slices queried per cycle.
+        regions_per_slice: regions asked per queried slice.
+        mc_samples: T, Monte-Carlo dropout samples per slice when scoring.
+        steps_per_cycle: optimiser steps of each (re)training. Steps, not epochs,
+            so that the first cycles, with few labelled slices, still train enough.
+        warm_start: each cycle starts from the previous cycle's model (else from a fresh initialisation).
+        background_sample: a background-tagged region contributes this many of its
+            pixels (seeded sample) as background; None = all of them.
+        loss: training loss; one that learns from points (see ``SIMULATION_LOSSES``).
+        model: network and head dropout.
+        batch_size, learning_rate, image_size, device, window, mask_class: as in :class:`TrainConfig`.
+        seed: seeds the initial slices, the annotator's clicks, the initialisation,
+            the batches and the dropout masks; each is derived from it under its own name.
+
+    Raises:
+        ValueError: on any out-of-range option.
+    """
+
+    strategy: StrategyName = StrategyName.ENTROPY
+    regions: int = DEFAULT_REGIONS
+    reduction: Reduction = Reduction.MAX
+    init_slices: int = 2
+    cycles: int = 10
+    per_cycle: int = 10
+    regions_per_slice: int = 1
+    mc_samples: int = 20
+    steps_per_cycle: int = 300
+    warm_start: bool = True
+    background_sample: int | None = None
+    loss: LossConfig = field(default_factory=lambda: LossConfig(name=LossName.CB_FLIP_ROT))
+    model: ModelConfig = field(default_factory=ModelConfig)
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    image_size: int = 352
+    device: DeviceChoice = DeviceChoice.AUTO
+    window: HUWindow = field(default_factory=HUWindow)
+    mask_class: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.strategy = StrategyName(self.strategy)
+        self.reduction = Reduction(self.reduction)
+        self.device = DeviceChoice(self.device)
+        RegionGrid(self.regions)  # raises ValueError unless a perfect square
+        if self.loss.name not in SIMULATION_LOSSES:
+            names = ", ".join(SIMULATION_LOSSES)
+            raise ValueError(f"loss {self.loss.name.value!r} needs full masks; a simulation trains on region answers: {names}")
+        for name in ("init_slices", "per_cycle", "regions_per_slice", "mc_samples", "steps_per_cycle"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.cycles < 0:
+            raise ValueError(f"cycles must not be negative, got {self.cycles}")
+        if self.background_sample is not None and self.background_sample < 1:
+            raise ValueError(f"background_sample must be at least 1 (or None for all pixels), got {self.background_sample}")
+        self.train_config()  # validates the shared training options
+
+    def train_config(self) -> TrainConfig:
+        """The training options as a :class:`TrainConfig`, stored in each cycle's ``model.pt``.
+
+        ``epochs`` there is 1 and meaningless: a cycle trains ``steps_per_cycle`` steps.
+        """
+        return TrainConfig(
+            loss=self.loss, model=self.model, epochs=1, batch_size=self.batch_size,
+            learning_rate=self.learning_rate, image_size=self.image_size, val_fraction=0.0,
+            seed=self.seed, device=self.device, window=self.window, mask_class=self.mask_class,
+        )
+
+    @property
+    def run_name(self) -> str:
+        """``strategy-loss-seedS``, plus ``-scratch`` without warm start: one curve.json entry per name."""
+        suffix = "" if self.warm_start else "-scratch"
+        return f"{self.strategy.value}-{self.loss.name.value}-seed{self.seed}{suffix}"
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.update(strategy=self.strategy.value, reduction=self.reduction.value, device=self.device.value,
+                    loss=self.loss.to_dict(), model=self.model.to_dict())
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SimulationConfig:
+        data = dict(data)
+        data["loss"] = LossConfig.from_dict(data["loss"])
+        data["model"] = ModelConfig.from_dict(data["model"])
+        data["window"] = HUWindow(**data["window"])
+        return cls(**data)
