@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from covidal.data.slices import SliceRecord
 from covidal.inference import evaluate, predict_probabilities
 from covidal.training.checkpoint import load_run

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from covidal import sample_data
 from covidal.data.volume import Volume
 from covidal.errors import CovidalError

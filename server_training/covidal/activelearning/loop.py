@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from covidal.activelearning.config import SimulationConfig
-from covidal.activelearning.curve import CycleRecord, RunCurve, update_curve_file
+from covidal.activelearning.curve import TEST_METRICS, CycleRecord, RunCurve, update_curve_file
 from covidal.activelearning.pool import Pool, SliceKey
 from covidal.activelearning.retrain import fit_steps
 from covidal.activelearning.scoring import score_pool
@@ -48,7 +48,6 @@ from covidal.training.dataset import TrainingSlices
 from covidal.utils.atomic import atomic_write_json
 
 CURVE_FILE = "curve.json"
-TEST_METRICS = ("dice", "iou", "ppv", "sensitivity", "specificity")
 
 
 @dataclass

@@ -156,12 +156,9 @@ def markdown_table(at_efforts: DiceAtEfforts, reach: EffortToReach | None = None
     full = at_efforts.full_effort_seconds
     headers = ["strategy / loss", "seeds", *(_effort_header(e, full) for e in at_efforts.efforts_seconds)]
     rows = [[row.group.label, str(len(row.group.runs)), *(_dice_cell(cell) for cell in row.cells)] for row in at_efforts.rows]
-    parts = [
-        "Test Dice at fixed annotation efforts (mean ± std over seeds; last cycle at or below each effort; "
-        "(k/n): only k of n seeds had a cycle that cheap):",
-        "",
-        _table(headers, rows),
-    ]
+    caption = ("Test Dice at fixed annotation efforts (mean ± std over seeds; last cycle at or below each effort; "
+               "(k/n): only k of n seeds had a cycle that cheap):")
+    parts = [caption, "", _table(headers, rows)]
     if reach is not None:
         parts += ["", _reach_caption(reach), "", _reach_table(reach)]
     return "\n".join(parts) + "\n"

@@ -106,7 +106,7 @@ class ScoringBenchResult:
         """One row of :data:`MARKDOWN_HEADER`'s table."""
         return (
             f"| {self.device} | {self.model} | {self.image_size} | {self.samples} | {self.batch_size} | {self.slices} "
-            f"| {self.cached_slices_per_s:.1f} | {self.naive_slices_per_s:.1f} | {self.ratio:.1f}x "
+            f"| {format_rate(self.cached_slices_per_s)} | {format_rate(self.naive_slices_per_s)} | {self.ratio:.1f}x "
             f"| {self.max_abs_entropy_difference:.1e} |"
         )
 
@@ -115,6 +115,11 @@ MARKDOWN_HEADER = (
     "| device | model | size | T | batch | slices | cached slices/s | naive slices/s | ratio | max abs entropy diff |\n"
     "|---|---|---|---|---|---|---|---|---|---|"
 )
+
+
+def format_rate(slices_per_s: float) -> str:
+    """One decimal from 1 slice/s up, three significant digits below (a CPU's naive rate is ~0.04)."""
+    return f"{slices_per_s:.1f}" if slices_per_s >= 1 else f"{slices_per_s:.3g}"
 
 
 def markdown_table(results: Sequence[ScoringBenchResult]) -> str:

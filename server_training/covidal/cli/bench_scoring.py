@@ -9,7 +9,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from covidal.bench.scoring import ScoringBenchResult, bench_scoring, markdown_table
+from covidal.bench.scoring import (
+    ScoringBenchResult,
+    bench_scoring,
+    format_rate,
+    markdown_table,
+)
 from covidal.cli.evaluate import _window
 from covidal.cli.options import (
     add_device_option,
@@ -120,8 +125,8 @@ def _summary(result: ScoringBenchResult) -> str:
     return "\n".join([
         f"device: {result.device}; {result.model}; {result.slices} slices of {size}, T={result.samples}, "
         + f"batch {result.batch_size}, median of {result.repeats} repeats",
-        f"cached (trunk once, T heads batched): {result.cached_slices_per_s:10.1f} slices/s",
-        f"naive (T full forward passes):        {result.naive_slices_per_s:10.1f} slices/s",
+        f"cached (trunk once, T heads batched): {format_rate(result.cached_slices_per_s):>10} slices/s",
+        f"naive (T full forward passes):        {format_rate(result.naive_slices_per_s):>10} slices/s",
         f"ratio cached/naive: {result.ratio:.1f}x",
         f"agreement: max |entropy difference| = {result.max_abs_entropy_difference:.2e} nats",
     ])

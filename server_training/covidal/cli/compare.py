@@ -30,16 +30,16 @@ def add_parser(commands) -> None:
                                  description=__doc__.split(":", 1)[1].strip())
     parser.add_argument("curves", type=Path, nargs="+", metavar="CURVES",
                         help="folder written by `covidal simulate --out`, or a curve.json file")
-    parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    parser.add_argument("--out", type=Path, required=True, metavar="PNG", help="the PNG to write")
     supervised = parser.add_mutually_exclusive_group()
-    supervised.add_argument("--supervised", type=Path, default=None,
+    supervised.add_argument("--supervised", type=Path, default=None, metavar="EVAL_JSON",
                             help="JSON written by `covidal evaluate --json` for the fully supervised model")
-    supervised.add_argument("--supervised-dice", type=_dice, default=None, help="the fully supervised test Dice")
+    supervised.add_argument("--supervised-dice", type=_dice, default=None, metavar="DICE", help="the fully supervised test Dice")
     parser.add_argument("--efforts", type=non_negative_float, nargs="+", default=None, metavar="SECONDS",
                         help="efforts (seconds) at which to tabulate the Dice (default: round values spanning the runs)")
-    parser.add_argument("--target-fraction", type=_target_fraction, default=0.9,
+    parser.add_argument("--target-fraction", type=_target_fraction, default=0.9, metavar="F",
                         help="tabulate the effort to reach this fraction of the supervised Dice (default 0.9)")
-    parser.add_argument("--table", type=Path, default=None, help="also write the Markdown table here")
+    parser.add_argument("--table", type=Path, default=None, metavar="MD", help="also write the Markdown table here")
     parser.add_argument("--title", default=None, help="plot title")
     parser.set_defaults(run=run)
 

@@ -7,6 +7,7 @@ import math
 import multiprocessing
 
 import pytest
+
 from covidal.activelearning.curve import (
     CURVE_FORMAT,
     CURVE_VERSION,

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from covidal.activelearning.curve import CycleRecord, RunCurve
 from covidal.activelearning.plot import DPI, FIGURE_INCHES, curve_figure, mean_curves, plot_curves
 from matplotlib.collections import PolyCollection

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from covidal.activelearning.curve import CycleRecord, RunCurve
 from covidal.activelearning.summary import (
     SeedValues,

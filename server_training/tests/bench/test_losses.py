@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pytest
+
 from covidal.bench.losses import markdown_table, split_for_bench
 from covidal.data.slices import SliceRecord
 from covidal.errors import CovidalError

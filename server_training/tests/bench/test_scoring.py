@@ -7,12 +7,14 @@ import statistics
 
 import pytest
 import torch
+
 from covidal.bench import scoring
 from covidal.bench.scoring import (
     MARKDOWN_HEADER,
     ScoringBenchResult,
     ScoringMethod,
     bench_scoring,
+    format_rate,
     markdown_table,
     score_batch,
 )
@@ -129,3 +131,8 @@ def test_markdown_table_one_row_per_result():
     assert len(lines) == 4 and all(line.count("|") == 11 for line in lines)
     assert lines[2] == "| NVIDIA H100 | UNet2D F=32 p=0.5 | 352 | 20 | 16 | 64 | 1600.0 | 40.0 | 40.0x | 3.1e-03 |"
     assert result.to_dict()["ratio"] == 40.0 and result.to_dict()["cached_seconds"] == (0.04,)
+
+
+@pytest.mark.parametrize(("rate", "text"), [(1834.24, "1834.2"), (1.0, "1.0"), (0.04276, "0.0428"), (0.5, "0.5")])
+def test_format_rate_keeps_slow_rates_readable(rate, text):
+    assert format_rate(rate) == text

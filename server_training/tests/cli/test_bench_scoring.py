@@ -6,21 +6,14 @@ import json
 
 import pytest
 import torch
+
 from covidal.cli import bench_scoring
-from covidal.cli import main as cli_main
 from covidal.data.slices import load_slices
 from covidal.training.dataset import network_input
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
 FAST = ("--size", "64", "--width", "8", "--samples", "3", "--batch-size", "2", "--repeats", "2", "--device", "cpu")
-
-
-@pytest.fixture(autouse=True)
-def registered(monkeypatch):
-    """Make sure ``covidal bench-scoring`` is a command, whether or not main.py lists it yet."""
-    if bench_scoring not in cli_main.COMMANDS:
-        monkeypatch.setattr(cli_main, "COMMANDS", (*cli_main.COMMANDS, bench_scoring))
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 import pytest
+
 from covidal.activelearning.curve import CycleRecord, RunCurve, update_curve_file
 from covidal.cli import compare
 from covidal.cli.main import OneLineErrorParser

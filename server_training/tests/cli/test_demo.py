@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import SimpleITK as sitk
+
 from covidal.sample_data import make_demo_case
 
 

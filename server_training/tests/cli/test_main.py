@@ -6,7 +6,7 @@ import covidal
 import covidal.cli.evaluate
 import pytest
 
-COMMANDS = ("train", "evaluate", "predict", "demo", "bench-losses")
+COMMANDS = ("train", "evaluate", "predict", "simulate", "compare", "demo", "bench-losses", "bench-scoring")
 
 
 def test_version(cli):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+
 from covidal.data.io import read_volume
 from covidal.data.slices import load_slices, load_volume_slices
 from covidal.data.window import HUWindow

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+
 from covidal.data.points import (
     PointLabel,
     derive_points_for_slices,

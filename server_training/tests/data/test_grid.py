@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from covidal.data.grid import (
     DEFAULT_TRAIN_SIZE,
     GridMapping,

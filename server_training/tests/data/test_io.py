@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from covidal.data.io import (
     geometry_difference,
     is_dicom_series_dir,

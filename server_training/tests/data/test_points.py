@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from covidal.data import points as points_module
 from covidal.data.points import (
     IGNORE_INDEX,

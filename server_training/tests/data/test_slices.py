@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from covidal.data.io import write_volume
 from covidal.data.slices import (
     case_name,

@@ -2,6 +2,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from covidal.data.window import LUNG_WINDOW, HUWindow, to_unit_intensity
 from covidal.errors import CovidalError
 

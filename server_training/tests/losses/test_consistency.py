@@ -2,6 +2,7 @@ from collections import Counter
 
 import pytest
 import torch
+
 from covidal.losses.base import IGNORE_INDEX, Batch, LogitsLoss, LossResult
 from covidal.losses.consistency import (
     TRANSFORMS,

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from covidal.losses.base import IGNORE_INDEX, Batch
 from covidal.losses.full import FullSupervisionLoss, edge_weights, structure_loss
 from numpy.lib.stride_tricks import sliding_window_view

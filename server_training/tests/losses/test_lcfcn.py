@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from covidal.losses.base import IGNORE_INDEX, Batch
 from covidal.losses.lcfcn import (
     LCFCNLoss,

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+
 from covidal.losses.base import IGNORE_INDEX, Batch
 from covidal.losses.point import PointLoss, point_loss
 from torch import nn

@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from covidal.losses.base import IGNORE_INDEX, Batch
 from covidal.losses.consistency import ConsistencyLoss, TransformSet
 from covidal.losses.full import FullSupervisionLoss

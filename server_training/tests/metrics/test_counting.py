@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from covidal.metrics.counting import (
     CountingMetric,
     compute_game,

@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+
 from covidal.metrics.segmentation import (
     ConfusionCounts,
     SegmentationMetric,

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from covidal.models.base import SegmentationNet, check_image_batch
 from torch import Tensor
 

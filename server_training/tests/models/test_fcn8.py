@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from covidal.errors import CovidalError
 from covidal.models.base import SegmentationNet
 from covidal.models.fcn8 import (

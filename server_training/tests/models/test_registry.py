@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+
 from covidal.errors import CovidalError
 from covidal.models import ModelConfig, ModelName, SegmentationNet, build_model
 from covidal.models.fcn8 import FCN8VGG16

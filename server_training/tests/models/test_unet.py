@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from covidal.models.base import SegmentationNet
 from covidal.models.unet import UNet2D
 from monai.networks.nets import BasicUNet

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from covidal.regions.grid import RegionGrid, RegionId
 from covidal.strategies.base import Reduction, ScoredRegion, SliceScores, Strategy
 

@@ -3,6 +3,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+
 from covidal.regions.grid import RegionGrid, RegionId
 from covidal.strategies.base import Reduction, SliceScores
 from covidal.strategies.random_regions import RandomRegions

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.registry import ModelConfig, build_model

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+
 from covidal.data.window import HUWindow
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, LossName

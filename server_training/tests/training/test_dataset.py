@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from covidal.data.points import PointLabel
 from covidal.data.slices import SliceRecord
 from covidal.training.dataset import TrainingSlices, network_input, standardise

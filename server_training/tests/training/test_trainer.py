@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from covidal.data.points import PointLabel, derive_points_for_slices, load_points
 from covidal.data.slices import SliceRecord, load_slices
 from covidal.errors import CovidalError

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from covidal.models.unet import UNet2D
 from covidal.uncertainty.mc_dropout import (
     MCSamples,

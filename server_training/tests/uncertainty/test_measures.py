@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from covidal.uncertainty.measures import bald, least_confidence, margin, predictive_entropy
 
 LN2 = math.log(2.0)

@@ -8,6 +8,7 @@ import os
 import stat
 
 import pytest
+
 from covidal.utils.atomic import atomic_write, atomic_write_bytes, atomic_write_json
 
 
