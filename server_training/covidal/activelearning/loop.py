@@ -41,6 +41,7 @@ from covidal.losses.registry import build_loss
 from covidal.models.base import SegmentationNet
 from covidal.models.registry import build_model
 from covidal.regions.grid import RegionGrid
+from covidal.strategies.base import Strategy
 from covidal.strategies.registry import build_strategy
 from covidal.training.checkpoint import MODEL_FILE, save_checkpoint
 from covidal.training.config import resolve_device
@@ -58,6 +59,7 @@ class Session:
     pool: Pool
     test: list[SliceRecord]
     grid: RegionGrid
+    strategy: Strategy
     state: AnnotationState
     annotator: SimulatedAnnotator
     out_dir: Path
@@ -122,16 +124,16 @@ def simulate(
 
 
 def _check_slice_sizes(records: Sequence[SliceRecord], grid: RegionGrid) -> None:
-    """Every pool slice must be at least ``sqrt(K)`` pixels along each side.
+    """Every pool slice must fit the grid (the grid's own rule), reported with the slice's name.
 
     Raises:
         CovidalError: naming the first slice that is too small.
     """
     for record in records:
-        if min(record.image.shape) < grid.side:
-            height, width = record.image.shape
-            raise CovidalError(f"slice {record.slice_id} ({height}x{width}) is too small for {grid.regions} "
-                               f"regions; use fewer --regions")
+        try:
+            grid.boxes(record.image.shape)
+        except ValueError as error:
+            raise CovidalError(f"slice {record.slice_id}: {error}") from None
 
 
 def _start(pool_records, test_records, config: SimulationConfig, out_dir: Path) -> Session:
@@ -148,6 +150,7 @@ def _start(pool_records, test_records, config: SimulationConfig, out_dir: Path) 
     atomic_write_json(run_dir / "config.json", config.to_dict())
     return Session(
         config=config, pool=pool, test=list(test_records), grid=grid,
+        strategy=build_strategy(config.strategy, grid, config.reduction),
         state=AnnotationState(grid, pool.shapes),
         annotator=SimulatedAnnotator(pool.masks, grid, derived_seed(config.seed, "annotator")),
         out_dir=out_dir, run_dir=run_dir, device=resolve_device(config.device),
@@ -167,11 +170,10 @@ def _query(session: Session, model: SegmentationNet, cycle: int) -> tuple[list[d
     labelled = session.state.labelled
     per_slice = _labelled_per_slice(labelled)
     open_indices = [i for i, key in enumerate(session.pool.keys) if per_slice.get(key, 0) < session.grid.regions]
-    strategy = build_strategy(config.strategy, session.grid, config.reduction)
     mc_seed = derived_seed(config.seed, "dropout-masks", cycle)
-    scores = score_pool(model, session.pool, open_indices, strategy, config.mc_samples, mc_seed, config.batch_size)
+    scores = score_pool(model, session.pool, open_indices, session.strategy, config.mc_samples, mc_seed, config.batch_size)
     rng = np.random.default_rng(derived_seed(config.seed, "strategy", cycle))
-    selected = strategy.select(scores, labelled, config.per_cycle, config.regions_per_slice, rng)
+    selected = session.strategy.select(scores, labelled, config.per_cycle, config.regions_per_slice, rng)
     labels = [session.annotator.answer(scored.region) for scored in selected]
     selection = [
         {**asdict(scored.region), "score": scored.score, "answer": label.answer.value, "points": [list(p) for p in label.points]}

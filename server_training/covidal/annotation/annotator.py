@@ -16,8 +16,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from covidal.annotation.state import Answer, RegionLabel, SliceKey, check_seed, describe, region_rng
-from covidal.regions.grid import Box, RegionGrid, RegionId
+from covidal.annotation.reference import ReferenceMasks
+from covidal.annotation.state import Answer, RegionLabel, SliceKey, check_seed, region_rng
+from covidal.regions.grid import RegionGrid, RegionId
 
 
 class SimulatedAnnotator:
@@ -35,19 +36,12 @@ class SimulatedAnnotator:
     def __init__(self, masks: Mapping[SliceKey, np.ndarray], grid: RegionGrid, seed: int) -> None:
         self.seed = check_seed(seed)
         self.grid = grid
-        self._masks: dict[SliceKey, np.ndarray] = {}
-        self._boxes: dict[SliceKey, list[Box]] = {}
-        for key, mask in masks.items():
-            mask = np.asarray(mask)
-            if mask.ndim != 2:
-                raise ValueError(f"mask of slice {key!r} must be 2-D [H, W], got shape {mask.shape}")
-            self._masks[key] = mask != 0
-            self._boxes[key] = grid.boxes(mask.shape)
+        self._reference = ReferenceMasks(masks, grid)
 
     @property
     def slice_shapes(self) -> dict[SliceKey, tuple[int, int]]:
         """Native ``(H, W)`` of every slice with a mask, e.g. for :class:`AnnotationState`."""
-        return {key: mask.shape for key, mask in self._masks.items()}
+        return self._reference.shapes
 
     def answer(self, region: RegionId) -> RegionLabel:
         """The simulated answer for one region: one click on its infection, or the background tag.
@@ -55,13 +49,8 @@ class SimulatedAnnotator:
         Raises:
             ValueError: the region's slice has no mask, or its index is ``>= K``.
         """
-        key = (region.case, region.slice)
-        if key not in self._masks:
-            raise ValueError(f"{describe(region)}: the annotator has no reference mask for this slice")
-        if region.region >= self.grid.regions:
-            raise ValueError(f"{describe(region)}: the index is out of range for a grid of {self.grid.regions} regions")
-        box = self._boxes[key][region.region]
-        infected_rows, infected_cols = np.nonzero(self._masks[key][box.slices])
+        box, infected = self._reference.in_region(region)
+        infected_rows, infected_cols = np.nonzero(infected)
         if infected_rows.size == 0:
             return RegionLabel(region, Answer.BACKGROUND)
         pick = int(region_rng(self.seed, region).integers(infected_rows.size))

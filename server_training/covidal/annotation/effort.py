@@ -26,8 +26,9 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import approximate_polygon, find_contours
 
-from covidal.annotation.state import Answer, RegionLabel, SliceKey, describe
-from covidal.regions.grid import Box, RegionGrid, RegionId
+from covidal.annotation.reference import ReferenceMasks
+from covidal.annotation.state import Answer, RegionLabel, SliceKey
+from covidal.regions.grid import RegionGrid, RegionId
 
 DEFAULT_SECONDS = 3.0
 DEFAULT_TOLERANCE = 1.0
@@ -96,14 +97,7 @@ class PolygonEffort(EffortModel):
             raise ValueError(f"tolerance must be a finite non-negative number of pixels, got {tolerance!r}")
         self.tolerance = float(tolerance)
         self.grid = grid
-        self._masks: dict[SliceKey, np.ndarray] = {}
-        self._boxes: dict[SliceKey, list[Box]] = {}
-        for key, mask in masks.items():
-            mask = np.asarray(mask)
-            if mask.ndim != 2:
-                raise ValueError(f"mask of slice {key!r} must be 2-D [H, W], got shape {mask.shape}")
-            self._masks[key] = mask != 0
-            self._boxes[key] = grid.boxes(mask.shape)
+        self._reference = ReferenceMasks(masks, grid)
 
     def seconds(self, label: RegionLabel) -> float:
         return self.region_seconds(label.region)
@@ -114,13 +108,8 @@ class PolygonEffort(EffortModel):
         Raises:
             ValueError: no mask for the region's slice, or its index is ``>= K``.
         """
-        key = (region.case, region.slice)
-        if key not in self._masks:
-            raise ValueError(f"{describe(region)}: no reference mask for this slice")
-        if region.region >= self.grid.regions:
-            raise ValueError(f"{describe(region)}: the index is out of range for a grid of {self.grid.regions} regions")
-        box = self._boxes[key][region.region]
-        return polygon_vertices(self._masks[key][box.slices], self.tolerance) * self.seconds_per_vertex
+        _, infected = self._reference.in_region(region)
+        return polygon_vertices(infected, self.tolerance) * self.seconds_per_vertex
 
     def slice_seconds(self, key: SliceKey) -> float:
         """Seconds to outline every infected component of a whole slice (components not cut by regions).
@@ -128,9 +117,7 @@ class PolygonEffort(EffortModel):
         Raises:
             ValueError: no mask for ``key``.
         """
-        if key not in self._masks:
-            raise ValueError(f"slice {key!r} has no reference mask")
-        return polygon_vertices(self._masks[key], self.tolerance) * self.seconds_per_vertex
+        return polygon_vertices(self._reference.whole(key), self.tolerance) * self.seconds_per_vertex
 
     def pool_seconds(self, keys: Iterable[SliceKey]) -> float:
         """Sum of :meth:`slice_seconds` over ``keys``."""
