@@ -108,6 +108,58 @@ def write_ct_case(folder: Path, slices: int = 4, seed: int = 1) -> CtCase:
     return CtCase(ct, write_volume_file(labels, folder / "ct_labels.nrrd"))
 
 
+@dataclass(frozen=True)
+class VolumeSet:
+    """A folder of CT volumes (int16 HU NRRD, oblique direction) and a folder of their labels, same names."""
+
+    images: Path
+    labels: Path
+    names: tuple[str, ...]
+
+
+VOLUME_SET_SHAPE = (12, 24, 28)  # [K, J, I]
+
+
+def write_volume_set(folder: Path, count: int, seed: int = 0) -> VolumeSet:
+    """``count`` CTs of lung-like noise (-850 HU) with one bright spherical lesion (-300 HU) each, labelled 1."""
+    rng = np.random.default_rng(seed)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "labels").mkdir(parents=True, exist_ok=True)
+    grid = np.indices(VOLUME_SET_SHAPE).astype(float)
+    names = tuple(f"case{index}" for index in range(count))
+    for name in names:
+        centre = [rng.uniform(4, 8), rng.uniform(7, 17), rng.uniform(8, 20)]
+        distance_mm = np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, VOLUME_SPACING[::-1])))
+        label = (distance_mm <= rng.uniform(4.0, 7.0)).astype(np.uint8)
+        hu = -850 + rng.normal(0, 25, VOLUME_SET_SHAPE)
+        hu[label == 1] = -300 + rng.normal(0, 25, int(label.sum()))
+        write_volume_file(hu.astype(np.int16), folder / "images" / f"{name}.nrrd")
+        write_volume_file(label, folder / "labels" / f"{name}.nrrd")
+    return VolumeSet(folder / "images", folder / "labels", names)
+
+
+# Settings that make a 3D run take about a second: a two-level U-Net on 8^3 patches of a coarse grid.
+TINY_3D_OPTIONS = ("--spacing", "2,2,4", "--patch", "8", "--channels", "4,8", "--batch", "2",
+                   "--epochs", "2", "--steps-per-epoch", "2", "--device", "cpu")
+
+
+@pytest.fixture(scope="session")
+def volume_set(tmp_path_factory: pytest.TempPathFactory) -> VolumeSet:
+    return write_volume_set(tmp_path_factory.mktemp("volume_set"), count=3)
+
+
+@pytest.fixture
+def volume_set_writer() -> Callable[..., VolumeSet]:
+    """``volume_set_writer(folder, count, seed=0)``: see :func:`write_volume_set`."""
+    return write_volume_set
+
+
+@pytest.fixture(scope="session")
+def tiny_3d_options() -> tuple[str, ...]:
+    """Command-line options of a 3D run that takes about a second."""
+    return TINY_3D_OPTIONS
+
+
 @pytest.fixture
 def single_thread_torch() -> Iterator[None]:
     """One torch thread for the test, restored afterwards."""

@@ -13,10 +13,30 @@ import sys
 from collections.abc import Sequence
 
 from covidal import __version__
-from covidal.cli import bench_losses, bench_scoring, compare, demo, evaluate, predict, simulate, train
+from covidal.cli import (
+    bench_losses,
+    bench_reweight,
+    bench_scoring,
+    compare,
+    compare_3d,
+    corrupt_labels,
+    demo,
+    evaluate,
+    evaluate_3d,
+    make_cases_3d,
+    noisy_teacher,
+    predict,
+    pseudo_label,
+    simulate,
+    train,
+    train_3d,
+)
 from covidal.errors import CovidalError
 
-COMMANDS = (train, evaluate, predict, simulate, compare, demo, bench_losses, bench_scoring)
+COMMANDS = (
+    train, evaluate, predict, simulate, compare, demo, bench_losses, bench_scoring,
+    make_cases_3d, corrupt_labels, train_3d, pseudo_label, noisy_teacher, evaluate_3d, compare_3d, bench_reweight,
+)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

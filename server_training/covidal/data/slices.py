@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from covidal.data.cases import (
+    case_name,
+    cases_by_name,
+    files_with_suffixes,
+    natural_sorted,
+    require_same_names,
+    unique_by_name,
+)
 from covidal.data.io import (
     IMAGE_SUFFIXES,
     VOLUME_SUFFIXES,
@@ -19,13 +26,10 @@ from covidal.data.io import (
     read_label_volume,
     read_mask_2d,
     read_volume,
-    volume_suffix,
 )
 from covidal.data.volume import Volume
 from covidal.data.window import LUNG_WINDOW, HUWindow, to_unit_intensity
 from covidal.errors import CovidalError
-
-_LISTED_NAMES = 5  # error messages list at most this many unmatched names
 
 
 @dataclass
@@ -77,7 +81,7 @@ def load_slices(
         raise CovidalError(f"masks path {masks} does not exist")
     if images.is_file() or is_dicom_series_dir(images):
         return _load_one_case(images, masks, window, mask_class)
-    if _files_with_suffixes(images, IMAGE_SUFFIXES):
+    if files_with_suffixes(images, IMAGE_SUFFIXES):
         return load_slice_folder(images, masks, mask_class, window)
     return _load_case_folder(images, masks, window, mask_class)
 
@@ -108,9 +112,9 @@ def load_slice_folder(
     image_files = _files_by_stem(images_dir, IMAGE_SUFFIXES, "PNG/JPG images")
     mask_files = None if masks_dir is None else _files_by_stem(masks_dir, IMAGE_SUFFIXES, "PNG/JPG masks")
     if mask_files is not None:
-        _require_same_names(image_files, mask_files, f"images in {images_dir}", f"masks in {masks_dir}")
+        require_same_names(image_files, mask_files, f"images in {images_dir}", f"masks in {masks_dir}")
     records = []
-    for stem in _natural_sorted(image_files):
+    for stem in natural_sorted(image_files):
         image = to_unit_intensity(read_image_2d(image_files[stem]), window)
         mask = None if mask_files is None else read_mask_2d(mask_files[stem], mask_class)
         if mask is not None and mask.shape != image.shape:
@@ -153,13 +157,6 @@ def load_volume_slices(
     ]
 
 
-def case_name(path: Path) -> str:
-    """A case's name: the file name without its volume suffix (``a.nii.gz`` -> ``a``), or the folder name."""
-    path = Path(path)
-    suffix = None if path.is_dir() else volume_suffix(path)
-    return path.name[: -len(suffix)] if suffix else path.name
-
-
 def _load_one_case(
     image_path: Path, label_path: Path | None, window: HUWindow, mask_class: int | None
 ) -> list[SliceRecord]:
@@ -175,7 +172,7 @@ def _load_one_case(
 def _load_case_folder(
     folder: Path, labels_dir: Path | None, window: HUWindow, mask_class: int | None
 ) -> list[SliceRecord]:
-    cases = _cases_by_name(folder)
+    cases = cases_by_name(folder)
     if not cases:
         raise CovidalError(
             f"{folder} holds no PNG/JPG slices, DICOM series or volume files ({', '.join(VOLUME_SUFFIXES)})"
@@ -184,29 +181,12 @@ def _load_case_folder(
     if labels_dir is not None:
         if not Path(labels_dir).is_dir():
             raise CovidalError(f"masks {labels_dir} must be a folder of label volumes named like the cases in {folder}")
-        labels = _unique_by_name(_files_with_suffixes(Path(labels_dir), VOLUME_SUFFIXES), labels_dir)
-        _require_same_names(cases, labels, f"cases in {folder}", f"label volumes in {labels_dir}")
+        labels = unique_by_name(files_with_suffixes(Path(labels_dir), VOLUME_SUFFIXES), labels_dir)
+        require_same_names(cases, labels, f"cases in {folder}", f"label volumes in {labels_dir}")
     records = []
-    for name in _natural_sorted(cases):
+    for name in natural_sorted(cases):
         records += _load_one_case(cases[name], None if labels is None else labels[name], window, mask_class)
     return records
-
-
-def _cases_by_name(folder: Path) -> dict[str, Path]:
-    """Volume files and DICOM series subfolders of ``folder``, by case name."""
-    subfolders = [entry for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith(".")]
-    candidates = _files_with_suffixes(folder, VOLUME_SUFFIXES) + [s for s in subfolders if is_dicom_series_dir(s)]
-    return _unique_by_name(candidates, folder)
-
-
-def _unique_by_name(paths: list[Path], folder: Path) -> dict[str, Path]:
-    by_name: dict[str, Path] = {}
-    for path in sorted(paths):
-        name = case_name(path)
-        if name in by_name:
-            raise CovidalError(f"{folder} holds two entries named {name!r}: {by_name[name].name} and {path.name}")
-        by_name[name] = path
-    return by_name
 
 
 def _files_by_stem(folder: Path | str, suffixes: tuple[str, ...], what: str) -> dict[str, Path]:
@@ -216,7 +196,7 @@ def _files_by_stem(folder: Path | str, suffixes: tuple[str, ...], what: str) -> 
     if not folder.is_dir():
         raise CovidalError(f"{folder} is not a folder of {what}")
     by_stem: dict[str, Path] = {}
-    for path in sorted(_files_with_suffixes(folder, suffixes)):
+    for path in sorted(files_with_suffixes(folder, suffixes)):
         if path.stem in by_stem:
             raise CovidalError(
                 f"{folder} holds two files with stem {path.stem!r}: {by_stem[path.stem].name} and {path.name}"
@@ -225,36 +205,6 @@ def _files_by_stem(folder: Path | str, suffixes: tuple[str, ...], what: str) -> 
     if not by_stem:
         raise CovidalError(f"{folder} holds no {what} ({', '.join(suffixes)})")
     return by_stem
-
-
-def _files_with_suffixes(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    """Non-hidden files directly in ``folder`` whose names end with one of ``suffixes`` (case-insensitive)."""
-    # Hidden files are skipped: macOS leaves unreadable "._12.jpg" companions beside copied files.
-    return [
-        entry
-        for entry in folder.iterdir()
-        if entry.is_file() and not entry.name.startswith(".") and entry.name.lower().endswith(suffixes)
-    ]
-
-
-def _require_same_names(first: dict[str, Path], second: dict[str, Path], first_what: str, second_what: str) -> None:
-    pairs = ((first, second, first_what, second_what), (second, first, second_what, first_what))
-    for having, lacking, having_what, lacking_what in pairs:
-        missing = _natural_sorted(set(having) - set(lacking))
-        if missing:
-            listed = ", ".join(missing[:_LISTED_NAMES]) + (", ..." if len(missing) > _LISTED_NAMES else "")
-            raise CovidalError(f"{len(missing)} {having_what} have no match among the {lacking_what}: {listed}")
-
-
-def _natural_sorted(names) -> list[str]:
-    """Names in numeric-aware order: "2" before "10", "case2" before "case10"."""
-    def key(name: str) -> tuple[list[int | str], str]:
-        # re.split with a group alternates text (even positions) and digit runs (odd positions),
-        # so the same position always holds the same type and the lists compare safely.
-        parts = re.split(r"(\d+)", name)
-        return [int(part) if index % 2 else part.lower() for index, part in enumerate(parts)], name
-
-    return sorted(names, key=key)
 
 
 def _size(array: np.ndarray) -> str:

@@ -12,6 +12,7 @@ from covidal.models.base import SegmentationNet
 from covidal.models.registry import build_model
 from covidal.training.config import TrainConfig
 from covidal.utils.atomic import atomic_write
+from covidal.utils.checkpoint_file import read_checkpoint
 
 CHECKPOINT_FORMAT = "covidal.model2d"
 CHECKPOINT_VERSION = 1
@@ -52,16 +53,8 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu") -> LoadedRun:
     """
     run_dir = Path(run_dir)
     path = run_dir if run_dir.is_file() else run_dir / MODEL_FILE
-    if not path.is_file():
-        raise CovidalError(f"no trained model at {path}; train one with `covidal train ... --out {run_dir}`")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - arbitrary bytes make torch.load raise almost any type (KeyError, IndexError, ...)
-        raise CovidalError(f"{path} is not a readable covidal model ({error.__class__.__name__})") from error
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CovidalError(f"{path} is not a covidal 2D model checkpoint")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise CovidalError(f"{path} has checkpoint version {payload.get('version')}; this covidal reads {CHECKPOINT_VERSION}")
+    payload = read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "2D model",
+                              f"`covidal train ... --out {run_dir}`")
     try:
         config = TrainConfig.from_dict(payload["config"])
         # The saved weights already hold any pretrained initialisation: do not read that file again.

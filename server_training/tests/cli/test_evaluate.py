@@ -59,7 +59,7 @@ def test_evaluate_volume_uses_the_trained_window_unless_overridden(cli, ct_run, 
 def test_missing_model_folder(cli, synthetic_slices, tmp_path):
     result = cli("evaluate", "--model", tmp_path / "no-run", "--images", synthetic_slices.images,
                  "--masks", synthetic_slices.masks, "--json", tmp_path / "m.json", "--device", "cpu")
-    result.assert_user_error("no trained model", "covidal train")
+    result.assert_user_error("no trained 2D model", "covidal train")
     assert not (tmp_path / "m.json").exists()
 
 

@@ -6,7 +6,9 @@ import covidal
 import covidal.cli.evaluate
 import pytest
 
-COMMANDS = ("train", "evaluate", "predict", "simulate", "compare", "demo", "bench-losses", "bench-scoring")
+COMMANDS = ("train", "evaluate", "predict", "simulate", "compare", "demo", "bench-losses", "bench-scoring",
+            "make-cases-3d", "corrupt-labels", "train-3d", "pseudo-label", "noisy-teacher", "evaluate-3d",
+            "compare-3d", "bench-reweight")
 
 
 def test_version(cli):

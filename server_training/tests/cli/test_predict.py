@@ -149,4 +149,4 @@ def test_missing_input(cli, tiny_run, tmp_path):
 
 def test_missing_model(cli, synthetic_ct, tmp_path):
     result = cli("predict", "--model", tmp_path / "no-run", "--input", synthetic_ct.ct, "--out", tmp_path / "p.nrrd", *CPU)
-    result.assert_user_error("no trained model")
+    result.assert_user_error("no trained 2D model")

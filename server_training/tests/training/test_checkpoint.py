@@ -51,7 +51,7 @@ def test_save_leaves_no_temporary_file(tmp_path):
 
 
 def test_missing_model_says_how_to_make_one(tmp_path):
-    with pytest.raises(CovidalError, match="no trained model.*covidal train"):
+    with pytest.raises(CovidalError, match="no trained 2D model.*covidal train"):
         load_run(tmp_path / "nowhere")
 
 

@@ -1,0 +1,121 @@
+"""One optimiser step of the teacher or the student.
+
+The update is the gradient of ``mean expert loss + sum_i w_i * L_i(pseudo)``:
+
+* ``supervised`` (the teacher): the expert term only;
+* ``semi``: uniform weights ``w_i = 1 / B``, so expert and pseudo-labelled batches count equally;
+* ``rgs``, ``rgm``, ``rgsm`` and their ``-al`` variants: weights from the per-sample gradients.
+
+The expert batch is also the validation batch of the re-weighting: its gradient is needed
+for the update anyway, so RGS costs only the per-sample gradients of the pseudo-labelled
+batch, and those give the pseudo-labelled term of the update too
+(``sum_i w_i g_i``), so no second backward pass is made.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from covidal.inference import autocast_for
+from covidal.noisyteacher.gradients import GradientDict, batch_gradient, per_sample_gradients
+from covidal.noisyteacher.stream import PatchBatch
+from covidal.noisyteacher.weighting import SampleWeighting
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What one step did.
+
+    Attributes:
+        expert_loss: mean combo loss of the expert batch.
+        pseudo_loss: ``sum_i w_i L_i`` of the pseudo-labelled batch (None without one).
+        weights: ``w_i`` per pseudo-labelled patch (None without one).
+        pseudo_names: the case of each pseudo-labelled patch.
+        skipped: every weight was zero, so the pseudo-labelled batch did not count.
+    """
+
+    expert_loss: float
+    pseudo_loss: float | None = None
+    weights: tuple[float, ...] | None = None
+    pseudo_names: tuple[str, ...] | None = None
+    skipped: bool = False
+
+
+def _autocast(device: torch.device, amp: bool) -> AbstractContextManager:
+    return autocast_for(device) if amp else nullcontext()
+
+
+class TrainingStep:
+    """Applies one update to ``model`` from an expert batch and, for a student, a pseudo-labelled batch.
+
+    Args:
+        model: the 3D network, on ``device``.
+        optimiser: over ``model``'s trainable parameters.
+        weighting: how pseudo-labelled patches are weighted; None for the teacher.
+        device: where batches are moved to.
+        amp: bf16 autocast on CUDA.
+        chunk_size: per-sample gradients this many samples at a time (None: all).
+    """
+
+    def __init__(self, model: nn.Module, optimiser: torch.optim.Optimizer, weighting: SampleWeighting | None,
+                 device: torch.device, amp: bool = True, chunk_size: int | None = None) -> None:
+        self.model = model
+        self.optimiser = optimiser
+        self.weighting = weighting
+        self.device = device
+        self.amp = amp
+        self.chunk_size = chunk_size
+
+    def __call__(self, expert: PatchBatch, pseudo: PatchBatch | None = None) -> StepRecord:
+        """Update the model once.
+
+        Raises:
+            ValueError: a pseudo-labelled batch is given to the teacher, or missing for a student.
+        """
+        if (pseudo is None) != (self.weighting is None):
+            raise ValueError("a student step needs a pseudo-labelled batch and a teacher step must not get one")
+        self.model.train()
+        expert = expert.to(self.device)
+        with _autocast(self.device, self.amp):
+            expert_loss, gradient = batch_gradient(self.model, expert.images, expert.labels)
+        record = StepRecord(expert_loss=float(expert_loss))
+        if pseudo is not None:
+            pseudo_gradient, record = self._pseudo_term(pseudo.to(self.device), gradient, record)
+            if pseudo_gradient is not None:
+                gradient = {name: gradient[name] + pseudo_gradient[name] for name in gradient}
+        self._apply(gradient)
+        return record
+
+    def _pseudo_term(self, pseudo: PatchBatch, validation_gradient: GradientDict,
+                     record: StepRecord) -> tuple[GradientDict | None, StepRecord]:
+        """The weighted pseudo-labelled gradient (None when every weight is zero) and the updated record."""
+        weighting = self.weighting
+        assert weighting is not None
+        batch_size = len(pseudo.names)
+        with _autocast(self.device, self.amp):
+            if weighting.needs_per_sample_gradients:
+                losses, per_sample = per_sample_gradients(self.model, pseudo.images, pseudo.labels, self.chunk_size)
+                weights = weighting(per_sample, validation_gradient, batch_size).to(losses.dtype)
+                gradient = {name: torch.tensordot(weights, g.to(weights.dtype), dims=1) for name, g in per_sample.items()}
+                pseudo_loss = float((weights * losses).sum())
+            else:
+                weights = weighting(None, None, batch_size).to(self.device)
+                mean_loss, gradient = batch_gradient(self.model, pseudo.images, pseudo.labels)
+                pseudo_loss = float(mean_loss)
+        skipped = not bool(weights.sum() > 0)
+        record = StepRecord(
+            expert_loss=record.expert_loss, pseudo_loss=pseudo_loss, weights=tuple(weights.tolist()),
+            pseudo_names=pseudo.names, skipped=skipped,
+        )
+        return (None if skipped else gradient), record
+
+    def _apply(self, gradient: GradientDict) -> None:
+        for name, parameter in self.model.named_parameters():
+            if parameter.requires_grad:
+                parameter.grad = gradient[name].to(parameter.dtype)
+        self.optimiser.step()
+        self.optimiser.zero_grad(set_to_none=True)
