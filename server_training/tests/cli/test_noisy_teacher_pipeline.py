@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,3 +138,29 @@ def test_a_dicom_series_folder_is_a_case(cli, tmp_path, teacher, volume_writer):
     assert result.code == 0, result.err
     written = sitk.ReadImage(str(tmp_path / "out" / "series1.nrrd"))
     assert written.GetSize() == read_volume(series).to_sitk().GetSize()
+
+
+SHARED_DICOM = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "dicom" / "tcia_chest_ct_48"
+
+
+def test_real_dicom_series_is_pseudo_labelled_on_its_own_grid(cli, tmp_path, volume_set, tiny_3d_options):
+    """The real 48-slice chest CT series of the shared data, pointed at as a folder of cases."""
+    from covidal.data.io import read_volume
+
+    if not SHARED_DICOM.is_dir():
+        pytest.skip(f"shared data {SHARED_DICOM} is absent (it lives beside the checkout in ../shared/data)")
+    # A coarse grid keeps the sliding window over a 512 x 512 x 48 series to a few hundred patches.
+    coarse = [*tiny_3d_options[2:], "--spacing", "8,8,12"]
+    teacher = tmp_path / "teacher"
+    assert cli("train-3d", "--images", volume_set.images, "--labels", volume_set.labels, "--out", teacher,
+               *coarse).code == 0
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "tcia").symlink_to(SHARED_DICOM.resolve(), target_is_directory=True)
+    result = cli("pseudo-label", "--model", teacher, "--images", images, "--out", tmp_path / "out", "--device", "cpu")
+    assert result.code == 0, result.err
+    source = read_volume(SHARED_DICOM)
+    written = read_volume(tmp_path / "out" / "tcia.nrrd")
+    assert written.shape_ijk == source.shape_ijk == (512, 512, 48)
+    assert np.allclose(written.spacing, source.spacing) and np.allclose(written.origin, source.origin)
+    assert np.allclose(written.direction, source.direction)
