@@ -1,0 +1,1 @@
+"""The ``covidal serve`` backend: project store, and (later) the HTTP API used by the Slicer module."""
