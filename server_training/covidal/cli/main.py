@@ -27,6 +27,7 @@ from covidal.cli import (
     noisy_teacher,
     predict,
     pseudo_label,
+    serve,
     simulate,
     train,
     train_3d,
@@ -36,6 +37,7 @@ from covidal.errors import CovidalError
 COMMANDS = (
     train, evaluate, predict, simulate, compare, demo, bench_losses, bench_scoring,
     make_cases_3d, corrupt_labels, train_3d, pseudo_label, noisy_teacher, evaluate_3d, compare_3d, bench_reweight,
+    serve,
 )
 
 
@@ -68,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("covidal: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # noqa: BLE001 - last line of defence: one line, not a traceback
+    except Exception as error:
         if os.environ.get("COVIDAL_DEBUG"):
             raise
         print(f"covidal: unexpected error: {error.__class__.__name__}: {error} (COVIDAL_DEBUG=1 shows the traceback)", file=sys.stderr)

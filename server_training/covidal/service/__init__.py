@@ -1,1 +1,1 @@
-"""The ``covidal serve`` backend: project store, and (later) the HTTP API used by the Slicer module."""
+"""The training backend service (`covidal serve`): a FastAPI app over the project store."""

@@ -1,0 +1,95 @@
+"""The HTTP API of ``covidal serve`` (FastAPI): projects, volumes, suggestion cycles with leases, annotations.
+
+Errors are JSON ``{"detail": "<what is wrong>"}``: a store's :class:`NotFound`
+is 404, :class:`Conflict` and :class:`LeaseError` 409, :class:`Invalid` and any
+other :class:`CovidalError` (a user's bad input) 422, an upload over the limit
+413, :class:`Busy` 503; malformed JSON or a wrong field type is FastAPI's 422.
+With a token, every request needs ``Authorization: Bearer <token>`` (401 otherwise).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from covidal import __version__
+from covidal.errors import CovidalError
+from covidal.service.routes import annotations, cycles, projects, volumes
+from covidal.service.settings import ServiceSettings
+from covidal.service.store.errors import (
+    Busy,
+    Conflict,
+    Invalid,
+    LeaseError,
+    NotFound,
+    StoreError,
+)
+from covidal.service.store.store import Store
+from covidal.service.volumes import UploadTooLarge
+
+__all__ = ["ServiceSettings", "create_app"]
+
+LOG = logging.getLogger("covidal.service")
+
+ERROR_STATUS: dict[type[Exception], int] = {
+    NotFound: 404, Conflict: 409, LeaseError: 409, UploadTooLarge: 413, Invalid: 422, Busy: 503,
+    StoreError: 500, CovidalError: 422,
+}
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    """The service for ``settings``; its store opens (and recovers from a crash) when the server starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings.project_dir)
+        recovery = store.recover()
+        if recovery.removed_files or recovery.interrupted_jobs:
+            LOG.warning("recovered the store: removed %d leftover files, interrupted %d jobs",
+                        len(recovery.removed_files), len(recovery.interrupted_jobs))
+        app.state.store = store
+        try:
+            yield
+        finally:
+            store.close()
+
+    app = FastAPI(title="covidal", version=__version__, lifespan=lifespan,
+                  description="Backend of the CovidActiveLearning 3D Slicer extension. Geometry is in voxel "
+                              "indices (i, j, k) plus each volume's IJK-to-RAS matrix.")
+    app.state.settings = settings
+    for error_class in ERROR_STATUS:
+        app.add_exception_handler(error_class, _error_response)
+    if settings.token is not None:
+        _require_token(app, settings.token)
+    for module in (projects, volumes, cycles, annotations):
+        app.include_router(module.router)
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app
+
+
+async def _error_response(request: Request, error: Exception) -> JSONResponse:
+    status = next(ERROR_STATUS[kind] for kind in type(error).__mro__ if kind in ERROR_STATUS)
+    if status >= 500:
+        LOG.error("%s %s failed: %s", request.method, request.url.path, error)
+    return JSONResponse({"detail": str(error)}, status_code=status)
+
+
+def _require_token(app: FastAPI, token: str) -> None:
+    expected = f"Bearer {token}".encode()
+
+    @app.middleware("http")
+    async def check_token(request: Request, call_next):
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return JSONResponse({"detail": "missing or wrong token: send the header 'Authorization: Bearer <token>'"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)

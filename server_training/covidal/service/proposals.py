@@ -1,0 +1,97 @@
+"""Regions to suggest in a cycle: score every region of every axial slice of the pool, then pick the best.
+
+Phase 1 (no trained model in a project yet) always proposes the *initial*
+regions with :func:`lung_fraction_scores`: the fraction of a region's voxels in
+the lung HU range, where infection can be. Scoring is pluggable: any
+:data:`RegionScorer` (e.g. MC-dropout uncertainty of a trained model, once
+training jobs exist) can be passed to :func:`propose_regions` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from covidal.data.volume import Volume
+from covidal.regions.grid import RegionGrid
+
+LUNG_HU_RANGE = (-950.0, -300.0)
+JITTER = 1e-6  # far below the 1 / (voxels of a region) steps of a fraction, so it only breaks ties
+
+RegionScorer = Callable[[np.ndarray, RegionGrid], np.ndarray]
+"""``scorer(array [K, J, I], grid) -> scores [K, R]``: one score per region of each axial slice (higher = better)."""
+
+
+@dataclass(frozen=True)
+class ProposedRegion:
+    """Region ``region`` of slice ``k`` of a volume, with its voxel box ``[i0, i1) x [j0, j1)`` and score."""
+
+    volume_id: int
+    k: int
+    region: int
+    i0: int
+    i1: int
+    j0: int
+    j1: int
+    score: float
+
+
+def lung_fraction_scores(array: np.ndarray, grid: RegionGrid) -> np.ndarray:
+    """``[K, R]`` fraction of each region's voxels with HU in :data:`LUNG_HU_RANGE` (inclusive).
+
+    Args:
+        array: ``[K, J, I]`` CT in HU; each slice ``[J, I]`` is cut by ``grid`` (rows j, columns i).
+
+    Raises:
+        ValueError: a slice smaller than the grid's side.
+    """
+    slices, rows, columns = array.shape
+    labels = grid.label_map((rows, columns)).ravel()
+    low, high = LUNG_HU_RANGE
+    inside = ((array >= low) & (array <= high)).reshape(slices, -1)
+    index = (np.arange(slices)[:, None] * grid.regions + labels[None, :]).ravel()
+    counts = np.bincount(index, weights=inside.ravel(), minlength=slices * grid.regions)
+    sizes = np.bincount(labels, minlength=grid.regions)
+    return counts.reshape(slices, grid.regions) / sizes[None, :]
+
+
+def propose_regions(volumes: Sequence[tuple[int, Volume]], grid: RegionGrid, count: int, seed: int = 0,
+                    scorer: RegionScorer = lung_fraction_scores) -> list[ProposedRegion]:
+    """The ``count`` best regions of the pool, best first: the best region of each slice, then the rest.
+
+    Each volume's region scores get a jitter in ``[0, JITTER)`` seeded by ``(seed, volume id)``, so ties
+    break the same way on every call. Fewer than ``count`` come back only when the pool has fewer regions.
+
+    Args:
+        volumes: ``(volume id, volume)`` pairs; arrays ``[K, J, I]``.
+
+    Raises:
+        ValueError: ``count`` < 1, or a slice smaller than the grid's side.
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    candidates: list[tuple[float, int, int, int]] = []  # (score, volume id, k, region)
+    boxes = {}
+    for volume_id, volume in volumes:
+        scores = scorer(volume.array, grid) + np.random.default_rng([seed, volume_id]).uniform(
+            0, JITTER, (volume.array.shape[0], grid.regions))
+        boxes[volume_id] = grid.boxes(volume.array.shape[1:])
+        candidates += [(float(scores[k, r]), volume_id, k, r) for k in range(scores.shape[0])
+                       for r in range(grid.regions)]
+    chosen = _pick(candidates, count)
+    return [ProposedRegion(volume_id, k, region, box.col0, box.col1, box.row0, box.row1, score)
+            for score, volume_id, k, region in chosen for box in (boxes[volume_id][region],)]
+
+
+def _pick(candidates: list[tuple[float, int, int, int]], count: int) -> list[tuple[float, int, int, int]]:
+    """Best first, at most one region per slice until every slice has one, then the remaining regions."""
+    ordered = sorted(candidates, key=lambda c: (-c[0], c[1], c[2], c[3]))
+    seen_slices: set[tuple[int, int]] = set()
+    first, rest = [], []
+    for candidate in ordered:
+        slice_key = (candidate[1], candidate[2])
+        (rest if slice_key in seen_slices else first).append(candidate)
+        seen_slices.add(slice_key)
+    return (first + rest)[:count]

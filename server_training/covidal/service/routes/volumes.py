@@ -1,0 +1,120 @@
+"""``/projects/{p}/volumes``: upload (the raw file as the request body), list, metadata, download.
+
+An upload is streamed to the file store under a random name, refused past the
+size limit (413), then read back: a file that is not a readable 3D scalar
+volume is removed and refused (422). The same content uploaded again returns
+the existing volume (200 instead of 201).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated
+
+import anyio.from_thread
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from covidal.service.routes.deps import SettingsDep, StoreDep
+from covidal.service.schemas import VolumeOut, volume_out
+from covidal.service.store.errors import Invalid
+from covidal.service.store.files import StoredFile
+from covidal.service.store.records import VolumeFormat
+from covidal.service.store.store import Store
+from covidal.service.volumes import (
+    ZIP_EXPANSION_LIMIT,
+    UploadTooLarge,
+    check_plain_name,
+    geometry_of,
+    read_stored_volume,
+    stored_suffix,
+)
+
+router = APIRouter(tags=["volumes"])
+
+
+@router.post("/projects/{project_id}/volumes", status_code=201,
+             responses={200: {"description": "the same content was uploaded before: that volume"},
+                        413: {"description": "over the upload limit"}, 422: {"description": "not a 3D volume"}},
+             openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
+                 "schema": {"type": "string", "format": "binary"}}}}})
+async def upload_volume(project_id: int, request: Request, response: Response, store: StoreDep,
+                        settings: SettingsDep, name: Annotated[str, Query(description="a label, e.g. the case id")],
+                        format: Annotated[VolumeFormat, Query(description="how the body is encoded")]) -> VolumeOut:
+    """Store the request body (NRRD, NIfTI, or a zip of one DICOM series folder) as a volume of the project."""
+    name = check_plain_name(name, "volume name")
+    await run_in_threadpool(store.get_project, project_id)
+    limit = settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise UploadTooLarge(f"the upload of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks = _non_empty(request.stream())
+    first = await anext(chunks, b"")
+    if not first:
+        raise Invalid("the upload is empty: send the volume file as the request body")
+    stored = await run_in_threadpool(store.files.put_stream, Store.volume_folder(project_id),
+                                     stored_suffix(format, first), _blocking_chunks(first, chunks, limit), limit)
+    volume, created = await run_in_threadpool(_record, store, project_id, name, stored, format,
+                                              limit * ZIP_EXPANSION_LIMIT)
+    response.status_code = 201 if created else 200
+    return volume_out(volume)
+
+
+@router.get("/projects/{project_id}/volumes")
+def list_volumes(project_id: int, store: StoreDep) -> list[VolumeOut]:
+    return [volume_out(volume) for volume in store.list_volumes(project_id)]
+
+
+@router.get("/projects/{project_id}/volumes/{volume_id}")
+def get_volume(project_id: int, volume_id: int, store: StoreDep) -> VolumeOut:
+    """Dims, spacing, origin, direction and the IJK-to-RAS matrix of the volume."""
+    return volume_out(store.get_volume(project_id, volume_id))
+
+
+@router.get("/projects/{project_id}/volumes/{volume_id}/download", response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {}}, "description": "the file as uploaded"}})
+def download_volume(project_id: int, volume_id: int, store: StoreDep) -> FileResponse:
+    volume = store.get_volume(project_id, volume_id)
+    path = store.files.path(volume.path)
+    suffix = "".join(path.suffixes)
+    filename = volume.name if volume.name.lower().endswith(suffix.lower()) else f"{volume.name}{suffix}"
+    return FileResponse(path, media_type="application/octet-stream", filename=filename)
+
+
+def _record(store: Store, project_id: int, name: str, stored: StoredFile, volume_format: VolumeFormat,
+            max_expanded_bytes: int):
+    """Read the stored upload and record it as a volume: ``(volume, created)``; the file is removed if refused."""
+    try:
+        existing = store.find_volume_by_sha256(project_id, stored.sha256)
+        if existing is not None:  # skip reading a file that is already known
+            store.files.remove(stored.relative_path)
+            return existing, False
+        volume = read_stored_volume(store.files.path(stored.relative_path), volume_format, max_expanded_bytes)
+    except BaseException:
+        store.files.remove(stored.relative_path)
+        raise
+    return store.add_volume(project_id, name, stored, volume_format, geometry_of(volume))
+
+
+async def _non_empty(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async for chunk in stream:
+        if chunk:
+            yield chunk
+
+
+def _blocking_chunks(first: bytes, chunks: AsyncIterator[bytes], limit: int) -> Iterator[bytes]:
+    """The body's chunks for a worker thread (each fetched from the event loop); UploadTooLarge past ``limit``."""
+    size, chunk = 0, first
+    while True:
+        size += len(chunk)
+        if size > limit:
+            raise UploadTooLarge(f"the upload exceeds the limit of {limit} bytes")
+        yield chunk
+        chunk = anyio.from_thread.run(_next_or_empty, chunks)
+        if not chunk:
+            return
+
+
+async def _next_or_empty(chunks: AsyncIterator[bytes]) -> bytes:
+    return await anext(chunks, b"")

@@ -1,0 +1,166 @@
+"""Request and response bodies of the HTTP API (pydantic), and their conversion from store records.
+
+Geometry is always in the volume's voxel indices ``(i, j, k)`` (``i`` along a
+slice's columns, ``j`` along its rows, ``k`` across slices), with the volume's
+``ijk_to_ras`` 4x4 matrix so clients can place things in RAS.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from covidal.service.store import records
+
+MAX_CYCLE_REGIONS = 10_000
+
+
+class ModelKind(StrEnum):
+    """The networks a project can train: the 2D ones of :class:`covidal.models.registry.ModelName` and the 3D U-Net."""
+
+    UNET = "unet"
+    FCN8 = "fcn8"
+    UNET3D = "unet3d"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProjectCreate(_Request):
+    name: str = Field(min_length=1, max_length=100)
+    model_kind: ModelKind
+    grid_k: int = Field(ge=1, description="regions per slice, a perfect square (e.g. 64)")
+    strategy: str = Field(description="a selection strategy of covidal.strategies.registry, e.g. 'entropy'")
+    mc_samples: int = Field(ge=1, le=1000)
+    loss: str = Field(description="a loss of covidal.losses.registry, e.g. 'point'")
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProjectOut(BaseModel):
+    id: int
+    name: str
+    model_kind: str
+    grid_k: int
+    strategy: str
+    mc_samples: int
+    loss: str
+    settings: dict[str, Any]
+    created_at: float
+
+
+class VolumeOut(BaseModel):
+    id: int
+    project_id: int
+    name: str
+    format: str
+    sha256: str
+    size: int
+    dims: tuple[int, int, int] = Field(description="voxels along (i, j, k)")
+    spacing: tuple[float, float, float] = Field(description="mm along (i, j, k)")
+    origin: tuple[float, float, float] = Field(description="LPS mm of voxel (0, 0, 0)")
+    direction: list[list[float]] = Field(description="3x3 LPS direction cosines, one column per axis i, j, k")
+    ijk_to_ras: list[list[float]] = Field(description="4x4 homogeneous matrix from (i, j, k) to RAS mm")
+    created_at: float
+
+
+class CycleCreate(_Request):
+    count: int = Field(ge=1, le=MAX_CYCLE_REGIONS, description="how many regions to suggest")
+    volume_ids: list[int] | None = Field(default=None, description="the pool (default: every volume of the project)")
+
+
+class BoxOut(BaseModel):
+    i0: int
+    i1: int
+    j0: int
+    j1: int
+
+
+class SuggestionOut(BaseModel):
+    id: int
+    cycle_id: int
+    volume_id: int
+    k: int
+    region: int
+    box: BoxOut = Field(description="half-open voxel box [i0, i1) x [j0, j1) of slice k")
+    score: float
+    rank: int
+    lease_holder: str | None
+    lease_expires_at: float | None
+    answered: bool
+
+
+class CycleOut(BaseModel):
+    id: int
+    project_id: int
+    number: int
+    status: str
+    created_at: float
+    suggestions: list[SuggestionOut]
+
+
+class AnnotationCreate(_Request):
+    suggestion_id: int
+    annotator: str
+    answer: records.Answer
+    points: list[tuple[int, int, int]] = Field(default_factory=list, description="[[i, j, k], ...] on infection")
+    effort_seconds: float = Field(ge=0, allow_inf_nan=False)
+    idempotency_key: str
+
+
+class AnnotationOut(BaseModel):
+    id: int
+    suggestion_id: int
+    project_id: int
+    answer: str
+    points: list[tuple[int, int, int]]
+    annotator: str
+    effort_seconds: float
+    idempotency_key: str
+    created_at: float
+
+
+def project_out(project: records.Project) -> ProjectOut:
+    return ProjectOut(id=project.id, name=project.name, model_kind=project.model_kind, grid_k=project.grid_k,
+                      strategy=project.strategy, mc_samples=project.mc_samples, loss=project.loss,
+                      settings=dict(project.settings), created_at=project.created_at)
+
+
+def ijk_to_ras(geometry: records.VolumeGeometry) -> np.ndarray:
+    """``[4, 4]`` IJK-to-RAS of a stored geometry (the same as :meth:`covidal.data.volume.Volume.ijk_to_ras`)."""
+    lps = np.eye(4)
+    lps[:3, :3] = np.reshape(geometry.direction, (3, 3)) @ np.diag(geometry.spacing)
+    lps[:3, 3] = geometry.origin
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+
+
+def volume_out(volume: records.Volume) -> VolumeOut:
+    geometry = volume.geometry
+    return VolumeOut(id=volume.id, project_id=volume.project_id, name=volume.name, format=volume.format.value,
+                     sha256=volume.sha256, size=volume.size, dims=geometry.dims, spacing=geometry.spacing,
+                     origin=geometry.origin, direction=np.reshape(geometry.direction, (3, 3)).tolist(),
+                     ijk_to_ras=ijk_to_ras(geometry).tolist(), created_at=volume.created_at)
+
+
+def suggestion_out(suggestion: records.Suggestion) -> SuggestionOut:
+    box = suggestion.box
+    return SuggestionOut(id=suggestion.id, cycle_id=suggestion.cycle_id, volume_id=suggestion.volume_id,
+                         k=suggestion.k, region=suggestion.region,
+                         box=BoxOut(i0=box.i0, i1=box.i1, j0=box.j0, j1=box.j1), score=suggestion.score,
+                         rank=suggestion.rank, lease_holder=suggestion.lease_holder,
+                         lease_expires_at=suggestion.lease_expires_at, answered=suggestion.answered)
+
+
+def cycle_out(cycle: records.Cycle, suggestions: list[records.Suggestion]) -> CycleOut:
+    return CycleOut(id=cycle.id, project_id=cycle.project_id, number=cycle.number, status=cycle.status.value,
+                    created_at=cycle.created_at, suggestions=[suggestion_out(s) for s in suggestions])
+
+
+def annotation_out(annotation: records.Annotation) -> AnnotationOut:
+    return AnnotationOut(id=annotation.id, suggestion_id=annotation.suggestion_id, project_id=annotation.project_id,
+                         answer=annotation.answer.value, points=list(annotation.points),
+                         annotator=annotation.annotator, effort_seconds=annotation.effort_seconds,
+                         idempotency_key=annotation.idempotency_key, created_at=annotation.created_at)

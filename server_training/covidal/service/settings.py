@@ -1,0 +1,45 @@
+"""Settings of one running ``covidal serve`` service."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
+DEFAULT_LEASE_SECONDS = 15 * 60.0
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What the HTTP service needs to know.
+
+    Attributes:
+        project_dir: the store folder (SQLite database plus uploaded files); created if missing.
+        token: when set, every request needs ``Authorization: Bearer <token>`` (401 otherwise).
+        device: where models run (``"cpu"`` or ``"cuda"``); phase 1 runs no model.
+        max_upload_bytes: the largest volume upload accepted (413 above it).
+        lease_seconds: how long a region handed to an annotator stays reserved for them.
+
+    Raises:
+        ValueError: an empty token, a non-positive limit or lease, an unknown device.
+    """
+
+    project_dir: Path
+    token: str | None = None
+    device: str = "cpu"
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "project_dir", Path(self.project_dir))
+        if self.token is not None and (not self.token or self.token != self.token.strip()):
+            raise ValueError("the token must be a non-empty string without surrounding whitespace")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if isinstance(self.max_upload_bytes, bool) or not isinstance(self.max_upload_bytes, int) \
+                or self.max_upload_bytes < 1:
+            raise ValueError(f"max_upload_bytes must be a positive integer, got {self.max_upload_bytes!r}")
+        if not (isinstance(self.lease_seconds, (int, float)) and math.isfinite(self.lease_seconds)
+                and self.lease_seconds > 0):
+            raise ValueError(f"lease_seconds must be a positive number, got {self.lease_seconds!r}")

@@ -1,0 +1,70 @@
+"""``covidal serve``: the command line, the loopback/token rule, and a real server process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from covidal.cli.serve import is_loopback
+from covidal.client import BackendUnreachable, CovidalClient
+from service_testing import free_port, raw_request
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ("127.0.0.1", True), ("127.0.0.2", True), ("localhost", True), ("::1", True),
+    ("0.0.0.0", False), ("192.168.1.10", False), ("::", False), ("example.org", False),
+])
+def test_loopback_addresses(host, expected):
+    assert is_loopback(host) is expected
+
+
+def test_non_loopback_bind_without_token_is_refused(cli, tmp_path):
+    cli("serve", "--project-dir", tmp_path / "p", "--host", "0.0.0.0").assert_user_error("--host 0.0.0.0",
+                                                                                        "--token-file")
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (("--token-file", "missing.txt"), ["--token-file", "cannot be read"]),
+    (("--port", "70000"), ["--port", "65535"]),
+    (("--max-upload-mb", "0"), ["--max-upload-mb"]),
+    (("--lease-seconds", "-1"), ["--lease-seconds"]),
+    (("--device", "tpu"), ["--device"]),
+])
+def test_bad_options_are_one_line_errors(cli, tmp_path, argv, words):
+    cli("serve", "--project-dir", tmp_path / "p", *argv).assert_user_error(*words)
+
+
+def test_empty_token_file_is_refused(cli, tmp_path):
+    (tmp_path / "token").write_text("  \n")
+    cli("serve", "--project-dir", tmp_path / "p", "--token-file", tmp_path / "token").assert_user_error("one token")
+
+
+def test_served_process_requires_its_token(tmp_path):
+    (tmp_path / "token").write_text("abc123\n")
+    port = free_port()
+    command = [sys.executable, "-m", "covidal.cli.main", "serve", "--project-dir", str(tmp_path / "p"),
+               "--port", str(port), "--token-file", str(tmp_path / "token")]
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(command, cwd=root, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        client = CovidalClient(f"http://127.0.0.1:{port}", token="abc123", timeout=5)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert client.health()["status"] == "ok"
+                break
+            except BackendUnreachable:
+                assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode()
+                time.sleep(0.2)
+        assert raw_request(client.base_url, "GET", "/projects")[0] == 401
+        assert client.list_projects() == []
+        assert (tmp_path / "p" / "store.sqlite3").is_file()
+    finally:
+        process.terminate()
+        process.wait(20)
