@@ -151,6 +151,52 @@ class CovidalClient:
     def list_annotations(self, project_id: int) -> list[dict]:
         return self._json("GET", f"/projects/{int(project_id)}/annotations")
 
+    # Training jobs
+
+    def start_training(self, project_id: int, steps: int | None = None, config: dict | None = None) -> dict:
+        """Queue a training job of the project's model on every answered region (``status`` ``"queued"``)."""
+        body: dict[str, Any] = {"kind": "train", "config": dict(config or {})}
+        if steps is not None:
+            body["steps"] = steps
+        return self._json("POST", f"/projects/{int(project_id)}/jobs", body)
+
+    def list_jobs(self, project_id: int) -> list[dict]:
+        return self._json("GET", f"/projects/{int(project_id)}/jobs")
+
+    def get_job(self, project_id: int, job_id: int) -> dict:
+        """The job's ``status``, ``progress`` (step, steps, loss, val_dice, eta_seconds) and ``error``."""
+        return self._json("GET", f"/projects/{int(project_id)}/jobs/{int(job_id)}")
+
+    def job_log(self, project_id: int, job_id: int) -> str:
+        return self._send("GET", f"/projects/{int(project_id)}/jobs/{int(job_id)}/log", None, {})[1].decode(
+            "utf-8", errors="replace")
+
+    def cancel_job(self, project_id: int, job_id: int) -> dict:
+        return self._json("POST", f"/projects/{int(project_id)}/jobs/{int(job_id)}/cancel")
+
+    def resume_job(self, project_id: int, job_id: int) -> dict:
+        """Queue an interrupted job again (it continues from its last checkpoint)."""
+        return self._json("POST", f"/projects/{int(project_id)}/jobs/{int(job_id)}/resume")
+
+    # Predictions and metrics
+
+    def predict_volume(self, project_id: int, volume_id: int) -> dict:
+        """Run the current model on the volume: ``voxels``, ``infected_ml``, ``lung_percent`` (or None)."""
+        return self._json("POST", f"/projects/{int(project_id)}/volumes/{int(volume_id)}/prediction")
+
+    def download_prediction(self, project_id: int, volume_id: int, destination: str | os.PathLike) -> Path:
+        """Save the volume's last prediction (uint8 NRRD on the volume's grid, 1 = infection) to ``destination``."""
+        return self._download(f"/projects/{int(project_id)}/volumes/{int(volume_id)}/prediction.nrrd",
+                              Path(destination))
+
+    def learning_curve(self, project_id: int) -> list[dict]:
+        """One point per finished training job: ``answers``, ``effort_seconds``, ``val_dice``."""
+        return self._json("GET", f"/projects/{int(project_id)}/metrics/curve")
+
+    def download_learning_curve(self, project_id: int, destination: str | os.PathLike) -> Path:
+        """Save the learning curve plot (PNG) to ``destination``."""
+        return self._download(f"/projects/{int(project_id)}/metrics/curve.png", Path(destination))
+
     # HTTP
 
     def _json(self, method: str, path: str, body: Any = None) -> Any:

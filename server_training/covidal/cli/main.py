@@ -17,6 +17,7 @@ from covidal.cli import (
     bench_losses,
     bench_reweight,
     bench_scoring,
+    bench_service,
     compare,
     compare_3d,
     corrupt_labels,
@@ -37,7 +38,7 @@ from covidal.errors import CovidalError
 COMMANDS = (
     train, evaluate, predict, simulate, compare, demo, bench_losses, bench_scoring,
     make_cases_3d, corrupt_labels, train_3d, pseudo_label, noisy_teacher, evaluate_3d, compare_3d, bench_reweight,
-    serve,
+    serve, bench_service,
 )
 
 

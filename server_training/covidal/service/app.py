@@ -1,9 +1,12 @@
-"""The HTTP API of ``covidal serve`` (FastAPI): projects, volumes, suggestion cycles with leases, annotations.
+"""The HTTP API of ``covidal serve`` (FastAPI): projects, volumes, suggestion cycles with leases, annotations,
+training jobs (run by a :class:`~covidal.service.jobs.runner.JobRunner` started with the app), predictions
+and the learning curve.
 
 Errors are JSON ``{"detail": "<what is wrong>"}``: a store's :class:`NotFound`
 is 404, :class:`Conflict` and :class:`LeaseError` 409, :class:`Invalid` and any
 other :class:`CovidalError` (a user's bad input) 422, an upload over the limit
-413, :class:`Busy` 503; malformed JSON or a wrong field type is FastAPI's 422.
+413, a number too large for the store (``OverflowError``, e.g. a 20-digit id) 422,
+:class:`Busy` 503; malformed JSON or a wrong field type is FastAPI's 422.
 With a token, every request needs ``Authorization: Bearer <token>`` (401 otherwise).
 """
 
@@ -19,7 +22,16 @@ from fastapi.responses import JSONResponse
 
 from covidal import __version__
 from covidal.errors import CovidalError
-from covidal.service.routes import annotations, cycles, projects, volumes
+from covidal.service.jobs.runner import JobRunner
+from covidal.service.routes import (
+    annotations,
+    cycles,
+    jobs,
+    metrics,
+    predictions,
+    projects,
+    volumes,
+)
 from covidal.service.settings import ServiceSettings
 from covidal.service.store.errors import (
     Busy,
@@ -53,9 +65,12 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             LOG.warning("recovered the store: removed %d leftover files, interrupted %d jobs",
                         len(recovery.removed_files), len(recovery.interrupted_jobs))
         app.state.store = store
+        runner = JobRunner(settings.project_dir, settings.device)
+        runner.start()
         try:
             yield
         finally:
+            runner.stop()
             store.close()
 
     app = FastAPI(title="covidal", version=__version__, lifespan=lifespan,
@@ -64,9 +79,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.state.settings = settings
     for error_class in ERROR_STATUS:
         app.add_exception_handler(error_class, _error_response)
+    app.add_exception_handler(OverflowError, _overflow_response)
     if settings.token is not None:
         _require_token(app, settings.token)
-    for module in (projects, volumes, cycles, annotations):
+    for module in (projects, volumes, cycles, annotations, jobs, predictions, metrics):
         app.include_router(module.router)
 
     @app.get("/health", tags=["service"])
@@ -81,6 +97,12 @@ async def _error_response(request: Request, error: Exception) -> JSONResponse:
     if status >= 500:
         LOG.error("%s %s failed: %s", request.method, request.url.path, error)
     return JSONResponse({"detail": str(error)}, status_code=status)
+
+
+async def _overflow_response(request: Request, error: Exception) -> JSONResponse:
+    """422 for a number the store cannot hold (SQLite integers are 64-bit): e.g. an id of 2**64 in the path."""
+    return JSONResponse({"detail": f"a number in the request is out of range (integers must lie within "
+                                   f"+-(2**63 - 1)): {error}"}, status_code=422)
 
 
 def _require_token(app: FastAPI, token: str) -> None:

@@ -1,15 +1,16 @@
 """Regions to suggest in a cycle: score every region of every axial slice of the pool, then pick the best.
 
-Phase 1 (no trained model in a project yet) always proposes the *initial*
-regions with :func:`lung_fraction_scores`: the fraction of a region's voxels in
-the lung HU range, where infection can be. Scoring is pluggable: any
-:data:`RegionScorer` (e.g. MC-dropout uncertainty of a trained model, once
-training jobs exist) can be passed to :func:`propose_regions` instead.
+A project without a trained model gets the *initial* regions from
+:func:`lung_fraction_scores`: the fraction of a region's voxels in the lung HU
+range, where infection can be. Scoring is pluggable: once the project has a
+model, the service passes an MC-dropout :data:`RegionScorer`
+(:func:`covidal.service.modeling.mc_dropout_scorer`) instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +59,8 @@ def lung_fraction_scores(array: np.ndarray, grid: RegionGrid) -> np.ndarray:
 
 
 def propose_regions(volumes: Sequence[tuple[int, Volume]], grid: RegionGrid, count: int, seed: int = 0,
-                    scorer: RegionScorer = lung_fraction_scores) -> list[ProposedRegion]:
+                    scorer: RegionScorer = lung_fraction_scores,
+                    exclude: AbstractSet[tuple[int, int, int]] = frozenset()) -> list[ProposedRegion]:
     """The ``count`` best regions of the pool, best first: the best region of each slice, then the rest.
 
     Each volume's region scores get a jitter in ``[0, JITTER)`` seeded by ``(seed, volume id)``, so ties
@@ -66,6 +68,7 @@ def propose_regions(volumes: Sequence[tuple[int, Volume]], grid: RegionGrid, cou
 
     Args:
         volumes: ``(volume id, volume)`` pairs; arrays ``[K, J, I]``.
+        exclude: ``(volume id, k, region)`` never to propose (the regions already answered).
 
     Raises:
         ValueError: ``count`` < 1, or a slice smaller than the grid's side.
@@ -79,7 +82,7 @@ def propose_regions(volumes: Sequence[tuple[int, Volume]], grid: RegionGrid, cou
             0, JITTER, (volume.array.shape[0], grid.regions))
         boxes[volume_id] = grid.boxes(volume.array.shape[1:])
         candidates += [(float(scores[k, r]), volume_id, k, r) for k in range(scores.shape[0])
-                       for r in range(grid.regions)]
+                       for r in range(grid.regions) if (volume_id, k, r) not in exclude]
     chosen = _pick(candidates, count)
     return [ProposedRegion(volume_id, k, region, box.col0, box.col1, box.row0, box.row1, score)
             for score, volume_id, k, region in chosen for box in (boxes[volume_id][region],)]

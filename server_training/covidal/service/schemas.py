@@ -164,3 +164,63 @@ def annotation_out(annotation: records.Annotation) -> AnnotationOut:
                          answer=annotation.answer.value, points=list(annotation.points),
                          annotator=annotation.annotator, effort_seconds=annotation.effort_seconds,
                          idempotency_key=annotation.idempotency_key, created_at=annotation.created_at)
+
+
+class JobCreate(_Request):
+    kind: str = Field(description="'train': train the project's 2D model on every answered region")
+    steps: int | None = Field(default=None, ge=1, description="optimiser steps (default: the project's "
+                                                                "'steps' setting, else 20)")
+    config: dict[str, Any] = Field(default_factory=dict, description="more options of "
+                                   "covidal.service.jobs.config.TrainJobConfig, e.g. checkpoint_every, batch_size")
+
+
+class JobProgressOut(BaseModel):
+    step: int = Field(description="optimiser steps done")
+    steps: int | None = Field(description="optimiser steps planned")
+    loss: float | None = Field(description="the last step's training loss")
+    val_dice: float | None = Field(description="Dice on the known pixels of the fully answered slices (null: none)")
+    eta_seconds: float | None
+
+
+class JobOut(BaseModel):
+    id: int
+    project_id: int
+    kind: str
+    status: str = Field(description="queued, running, done, failed, cancelled or interrupted (resumable)")
+    device: str | None
+    config: dict[str, Any]
+    progress: JobProgressOut | None
+    cancel_requested: bool
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+
+
+class PredictionOut(BaseModel):
+    volume_id: int
+    voxels: int = Field(description="voxels labelled infection")
+    infected_ml: float
+    lung_percent: float | None = Field(description="infected share of the lungs (heuristic lung mask), null if "
+                                                   "no lungs were found")
+    lung_ml: float | None
+
+
+class CurvePoint(BaseModel):
+    job_id: int
+    finished_at: float
+    answers: int = Field(description="answered regions the model trained on")
+    effort_seconds: float = Field(description="the annotators' summed effort for those answers")
+    val_dice: float | None
+    steps: int
+
+
+def job_out(job: records.Job) -> JobOut:
+    progress = job.progress
+    return JobOut(id=job.id, project_id=job.project_id, kind=job.kind, status=job.status.value, device=job.device,
+                  config=dict(job.config),
+                  progress=None if progress is None else JobProgressOut(
+                      step=progress.epoch, steps=progress.epochs, loss=progress.loss, val_dice=progress.val_dice,
+                      eta_seconds=progress.eta_seconds),
+                  cancel_requested=job.cancel_requested, created_at=job.created_at, started_at=job.started_at,
+                  finished_at=job.finished_at, error=job.error)

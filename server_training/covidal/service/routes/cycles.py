@@ -1,8 +1,10 @@
 """``/projects/{p}/cycles``: propose regions, lease them to annotators, and a score heat map per volume.
 
-Phase 1 always proposes the *initial* regions (:func:`covidal.service.proposals.lung_fraction_scores`):
-no project has a trained model until training jobs exist. Scoring with a model plugs into
-:func:`covidal.service.proposals.propose_regions` as another scorer.
+A project without a model gets the *initial* regions
+(:func:`covidal.service.proposals.lung_fraction_scores`); once a training job
+has given it a current model, regions are scored by MC dropout with the
+project's strategy and ``mc_samples`` (:func:`covidal.service.modeling.mc_dropout_scorer`).
+Regions already answered are never proposed again.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from fastapi import APIRouter, Query, Response
 
 from covidal.data.volume import Volume
 from covidal.regions.grid import RegionGrid
-from covidal.service.proposals import propose_regions
+from covidal.service.jobs.annotations import answered_regions
+from covidal.service.jobs.config import current_model_path
+from covidal.service.proposals import (
+    RegionScorer,
+    lung_fraction_scores,
+    propose_regions,
+)
 from covidal.service.routes.deps import SettingsDep, StoreDep
 from covidal.service.schemas import (
     CycleCreate,
@@ -27,6 +35,7 @@ from covidal.service.schemas import (
     cycle_out,
     suggestion_out,
 )
+from covidal.service.settings import ServiceSettings
 from covidal.service.store import records
 from covidal.service.store.errors import Invalid
 from covidal.service.store.records import RegionBox, SuggestionSpec
@@ -45,10 +54,15 @@ def create_cycle(project_id: int, body: CycleCreate, store: StoreDep, settings: 
     if not pool:
         raise Invalid(f"project {project_id} has no volumes yet: upload one before asking for suggestions")
     volumes = _read_pool(store, pool, settings.max_upload_bytes * ZIP_EXPANSION_LIMIT)
+    answered = {(a.volume_id, a.k, a.region) for a in answered_regions(store, project_id)}
     try:
-        proposed = propose_regions(volumes, RegionGrid(project.grid_k), body.count, seed=project.id)
+        proposed = propose_regions(volumes, RegionGrid(project.grid_k), body.count, seed=project.id,
+                                   scorer=_scorer(project, settings, seed=len(store.list_cycles(project_id))),
+                                   exclude=answered)
     except ValueError as error:
         raise Invalid(f"cannot cut the slices into {project.grid_k} regions: {error}") from None
+    if not proposed:
+        raise Invalid(f"every region of the pool's {len(pool)} volume(s) is answered already: upload more volumes")
     specs = [SuggestionSpec(p.volume_id, p.k, p.region, RegionBox(p.i0, p.i1, p.j0, p.j1), p.score)
              for p in proposed]
     cycle = store.create_cycle(project_id, specs)
@@ -109,6 +123,18 @@ def _nrrd_bytes(image: sitk.Image) -> bytes:
         path = Path(folder) / "heatmap.nrrd"
         sitk.WriteImage(image, str(path), True)
         return path.read_bytes()
+
+
+def _scorer(project: records.Project, settings: ServiceSettings, seed: int) -> RegionScorer:
+    """MC-dropout scores of the project's current model (dropout masks drawn from ``seed``),
+    or the lung fraction when it has none yet."""
+    path = current_model_path(settings.project_dir, project.id)
+    if not path.is_file():
+        return lung_fraction_scores
+    from covidal.service import modeling  # torch loads only once a project has a model
+
+    run = modeling.load_model(path, settings.device)
+    return modeling.mc_dropout_scorer(run, project.strategy, project.mc_samples, seed)
 
 
 def _read_pool(store: Store, pool: list[records.Volume], max_expanded_bytes: int) -> Iterator[tuple[int, Volume]]:

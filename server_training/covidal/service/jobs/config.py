@@ -1,0 +1,139 @@
+"""A training job's options and the files it writes under the project folder.
+
+Layout (paths relative to the service's ``project_dir``)::
+
+    jobs/<job id>/log.txt            the worker's stdout and stderr
+    jobs/<job id>/checkpoint/model.pt the newest checkpoint (resume starts from it)
+    jobs/<job id>/result.json        what a finished job trained on, for the learning curve
+    models/<project id>/current/model.pt  the model of the project's latest successful job
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from covidal.errors import CovidalError
+
+DEFAULT_STEPS = 20
+DEFAULT_IMAGE_SIZE = 64
+DEFAULT_WIDTH = 16
+MAX_STEPS = 1_000_000
+TRAIN_KIND = "train"
+MODEL_FILE = "model.pt"
+
+
+@dataclass(frozen=True)
+class TrainJobConfig:
+    """What a ``train`` job does: ``steps`` Adam steps on every answered slice of the project.
+
+    Attributes:
+        steps: optimiser steps in all (a resumed job runs the ones left), 1..:data:`MAX_STEPS`.
+        checkpoint_every: steps between checkpoints and progress reports (>= 1).
+        batch_size: slices per step (>= 1).
+        learning_rate: Adam step size (> 0, finite).
+        image_size: side of the square training grid, a multiple of 32.
+        width: base channel count of the 2D U-Net (ignored by fcn8).
+        dropout: head dropout, in [0, 1); MC-dropout scoring needs it above 0.
+        background_sample: pixels drawn per background region, or None for all of them.
+        seed: seeds the initial weights, the batch order and the loss.
+
+    Raises:
+        CovidalError: a value of the wrong type or out of range (naming the field).
+    """
+
+    steps: int = DEFAULT_STEPS
+    checkpoint_every: int = 5
+    batch_size: int = 4
+    learning_rate: float = 1e-3
+    image_size: int = DEFAULT_IMAGE_SIZE
+    width: int = DEFAULT_WIDTH
+    dropout: float = 0.5
+    background_sample: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "checkpoint_every", "batch_size", "image_size", "width"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("seed", self.seed, 0)
+        if self.background_sample is not None:
+            _check_int("background_sample", self.background_sample, 1)
+        if self.steps > MAX_STEPS:
+            raise CovidalError(f"job config steps must be at most {MAX_STEPS}, got {self.steps}")
+        if self.image_size % 32:
+            raise CovidalError(f"job config image_size must be a multiple of 32, got {self.image_size}")
+        if not _is_real(self.learning_rate) or not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise CovidalError(f"job config learning_rate must be a positive finite number, got {self.learning_rate!r}")
+        if not _is_real(self.dropout) or not 0 <= self.dropout < 1:
+            raise CovidalError(f"job config dropout must be a number in [0, 1), got {self.dropout!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainJobConfig:
+        """The config of ``values`` (missing keys take their defaults).
+
+        Raises:
+            CovidalError: not a mapping, an unknown key, or a bad value.
+        """
+        if not isinstance(values, Mapping):
+            raise CovidalError(f"a job config must be a JSON object, got {type(values).__name__}")
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise CovidalError(f"unknown job config keys {unknown}; allowed: {sorted(known)}")
+        return cls(**values)
+
+    @classmethod
+    def for_project(cls, project_settings: Mapping[str, Any], overrides: Mapping[str, Any]) -> TrainJobConfig:
+        """Defaults, then the project's settings of the same names (e.g. ``image_size``, ``width``), then ``overrides``.
+
+        Raises:
+            CovidalError: as :meth:`from_dict`.
+        """
+        known = {field.name for field in fields(cls)}
+        from_project = {key: value for key, value in project_settings.items() if key in known}
+        return cls.from_dict({**from_project, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    """Where a job's files live under ``project_dir`` (see the module docstring)."""
+
+    project_dir: Path
+    job_id: int
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.project_dir) / "jobs" / str(int(self.job_id))
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "log.txt"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / "checkpoint" / MODEL_FILE
+
+    @property
+    def result(self) -> Path:
+        return self.folder / "result.json"
+
+
+def current_model_path(project_dir: Path, project_id: int) -> Path:
+    """The model of the project's latest successful training job (it may not exist yet)."""
+    return Path(project_dir) / "models" / str(int(project_id)) / "current" / MODEL_FILE
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise CovidalError(f"job config {name} must be an integer >= {minimum}, got {value!r}")
