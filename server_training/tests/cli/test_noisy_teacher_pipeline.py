@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
@@ -19,8 +20,14 @@ def teacher(tmp_path_factory, volume_set, tiny_3d_options):
     from covidal.cli.main import main
 
     run = tmp_path_factory.mktemp("teacher")
-    assert main(["train-3d", "--images", str(volume_set.images), "--labels", str(volume_set.labels),
-                 "--out", str(run), *tiny_3d_options]) == 0
+    # One thread, like the tests (single_thread_torch), so a rerun in a test reproduces these weights exactly.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["train-3d", "--images", str(volume_set.images), "--labels", str(volume_set.labels),
+                     "--out", str(run), *tiny_3d_options]) == 0
+    finally:
+        torch.set_num_threads(threads)
     return run
 
 
