@@ -8,6 +8,11 @@ import numpy as np
 import torch
 
 from covidal.activelearning.pool import Pool
+from covidal.activelearning.sharding import (
+    distributed_world,
+    gather_shards,
+    shard_for_rank,
+)
 from covidal.data.grid import GridMapping
 from covidal.models.base import SegmentationNet
 from covidal.strategies.base import SliceScores, Strategy
@@ -31,6 +36,11 @@ def score_pool(
     slice (:func:`mc_probabilities_cached`). A strategy that needs no uncertainty
     (random) gets zero maps and the network is not run.
 
+    Inside an initialised ``torch.distributed`` group of N processes (e.g. under
+    torchrun, one GPU each) every process scores its shard of the slices
+    (:func:`shard_for_rank`, with the dropout masks of those slices) and all of
+    them return the gathered scores of all slices, as one process would.
+
     Args:
         model: the current model, on its device.
         pool: the pool.
@@ -46,16 +56,28 @@ def score_pool(
     records = [pool.records[i] for i in indices]
     if not strategy.needs_uncertainty or not records:
         return [SliceScores(r.case_id, r.slice_id, np.zeros(r.image.shape)) for r in records]
-    size = pool.images.shape[-1]
     masks = sample_dropout_masks(model, samples, len(records), seed)
+    rank, world_size = distributed_world()
+    if world_size == 1:
+        return _score(model, pool, list(indices), masks, strategy, batch_size)
+    positions = shard_for_rank(range(len(records)), rank, world_size)
+    local = _score(model, pool, [indices[p] for p in positions], masks[:, positions], strategy, batch_size)
+    return gather_shards(local, world_size)
+
+
+def _score(model: SegmentationNet, pool: Pool, indices: list[int], masks: torch.Tensor, strategy: Strategy,
+           batch_size: int) -> list[SliceScores]:
+    """Scores of the pool slices at ``indices`` with their dropout masks ``[T, len(indices), F]``."""
+    size = pool.images.shape[-1]
     device = model.classifier.weight.device
     scores = []
-    for start in range(0, len(records), batch_size):
-        stop = min(start + batch_size, len(records))
-        images = pool.images[list(indices[start:stop])].to(device)
+    for start in range(0, len(indices), batch_size):
+        stop = min(start + batch_size, len(indices))
+        images = pool.images[indices[start:stop]].to(device)
         probs = mc_probabilities_cached(model, images, masks[:, start:stop]).probs
         pixel = strategy.pixel_scores(probs).float().cpu().numpy()
-        for record, train_grid_scores in zip(records[start:stop], pixel):
+        for index, train_grid_scores in zip(indices[start:stop], pixel):
+            record = pool.records[index]
             rows, cols = GridMapping(record.image.shape, size).native_to_train_indices()
             native = train_grid_scores[rows[:, None], cols[None, :]]
             scores.append(SliceScores(record.case_id, record.slice_id, native))

@@ -1,8 +1,18 @@
-"""``covidal train``: fit a 2D model to point labels (or full masks for the upper bound)."""
+"""``covidal train``: fit a 2D model to point labels (or full masks for the upper bound).
+
+``--gpus N`` (N > 1) trains data-parallel: the command starts N processes with
+torchrun (``python -m torch.distributed.run --standalone``), each runs
+:mod:`covidal.cli.train_worker` on one GPU with DistributedDataParallel and a
+shard of every epoch; ``--batch-size`` is then per process. Rank 0 validates,
+writes the run folder and prints. With ``--device cpu`` N is a number of CPU
+processes (gloo backend), which is how the code path is tested without GPUs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from covidal.cli.options import (
@@ -22,12 +32,15 @@ from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.registry import ModelConfig, ModelName
 from covidal.training.config import TrainConfig
-from covidal.training.trainer import train
+from covidal.training.distributed import SINGLE_PROCESS, Shard, check_gpus, launch
+from covidal.training.trainer import TrainResult, train
+
+WORKER_MODULE = "covidal.cli.train_worker"
 
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("train", help="train a 2D segmentation model from points",
-                                 description=__doc__.split(":", 1)[1].strip())
+                                 description=__doc__.split(":", 1)[1].split("\n\n")[0].strip())
     add_data_options(parser, masks_required=False)
     parser.add_argument("--loss", choices=[n.value for n in LossName], required=True,
                         help="point: CE on clicked pixels; cb-flip / cb-flip-rot: + consistency under flips (and rotations); "
@@ -50,6 +63,9 @@ def add_parser(commands) -> None:
     parser.add_argument("--val-fraction", type=fraction, default=0.1, help="share of slices held out for model selection")
     parser.add_argument("--seed", type=non_negative_int, default=0)
     add_device_option(parser)
+    parser.add_argument("--gpus", type=positive_int, default=1, metavar="N",
+                        help="train data-parallel on N GPUs (DDP, started with torchrun; --batch-size is per GPU); "
+                             "with --device cpu, N CPU processes (gloo) (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -65,17 +81,62 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class TrainJob:
+    """What one training run reads and writes; handed to each data-parallel worker as JSON."""
+
+    images: Path
+    masks: Path | None
+    points: Path | None
+    out: Path
+    config: TrainConfig
+    progress: bool
+
+    def to_json(self) -> str:
+        paths = {name: None if path is None else str(Path(path).resolve())
+                 for name, path in (("images", self.images), ("masks", self.masks), ("points", self.points),
+                                    ("out", self.out))}
+        return json.dumps({**paths, "config": self.config.to_dict(), "progress": self.progress})
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainJob:
+        data = json.loads(text)
+        paths = {name: None if data[name] is None else Path(data[name]) for name in ("images", "masks", "points", "out")}
+        return cls(**paths, config=TrainConfig.from_dict(data["config"]), progress=data["progress"])
+
+
+def job_from(args: argparse.Namespace) -> TrainJob:
+    """The run the command line asks for.
+
+    Raises:
+        CovidalError: no masks, and no points file with --val-fraction 0 to train without them.
+    """
     config = config_from(args)
     if args.masks is None and (args.points is None or config.val_fraction > 0):
         raise CovidalError("--masks is required (to derive points and to validate); "
                            "without masks give --points FILE and --val-fraction 0")
-    records = load_slices(args.images, args.masks, config.window, config.mask_class)
+    return TrainJob(args.images, args.masks, args.points, args.out, config, progress=not args.quiet)
+
+
+def run_job(job: TrainJob, shard: Shard = SINGLE_PROCESS) -> TrainResult:
+    """Load the slices (and points) of ``job`` and train; rank 0 prints the outcome."""
+    records = load_slices(job.images, job.masks, job.config.window, job.config.mask_class)
     points = None
-    if args.points is not None:
-        points = load_points(args.points)
+    if job.points is not None:
+        points = load_points(job.points)
         validate_points_in_bounds(points, {r.slice_id: r.image.shape for r in records})
-    result = train(records, config, args.out, points=points, progress=not args.quiet)
-    best = "n/a" if result.best_val_dice is None else f"{result.best_val_dice:.4f}"
-    print(f"best epoch {result.best_epoch}, validation Dice {best}; model: {Path(args.out) / 'model.pt'}")
+    result = train(records, job.config, job.out, points=points, progress=job.progress, shard=shard)
+    if shard.is_main:
+        best = "n/a" if result.best_val_dice is None else f"{result.best_val_dice:.4f}"
+        print(f"best epoch {result.best_epoch}, validation Dice {best}; model: {Path(job.out) / 'model.pt'}")
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    job = job_from(args)
+    if args.gpus == 1:
+        run_job(job)
+        return 0
+    check_gpus(args.gpus, job.config.device)
+    launch(args.gpus, WORKER_MODULE, [job.to_json()])
     return 0

@@ -17,6 +17,7 @@ from covidal.data.grid import (
 from covidal.data.points import PointLabel
 from covidal.data.slices import SliceRecord
 from covidal.losses.base import Batch
+from covidal.training.distributed import SINGLE_PROCESS, Shard, shard_order
 
 
 def standardise(image: np.ndarray) -> np.ndarray:
@@ -65,10 +66,16 @@ class TrainingSlices:
     def __len__(self) -> int:
         return len(self.images)
 
-    def batches(self, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[Batch]:
-        """Shuffled mini-batches for one epoch (the last one may be smaller)."""
-        order = torch.randperm(len(self), generator=generator)
-        for start in range(0, len(self), batch_size):
+    def batches(self, batch_size: int, generator: torch.Generator, device: torch.device,
+                shard: Shard = SINGLE_PROCESS) -> Iterator[Batch]:
+        """Shuffled mini-batches for one epoch (the last one may be smaller).
+
+        Under data-parallel training every rank draws the same order from its
+        identically seeded ``generator`` and batches only its own shard of it
+        (:func:`shard_order`), so the ranks' batches partition the epoch.
+        """
+        order = shard_order(torch.randperm(len(self), generator=generator), shard)
+        for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             yield Batch(
                 images=self.images[index].to(device),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from covidal.data.points import (
@@ -29,6 +30,7 @@ from covidal.models.registry import build_model
 from covidal.training.checkpoint import HISTORY_FILE, MODEL_FILE, save_checkpoint
 from covidal.training.config import TrainConfig, resolve_device
 from covidal.training.dataset import TrainingSlices
+from covidal.training.distributed import SINGLE_PROCESS, Shard, mean_over_ranks
 from covidal.utils.atomic import atomic_write_json
 
 POINTS_FILE = "points.json"
@@ -97,8 +99,18 @@ def train(
     points: Sequence[PointLabel] | None = None,
     progress: bool = True,
     validation: Sequence[SliceRecord] | None = None,
+    shard: Shard = SINGLE_PROCESS,
 ) -> TrainResult:
     """Train, validate every epoch and keep the best checkpoint in ``run_dir/model.pt``.
+
+    Data-parallel (``shard.world_size > 1``, inside an initialised process group):
+    every rank builds the same split, points and initial model from ``config.seed``,
+    wraps the model in DistributedDataParallel and trains on its shard of each
+    epoch with ``config.batch_size`` slices per step (a global batch of
+    ``world_size * batch_size``); dropout and the loss's random transforms are
+    seeded ``seed + rank`` so ranks do not repeat each other's draws. The epoch
+    loss is averaged over the ranks; only rank 0 validates and writes ``run_dir``,
+    and its result alone carries the best epoch.
 
     Args:
         records: all slices; a ``val_fraction`` share is held out for model selection.
@@ -107,6 +119,7 @@ def train(
         points: point labels in native pixel coordinates; derived from the masks when None.
         progress: show a progress bar on stderr.
         validation: an explicit validation set; then all ``records`` train and ``val_fraction`` is unused.
+        shard: this process's rank among the data-parallel processes (default: the only one).
 
     Raises:
         CovidalError: no slices, masks missing where needed, or no point on any training slice.
@@ -114,12 +127,14 @@ def train(
     if not records:
         raise CovidalError("no slices to train on")
     device = resolve_device(config.device)
+    if device.type == "cuda" and shard.is_distributed:
+        device = torch.device("cuda", shard.local_rank)
     if validation is None:
         train_records, val_records = split_train_val(records, config.val_fraction, config.seed)
     else:
         train_records, val_records = list(records), list(validation)
     _check_masks(val_records, "validation")
-    loss_fn = build_loss(config.loss, generator=torch.Generator().manual_seed(config.seed))
+    loss_fn = build_loss(config.loss, generator=torch.Generator().manual_seed(config.seed + shard.rank))
     if loss_fn.requires_masks:
         _check_masks(train_records, f"the '{config.loss.name}' loss")
     train_points = _training_points(train_records, points, config.seed, config.min_background_points)
@@ -127,13 +142,15 @@ def train(
         raise CovidalError("no point labels fall on the training slices")
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_points(run_dir / POINTS_FILE, train_points)
+    if shard.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_points(run_dir / POINTS_FILE, train_points)
     data = TrainingSlices.build(train_records, points_by_slice(train_points), config.image_size, loss_fn.requires_masks)
 
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    trained = _data_parallel(model, shard, device, config.seed)
+    optimiser = torch.optim.Adam(trained.parameters(), lr=config.learning_rate)
     batch_generator = torch.Generator().manual_seed(config.seed)
 
     result = TrainResult(run_dir=run_dir, best_epoch=0, best_val_dice=None)
@@ -144,10 +161,14 @@ def train(
         "val_slices": [r.slice_id for r in val_records],
         "points": {"infection": sum(p.label == 1 for p in train_points), "background": sum(p.label == 0 for p in train_points)},
     }
-    epochs = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress)
+    epochs = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not (progress and shard.is_main))
     for epoch in epochs:
         started = time.perf_counter()
-        loss, parts = _train_one_epoch(model, loss_fn, data, optimiser, config.batch_size, batch_generator, device)
+        loss, parts = _train_one_epoch(trained, loss_fn, data, optimiser, config.batch_size, batch_generator, device,
+                                       shard)
+        if not shard.is_main:
+            result.history.append(EpochRecord(epoch, loss, parts, time.perf_counter() - started))
+            continue
         val = evaluate(model, val_records, config.image_size, device).to_dict() if val_records else None
         record = EpochRecord(epoch, loss, parts, time.perf_counter() - started, val)
         result.history.append(record)
@@ -161,20 +182,35 @@ def train(
             {**summary, "best_epoch": result.best_epoch, "best_val_dice": result.best_val_dice,
              "epochs": [asdict(r) for r in result.history]},
         )
+    if shard.is_distributed:
+        torch.distributed.barrier()  # every rank returns once rank 0 has written the run folder
     return result
 
 
-def _train_one_epoch(model, loss_fn, data, optimiser, batch_size, generator, device) -> tuple[float, dict[str, float]]:
+def _data_parallel(model: nn.Module, shard: Shard, device: torch.device, seed: int) -> nn.Module:
+    """``model`` itself for one process, else wrapped in DDP (after which dropout is seeded per rank)."""
+    if not shard.is_distributed:
+        return model
+    wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if not shard.is_main:
+        torch.manual_seed(seed + shard.rank)
+    return wrapped
+
+
+def _train_one_epoch(model, loss_fn, data, optimiser, batch_size, generator, device,
+                     shard: Shard = SINGLE_PROCESS) -> tuple[float, dict[str, float]]:
     model.train()
     totals: dict[str, float] = defaultdict(float)
     total_loss, steps = 0.0, 0
-    for batch in data.batches(batch_size, generator, device):
+    for batch in data.batches(batch_size, generator, device, shard):
         result = train_step(model, loss_fn, batch, optimiser, device)
         total_loss += result.total.item()
         for name, value in result.parts.items():
             totals[name] += value
         steps += 1
-    return total_loss / steps, {name: value / steps for name, value in totals.items()}
+    names = list(totals)
+    loss, *parts = mean_over_ranks([total_loss / steps, *(totals[name] / steps for name in names)], shard, device)
+    return loss, dict(zip(names, parts))
 
 
 def train_step(model: nn.Module, loss_fn: SegmentationLoss, batch: Batch, optimiser: torch.optim.Optimizer,

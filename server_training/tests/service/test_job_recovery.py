@@ -4,43 +4,13 @@ from its last checkpoint to the end, and the store is intact."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-from covidal.client import BackendUnreachable, CovidalClient
 from covidal.service.store.store import Store
 from job_testing import answer_slices, finished, tiny_project, wait_for_job
-from service_testing import free_port
+from process_testing import kill_group, serve
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups and SIGKILL are POSIX")
-
-
-def serve(project_dir: Path) -> tuple[subprocess.Popen, CovidalClient]:
-    """``covidal serve`` in a process group of its own (its job's worker joins it); waits until it answers."""
-    port = free_port()
-    command = [sys.executable, "-m", "covidal.cli.main", "serve", "--project-dir", str(project_dir),
-               "--port", str(port)]
-    process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2], start_new_session=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    client = CovidalClient(f"http://127.0.0.1:{port}", timeout=30)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            client.health()
-            return process, client
-        except BackendUnreachable:
-            assert process.poll() is None and time.monotonic() < deadline, "covidal serve did not start"
-            time.sleep(0.2)
-
-
-def kill_group(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(20)
 
 
 def test_service_killed_mid_job_restarts_with_a_resumable_job(tmp_path):

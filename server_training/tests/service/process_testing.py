@@ -1,0 +1,37 @@
+"""``covidal serve`` as a real process for the crash tests: start it, wait until it answers, SIGKILL its group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from covidal.client import BackendUnreachable, CovidalClient
+from service_testing import free_port
+
+
+def serve(project_dir: Path) -> tuple[subprocess.Popen, CovidalClient]:
+    """``covidal serve`` in a process group of its own (its job's worker joins it); waits until it answers."""
+    port = free_port()
+    command = [sys.executable, "-m", "covidal.cli.main", "serve", "--project-dir", str(project_dir),
+               "--port", str(port)]
+    process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2], start_new_session=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    client = CovidalClient(f"http://127.0.0.1:{port}", timeout=30)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.health()
+            return process, client
+        except BackendUnreachable:
+            assert process.poll() is None and time.monotonic() < deadline, "covidal serve did not start"
+            time.sleep(0.2)
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(20)
