@@ -1,50 +1,84 @@
-"""``covidal demo`` end to end at toy settings: the real CT from PyPI, both synthetic cases,
-train -> evaluate -> predict through the CLI, and the outputs a user opens afterwards."""
+"""``covidal demo`` end to end at toy settings: the real CT from PyPI with synthetic lesions, cropped to the lungs,
+a real ``covidal serve`` child process driven through the HTTP client, and the outputs a user opens afterwards."""
 
 from __future__ import annotations
 
-import json
+import contextlib
+import io
+import re
+from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
-
+from covidal.cli.main import main
 from covidal.sample_data import make_demo_case
 
+TINY = ("--cycles", "2", "--regions", "4", "--steps", "2", "--grid-k", "4", "--mc-samples", "1",
+        "--size", "32", "--width", "4", "--device", "cpu")
+SUMMARY = re.compile(r"summary: (\d+) regions answered \((\d+) with a click on infection\), ([\d.]+) s of annotation "
+                     r"effort, Dice ([\d.]+) against the synthetic lesions on the whole CT, ([\d.]+) mL predicted")
 
-def test_demo_runs_train_evaluate_predict_and_writes_a_prediction_on_the_ct_grid(cli, tmp_path, single_thread_torch):
-    out = tmp_path / "demo"
-    result = cli("demo", "--out", out, "--epochs", "1", "--size", "32", "--width", "4", "--device", "cpu")
-    assert result.code == 0, result.err
-    for command in ("$ covidal train", "$ covidal evaluate", "$ covidal predict"):
-        assert command in result.out  # the user sees the commands to rerun
 
-    metrics = json.loads((out / "test_metrics.json").read_text())
-    assert 0.0 <= metrics["dice"] <= 1.0
-    counts = metrics["counts"]
-    test_ct = sitk.ReadImage(str(out / "data" / "test_ct.nrrd"))
-    assert sum(counts.values()) == np.prod(test_ct.GetSize())  # every voxel of the held-out case scored once
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, str]:
+    """``(OUT, printed output)`` of one tiny demo run, shared by the tests of this module (it takes ~20 s)."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    printed, errors = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
+        code = main(["demo", "--out", str(out), *TINY])
+    assert code == 0, errors.getvalue()
+    return out, printed.getvalue()
 
-    case = make_demo_case(seed=0)
-    ct, prediction = sitk.ReadImage(str(case.ct)), sitk.ReadImage(str(out / "prediction.nrrd"))
+
+def test_demo_runs_cycles_through_the_service_and_writes_prediction_and_curve(demo):
+    out, printed = demo
+    assert printed.count("training job") == 2 and "step 2/2" in printed
+    assert "covidal serve is answering at http://127.0.0.1:" in printed
+    after = re.findall(r"after (\d+) answers \(([\d.]+) s\): Dice ([\d.]+)", printed)  # one line per cycle
+    assert [(int(n), float(s)) for n, s, _ in after] == [(4, 12.0), (8, 24.0)]
+    summary = SUMMARY.search(printed)
+    assert summary, printed
+    regions, infection, effort, dice, infected_ml = summary.groups()
+    assert int(regions) == 2 * 4 and 0 <= int(infection) <= 8 and float(effort) == 3.0 * 8
+    assert 0.0 <= float(dice) <= 1.0 and float(infected_ml) >= 0.0
+    assert "SYNTHETIC" in printed and "not a held-out case" in printed
+
+    ct, prediction = (sitk.ReadImage(str(path)) for path in (out / "data" / "ct.nrrd", out / "prediction.nrrd"))
     assert prediction.GetSize() == ct.GetSize()
     assert np.allclose(prediction.GetSpacing(), ct.GetSpacing())
     assert np.allclose(prediction.GetOrigin(), ct.GetOrigin())
     assert np.allclose(prediction.GetDirection(), ct.GetDirection())
-    assert set(np.unique(sitk.GetArrayViewFromImage(prediction))) <= {0, 1}
+    labels = sitk.GetArrayViewFromImage(prediction)
+    assert set(np.unique(labels)) <= {0, 1}
+    voxel_ml = np.prod(ct.GetSpacing()) / 1000
+    assert abs(float(infected_ml) - labels.sum() * voxel_ml) <= 0.05  # printed with one decimal
+    lesions = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "data" / "lesions.nrrd"))) != 0
+    both = int((labels.astype(bool) & lesions).sum())
+    expected = 1.0 if labels.sum() + lesions.sum() == 0 else 2 * both / (labels.sum() + lesions.sum())
+    assert float(dice) == pytest.approx(expected, abs=5e-4)  # printed with three decimals
+
+    png = (out / "learning_curve.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+    assert (out / "service" / "store.sqlite3").is_file()  # the project lives in the service's folder under OUT
 
 
-def test_demo_crops_both_cases_to_the_same_grid_with_different_lesions(cli, tmp_path, single_thread_torch):
-    out = tmp_path / "demo"
-    assert cli("demo", "--out", out, "--epochs", "1", "--size", "32", "--width", "4", "--device", "cpu").code == 0
-    data = out / "data"
-    train_ct, test_ct = (sitk.ReadImage(str(data / f"{name}_ct.nrrd")) for name in ("train", "test"))
-    assert train_ct.GetSize() == test_ct.GetSize() and train_ct.GetOrigin() == test_ct.GetOrigin()
-    train_lesions, test_lesions = (sitk.GetArrayFromImage(sitk.ReadImage(str(data / f"{name}_lesions.nrrd")))
-                                   for name in ("train", "test"))
-    assert train_lesions.any() and test_lesions.any()
-    assert not np.array_equal(train_lesions, test_lesions)
+def test_demo_crops_the_case_to_the_lungs_keeping_every_lesion_and_the_geometry(demo):
+    out, _ = demo
+    case = make_demo_case(seed=0)
+    full_ct, crop = sitk.ReadImage(str(case.ct)), sitk.ReadImage(str(out / "data" / "ct.nrrd"))
+    assert all(c < f for c, f in zip(crop.GetSize(), full_ct.GetSize()))  # smaller than the whole CT
 
-    # The crop is a sub-grid of the full CT: its origin is the full CT's voxel at the crop's corner.
-    full = sitk.ReadImage(str(make_demo_case(seed=0).ct))
-    corner = full.TransformPhysicalPointToIndex(train_ct.GetOrigin())
-    assert np.allclose(full.TransformIndexToPhysicalPoint(corner), train_ct.GetOrigin())
+    # The crop is a sub-grid of the full CT: its origin is the full CT's voxel at the crop's corner, same HU there.
+    corner = full_ct.TransformPhysicalPointToIndex(crop.GetOrigin())
+    assert np.allclose(full_ct.TransformIndexToPhysicalPoint(corner), crop.GetOrigin())
+    assert full_ct[corner] == crop[0, 0, 0]
+    # Every lesion voxel is inside the crop, so the Dice on the crop is the Dice on the whole CT.
+    full_lesions = sitk.GetArrayFromImage(sitk.ReadImage(str(case.lesions)))
+    crop_lesions = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "data" / "lesions.nrrd")))
+    assert crop_lesions.sum() == full_lesions.sum() > 0
+
+
+def test_demo_refuses_a_grid_that_is_not_a_perfect_square(cli, tmp_path):
+    cli("demo", "--out", tmp_path / "demo", "--grid-k", "5").assert_user_error("--grid-k", "perfect square")
+    assert not (tmp_path / "demo").exists()  # refused before anything is made or started

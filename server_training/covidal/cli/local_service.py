@@ -1,0 +1,80 @@
+"""Run ``covidal serve`` as a child process on loopback for the length of a ``with`` block (the demo's server)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from covidal.client import BackendUnreachable, CovidalClient
+from covidal.errors import CovidalError
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 120.0  # the child imports torch and FastAPI before it answers
+STOP_TIMEOUT_S = 20.0
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def local_service(project_dir: Path, log_path: Path, device: str = "cpu",
+                  start_timeout: float = START_TIMEOUT_S) -> Iterator[CovidalClient]:
+    """Start ``covidal serve --project-dir project_dir`` on 127.0.0.1 and a free port; yield a client of it.
+
+    The server's output goes to ``log_path``. On leaving the block, normally or by an error,
+    the server is asked to stop (SIGTERM) and killed if it has not stopped after a while.
+
+    Raises:
+        CovidalError: the server exited or did not answer within ``start_timeout`` s (its log's tail is shown).
+    """
+    port = free_port()
+    command = [sys.executable, "-m", "covidal.cli.main", "serve", "--project-dir", str(project_dir),
+               "--host", HOST, "--port", str(port), "--device", device]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env=os.environ.copy())
+        try:
+            client = CovidalClient(f"http://{HOST}:{port}", timeout=120)
+            _wait_until_healthy(client, process, log_path, start_timeout)
+            yield client
+        finally:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_healthy(client: CovidalClient, process: subprocess.Popen, log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.health()
+            return
+        except BackendUnreachable:
+            if process.poll() is not None:
+                raise CovidalError(f"`covidal serve` exited with status {process.returncode} before answering; "
+                                   f"its log {log_path} ends with:\n{_tail(log_path)}") from None
+            if time.monotonic() > deadline:
+                raise CovidalError(f"`covidal serve` did not answer within {timeout:g} s; "
+                                   f"its log {log_path} ends with:\n{_tail(log_path)}") from None
+            time.sleep(0.2)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
