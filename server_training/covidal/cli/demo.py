@@ -203,15 +203,15 @@ def _train(client: CovidalClient, project_id: int, steps: int) -> None:
         raise CovidalError(f"training job {job['id']} {job['status']}: {job.get('error')}\n"
                            f"{client.job_log(project_id, job['id'])[-2000:]}")
     val_dice = job["progress"]["val_dice"]
-    print("  done" + (f"; Dice on the answered pixels of fully answered slices {val_dice:.3f}"
+    print("  done" + (f"; Dice on the answered pixels {val_dice:.3f}"
                       if val_dice is not None else ""), flush=True)
 
 
 def _cycle_dice(client: CovidalClient, project_id: int, volume_id: int, lesions: np.ndarray, path: Path) -> float:
     """Dice of the current model's prediction of the CT against the lesions ``[K, J, I]``.
 
-    The service's own learning curve scores only fully answered slices, which region
-    suggestions seldom produce; the demo knows the whole truth, so it reports this too.
+    The service's own learning curve scores only the answered pixels (a click per infected
+    region); the demo knows the whole truth, so it reports this too.
     """
     client.predict_volume(project_id, volume_id)
     return _dice(read_volume(client.download_prediction(project_id, volume_id, path)).array != 0, lesions)

@@ -178,7 +178,7 @@ class JobProgressOut(BaseModel):
     step: int = Field(description="optimiser steps done")
     steps: int | None = Field(description="optimiser steps planned")
     loss: float | None = Field(description="the last step's training loss")
-    val_dice: float | None = Field(description="Dice on the known pixels of the fully answered slices (null: none)")
+    val_dice: float | None = Field(description="Dice on the known pixels (background regions and clicks) of the answered slices; they are trained on too (null: none)")
     eta_seconds: float | None
 
 

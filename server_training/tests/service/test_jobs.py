@@ -35,7 +35,7 @@ def test_job_trains_and_reports_progress(service, trained):
     progress = job["progress"]
     assert progress["step"] == progress["steps"] == 6
     assert np.isfinite(progress["loss"]) and progress["eta_seconds"] == 0
-    # Slices 0 and 1 are fully answered: a Dice on their known pixels exists.
+    # The answered slices hold clicks and background regions: a Dice on their known pixels exists.
     assert 0 <= progress["val_dice"] <= 1
     log = service.client.job_log(project["id"], job["id"])
     assert "step 6/6" in log and "job" in log

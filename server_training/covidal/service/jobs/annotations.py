@@ -56,13 +56,6 @@ class ProjectAnnotations:
     answers: int
     effort_seconds: float
 
-    def fully_answered(self) -> list[SliceRecord]:
-        """The slices whose every region is answered."""
-        counts: dict[tuple[str, str], int] = {}
-        for region in self.state.labelled:
-            counts[(region.case, region.slice)] = counts.get((region.case, region.slice), 0) + 1
-        return [s for s in self.slices if counts.get((s.case_id, s.slice_id), 0) == self.state.grid.regions]
-
 
 def answered_regions(store: Store, project_id: int) -> list[AnsweredRegion]:
     """Every answer of the project with its suggestion's place, oldest first, one per region."""

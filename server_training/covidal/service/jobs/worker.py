@@ -120,7 +120,9 @@ class _Trainer:
                  model: SegmentationNet, loss_fn: SegmentationLoss, device: torch.device, parent_pid: int) -> None:
         self.store, self.job, self.config, self.data = store, job, config, data
         self.model, self.loss_fn, self.device, self.parent_pid = model, loss_fn, device, parent_pid
-        self.validation = data.fully_answered()
+        # Every answered slice: its known pixels (background regions and clicks) score the model, so the curve
+        # has a point per job even though region suggestions seldom answer a whole slice.
+        self.validation = data.slices
         self.val_dice: float | None = None
 
     def run(self, done: int, train_config: TrainConfig, paths: JobPaths) -> bool:
@@ -163,7 +165,7 @@ class _Trainer:
                               None)
 
     def _validate(self) -> float | None:
-        """Dice on the known pixels of the fully answered slices (training slices: nothing is held out)."""
+        """Dice on the known pixels of the answered slices (training slices: nothing is held out)."""
         if not self.validation:
             return None
         predictions = (probability >= 0.5 for _, probability in
