@@ -12,9 +12,6 @@ the annotating phase's wall time.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from covidal.client import BackendUnreachable, ClientError, CovidalClient
+from covidal.client import ClientError, CovidalClient
 from covidal.errors import CovidalError
+from covidal.service.local import local_service
 from covidal.service.schemas import MAX_CYCLE_REGIONS
 
 SYNTHETIC_SHAPE = (64, 256, 256)  # [K, J, I]
-SERVER_START_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -103,7 +100,10 @@ def bench_service(config: ServiceBenchConfig) -> ServiceBenchResult:
     with tempfile.TemporaryDirectory(prefix="covidal-bench-service-") as folder:
         folder = Path(folder)
         volume = config.volume or write_synthetic_ct(folder / "synthetic-ct.nrrd", config.seed)
-        with running_server(folder / "project") as client, _refusals_as_errors():
+        # One thread per server unless told otherwise: the clients share the same cores.
+        threads = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        with (local_service(folder / "project", folder / "server.log", environment=threads) as client,
+              _refusals_as_errors()):
             project = client.create_project("bench", model_kind="unet", grid_k=config.grid_k, strategy="entropy",
                                             mc_samples=1, loss="point")
             start = time.perf_counter()
@@ -151,53 +151,12 @@ def write_synthetic_ct(path: Path, seed: int = 0) -> Path:
 
 
 @contextmanager
-def running_server(project_dir: Path) -> Iterator[CovidalClient]:
-    """``covidal serve`` in a subprocess on a free loopback port; a client once it answers /health.
-
-    Raises:
-        CovidalError: the server exited or did not answer within :data:`SERVER_START_TIMEOUT_S`.
-    """
-    port = _free_port()
-    command = [sys.executable, "-m", "covidal.cli.main", "serve", "--project-dir", str(project_dir),
-               "--port", str(port)]
-    log_path = project_dir.parent / "server.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                  env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
-    try:
-        client = CovidalClient(f"http://127.0.0.1:{port}", timeout=60)
-        _wait_until_up(client, server, log_path)
-        yield client
-    finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-@contextmanager
 def _refusals_as_errors() -> Iterator[None]:
     """A setup request the server refused (e.g. --volume is not a readable CT) as CovidalError."""
     try:
         yield
     except ClientError as error:
         raise CovidalError(f"bench-service: the server refused a setup request: {error}") from None
-
-
-def _wait_until_up(client: CovidalClient, server: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            lines = log_path.read_text(errors="replace").strip().splitlines() or ["(no output)"]
-            raise CovidalError(f"bench-service: the server exited with status {server.returncode}: {lines[-1]}")
-        try:
-            client.health()
-            return
-        except BackendUnreachable:
-            time.sleep(0.1)
-    raise CovidalError(f"bench-service: the server did not answer within {SERVER_START_TIMEOUT_S:g} s")
 
 
 def _annotate(base_url: str, project_id: int, cycle_id: int, config: ServiceBenchConfig,
@@ -239,12 +198,6 @@ def _client_loop(client: CovidalClient, project_id: int, cycle_id: int, annotato
     except Exception as error:  # noqa: BLE001 - reported by bench_service, not lost in the thread
         with timings.lock:
             timings.errors.append(error)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def summary(result: ServiceBenchResult) -> str:

@@ -21,7 +21,6 @@ import SimpleITK as sitk
 
 from covidal.annotation.annotator import SimulatedAnnotator
 from covidal.annotation.state import Answer
-from covidal.cli.local_service import local_service
 from covidal.cli.options import (
     add_device_option,
     image_size,
@@ -34,6 +33,7 @@ from covidal.errors import CovidalError
 from covidal.losses.registry import LossName
 from covidal.regions.grid import RegionGrid, RegionId
 from covidal.sample_data import describe, make_demo_case
+from covidal.service.local import local_service
 from covidal.training.config import resolve_device
 from covidal.utils.atomic import atomic_write
 

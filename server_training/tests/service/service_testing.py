@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
+from covidal.service.local import free_port  # noqa: F401 - the tests import it from here
 
 VOLUME_SPACING = (0.7, 0.8, 2.5)  # (i, j, k) mm
 VOLUME_ORIGIN = (-12.5, 30.0, -100.0)  # LPS mm
@@ -49,13 +50,6 @@ def lung_ct() -> np.ndarray:
     ct[0, 0:2, 0:4] = LUNG
     ct[1, 0:3, 4:8] = LUNG
     return ct
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def unique_name(prefix: str) -> str:

@@ -21,6 +21,7 @@ from covidal.service.jobs.config import JobPaths
 from covidal.service.store.errors import Conflict, StoreError
 from covidal.service.store.records import Job, JobStatus
 from covidal.service.store.store import Store
+from covidal.utils.process import stop_process
 
 LOG = logging.getLogger("covidal.service.jobs")
 POLL_SECONDS = 0.2
@@ -71,7 +72,7 @@ class JobRunner:
             child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             while child.poll() is None:
                 if self._stopping.wait(POLL_SECONDS):
-                    _stop_child(child)
+                    stop_process(child, STOP_GRACE_SECONDS)
                     return
         if store.get_job(job.project_id, job.id).status is JobStatus.RUNNING:
             reason = f"the training process exited with code {child.returncode}: {_last_line(paths.log)}"
@@ -80,15 +81,6 @@ class JobRunner:
             except Conflict:  # it finished itself in the meantime
                 pass
         LOG.info("job %d ended: %s", job.id, store.get_job(job.project_id, job.id).status.value)
-
-
-def _stop_child(child: subprocess.Popen) -> None:
-    child.terminate()
-    try:
-        child.wait(STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
 
 
 def _last_line(path: Path) -> str:

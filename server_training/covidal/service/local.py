@@ -1,4 +1,5 @@
-"""Run ``covidal serve`` as a child process on loopback for the length of a ``with`` block (the demo's server)."""
+"""Run ``covidal serve`` as a child process on loopback for the length of a ``with`` block (the demo's and the
+service benchmark's server)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from covidal.client import BackendUnreachable, CovidalClient
 from covidal.errors import CovidalError
+from covidal.utils.process import stop_process
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 120.0  # the child imports torch and FastAPI before it answers
@@ -27,11 +29,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_service(project_dir: Path, log_path: Path, device: str = "cpu",
-                  start_timeout: float = START_TIMEOUT_S) -> Iterator[CovidalClient]:
+def local_service(project_dir: Path, log_path: Path, device: str = "cpu", start_timeout: float = START_TIMEOUT_S,
+                  environment: Mapping[str, str] | None = None) -> Iterator[CovidalClient]:
     """Start ``covidal serve --project-dir project_dir`` on 127.0.0.1 and a free port; yield a client of it.
 
-    The server's output goes to ``log_path``. On leaving the block, normally or by an error,
+    The server's output goes to ``log_path``; ``environment`` is added to this process's environment
+    for it. On leaving the block, normally or by an error,
     the server is asked to stop (SIGTERM) and killed if it has not stopped after a while.
 
     Raises:
@@ -43,18 +46,13 @@ def local_service(project_dir: Path, log_path: Path, device: str = "cpu",
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=os.environ.copy())
+                                   env={**os.environ, **(environment or {})})
         try:
             client = CovidalClient(f"http://{HOST}:{port}", timeout=120)
             _wait_until_healthy(client, process, log_path, start_timeout)
             yield client
         finally:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, STOP_TIMEOUT_S)
 
 
 def _wait_until_healthy(client: CovidalClient, process: subprocess.Popen, log_path: Path, timeout: float) -> None:

@@ -4,9 +4,10 @@ that cannot start is a clear CovidalError with the end of its log."""
 from __future__ import annotations
 
 import pytest
-from covidal.cli.local_service import local_service
+
 from covidal.client import BackendUnreachable
 from covidal.errors import CovidalError
+from covidal.service.local import local_service
 
 
 def test_service_answers_inside_the_block_and_stops_after_it(tmp_path):
