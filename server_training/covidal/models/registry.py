@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from covidal.errors import CovidalError
 from covidal.models.base import SegmentationNet
 from covidal.models.fcn8 import FCN8VGG16, load_vgg16_imagenet_weights
 from covidal.models.unet import UNet2D
+from covidal.utils.config import config_from_mapping
 
 
 class ModelName(StrEnum):
@@ -73,13 +74,7 @@ class ModelConfig:
         Raises:
             CovidalError: if ``values`` is not a mapping, has unknown keys, or holds invalid values.
         """
-        if not isinstance(values, Mapping):
-            raise CovidalError(f"model config must be a JSON object, got {type(values).__name__}")
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise CovidalError(f"unknown model config keys {unknown}; allowed: {sorted(known)}")
-        return cls(**values)
+        return config_from_mapping(cls, values, "model config")
 
 
 def _parse_model_name(name: object) -> ModelName:

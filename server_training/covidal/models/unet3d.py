@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from monai.networks.nets import UNet
@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from covidal.errors import CovidalError
+from covidal.utils.config import config_from_mapping
 
 # Trainable parameters of the default network, as the paper reports.
 PAPER_PARAMETER_COUNT = 4_806_481
@@ -63,13 +64,7 @@ class UNet3DConfig:
         Raises:
             CovidalError: if ``values`` is not a mapping, has unknown keys, or holds invalid values.
         """
-        if not isinstance(values, Mapping):
-            raise CovidalError(f"UNet3D config must be a JSON object, got {type(values).__name__}")
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise CovidalError(f"unknown UNet3D config keys {unknown}; allowed: {sorted(known)}")
-        return cls(**values)
+        return config_from_mapping(cls, values, "UNet3D config")
 
 
 def _is_int(value: object) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from covidal.errors import CovidalError
+from covidal.utils.config import config_from_mapping
 
 DEFAULT_STEPS = 20
 DEFAULT_IMAGE_SIZE = 64
@@ -78,13 +79,7 @@ class TrainJobConfig:
         Raises:
             CovidalError: not a mapping, an unknown key, or a bad value.
         """
-        if not isinstance(values, Mapping):
-            raise CovidalError(f"a job config must be a JSON object, got {type(values).__name__}")
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise CovidalError(f"unknown job config keys {unknown}; allowed: {sorted(known)}")
-        return cls(**values)
+        return config_from_mapping(cls, values, "job config")
 
     @classmethod
     def for_project(cls, project_settings: Mapping[str, Any], overrides: Mapping[str, Any]) -> TrainJobConfig:
