@@ -8,7 +8,10 @@ records; the terminologies logic is left out (it needs the application's files).
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import slicer
 import vtk
@@ -41,7 +44,11 @@ def headless_context() -> MrmlContext:
     scene = slicer.vtkMRMLScene()
     application = slicer.vtkSlicerApplicationLogic()
     application.SetMRMLScene(scene)
+    # The wheel ships no colour files; an empty colour-file folder makes the colour logic skip them quietly.
+    application.SetHomeDirectory(str(_empty_home()))
+    application.SetShareDirectory("share")
     colors = slicer.vtkSlicerColorLogic()
+    colors.SetMRMLApplicationLogic(application)  # before the scene: it looks for colour files through it
     application.SetColorLogic(colors)
     colors.SetMRMLScene(scene)
     colors.AddDefaultColorNodes()
@@ -61,6 +68,13 @@ def headless_context() -> MrmlContext:
     slicer._covidal_application_logic = application  # keeps the application logic alive with the scene
     return MrmlContext(scene, logics["volumes"], logics["segmentations"], logics["markups"], logics["colors"],
                        slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene))
+
+
+@functools.cache
+def _empty_home() -> Path:
+    home = Path(tempfile.mkdtemp(prefix="covidal-mrml-home-"))
+    (home / "share" / "ColorFiles").mkdir(parents=True)
+    return home
 
 
 class _ModuleHandle:

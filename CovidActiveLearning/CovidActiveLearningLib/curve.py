@@ -1,0 +1,114 @@
+"""The learning curve (annotation effort against validation Dice) as Slicer plot nodes.
+
+One table node holds the points, one plot series draws validation Dice over effort, one chart shows
+it. The three nodes are found again by name, so refreshing the curve updates them in place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import vtk
+
+from CovidActiveLearningLib.errors import UserFacingError
+from CovidActiveLearningLib.mrml import MrmlContext
+
+TABLE_NAME = "CovidActiveLearning learning curve table"
+SERIES_NAME = "Validation Dice"
+CHART_NAME = "CovidActiveLearning learning curve"
+CHART_TITLE = "Learning curve"
+EFFORT_COLUMN = "effort (s)"
+ANSWERS_COLUMN = "answers"
+DICE_COLUMN = "validation Dice"
+X_AXIS_TITLE = "Annotation effort (s)"
+Y_AXIS_TITLE = "Validation Dice"
+SERIES_COLOR = (0.12, 0.47, 0.71)  # a blue that reads well on the plot view's white background
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One finished training job of the backend's learning curve (``GET /projects/{id}/metrics/curve``)."""
+
+    job_id: int
+    answers: int
+    effort_seconds: float
+    val_dice: float | None  # None when the job had no validation pixels
+
+    @classmethod
+    def from_json(cls, item: Mapping) -> CurvePoint:
+        """Parse one curve point.
+
+        Raises:
+            UserFacingError: a missing key or a value of the wrong kind.
+        """
+        try:
+            dice = item["val_dice"]
+            point = cls(int(item["job_id"]), int(item["answers"]), float(item["effort_seconds"]),
+                         None if dice is None else float(dice))
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserFacingError(f"The backend sent a learning curve point that cannot be read ({error!r}).") from None
+        if not math.isfinite(point.effort_seconds) or (point.val_dice is not None and not math.isfinite(point.val_dice)):
+            raise UserFacingError(f"The backend sent a learning curve point with a non-finite value (job {point.job_id}).")
+        return point
+
+
+def show_learning_curve(context: MrmlContext, points: Sequence[Mapping]):
+    """Build or update the learning curve's table, plot series and chart nodes; returns the chart node.
+
+    Args:
+        points: the backend's curve JSON, a list of ``{"job_id", "finished_at", "answers",
+            "effort_seconds", "val_dice", "steps"}``. Points whose ``val_dice`` is null are left
+            out; the rest are sorted by effort so the line runs left to right.
+
+    Returns:
+        The vtkMRMLPlotChartNode (show it with the Plots module logic's ``ShowChartInLayout`` in Slicer).
+
+    Raises:
+        UserFacingError: a point cannot be read.
+    """
+    measured = sorted((point for point in map(CurvePoint.from_json, points) if point.val_dice is not None),
+                      key=lambda point: (point.effort_seconds, point.answers))
+    table_node = _node(context.scene, "vtkMRMLTableNode", TABLE_NAME)
+    table_node.SetAndObserveTable(_curve_table(measured))
+    series = _node(context.scene, "vtkMRMLPlotSeriesNode", SERIES_NAME)
+    series.SetAndObserveTableNodeID(table_node.GetID())
+    series.SetXColumnName(EFFORT_COLUMN)
+    series.SetYColumnName(DICE_COLUMN)
+    series.SetPlotType(series.PlotTypeScatter)
+    series.SetMarkerStyle(series.MarkerStyleCircle)
+    series.SetLineStyle(series.LineStyleSolid)  # scatter markers joined by lines
+    series.SetColor(*SERIES_COLOR)
+    chart = _node(context.scene, "vtkMRMLPlotChartNode", CHART_NAME)
+    if not chart.HasPlotSeriesNodeID(series.GetID()):
+        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    chart.SetTitle(CHART_TITLE)
+    chart.SetXAxisTitle(X_AXIS_TITLE)
+    chart.SetYAxisTitle(Y_AXIS_TITLE)
+    chart.SetYAxisRangeAuto(False)
+    chart.SetYAxisRange(0.0, 1.0)  # Dice lies in [0, 1]; a fixed range keeps refreshed curves comparable
+    chart.SetLegendVisibility(False)
+    return chart
+
+
+def _curve_table(points: Sequence[CurvePoint]) -> vtk.vtkTable:
+    """A ``[len(points), 3]`` table: effort (s), answers, validation Dice."""
+    table = vtk.vtkTable()
+    for name, array_class, values in ((EFFORT_COLUMN, vtk.vtkDoubleArray, [point.effort_seconds for point in points]),
+                                      (ANSWERS_COLUMN, vtk.vtkIntArray, [point.answers for point in points]),
+                                      (DICE_COLUMN, vtk.vtkDoubleArray, [point.val_dice for point in points])):
+        column = array_class()
+        column.SetName(name)
+        for value in values:
+            column.InsertNextValue(value)
+        table.AddColumn(column)
+    return table
+
+
+def _node(scene, class_name: str, name: str):
+    """The scene's first node of ``class_name`` named ``name``, created when there is none."""
+    found = scene.GetNodesByClassByName(class_name, name)
+    if found.GetNumberOfItems():
+        return found.GetItemAsObject(0)
+    return scene.AddNewNodeByClass(class_name, name)

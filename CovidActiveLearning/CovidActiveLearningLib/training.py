@@ -1,0 +1,87 @@
+"""Training jobs seen from the module: start, poll (from a GUI timer, never blocking), cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    """The backend's job states (``covidal.service`` ``JobOut.status``)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+FINISHED = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+@dataclass(frozen=True)
+class TrainingStatus:
+    """One poll of a training job: its state and progress (``None`` where the backend has no figure yet)."""
+
+    job_id: int
+    status: JobStatus
+    step: int
+    steps: int | None
+    loss: float | None
+    val_dice: float | None
+    eta_seconds: float | None
+    error: str | None
+
+    @classmethod
+    def from_json(cls, job: Mapping[str, Any]) -> TrainingStatus:
+        """From the backend's ``JobOut`` JSON.
+
+        Raises:
+            ValueError: an unknown status or a malformed job.
+        """
+        progress = job.get("progress") or {}
+        try:
+            return cls(job_id=int(job["id"]), status=JobStatus(job["status"]), step=int(progress.get("step", 0)),
+                       steps=_optional(progress.get("steps"), int), loss=_optional(progress.get("loss"), float),
+                       val_dice=_optional(progress.get("val_dice"), float),
+                       eta_seconds=_optional(progress.get("eta_seconds"), float), error=job.get("error"))
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"a malformed training job from the backend: {error!r}") from None
+
+    @property
+    def finished(self) -> bool:
+        """Done, failed or cancelled (an interrupted job can still be resumed)."""
+        return self.status in FINISHED
+
+    @property
+    def fraction(self) -> float:
+        """Share of the planned steps done, in ``[0, 1]`` (0 while the plan is unknown)."""
+        return min(1.0, self.step / self.steps) if self.steps else 0.0
+
+    @property
+    def text(self) -> str:
+        """One line for the progress bar: state, step, loss, validation Dice, ETA."""
+        parts = [self.status.value.capitalize()]
+        if self.steps:
+            parts.append(f"step {self.step} of {self.steps}")
+        if self.loss is not None:
+            parts.append(f"loss {self.loss:.3f}")
+        if self.val_dice is not None:
+            parts.append(f"Dice {self.val_dice:.3f}")
+        if self.eta_seconds is not None and not self.finished:
+            parts.append(f"about {_duration(self.eta_seconds)} left")
+        if self.error:
+            parts.append(self.error)
+        return ", ".join(parts)
+
+
+def _optional(value: Any, convert) -> Any:
+    return None if value is None else convert(value)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
