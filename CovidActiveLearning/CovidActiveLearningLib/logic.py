@@ -1,0 +1,313 @@
+"""The module's core logic, without Qt: one object the Slicer widget (and the tests) drive.
+
+It composes the pieces: the backend client, the suggestion layer (ROIs, heat map, views), the
+answer book (durable in the scene) and the infection points, the outbox, training polls, the
+prediction import, the export and the learning curve. Every method either succeeds or raises
+:class:`UserFacingError` with a sentence for the clinician; nothing here blocks on training
+(the widget polls :meth:`poll_training` from a timer).
+"""
+
+from __future__ import annotations
+
+import getpass
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from CovidActiveLearningLib.answers import AnswerBook, AnswerRow
+from CovidActiveLearningLib.backend_client import BackendUnreachable, ClientError, CovidalClient
+from CovidActiveLearningLib.curve import show_learning_curve
+from CovidActiveLearningLib.errors import UserFacingError
+from CovidActiveLearningLib.export import ExportedFiles, export_results
+from CovidActiveLearningLib.geometry import check_backend_geometry
+from CovidActiveLearningLib.mrml import MrmlContext
+from CovidActiveLearningLib.outbox import SubmitReport, submit_pending
+from CovidActiveLearningLib.points import InfectionPoints
+from CovidActiveLearningLib.prediction import PredictionImport, import_prediction
+from CovidActiveLearningLib.regions import SuggestedRegion
+from CovidActiveLearningLib.suggestions import SuggestionLayer
+from CovidActiveLearningLib.training import TrainingStatus
+from CovidActiveLearningLib.volumes import check_annotatable, content_hash, write_nrrd
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+VOLUME_ID_ATTRIBUTE = "CovidActiveLearning.VolumeId"  # "<backend url>|<project id>|<content hash>|<volume id>"
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """The cycle being answered: its backend id and number, and the regions leased to this annotator."""
+
+    id: int
+    number: int
+    volume_node_id: str
+    regions: tuple[SuggestedRegion, ...]
+
+
+class CovidActiveLearningCoreLogic:
+    """Drives one project of one backend for one annotator.
+
+    Args:
+        context: the scene and module logics (:func:`mrml.application_context` inside Slicer).
+        annotator: the name answers are stored under (default: the login name).
+        clock: seconds for the effort counter (a monotonic clock).
+    """
+
+    def __init__(self, context: MrmlContext, annotator: str | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.context = context
+        self.annotator = annotator or getpass.getuser() or "clinician"
+        self.client: CovidalClient | None = None
+        self.project_id: int | None = None
+        self.cycle: Cycle | None = None
+        self._index = 0
+        self.layer = SuggestionLayer(context)
+        self.book = AnswerBook(context.scene) if clock is None else AnswerBook(context.scene, clock)
+        self.points = InfectionPoints(context.scene)
+        self.job_id: int | None = None
+        self.prediction: PredictionImport | None = None
+        self._downloads = Path(tempfile.mkdtemp(prefix="covidal-slicer-"))
+
+    # Backend and project
+
+    def connect(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 60) -> dict:
+        """Check that ``covidal serve`` answers at ``url``; returns its health JSON."""
+        client = CovidalClient(url.strip() or DEFAULT_URL, token or None, timeout=timeout)
+        health = self._call(client.health)
+        self.client = client
+        return health
+
+    def open_project(self, name: str, regions_per_slice: int = 16, strategy: str = "entropy", mc_samples: int = 8,
+                     loss: str = "point", settings: dict | None = None) -> int:
+        """Use the backend's project called ``name``, creating it (a 2D U-Net) if there is none."""
+        client = self._client()
+        name = name.strip()
+        if not name:
+            raise UserFacingError("Give the project a name.")
+        for project in self._call(client.list_projects):
+            if project["name"] == name:
+                self.project_id = int(project["id"])
+                return self.project_id
+        project = self._call(client.create_project, name, model_kind="unet", grid_k=regions_per_slice,
+                             strategy=strategy, mc_samples=mc_samples, loss=loss, settings=settings)
+        self.project_id = int(project["id"])
+        return self.project_id
+
+    # Volumes
+
+    def send_volume(self, volume_node) -> int:
+        """The backend's id of the volume, uploading it the first time (matched by content hash).
+
+        Raises:
+            UserFacingError: nothing or no CT volume selected, a 2D image, no project, backend errors.
+        """
+        check_annotatable(volume_node)
+        project_id = self._project()
+        digest = content_hash(volume_node)
+        cached = (volume_node.GetAttribute(VOLUME_ID_ATTRIBUTE) or "").split("|")
+        if cached[:3] == [self.client.base_url, str(project_id), digest]:
+            return int(cached[3])
+        path = write_nrrd(volume_node, self._downloads / f"upload-{digest[:16]}.nrrd")
+        try:
+            volume, _ = self._call(self.client.upload_volume, project_id, path, _upload_name(volume_node))
+        finally:
+            path.unlink(missing_ok=True)
+        check_backend_geometry(volume_node, volume["dims"], volume["ijk_to_ras"])
+        volume_node.SetAttribute(VOLUME_ID_ATTRIBUTE, f"{self.client.base_url}|{project_id}|{digest}|{volume['id']}")
+        return int(volume["id"])
+
+    # Suggestions and navigation
+
+    def get_suggestions(self, volume_node, count: int) -> list[SuggestedRegion]:
+        """Start a cycle on the volume, lease its regions, show them and go to the first one."""
+        if count < 1:
+            raise UserFacingError("Ask for at least one region.")
+        volume_id = self.send_volume(volume_node)
+        project_id = self._project()
+        cycle = self._call(self.client.create_cycle, project_id, count, [volume_id])
+        leased = self._call(self.client.lease_suggestions, project_id, cycle["id"], self.annotator, count)
+        regions = tuple(sorted((SuggestedRegion.from_json(s) for s in leased), key=lambda region: region.rank))
+        if not regions:
+            raise UserFacingError("Every region of this cycle is leased to another annotator; ask again later.")
+        self.cycle = Cycle(int(cycle["id"]), int(cycle["number"]), volume_node.GetID(), regions)
+        self.book.start_cycle(self.cycle.id)
+        self.layer.show_cycle(volume_node, self.cycle.number, regions)
+        heatmap = self._call(self.client.download_heatmap, project_id, self.cycle.id, volume_id,
+                             self._downloads / f"heatmap-{self.cycle.id}.nrrd")
+        self.layer.show_heatmap(volume_node, heatmap, self.cycle.number)
+        self._go_to(0)
+        return list(regions)
+
+    @property
+    def current_region(self) -> SuggestedRegion | None:
+        return self.cycle.regions[self._index] if self.cycle else None
+
+    def next_region(self) -> SuggestedRegion | None:
+        """The next region of the cycle (wrapping around), centred and highlighted."""
+        return self._go_to(self._index + 1) if self.cycle else None
+
+    def previous_region(self) -> SuggestedRegion | None:
+        return self._go_to(self._index - 1) if self.cycle else None
+
+    def go_to_region(self, suggestion_id: int) -> SuggestedRegion:
+        """Make the region with this suggestion id current.
+
+        Raises:
+            UserFacingError: it is not a region of the current cycle.
+        """
+        regions = self.cycle.regions if self.cycle else ()
+        for index, region in enumerate(regions):
+            if region.id == suggestion_id:
+                return self._go_to(index)
+        raise UserFacingError(f"Region {suggestion_id} is not one of this cycle's suggestions; "
+                              "get suggestions again to answer a newer cycle.")
+
+    # Labelling
+
+    def infection_points_node(self):
+        return self.points.node()
+
+    def accept_placed_point(self) -> tuple[int, int, int]:
+        """Take the point the clinician just placed in 'Infection points' as a click on infection.
+
+        Raises:
+            UserFacingError: no current region, or the point lies outside it (the point is removed).
+        """
+        region = self._current()
+        voxel = self.points.accept_last_point(self._volume_node(), region, self.book)
+        self.layer.mark_answered(region.id, True)
+        return voxel
+
+    def add_point_ras(self, ras) -> tuple[int, int, int]:
+        """A click on infection at RAS ``ras`` (mm) in the current region (scripted use and tests)."""
+        region = self._current()
+        voxel = self.points.add_point_ras(self._volume_node(), region, self.book, ras)
+        self.layer.mark_answered(region.id, True)
+        return voxel
+
+    def tag_background(self) -> None:
+        """Tag the current region as background and move on to the next unanswered one."""
+        region = self._current()
+        self.book.tag_background(region)
+        self.layer.mark_answered(region.id, True)
+        self._go_to_next_unanswered()
+
+    def undo(self) -> str | None:
+        """Undo the last unsent point or tag; returns what was undone (None: nothing to undo)."""
+        undone = self.book.undo()
+        if undone is not None:
+            self.points.sync_from_book(self.book)
+            for region in self.cycle.regions if self.cycle else ():
+                self.layer.mark_answered(region.id, self.book.answer_for(region.id) is not None)
+        return undone
+
+    def answer_rows(self) -> list[AnswerRow]:
+        return self.book.rows()
+
+    def progress_text(self) -> str:
+        return self.book.progress(self.cycle.regions if self.cycle else ())
+
+    def effort_seconds(self) -> float:
+        return self.book.effort_seconds()
+
+    # Submit and training
+
+    def submit(self) -> SubmitReport:
+        """Send every unsent answer (unsent ones stay in the scene and are retried next time)."""
+        return submit_pending(self.book, self._client(), self._project(), self.annotator)
+
+    def start_training(self, steps: int | None = None) -> int:
+        """Queue a training job on every answer sent so far; returns its id."""
+        job = self._call(self._client().start_training, self._project(), steps)
+        self.job_id = int(job["id"])
+        return self.job_id
+
+    def poll_training(self) -> TrainingStatus:
+        """The current job's progress (one quick request: call it from a timer)."""
+        if self.job_id is None:
+            raise UserFacingError("No training job has been started.")
+        return TrainingStatus.from_json(self._call(self._client().get_job, self._project(), self.job_id))
+
+    def cancel_training(self) -> None:
+        if self.job_id is not None:
+            self._call(self._client().cancel_job, self._project(), self.job_id)
+
+    # Results
+
+    def import_prediction(self, volume_node) -> PredictionImport:
+        """Predict the volume with the project's current model and show it as the 'Infection' segmentation."""
+        volume_id = self.send_volume(volume_node)
+        self._call(self.client.predict_volume, self._project(), volume_id)
+        path = self._call(self.client.download_prediction, self._project(), volume_id,
+                          self._downloads / f"prediction-{volume_id}.nrrd")
+        self.prediction = import_prediction(self.context, volume_node, path, f"{volume_node.GetName()} infection")
+        return self.prediction
+
+    def export(self, folder: str | Path, volume_node=None) -> ExportedFiles:
+        """Write the prediction (``.seg.nrrd`` and labelmap ``.nrrd``) and the infection points (``.mrk.json``)."""
+        if self.prediction is None:
+            raise UserFacingError("Predict the volume before exporting its segmentation.")
+        reference = volume_node or self._volume_node()
+        if not str(folder).strip():
+            raise UserFacingError("Choose a folder to export to.")
+        return export_results(self.context, self.prediction.segmentation_node, reference, self.points.node(),
+                              Path(folder), reference.GetName())
+
+    def update_learning_curve(self):
+        """The project's effort-versus-Dice curve as plot nodes; returns the chart node."""
+        return show_learning_curve(self.context, self._call(self._client().learning_curve, self._project()))
+
+    # Internals
+
+    def _go_to(self, index: int) -> SuggestedRegion:
+        self._index = index % len(self.cycle.regions)
+        region = self.cycle.regions[self._index]
+        self.book.begin(region)
+        self.layer.highlight(region.id)
+        self.layer.center_on(self._volume_node(), region)
+        return region
+
+    def _go_to_next_unanswered(self) -> None:
+        count = len(self.cycle.regions)
+        for step in range(1, count + 1):
+            if self.book.answer_for(self.cycle.regions[(self._index + step) % count].id) is None:
+                self._go_to(self._index + step)
+                return
+
+    def _current(self) -> SuggestedRegion:
+        if self.current_region is None:
+            raise UserFacingError("Get suggestions first: there is no region to answer.")
+        return self.current_region
+
+    def _volume_node(self):
+        node = self.context.scene.GetNodeByID(self.cycle.volume_node_id) if self.cycle else None
+        if node is None:
+            raise UserFacingError("The volume of this cycle is no longer in the scene; get suggestions again.")
+        return node
+
+    def _client(self) -> CovidalClient:
+        if self.client is None:
+            raise UserFacingError("Connect to the backend first.")
+        return self.client
+
+    def _project(self) -> int:
+        self._client()
+        if self.project_id is None:
+            raise UserFacingError("Open a project first.")
+        return self.project_id
+
+    @staticmethod
+    def _call(function, *args, **kwargs):
+        """Call the backend; its errors become sentences for the clinician."""
+        try:
+            return function(*args, **kwargs)
+        except BackendUnreachable as error:
+            raise UserFacingError(f"The backend does not answer ({error}). Start it, or check its address.") from None
+        except ClientError as error:
+            raise UserFacingError(f"The backend refused: {error.detail}") from None
+
+
+def _upload_name(volume_node) -> str:
+    """A file-system-safe volume name for the backend (it refuses path-like names)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in volume_node.GetName()).strip("._")
+    return safe[:100] or "volume"

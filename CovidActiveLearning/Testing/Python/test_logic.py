@@ -1,0 +1,184 @@
+"""Whole cycles of CovidActiveLearningLib/logic.py: a headless slicer-core scene against a real `covidal serve`.
+
+Volumes: the synthetic chest CT with an oblique direction matrix (its lesion mask plays the
+clinician) and the real DICOM series of ../shared. The backend trains a tiny CPU model.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicer
+
+from CovidActiveLearningLib.backend_client import CovidalClient
+from CovidActiveLearningLib.errors import UserFacingError
+from CovidActiveLearningLib.geometry import ijk_to_ras
+from CovidActiveLearningLib.logic import CovidActiveLearningCoreLogic
+from CovidActiveLearningLib.regions import SuggestedRegion
+from CovidActiveLearningLib.volumes import read_dicom_series, read_volume
+
+TINY_MODEL = {"image_size": 64, "width": 8, "checkpoint_every": 2, "batch_size": 2}
+TRAINING_TIMEOUT_S = 300
+
+
+def open_logic(mrml, backend, project: str) -> CovidActiveLearningCoreLogic:
+    logic = CovidActiveLearningCoreLogic(mrml, annotator="dr-test")
+    logic.connect(backend)
+    logic.open_project(project, regions_per_slice=16, mc_samples=2, settings=TINY_MODEL)
+    return logic
+
+
+def lesion_voxel(lesions_kji: np.ndarray, region: SuggestedRegion) -> tuple[int, int, int] | None:
+    """An infected voxel (i, j, k) of the region, as the clinician would click it, or None."""
+    box = region.box
+    rows, columns = np.nonzero(lesions_kji[box.k, box.j0:box.j1, box.i0:box.i1])
+    if rows.size == 0:
+        return None
+    middle = rows.size // 2
+    return box.i0 + int(columns[middle]), box.j0 + int(rows[middle]), box.k
+
+
+def answer_like_the_mask(logic, ct_node, lesions_kji) -> dict[int, tuple[int, int, int] | None]:
+    """Answer every region of the cycle from the lesion mask: a click at the voxel's RAS, or background."""
+    given = {}
+    for _ in logic.cycle.regions:
+        region = logic.current_region
+        if logic.book.answer_for(region.id) is not None:
+            logic.next_region()
+            continue
+        voxel = lesion_voxel(lesions_kji, region)
+        given[region.id] = voxel
+        if voxel is None:
+            logic.tag_background()
+        else:
+            offset = np.array([0.3, -0.2, 0.1])  # a click off the voxel centre still lands in the voxel
+            assert logic.add_point_ras(ijk_to_ras(ct_node, np.add(voxel, offset))) == voxel
+            logic.next_region()
+    return given
+
+
+def wait_for_training(logic) -> None:
+    deadline = time.monotonic() + TRAINING_TIMEOUT_S
+    while not (status := logic.poll_training()).finished:
+        assert time.monotonic() < deadline, f"training did not finish: {status.text}"
+        time.sleep(0.5)
+    assert status.status.value == "done", status.text
+
+
+def test_a_whole_cycle_on_an_oblique_ct(mrml, backend, chest_files, tmp_path):
+    ct_node = read_volume(mrml.scene, chest_files[0], "chest")
+    lesions = sitk.GetArrayFromImage(sitk.ReadImage(str(chest_files[1])))
+    logic = open_logic(mrml, backend, "whole-cycle")
+
+    volume_id = logic.send_volume(ct_node)
+    twin = read_volume(mrml.scene, chest_files[0], "chest again")  # the same CT loaded a second time
+    assert logic.send_volume(twin) == volume_id == logic.send_volume(ct_node)
+    assert len(CovidalClient(backend).list_volumes(logic.project_id)) == 1
+
+    regions = logic.get_suggestions(ct_node, 6)
+    assert len(regions) == 6 and logic.current_region == regions[0]
+    assert logic.progress_text() == "0 of 6 answered"
+    given = answer_like_the_mask(logic, ct_node, lesions)
+    assert logic.progress_text() == "6 of 6 answered"
+
+    report = logic.submit()
+    assert (report.sent, report.still_pending, report.rejected, report.unreachable) == (6, 0, [], None)
+    stored = {a["suggestion_id"]: a for a in CovidalClient(backend).list_annotations(logic.project_id)}
+    assert set(stored) == set(given)
+    for suggestion_id, voxel in given.items():
+        expected = ("background", []) if voxel is None else ("infection", [list(voxel)])
+        assert (stored[suggestion_id]["answer"], [list(p) for p in stored[suggestion_id]["points"]]) == expected
+        assert stored[suggestion_id]["annotator"] == "dr-test"
+    assert logic.submit().sent == 0  # nothing is sent twice
+
+    logic.start_training(steps=4)
+    wait_for_training(logic)
+    prediction = logic.import_prediction(ct_node)
+    segmentation = prediction.segmentation_node.GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == 1
+    assert segmentation.GetNthSegment(0).GetName() == "Infection"
+    backend_stats = CovidalClient(backend).predict_volume(logic.project_id, volume_id)
+    assert prediction.voxels == backend_stats["voxels"]
+    assert prediction.infected_ml == pytest.approx(backend_stats["infected_ml"], rel=1e-6)
+
+    files = logic.export(tmp_path / "export")
+    labelmap, source = sitk.ReadImage(str(files.labelmap)), sitk.ReadImage(str(chest_files[0]))
+    assert labelmap.GetSize() == source.GetSize()
+    np.testing.assert_allclose(labelmap.GetSpacing(), source.GetSpacing(), rtol=1e-6)
+    np.testing.assert_allclose(labelmap.GetOrigin(), source.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(labelmap.GetDirection(), source.GetDirection(), atol=1e-6)
+    assert int(sitk.GetArrayFromImage(labelmap).sum()) == prediction.voxels
+    assert files.segmentation.is_file() and files.points.is_file()
+
+    chart = logic.update_learning_curve()
+    assert chart.GetNumberOfPlotSeriesNodes() == 1
+
+
+def test_the_real_dicom_series_gets_voxel_aligned_suggestions(mrml, backend, shared_dicom):
+    ct_node = read_dicom_series(mrml.scene, shared_dicom, "tcia")
+    logic = open_logic(mrml, backend, "dicom")
+    regions = logic.get_suggestions(ct_node, 3)
+    volume = CovidalClient(backend).get_volume(logic.project_id, regions[0].volume_id)
+    assert tuple(volume["dims"]) == ct_node.GetImageData().GetDimensions()
+    for region in regions:
+        roi = logic.layer.roi_for(region.id)
+        box = region.box
+        inside = ijk_to_ras(ct_node, (box.i0, box.j0, box.k))
+        outside = ijk_to_ras(ct_node, (box.i1, box.j0, box.k))
+        assert roi.IsPointInROIWorld(inside) and not roi.IsPointInROIWorld(outside)
+    logic.tag_background()
+    point = logic.current_region.box
+    voxel = (point.i0 + 1, point.j1 - 1, point.k)
+    assert logic.add_point_ras(ijk_to_ras(ct_node, voxel)) == voxel
+    assert logic.submit().sent == 2
+    stored = CovidalClient(backend).list_annotations(logic.project_id)
+    assert sorted(a["answer"] for a in stored) == ["background", "infection"]
+    assert [list(p) for a in stored for p in a["points"]] == [list(voxel)]
+
+
+def test_bad_input_gets_a_clear_message(mrml, backend, chest_files):
+    logic = CovidActiveLearningCoreLogic(mrml, annotator="dr-test")
+    with pytest.raises(UserFacingError, match="Connect to the backend"):
+        logic.open_project("p")
+    logic.connect(backend)
+    with pytest.raises(UserFacingError, match="Open a project"):
+        logic.send_volume(read_volume(mrml.scene, chest_files[0]))
+    logic.open_project("bad-input", settings=TINY_MODEL)
+    with pytest.raises(UserFacingError, match="Select a CT volume"):
+        logic.get_suggestions(None, 3)
+    flat = slicer.util.addVolumeFromArray(np.zeros((1, 32, 32), np.int16), name="radiograph")
+    with pytest.raises(UserFacingError, match="2D image"):
+        logic.get_suggestions(flat, 3)
+    with pytest.raises(UserFacingError, match="Get suggestions first"):
+        logic.tag_background()
+
+    ct_node = read_volume(mrml.scene, chest_files[0])
+    old = logic.get_suggestions(ct_node, 2)
+    logic.get_suggestions(ct_node, 2)
+    with pytest.raises(UserFacingError, match="not one of this cycle"):
+        logic.go_to_region(old[0].id)
+    box = logic.current_region.box
+    with pytest.raises(UserFacingError, match="outside"):
+        logic.add_point_ras(ijk_to_ras(ct_node, (box.i1 + 2, box.j0, box.k)))
+    assert logic.book.answer_for(logic.current_region.id) is None
+    with pytest.raises(UserFacingError, match="does not answer"):
+        CovidActiveLearningCoreLogic(mrml).connect("http://127.0.0.1:9", timeout=2)
+
+
+def test_undo_takes_back_the_point_and_the_answer(mrml, backend, chest_files):
+    ct_node = read_volume(mrml.scene, chest_files[0])
+    logic = open_logic(mrml, backend, "undo")
+    logic.get_suggestions(ct_node, 2)
+    region = logic.current_region
+    voxel = (region.box.i0, region.box.j0, region.box.k)
+    logic.add_point_ras(ijk_to_ras(ct_node, voxel))
+    assert logic.infection_points_node().GetNumberOfControlPoints() == 1
+    assert logic.progress_text() == "1 of 2 answered"
+    assert logic.undo() is not None
+    assert logic.infection_points_node().GetNumberOfControlPoints() == 0
+    assert logic.book.answer_for(region.id) is None and logic.progress_text() == "0 of 2 answered"
+    assert logic.undo() is None
+    assert logic.submit().sent == 0
