@@ -1,0 +1,409 @@
+"""CovidActiveLearning: segment COVID-19 lung infection in chest CT by answering suggested regions with single clicks.
+
+The thin Slicer layer: the module's description, its parameter node, a widget that loads
+``Resources/UI/CovidActiveLearning.ui`` and forwards every action to the logic, and the logic itself, which is
+the Qt-free :class:`CovidActiveLearningLib.logic.CovidActiveLearningCoreLogic`. Every algorithm lives in
+``CovidActiveLearningLib``; training runs in the separate ``covidal serve`` backend, so torch never loads in
+Slicer. Long work (the backend starting, its installation, training) is polled from a timer.
+"""
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+import qt
+import slicer
+from slicer import vtkMRMLScalarVolumeNode
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from CovidActiveLearningLib.backend_process import BackendSource, BackendSupervisor, checkout_source, loopback_port
+from CovidActiveLearningLib.errors import UserFacingError
+from CovidActiveLearningLib.logic import DEFAULT_URL, CovidActiveLearningCoreLogic
+from CovidActiveLearningLib.mrml import application_context
+from CovidActiveLearningLib.training import JobStatus
+
+POLL_INTERVAL_MS = 1000
+LOG_LINES = 200
+SHORTCUTS = (("B", "onBackground"), ("N", "onNext"), ("P", "onPrevious"))
+
+
+class CovidActiveLearning(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        parent.title = "Covid Active Learning"
+        parent.categories = ["Segmentation"]
+        parent.dependencies = ["Volumes", "Markups", "Segmentations", "Colors", "Plots"]
+        parent.contributors = ["CovidActiveLearning developers"]
+        parent.helpText = (
+            "Segment COVID-19 lung infection in chest CT: the backend suggests small regions, you answer each "
+            "with one click on infection or Background (B), Next (N) / Previous (P); the backend trains from "
+            "your points. See the README: https://github.com/CovidActiveLearning/CovidActiveLearning")
+        parent.acknowledgementText = ("Point supervision and region-based active learning after Laradji et al. "
+                                      "(2020, 2021).")
+
+
+@parameterNodeWrapper
+class CovidActiveLearningParameterNode:
+    """The module's settings, saved with the scene (the backend token is not: it stays in the widget)."""
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    backendUrl: str = DEFAULT_URL
+    backendDevice: Annotated[str, Choice(["cpu", "cuda"])] = "cpu"
+    projectName: str = "covid"
+    regionsPerSlice: Annotated[int, Choice([4, 9, 16, 25, 36, 49, 64])] = 16  # the backend needs a square
+    regionsPerCycle: Annotated[int, WithinRange(1, 500)] = 10
+    trainingSteps: Annotated[int, WithinRange(1, 100000)] = 200
+    trainAfterSubmit: bool = True
+    heatmapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
+
+
+def _action(method):
+    """A widget action: a UserFacingError becomes a message box, control points the logic adds meanwhile are not
+    taken for clicks, and the labelling panel is refreshed afterwards."""
+
+    @functools.wraps(method)
+    def run(self, *args):
+        self._inLogic = True
+        try:
+            with slicer.util.WaitCursor():
+                method(self, *args)
+        except UserFacingError as error:
+            _showError(error)
+        finally:
+            self._inLogic = False
+            self._refresh()
+
+    return run
+
+
+def _showError(error):
+    """The first line as the message, the rest (a log's tail) behind 'Show Details'."""
+    text, _, details = str(error).partition("\n")
+    if details:
+        slicer.util.errorDisplay(text, detailedText=details)
+    else:
+        slicer.util.errorDisplay(text)
+
+
+class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._pointsNode = None
+        self._shortcuts = []
+        self._inLogic = False
+        self._backends = None  # BackendSupervisor: the local backend and its installation
+        self._training = False
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/CovidActiveLearning.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = CovidActiveLearningLogic()
+        self._backends = BackendSupervisor(startup_environment=slicer.util.startupEnvironment())
+        self.ui.placeWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceMultipleMarkups
+        buttons = {"connectButton": self.onConnect, "startBackendButton": self.onStartBackend,
+                   "installBackendButton": self.onInstallBackend, "sendVolumeButton": self.onSendVolume,
+                   "getSuggestionsButton": self.onGetSuggestions, "previousButton": self.onPrevious,
+                   "nextButton": self.onNext, "backgroundButton": self.onBackground, "undoButton": self.onUndo,
+                   "submitButton": self.onSubmit, "startTrainingButton": self.onStartTraining,
+                   "cancelTrainingButton": self.onCancelTraining, "predictButton": self.onPredict,
+                   "exportButton": self.onExport, "learningCurveButton": self.onLearningCurve}
+        for name, slot in buttons.items():
+            getattr(self.ui, name).connect("clicked()", slot)  # no argument: the slots take none
+        self.ui.answersTable.connect("cellDoubleClicked(int,int)", self.onAnswerDoubleClicked)
+        self.ui.heatmapOpacitySlider.connect(
+            "valueChanged(double)", lambda opacity: slicer.util.setSliceViewerLayers(foregroundOpacity=opacity))
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        slicer.app.connect("aboutToQuit()", self._backends.stop)
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.connect("timeout()", self._poll)
+        self._timer.start()
+        self.initializeParameterNode()
+        self._refresh()
+
+    def cleanup(self):
+        self._timer.stop()
+        self._removeShortcuts()
+        self._backends.stop()
+        self.removeObservers()
+
+    def enter(self):
+        self.initializeParameterNode()
+        self._installShortcuts()
+
+    def exit(self):
+        self._removeShortcuts()
+        self.setParameterNode(None)
+
+    def onSceneStartClose(self, caller, event):
+        self.setParameterNode(None)
+        self._training = False
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+
+    def setParameterNode(self, parameterNode):
+        if self._parameterNode and self._parameterNodeGuiTag:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+        self._parameterNode, self._parameterNodeGuiTag = parameterNode, None
+        if parameterNode:
+            self._parameterNodeGuiTag = parameterNode.connectGui(self.ui)
+
+    # Backend
+
+    @_action
+    def onConnect(self):
+        health = self.logic.connect(self._parameterNode.backendUrl, self.ui.tokenLineEdit.text or None)
+        self.ui.backendStatusLabel.text = f"Connected to covidal {health['version']} at {self.logic.client.base_url}."
+
+    @_action
+    def onStartBackend(self):
+        if self._backends.is_running():
+            self.ui.backendStatusLabel.text = self._backends.request_stop()
+        elif not self._backends.is_installed():
+            slicer.util.infoDisplay("The backend is not installed yet: install it first.")
+            self.onInstallBackend()
+        else:
+            parameters = self._parameterNode
+            self.ui.backendStatusLabel.text = self._backends.start(parameters.backendUrl, parameters.backendDevice)
+
+    @_action
+    def onInstallBackend(self):
+        plan = self._backends.plan_install(checkout_source() or self._askForSource(), self._askForPython)
+        question = (f"Install the training backend into its own Python environment, "
+                    f"{self._backends.environment.folder}? pip downloads torch, MONAI and FastAPI (a few GB); "
+                    "Slicer's own Python is left untouched. These commands will run:\n\n" + plan.text())
+        if slicer.util.confirmOkCancelDisplay(question, windowTitle="Install the backend"):
+            self.ui.backendStatusLabel.text = self._backends.start_install(plan)
+
+    def _askForSource(self):
+        path = qt.QFileDialog.getOpenFileName(self.parent, "Choose the backend: server_training/pyproject.toml "
+                                              "or a covidal wheel", "", "Backend (pyproject.toml covidal-*.whl)")
+        if not path:
+            raise UserFacingError("Installation cancelled: no backend was chosen.")
+        return BackendSource.from_path(Path(path).parent if Path(path).name == "pyproject.toml" else path)
+
+    def _askForPython(self):
+        path = qt.QFileDialog.getOpenFileName(self.parent, "No Python 3.11+ found: choose one to create the "
+                                              "backend's environment")
+        return Path(path) if path else None
+
+    # Project, volume, suggestions
+
+    def _openProject(self):
+        self.logic.open_project(self._parameterNode.projectName, self._parameterNode.regionsPerSlice)
+        return self._parameterNode.inputVolume
+
+    @_action
+    def onSendVolume(self):
+        volumeId = self.logic.send_volume(self._openProject())
+        self.ui.volumeStatusLabel.text = f"The backend has the volume (its id {volumeId})."
+
+    @_action
+    def onGetSuggestions(self):
+        regions = self.logic.get_suggestions(self._openProject(), self._parameterNode.regionsPerCycle)
+        self.ui.volumeStatusLabel.text = f"{len(regions)} regions to answer in this cycle."
+
+    @_action
+    def onNext(self):
+        self.logic.next_region()
+
+    @_action
+    def onPrevious(self):
+        self.logic.previous_region()
+
+    @_action
+    def onAnswerDoubleClicked(self, row, column):
+        self.logic.go_to_region(int(self.ui.answersTable.item(row, 1).text()))
+
+    # Labelling
+
+    def onPointPlaced(self, caller, event):
+        # Points the logic itself adds are not clicks. A click is taken after the event: the logic may remove the
+        # point (outside the region), which is not safe while the markups widget is still placing it.
+        if not self._inLogic:
+            qt.QTimer.singleShot(0, self._acceptPlacedPoint)
+
+    @_action
+    def _acceptPlacedPoint(self):
+        self.logic.accept_placed_point()
+
+    @_action
+    def onBackground(self):
+        self.logic.tag_background()
+
+    @_action
+    def onUndo(self):
+        undone = self.logic.undo()
+        slicer.util.showStatusMessage(f"Undone: {undone}" if undone else "Nothing to undo.", 3000)
+
+    @_action
+    def onSubmit(self):
+        report = self.logic.submit()
+        self.ui.submitStatusLabel.text = report.summary()
+        if self._parameterNode.trainAfterSubmit and report.sent + report.replayed > 0:
+            self._startTraining()
+
+    # Training and results
+
+    @_action
+    def onStartTraining(self):
+        self._startTraining()
+
+    def _startTraining(self):
+        jobId = self.logic.start_training(self._parameterNode.trainingSteps)
+        self._training = True
+        self.ui.trainingStatusLabel.text = f"Training job {jobId} queued."
+
+    @_action
+    def onCancelTraining(self):
+        self.logic.cancel_training()
+
+    @_action
+    def onPredict(self):
+        prediction = self.logic.import_prediction(self._parameterNode.inputVolume)
+        self.ui.infectedVolumeLabel.text = f"Infected: {prediction.infected_ml:.1f} mL ({prediction.voxels} voxels)"
+
+    @_action
+    def onExport(self):
+        files = self.logic.export(self.ui.exportPathLineEdit.currentPath, self._parameterNode.inputVolume)
+        written = [str(path) for path in (files.segmentation, files.labelmap, files.points) if path]
+        slicer.util.infoDisplay("Exported:\n" + "\n".join(written))
+
+    @_action
+    def onLearningCurve(self):
+        slicer.modules.plots.logic().ShowChartInLayout(self.logic.update_learning_curve())
+
+    # Polling and display
+
+    def _poll(self):
+        """Every second: the backend's installation or start, the training job, the effort counter."""
+        poll = self._backends.poll()
+        if poll.log is not None:
+            self._showLog(poll.log)
+        if poll.status:
+            self.ui.backendStatusLabel.text = poll.status
+        self.ui.startBackendButton.text = "Stop local backend" if self._backends.is_running() else "Start local backend"
+        if poll.error:
+            _showError(poll.error)
+        if poll.ready_url:
+            self._connectTo(poll.ready_url)
+        if self._training:
+            self._pollTraining()
+        self._showProgress()
+
+    @_action
+    def _connectTo(self, url):
+        self.logic.connect(url)
+
+    def _pollTraining(self):
+        try:
+            status = self.logic.poll_training()
+        except UserFacingError as error:  # the backend may be restarting: keep polling, say why nothing moves
+            self.ui.trainingStatusLabel.text = str(error)
+            return
+        self.ui.trainingProgressBar.value = round(100 * status.fraction)
+        self.ui.trainingStatusLabel.text = status.text
+        self._training = not (status.finished or status.status is JobStatus.INTERRUPTED)
+
+    def _showLog(self, text):
+        if self.ui.backendLogTextEdit.toPlainText() != text:
+            self.ui.backendLogTextEdit.setPlainText(text)
+            self.ui.backendLogTextEdit.moveCursor(qt.QTextCursor.End)
+
+    def _showProgress(self):
+        self.ui.progressLabel.text = f"{self.logic.progress_text()}; {self.logic.effort_seconds():.0f} s of effort"
+
+    def _refresh(self):
+        """The current region, the answers table and the progress, after every action."""
+        region = self.logic.current_region
+        self.ui.currentRegionLabel.text = f"{region.label()}, slice {region.box.k}" if region else "No suggestions yet."
+        rows = self.logic.answer_rows()
+        table = self.ui.answersTable
+        table.setRowCount(len(rows))
+        for index, row in enumerate(rows):
+            cells = (row.rank, row.suggestion_id, row.kind, row.points, f"{row.effort_seconds:.0f}", row.status_text)
+            for column, value in enumerate(cells):
+                table.setItem(index, column, qt.QTableWidgetItem(str(value)))
+        self.ui.cancelTrainingButton.enabled = self._training
+        self._showProgress()
+        self._observePoints()
+
+    def _observePoints(self):
+        """Watch the 'Infection points' list (the logic creates it again if the user deleted it)."""
+        node = self.logic.infection_points_node()
+        if node is not self._pointsNode:
+            if self._pointsNode is not None:
+                self.removeObserver(self._pointsNode, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+                                    self.onPointPlaced)
+            self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onPointPlaced)
+            self._pointsNode = node
+            self.ui.placeWidget.setCurrentNode(node)
+
+    def _installShortcuts(self):
+        for key, slotName in SHORTCUTS:
+            shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
+            shortcut.connect("activated()", getattr(self, slotName))
+            self._shortcuts.append(shortcut)
+
+    def _removeShortcuts(self):
+        for shortcut in self._shortcuts:
+            shortcut.disconnect("activated()")
+            shortcut.setParent(None)
+        self._shortcuts = []
+
+
+# The core logic first: ScriptedLoadableModuleLogic.__init__ calls super().__init__() without arguments, which
+# must reach object, not the core logic (it needs the scene).
+class CovidActiveLearningLogic(CovidActiveLearningCoreLogic, ScriptedLoadableModuleLogic):
+    """The Qt-free core logic on the application's scene, plus Slicer's parameter-node handling."""
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        CovidActiveLearningCoreLogic.__init__(self, application_context())
+
+    def getParameterNode(self):
+        return CovidActiveLearningParameterNode(super().getParameterNode())
+
+
+class CovidActiveLearningTest(ScriptedLoadableModuleTest):
+    """In Slicer (Reload and Test, and ctest in an extension build): the module's parts load and refuse clearly.
+    The Qt-free logic is tested headless with pytest against a real backend (Testing/Python)."""
+
+    def runTest(self):
+        slicer.mrmlScene.Clear()
+        self.test_parameter_defaults_and_clear_refusals()
+
+    def test_parameter_defaults_and_clear_refusals(self):
+        import numpy as np
+
+        logic = CovidActiveLearningLogic()
+        parameters = logic.getParameterNode()
+        self.assertEqual(loopback_port(parameters.backendUrl), 8765)
+        volume = slicer.util.addVolumeFromArray(np.full((4, 32, 32), -800, np.int16), name="chest")
+        with self.assertRaisesRegex(UserFacingError, "Connect to the backend first"):
+            logic.send_volume(volume)
+        with self.assertRaisesRegex(UserFacingError, "Get suggestions first"):
+            logic.tag_background()
+        self.assertIs(logic.infection_points_node(), logic.infection_points_node())
