@@ -4,7 +4,9 @@ The thin Slicer layer: the module's description, its parameter node, a widget th
 ``Resources/UI/CovidActiveLearning.ui`` and forwards every action to the logic, and the logic itself, which is
 the Qt-free :class:`CovidActiveLearningLib.logic.CovidActiveLearningCoreLogic`. Every algorithm lives in
 ``CovidActiveLearningLib``; training runs in the separate ``covidal serve`` backend, so torch never loads in
-Slicer. Long work (the backend starting, its installation, training) is polled from a timer.
+Slicer. Nothing blocks the interface: backend requests run in a worker thread as logic operations
+(``CovidActiveLearningLib.operations``) whose scene changes happen here, on the GUI thread, when a timer
+polls them; the backend's start, its installation and training are polled the same way.
 """
 
 import functools
@@ -27,9 +29,11 @@ from CovidActiveLearningLib.backend_process import BackendSource, BackendSupervi
 from CovidActiveLearningLib.errors import UserFacingError
 from CovidActiveLearningLib.logic import DEFAULT_URL, CovidActiveLearningCoreLogic
 from CovidActiveLearningLib.mrml import application_context
+from CovidActiveLearningLib.operations import BackgroundOperation
 from CovidActiveLearningLib.training import JobStatus
 
 POLL_INTERVAL_MS = 1000
+OPERATION_POLL_MS = 50
 LOG_LINES = 200
 SHORTCUTS = (("B", "onBackground"), ("N", "onNext"), ("P", "onPrevious"))
 
@@ -83,6 +87,27 @@ def _action(method):
     return run
 
 
+def _background(method):
+    """A widget action that runs a logic operation in the background: the method returns
+    ``(operation, onDone)``; ``onDone(result)`` runs on the GUI thread when the operation has ended."""
+
+    @functools.wraps(method)
+    def run(self, *args):
+        if self._running is not None:
+            slicer.util.showStatusMessage("Still waiting for the backend's answer to the last action.", 3000)
+            return
+        try:
+            operation, onDone = method(self, *args)
+        except UserFacingError as error:
+            _showError(error)
+            return
+        self._running = (BackgroundOperation(operation), onDone)
+        self._operationTimer.start()
+        qt.QApplication.setOverrideCursor(qt.Qt.BusyCursor)
+
+    return run
+
+
 def _showError(error):
     """The first line as the message, the rest (a log's tail) behind 'Show Details'."""
     text, _, details = str(error).partition("\n")
@@ -104,6 +129,8 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self._inLogic = False
         self._backends = None  # BackendSupervisor: the local backend and its installation
         self._training = False
+        self._running = None  # (BackgroundOperation, onDone) of the action waiting for the backend
+        self._trainingPoll = None  # BackgroundOperation of the last training progress request
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -133,11 +160,15 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self._poll)
         self._timer.start()
+        self._operationTimer = qt.QTimer()
+        self._operationTimer.setInterval(OPERATION_POLL_MS)
+        self._operationTimer.connect("timeout()", self._pollOperation)
         self.initializeParameterNode()
         self._refresh()
 
     def cleanup(self):
         self._timer.stop()
+        self._operationTimer.stop()
         self._removeShortcuts()
         self._backends.stop()
         self.removeObservers()
@@ -172,9 +203,12 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
     # Backend
 
-    @_action
+    @_background
     def onConnect(self):
-        health = self.logic.connect(self._parameterNode.backendUrl, self.ui.tokenLineEdit.text or None)
+        return self.logic.connect_operation(self._parameterNode.backendUrl, self.ui.tokenLineEdit.text or None), \
+            self._showConnected
+
+    def _showConnected(self, health):
         self.ui.backendStatusLabel.text = f"Connected to covidal {health['version']} at {self.logic.client.base_url}."
 
     @_action
@@ -211,19 +245,24 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
     # Project, volume, suggestions
 
-    def _openProject(self):
-        self.logic.open_project(self._parameterNode.projectName, self._parameterNode.regionsPerSlice)
-        return self._parameterNode.inputVolume
+    def _inProject(self, operation):
+        """Open the project named in the panel, then run ``operation`` (an operation of the logic)."""
+        yield from self.logic.open_project_operation(self._parameterNode.projectName,
+                                                     self._parameterNode.regionsPerSlice)
+        return (yield from operation)
 
-    @_action
+    @_background
     def onSendVolume(self):
-        volumeId = self.logic.send_volume(self._openProject())
-        self.ui.volumeStatusLabel.text = f"The backend has the volume (its id {volumeId})."
+        return self._inProject(self.logic.send_volume_operation(self._parameterNode.inputVolume)), \
+            lambda volumeId: setattr(self.ui.volumeStatusLabel, "text",
+                                     f"The backend has the volume (its id {volumeId}).")
 
-    @_action
+    @_background
     def onGetSuggestions(self):
-        regions = self.logic.get_suggestions(self._openProject(), self._parameterNode.regionsPerCycle)
-        self.ui.volumeStatusLabel.text = f"{len(regions)} regions to answer in this cycle."
+        operation = self.logic.get_suggestions_operation(self._parameterNode.inputVolume,
+                                                         self._parameterNode.regionsPerCycle)
+        return self._inProject(operation), lambda regions: setattr(
+            self.ui.volumeStatusLabel, "text", f"{len(regions)} regions to answer in this cycle.")
 
     @_action
     def onNext(self):
@@ -258,32 +297,35 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         undone = self.logic.undo()
         slicer.util.showStatusMessage(f"Undone: {undone}" if undone else "Nothing to undo.", 3000)
 
-    @_action
+    @_background
     def onSubmit(self):
-        report = self.logic.submit()
-        self.ui.submitStatusLabel.text = report.summary()
+        return self._submitThenTrain(), lambda report: setattr(self.ui.submitStatusLabel, "text", report.summary())
+
+    def _submitThenTrain(self):
+        report = yield from self.logic.submit_operation()
         if self._parameterNode.trainAfterSubmit and report.sent + report.replayed > 0:
-            self._startTraining()
+            self._trainingQueued((yield from self.logic.start_training_operation(self._parameterNode.trainingSteps)))
+        return report
 
     # Training and results
 
-    @_action
+    @_background
     def onStartTraining(self):
-        self._startTraining()
+        return self.logic.start_training_operation(self._parameterNode.trainingSteps), self._trainingQueued
 
-    def _startTraining(self):
-        jobId = self.logic.start_training(self._parameterNode.trainingSteps)
+    def _trainingQueued(self, jobId):
         self._training = True
         self.ui.trainingStatusLabel.text = f"Training job {jobId} queued."
 
-    @_action
+    @_background
     def onCancelTraining(self):
-        self.logic.cancel_training()
+        return self.logic.cancel_training_operation(), None
 
-    @_action
+    @_background
     def onPredict(self):
-        prediction = self.logic.import_prediction(self._parameterNode.inputVolume)
-        self.ui.infectedVolumeLabel.text = f"Infected: {prediction.infected_ml:.1f} mL ({prediction.voxels} voxels)"
+        return self.logic.import_prediction_operation(self._parameterNode.inputVolume), \
+            lambda prediction: setattr(self.ui.infectedVolumeLabel, "text",
+                                       f"Infected: {prediction.infected_ml:.1f} mL ({prediction.voxels} voxels)")
 
     @_action
     def onExport(self):
@@ -291,9 +333,9 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         written = [str(path) for path in (files.segmentation, files.labelmap, files.points) if path]
         slicer.util.infoDisplay("Exported:\n" + "\n".join(written))
 
-    @_action
+    @_background
     def onLearningCurve(self):
-        slicer.modules.plots.logic().ShowChartInLayout(self.logic.update_learning_curve())
+        return self.logic.update_learning_curve_operation(), slicer.modules.plots.logic().ShowChartInLayout
 
     # Polling and display
 
@@ -313,13 +355,37 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             self._pollTraining()
         self._showProgress()
 
-    @_action
+    @_background
     def _connectTo(self, url):
-        self.logic.connect(url)
+        return self.logic.connect_operation(url), self._showConnected
+
+    def _pollOperation(self):
+        """Every 50 ms while an action waits for the backend: its scene changes and its result, here."""
+        running, onDone = self._running
+        self._inLogic = True
+        try:
+            if not running.poll():
+                return
+            self._operationTimer.stop()
+            self._running = None
+            qt.QApplication.restoreOverrideCursor()
+            result = running.result()
+            if onDone:
+                onDone(result)
+        except UserFacingError as error:
+            _showError(error)
+        finally:
+            self._inLogic = False
+            self._refresh()
 
     def _pollTraining(self):
+        if self._trainingPoll is None:
+            self._trainingPoll = BackgroundOperation(self.logic.poll_training_operation())
+        if not self._trainingPoll.poll():
+            return
+        poll, self._trainingPoll = self._trainingPoll, None
         try:
-            status = self.logic.poll_training()
+            status = poll.result()
         except UserFacingError as error:  # the backend may be restarting: keep polling, say why nothing moves
             self.ui.trainingStatusLabel.text = str(error)
             return

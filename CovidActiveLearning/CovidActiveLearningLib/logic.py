@@ -3,8 +3,9 @@
 It composes the pieces: the backend client, the suggestion layer (ROIs, heat map, views), the
 answer book (durable in the scene) and the infection points, the outbox, training polls, the
 prediction import, the export and the learning curve. Every method either succeeds or raises
-:class:`UserFacingError` with a sentence for the clinician; nothing here blocks on training
-(the widget polls :meth:`poll_training` from a timer).
+:class:`UserFacingError` with a sentence for the clinician. Each method that talks to the backend
+has an ``*_operation`` twin that the widget runs with :class:`operations.BackgroundOperation`,
+so no request blocks Slicer's interface; nothing waits for training (the widget polls it).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from CovidActiveLearningLib.answers import AnswerBook, AnswerRow
-from CovidActiveLearningLib.backend_client import BackendUnreachable, ClientError, CovidalClient
+from CovidActiveLearningLib.backend_client import CovidalClient
 from CovidActiveLearningLib.curve import show_learning_curve
 from CovidActiveLearningLib.errors import UserFacingError
 from CovidActiveLearningLib.export import ExportedFiles, export_results
 from CovidActiveLearningLib.geometry import check_backend_geometry
 from CovidActiveLearningLib.mrml import MrmlContext
-from CovidActiveLearningLib.outbox import SubmitReport, submit_pending
+from CovidActiveLearningLib.operations import Operation, remote, run_now
+from CovidActiveLearningLib.outbox import SubmitReport, submit_operation
 from CovidActiveLearningLib.points import InfectionPoints
 from CovidActiveLearningLib.prediction import PredictionImport, import_prediction
 from CovidActiveLearningLib.regions import SuggestedRegion
@@ -68,28 +70,38 @@ class CovidActiveLearningCoreLogic:
         self.prediction: PredictionImport | None = None
         self._downloads = Path(tempfile.mkdtemp(prefix="covidal-slicer-"))
 
-    # Backend and project
+    # Backend and project. Each request-making method is an operation (see operations.py) with a plain
+    # synchronous twin; the widget runs the operations in the background so Slicer never freezes.
 
     def connect(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 60) -> dict:
         """Check that ``covidal serve`` answers at ``url``; returns its health JSON."""
+        return run_now(self.connect_operation(url, token, timeout))
+
+    def connect_operation(self, url: str = DEFAULT_URL, token: str | None = None,
+                          timeout: float = 60) -> Operation[dict]:
         client = CovidalClient(url.strip() or DEFAULT_URL, token or None, timeout=timeout)
-        health = self._call(client.health)
+        health = yield remote(client.health)
         self.client = client
         return health
 
     def open_project(self, name: str, regions_per_slice: int = 16, strategy: str = "entropy", mc_samples: int = 8,
                      loss: str = "point", settings: dict | None = None) -> int:
         """Use the backend's project called ``name``, creating it (a 2D U-Net) if there is none."""
+        return run_now(self.open_project_operation(name, regions_per_slice, strategy, mc_samples, loss, settings))
+
+    def open_project_operation(self, name: str, regions_per_slice: int = 16, strategy: str = "entropy",
+                               mc_samples: int = 8, loss: str = "point",
+                               settings: dict | None = None) -> Operation[int]:
         client = self._client()
         name = name.strip()
         if not name:
             raise UserFacingError("Give the project a name.")
-        for project in self._call(client.list_projects):
+        for project in (yield remote(client.list_projects)):
             if project["name"] == name:
                 self.project_id = int(project["id"])
                 return self.project_id
-        project = self._call(client.create_project, name, model_kind="unet", grid_k=regions_per_slice,
-                             strategy=strategy, mc_samples=mc_samples, loss=loss, settings=settings)
+        project = yield remote(client.create_project, name, model_kind="unet", grid_k=regions_per_slice,
+                               strategy=strategy, mc_samples=mc_samples, loss=loss, settings=settings)
         self.project_id = int(project["id"])
         return self.project_id
 
@@ -101,6 +113,9 @@ class CovidActiveLearningCoreLogic:
         Raises:
             UserFacingError: nothing or no CT volume selected, a 2D image, no project, backend errors.
         """
+        return run_now(self.send_volume_operation(volume_node))
+
+    def send_volume_operation(self, volume_node) -> Operation[int]:
         check_annotatable(volume_node)
         project_id = self._project()
         digest = content_hash(volume_node)
@@ -109,7 +124,7 @@ class CovidActiveLearningCoreLogic:
             return int(cached[3])
         path = write_nrrd(volume_node, self._downloads / f"upload-{digest[:16]}.nrrd")
         try:
-            volume, _ = self._call(self.client.upload_volume, project_id, path, _upload_name(volume_node))
+            volume, _ = yield remote(self.client.upload_volume, project_id, path, _upload_name(volume_node))
         finally:
             path.unlink(missing_ok=True)
         check_backend_geometry(volume_node, volume["dims"], volume["ijk_to_ras"])
@@ -120,20 +135,23 @@ class CovidActiveLearningCoreLogic:
 
     def get_suggestions(self, volume_node, count: int) -> list[SuggestedRegion]:
         """Start a cycle on the volume, lease its regions, show them and go to the first one."""
+        return run_now(self.get_suggestions_operation(volume_node, count))
+
+    def get_suggestions_operation(self, volume_node, count: int) -> Operation[list[SuggestedRegion]]:
         if count < 1:
             raise UserFacingError("Ask for at least one region.")
-        volume_id = self.send_volume(volume_node)
+        volume_id = yield from self.send_volume_operation(volume_node)
         project_id = self._project()
-        cycle = self._call(self.client.create_cycle, project_id, count, [volume_id])
-        leased = self._call(self.client.lease_suggestions, project_id, cycle["id"], self.annotator, count)
+        cycle = yield remote(self.client.create_cycle, project_id, count, [volume_id])
+        leased = yield remote(self.client.lease_suggestions, project_id, cycle["id"], self.annotator, count)
         regions = tuple(sorted((SuggestedRegion.from_json(s) for s in leased), key=lambda region: region.rank))
         if not regions:
             raise UserFacingError("Every region of this cycle is leased to another annotator; ask again later.")
+        heatmap = yield remote(self.client.download_heatmap, project_id, cycle["id"], volume_id,
+                               self._downloads / f"heatmap-{cycle['id']}.nrrd")
         self.cycle = Cycle(int(cycle["id"]), int(cycle["number"]), volume_node.GetID(), regions)
         self.book.start_cycle(self.cycle.id)
         self.layer.show_cycle(volume_node, self.cycle.number, regions)
-        heatmap = self._call(self.client.download_heatmap, project_id, self.cycle.id, volume_id,
-                             self._downloads / f"heatmap-{self.cycle.id}.nrrd")
         self.layer.show_heatmap(volume_node, heatmap, self.cycle.number)
         self._go_to(0)
         return list(regions)
@@ -214,32 +232,47 @@ class CovidActiveLearningCoreLogic:
 
     def submit(self) -> SubmitReport:
         """Send every unsent answer (unsent ones stay in the scene and are retried next time)."""
-        return submit_pending(self.book, self._client(), self._project(), self.annotator)
+        return run_now(self.submit_operation())
+
+    def submit_operation(self) -> Operation[SubmitReport]:
+        return submit_operation(self.book, self._client(), self._project(), self.annotator)
 
     def start_training(self, steps: int | None = None) -> int:
         """Queue a training job on every answer sent so far; returns its id."""
-        job = self._call(self._client().start_training, self._project(), steps)
+        return run_now(self.start_training_operation(steps))
+
+    def start_training_operation(self, steps: int | None = None) -> Operation[int]:
+        job = yield remote(self._client().start_training, self._project(), steps)
         self.job_id = int(job["id"])
         return self.job_id
 
     def poll_training(self) -> TrainingStatus:
-        """The current job's progress (one quick request: call it from a timer)."""
+        """The current job's progress."""
+        return run_now(self.poll_training_operation())
+
+    def poll_training_operation(self) -> Operation[TrainingStatus]:
         if self.job_id is None:
             raise UserFacingError("No training job has been started.")
-        return TrainingStatus.from_json(self._call(self._client().get_job, self._project(), self.job_id))
+        return TrainingStatus.from_json((yield remote(self._client().get_job, self._project(), self.job_id)))
 
     def cancel_training(self) -> None:
+        run_now(self.cancel_training_operation())
+
+    def cancel_training_operation(self) -> Operation[None]:
         if self.job_id is not None:
-            self._call(self._client().cancel_job, self._project(), self.job_id)
+            yield remote(self._client().cancel_job, self._project(), self.job_id)
 
     # Results
 
     def import_prediction(self, volume_node) -> PredictionImport:
         """Predict the volume with the project's current model and show it as the 'Infection' segmentation."""
-        volume_id = self.send_volume(volume_node)
-        self._call(self.client.predict_volume, self._project(), volume_id)
-        path = self._call(self.client.download_prediction, self._project(), volume_id,
-                          self._downloads / f"prediction-{volume_id}.nrrd")
+        return run_now(self.import_prediction_operation(volume_node))
+
+    def import_prediction_operation(self, volume_node) -> Operation[PredictionImport]:
+        volume_id = yield from self.send_volume_operation(volume_node)
+        yield remote(self.client.predict_volume, self._project(), volume_id)
+        path = yield remote(self.client.download_prediction, self._project(), volume_id,
+                            self._downloads / f"prediction-{volume_id}.nrrd")
         self.prediction = import_prediction(self.context, volume_node, path, f"{volume_node.GetName()} infection")
         return self.prediction
 
@@ -255,7 +288,11 @@ class CovidActiveLearningCoreLogic:
 
     def update_learning_curve(self):
         """The project's effort-versus-Dice curve as plot nodes; returns the chart node."""
-        return show_learning_curve(self.context, self._call(self._client().learning_curve, self._project()))
+        return run_now(self.update_learning_curve_operation())
+
+    def update_learning_curve_operation(self) -> Operation:
+        points = yield remote(self._client().learning_curve, self._project())
+        return show_learning_curve(self.context, points)
 
     # Internals
 
@@ -295,16 +332,6 @@ class CovidActiveLearningCoreLogic:
         if self.project_id is None:
             raise UserFacingError("Open a project first.")
         return self.project_id
-
-    @staticmethod
-    def _call(function, *args, **kwargs):
-        """Call the backend; its errors become sentences for the clinician."""
-        try:
-            return function(*args, **kwargs)
-        except BackendUnreachable as error:
-            raise UserFacingError(f"The backend does not answer ({error}). Start it, or check its address.") from None
-        except ClientError as error:
-            raise UserFacingError(f"The backend refused: {error.detail}") from None
 
 
 def _upload_name(volume_node) -> str:

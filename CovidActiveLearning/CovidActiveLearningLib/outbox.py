@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from CovidActiveLearningLib.answers import AnswerBook
 from CovidActiveLearningLib.backend_client import BackendUnreachable, ClientError, CovidalClient
+from CovidActiveLearningLib.operations import Operation, Remote, run_now
 
 REFUSED_FOR_GOOD = frozenset({409, 422})
 REFUSED_EVERY_REQUEST = frozenset({401, 403})
@@ -56,6 +57,12 @@ class SubmitReport:
 
 def submit_pending(book: AnswerBook, client: CovidalClient, project_id: int, annotator: str) -> SubmitReport:
     """Send every pending answer of ``book`` to ``project_id`` as ``annotator`` (see the module docstring)."""
+    return run_now(submit_operation(book, client, project_id, annotator))
+
+
+def submit_operation(book: AnswerBook, client: CovidalClient, project_id: int,
+                     annotator: str) -> Operation[SubmitReport]:
+    """:func:`submit_pending` as an operation: the requests may run off the GUI thread, the book's updates do not."""
     sent = replayed = 0
     rejected: list[tuple[int, str]] = []
     failed: list[tuple[int, str]] = []
@@ -63,10 +70,9 @@ def submit_pending(book: AnswerBook, client: CovidalClient, project_id: int, ann
     for pending in book.pending():
         answer = book.seal(pending.suggestion_id)
         try:
-            _, created = client.submit_annotation(
-                project_id, answer.suggestion_id, annotator=annotator, answer=answer.kind.value,
-                points=[list(point) for point in answer.points], effort_seconds=answer.effort_seconds,
-                idempotency_key=answer.idempotency_key)
+            _, created = yield Remote(client.submit_annotation, (project_id, answer.suggestion_id), dict(
+                annotator=annotator, answer=answer.kind.value, points=[list(point) for point in answer.points],
+                effort_seconds=answer.effort_seconds, idempotency_key=answer.idempotency_key), raw=True)
         except BackendUnreachable as error:
             unreachable = str(error)
             break

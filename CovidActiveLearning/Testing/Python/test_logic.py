@@ -17,6 +17,7 @@ from CovidActiveLearningLib.backend_client import CovidalClient
 from CovidActiveLearningLib.errors import UserFacingError
 from CovidActiveLearningLib.geometry import ijk_to_ras
 from CovidActiveLearningLib.logic import CovidActiveLearningCoreLogic
+from CovidActiveLearningLib.operations import BackgroundOperation
 from CovidActiveLearningLib.regions import SuggestedRegion
 from CovidActiveLearningLib.volumes import read_dicom_series, read_volume
 
@@ -182,3 +183,22 @@ def test_undo_takes_back_the_point_and_the_answer(mrml, backend, chest_files):
     assert logic.book.answer_for(region.id) is None and logic.progress_text() == "0 of 2 answered"
     assert logic.undo() is None
     assert logic.submit().sent == 0
+
+
+def test_the_widget_path_runs_requests_in_the_background(mrml, backend, chest_files):
+    """As the widget does: each request in a worker thread, polled from the GUI thread until done."""
+    ct_node = read_volume(mrml.scene, chest_files[0])
+    logic = CovidActiveLearningCoreLogic(mrml, annotator="dr-test")
+    BackgroundOperation(logic.connect_operation(backend)).wait(30)
+    BackgroundOperation(logic.open_project_operation("background", settings=TINY_MODEL)).wait(30)
+    running = BackgroundOperation(logic.get_suggestions_operation(ct_node, 3))
+    polls = 0
+    while not running.poll():
+        polls += 1
+        time.sleep(0.01)
+    regions = running.result()
+    assert polls > 0  # the upload and the cycle took several polls: the GUI thread was free meanwhile
+    assert len(regions) == 3 and logic.layer.roi_for(regions[0].id) is not None
+    logic.tag_background()
+    report = BackgroundOperation(logic.submit_operation()).wait(30)
+    assert report.sent == 1
