@@ -134,16 +134,22 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
-def write_synthetic_ct(path: Path, seed: int = 0) -> Path:
-    """An int16 CT ``[K, J, I]`` = :data:`SYNTHETIC_SHAPE` in HU: air around a soft-tissue body holding two lungs."""
-    k, j, i = SYNTHETIC_SHAPE
+def write_synthetic_ct(path: Path, seed: int = 0, shape: tuple[int, int, int] = SYNTHETIC_SHAPE) -> Path:
+    """An int16 CT ``[K, J, I]`` = ``shape`` in HU: air around a soft-tissue body holding two lungs, plus noise.
+
+    Noise is drawn slice by slice (the same values as one draw of the whole volume), so a
+    300 x 512 x 512 CT needs no float copy of the whole volume.
+    """
+    k, j, i = shape
     rng = np.random.default_rng(seed)
     jj, ii = np.mgrid[0:j, 0:i] / np.array([j, i])[:, None, None]
     body = ((ii - 0.5) / 0.45) ** 2 + ((jj - 0.5) / 0.35) ** 2 <= 1
     lungs = (((ii - 0.3) / 0.15) ** 2 + ((jj - 0.5) / 0.25) ** 2 <= 1) | \
             (((ii - 0.7) / 0.15) ** 2 + ((jj - 0.5) / 0.25) ** 2 <= 1)
     slice_hu = np.where(lungs, -850, np.where(body, 40, -1000))
-    ct = (slice_hu[None] + rng.normal(0, 20, (k, j, i))).astype(np.int16)
+    ct = np.empty((k, j, i), dtype=np.int16)
+    for index in range(k):
+        ct[index] = (slice_hu + rng.normal(0, 20, (j, i))).astype(np.int16)
     image = sitk.GetImageFromArray(ct)
     image.SetSpacing((0.8, 0.8, 2.5))
     sitk.WriteImage(image, str(path), True)

@@ -8,7 +8,7 @@ import pytest
 
 COMMANDS = ("train", "evaluate", "predict", "simulate", "compare", "demo", "bench-losses", "bench-scoring",
             "make-cases-3d", "corrupt-labels", "train-3d", "pseudo-label", "noisy-teacher", "evaluate-3d",
-            "compare-3d", "bench-reweight", "serve", "bench-service")
+            "compare-3d", "bench-reweight", "serve", "bench-service", "bench-cycle")
 
 
 def test_version(cli):
