@@ -103,6 +103,33 @@ class CovidalClient:
         """Save the volume's file, as uploaded, to ``destination``."""
         return self._download(f"/projects/{int(project_id)}/volumes/{int(volume_id)}/download", Path(destination))
 
+    # Expert labels (unet3d projects)
+
+    def upload_label(self, project_id: int, volume_id: int, path: str | os.PathLike,
+                     label_format: str | None = None) -> tuple[dict, bool]:
+        """Upload a NRRD/NIfTI label volume of the volume (0 background, > 0 infection, on the volume's exact grid);
+        it replaces the volume's earlier label.
+
+        Returns:
+            ``(label, created)``: ``created`` is False when an earlier label was replaced.
+        """
+        path = Path(path)
+        label_format = label_format or _format_of(path)
+        query = urllib.parse.urlencode({"format": label_format})
+        with open(path, "rb") as handle:
+            status, body = self._send("PUT", f"/projects/{int(project_id)}/volumes/{int(volume_id)}/label?{query}",
+                                      handle, {"Content-Type": "application/octet-stream",
+                                               "Content-Length": str(path.stat().st_size)})
+        return json.loads(body), status == 201
+
+    def download_label(self, project_id: int, volume_id: int, destination: str | os.PathLike) -> Path:
+        """Save the volume's label file, as uploaded, to ``destination``."""
+        return self._download(f"/projects/{int(project_id)}/volumes/{int(volume_id)}/label", Path(destination))
+
+    def list_labels(self, project_id: int) -> list[dict]:
+        """The project's expert labels (``volume_id``, ``foreground_voxels``, ...), by volume id."""
+        return self._json("GET", f"/projects/{int(project_id)}/labels")
+
     # Cycles
 
     def create_cycle(self, project_id: int, count: int, volume_ids: list[int] | None = None) -> dict:
@@ -153,9 +180,15 @@ class CovidalClient:
 
     # Training jobs
 
-    def start_training(self, project_id: int, steps: int | None = None, config: dict | None = None) -> dict:
-        """Queue a training job of the project's model on every answered region (``status`` ``"queued"``)."""
-        body: dict[str, Any] = {"kind": "train", "config": dict(config or {})}
+    def start_training(self, project_id: int, steps: int | None = None, config: dict | None = None,
+                       kind: str = "train") -> dict:
+        """Queue a training job (``status`` ``"queued"``).
+
+        ``kind`` ``"train"`` trains a 2D project's model on every answered region (``steps`` optimiser steps);
+        ``"noisy-teacher"`` trains a unet3d project's 3D model from the volumes with an expert label and the
+        others (``config``: e.g. ``mode``, ``epochs``, ``steps_per_epoch``, ``patch_size``; no ``steps``).
+        """
+        body: dict[str, Any] = {"kind": kind, "config": dict(config or {})}
         if steps is not None:
             body["steps"] = steps
         return self._json("POST", f"/projects/{int(project_id)}/jobs", body)

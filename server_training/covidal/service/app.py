@@ -1,6 +1,6 @@
-"""The HTTP API of ``covidal serve`` (FastAPI): projects, volumes, suggestion cycles with leases, annotations,
-training jobs (run by a :class:`~covidal.service.jobs.runner.JobRunner` started with the app), predictions
-and the learning curve.
+"""The HTTP API of ``covidal serve`` (FastAPI): projects, volumes and their expert labels, suggestion cycles
+with leases, annotations, training jobs (run by a :class:`~covidal.service.jobs.runner.JobRunner` started
+with the app), predictions and the learning curve.
 
 Errors are JSON ``{"detail": "<what is wrong>"}``: a store's :class:`NotFound`
 is 404, :class:`Conflict` and :class:`LeaseError` 409, :class:`Invalid` and any
@@ -27,6 +27,7 @@ from covidal.service.routes import (
     annotations,
     cycles,
     jobs,
+    labels,
     metrics,
     predictions,
     projects,
@@ -82,7 +83,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.add_exception_handler(OverflowError, _overflow_response)
     if settings.token is not None:
         _require_token(app, settings.token)
-    for module in (projects, volumes, cycles, annotations, jobs, predictions, metrics):
+    for module in (projects, volumes, labels, cycles, annotations, jobs, predictions, metrics):
         app.include_router(module.router)
 
     @app.get("/health", tags=["service"])

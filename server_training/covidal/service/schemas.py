@@ -67,6 +67,16 @@ class VolumeOut(BaseModel):
     created_at: float
 
 
+class LabelOut(BaseModel):
+    volume_id: int
+    project_id: int
+    format: str
+    sha256: str
+    size: int
+    foreground_voxels: int = Field(description="voxels labelled above 0 (infection)")
+    created_at: float
+
+
 class CycleCreate(_Request):
     count: int = Field(ge=1, le=MAX_CYCLE_REGIONS, description="how many regions to suggest")
     volume_ids: list[int] | None = Field(default=None, description="the pool (default: every volume of the project)")
@@ -145,6 +155,12 @@ def volume_out(volume: records.Volume) -> VolumeOut:
                      ijk_to_ras=ijk_to_ras(geometry).tolist(), created_at=volume.created_at)
 
 
+def label_out(label: records.Label) -> LabelOut:
+    return LabelOut(volume_id=label.volume_id, project_id=label.project_id, format=label.format.value,
+                    sha256=label.sha256, size=label.size, foreground_voxels=label.foreground_voxels,
+                    created_at=label.created_at)
+
+
 def suggestion_out(suggestion: records.Suggestion) -> SuggestionOut:
     box = suggestion.box
     return SuggestionOut(id=suggestion.id, cycle_id=suggestion.cycle_id, volume_id=suggestion.volume_id,
@@ -167,19 +183,26 @@ def annotation_out(annotation: records.Annotation) -> AnnotationOut:
 
 
 class JobCreate(_Request):
-    kind: str = Field(description="'train': train the project's 2D model on every answered region")
-    steps: int | None = Field(default=None, ge=1, description="optimiser steps (default: the project's "
-                                                                "'steps' setting, else 20)")
-    config: dict[str, Any] = Field(default_factory=dict, description="more options of "
-                                   "covidal.service.jobs.config.TrainJobConfig, e.g. checkpoint_every, batch_size")
+    kind: str = Field(description="'train': train a 2D project's model (unet, fcn8) on every answered region; "
+                                  "'noisy-teacher': train a unet3d project's 3D model (teacher on the volumes with "
+                                  "an expert label, pseudo-labels of the others, student)")
+    steps: int | None = Field(default=None, ge=1, description="'train' jobs: optimiser steps (default: the "
+                                                                "project's 'steps' setting, else 20)")
+    config: dict[str, Any] = Field(default_factory=dict, description="more options: of "
+                                   "covidal.service.jobs.config.TrainJobConfig for 'train' (e.g. checkpoint_every, "
+                                   "batch_size), of covidal.service.jobs.noisy_teacher_config.NoisyTeacherJobConfig "
+                                   "for 'noisy-teacher' (e.g. mode, epochs, steps_per_epoch, patch_size)")
 
 
 class JobProgressOut(BaseModel):
-    step: int = Field(description="optimiser steps done")
-    steps: int | None = Field(description="optimiser steps planned")
+    step: int = Field(description="optimiser steps done (of all stages)")
+    steps: int | None = Field(description="optimiser steps planned (of all stages)")
     loss: float | None = Field(description="the last step's training loss")
-    val_dice: float | None = Field(description="Dice on the known pixels (background regions and clicks) of the answered slices; they are trained on too (null: none)")
+    val_dice: float | None = Field(description="'train': Dice on the known pixels (background regions and clicks) "
+                                               "of the answered slices; 'noisy-teacher': Dice of the last finished "
+                                               "stage's model on the expert volumes; both are trained on (null: none)")
     eta_seconds: float | None
+    stage: str | None = Field(default=None, description="'noisy-teacher' jobs: teacher, pseudo-label or student")
 
 
 class JobOut(BaseModel):
@@ -221,6 +244,6 @@ def job_out(job: records.Job) -> JobOut:
                   config=dict(job.config),
                   progress=None if progress is None else JobProgressOut(
                       step=progress.epoch, steps=progress.epochs, loss=progress.loss, val_dice=progress.val_dice,
-                      eta_seconds=progress.eta_seconds),
+                      eta_seconds=progress.eta_seconds, stage=progress.stage),
                   cancel_requested=job.cancel_requested, created_at=job.created_at, started_at=job.started_at,
                   finished_at=job.finished_at, error=job.error)

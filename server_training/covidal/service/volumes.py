@@ -59,9 +59,9 @@ def read_stored_volume(path: Path, volume_format: VolumeFormat, max_expanded_byt
     """
     if volume_format is VolumeFormat.DICOM_ZIP:
         with tempfile.TemporaryDirectory(prefix="covidal-dicom-") as folder:
-            volume = _read(extract_dicom_zip(path, Path(folder), max_expanded_bytes), "the DICOM series")
+            volume = read_upload(extract_dicom_zip(path, Path(folder), max_expanded_bytes), "the DICOM series")
     else:
-        volume = _read(path, "the file")
+        volume = read_upload(path, "the file")
     dtype = volume.array.dtype
     if dtype == np.bool_ or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise Invalid(f"the upload holds {dtype} voxels; expected integer or float intensities (e.g. HU)")
@@ -109,7 +109,7 @@ def _check_members(members: list[zipfile.ZipInfo], max_expanded_bytes: int) -> N
         raise Invalid(f"the zip expands to {expanded} bytes, over the limit of {max_expanded_bytes}")
 
 
-def _read(path: Path, label: str) -> Volume:
+def read_upload(path: Path, label: str) -> Volume:
     """:func:`read_volume`, its errors as Invalid with ``label`` for the server's path (meaningless to a client)."""
     try:
         return read_volume(path)

@@ -1,11 +1,17 @@
-"""A training job's options and the files it writes under the project folder.
+"""A training job's kinds and options, and the files it writes under the project folder.
 
 Layout (paths relative to the service's ``project_dir``)::
 
-    jobs/<job id>/log.txt            the worker's stdout and stderr
-    jobs/<job id>/checkpoint/model.pt the newest checkpoint (resume starts from it)
-    jobs/<job id>/result.json        what a finished job trained on, for the learning curve
+    jobs/<job id>/log.txt                 the worker's stdout and stderr
+    jobs/<job id>/checkpoint/state.pt     a 'train' job's newest training state (resume starts from it)
+    jobs/<job id>/checkpoint/model.pt     a finished 'train' job's model
+    jobs/<job id>/teacher/, pseudo/, student/  the stages of a 'noisy-teacher' job
+                                          (:mod:`covidal.service.jobs.noisy_teacher`)
+    jobs/<job id>/result.json             what a finished job trained on (for a 'train' job's learning curve)
     models/<project id>/current/model.pt  the model of the project's latest successful job
+
+This module imports no torch: the HTTP routes use it. The 'noisy-teacher' options are in
+:mod:`covidal.service.jobs.noisy_teacher_config`, which does.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +31,67 @@ DEFAULT_STEPS = 20
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_WIDTH = 16
 MAX_STEPS = 1_000_000
-TRAIN_KIND = "train"
 MODEL_FILE = "model.pt"
+STATE_FILE = "state.pt"
+
+
+class JobKind(StrEnum):
+    """What a job trains; each kind trains the projects of its :attr:`model_kinds`."""
+
+    TRAIN = "train"  # the 2D point model (unet, fcn8) on the answered regions
+    NOISY_TEACHER = "noisy-teacher"  # the 3D model (unet3d): teacher on the expert labels, pseudo-labels, student
+
+    @property
+    def model_kinds(self) -> tuple[str, ...]:
+        return ("unet", "fcn8") if self is JobKind.TRAIN else ("unet3d",)
+
+    @classmethod
+    def parse(cls, kind: object) -> JobKind:
+        """``kind`` as a JobKind.
+
+        Raises:
+            CovidalError: listing the kinds.
+        """
+        try:
+            return cls(kind)
+        except ValueError:
+            raise CovidalError(f"job kind must be one of {', '.join(repr(k.value) for k in cls)}; "
+                               f"got {kind!r}") from None
+
+    def check_model_kind(self, project_id: int, model_kind: str) -> None:
+        """Raises CovidalError, naming the right job kind, when this kind does not train ``model_kind``."""
+        if model_kind in self.model_kinds:
+            return
+        fitting = next((kind for kind in JobKind if model_kind in kind.model_kinds), None)
+        advice = f"start a {fitting.value!r} job" if fitting else "no job kind trains it"
+        raise CovidalError(f"project {project_id} uses the {model_kind!r} model, but {self.value!r} jobs train "
+                           f"{' and '.join(repr(k) for k in self.model_kinds)} models: {advice}")
+
+
+class JobConfig:
+    """What every job config dataclass reads its values with: JSON objects and the project's settings."""
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]):
+        """The config of ``values`` (a JSON object; missing keys take their defaults).
+
+        Raises:
+            CovidalError: not a mapping, an unknown key, or a bad value.
+        """
+        return config_from_mapping(cls, values, "job config")
+
+    @classmethod
+    def for_project(cls, project_settings: Mapping[str, Any], overrides: Mapping[str, Any]):
+        """Defaults, then the project's settings of the same names (e.g. ``image_size``), then ``overrides``.
+
+        Raises:
+            CovidalError: as :meth:`from_dict`.
+        """
+        return cls.from_dict(with_project_settings(cls, project_settings, overrides))
 
 
 @dataclass(frozen=True)
-class TrainJobConfig:
+class TrainJobConfig(JobConfig):
     """What a ``train`` job does: ``steps`` Adam steps on every answered slice of the project.
 
     Attributes:
@@ -59,41 +121,34 @@ class TrainJobConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "checkpoint_every", "batch_size", "image_size", "width"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("seed", self.seed, 0)
+            check_int(name, getattr(self, name), 1)
+        check_int("seed", self.seed, 0)
         if self.background_sample is not None:
-            _check_int("background_sample", self.background_sample, 1)
+            check_int("background_sample", self.background_sample, 1)
         if self.steps > MAX_STEPS:
             raise CovidalError(f"job config steps must be at most {MAX_STEPS}, got {self.steps}")
         if self.image_size % 32:
             raise CovidalError(f"job config image_size must be a multiple of 32, got {self.image_size}")
-        if not _is_real(self.learning_rate) or not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+        if not is_real(self.learning_rate) or not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise CovidalError(f"job config learning_rate must be a positive finite number, got {self.learning_rate!r}")
-        if not _is_real(self.dropout) or not 0 <= self.dropout < 1:
+        if not is_real(self.dropout) or not 0 <= self.dropout < 1:
             raise CovidalError(f"job config dropout must be a number in [0, 1), got {self.dropout!r}")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> TrainJobConfig:
-        """The config of ``values`` (missing keys take their defaults).
-
-        Raises:
-            CovidalError: not a mapping, an unknown key, or a bad value.
-        """
-        return config_from_mapping(cls, values, "job config")
-
-    @classmethod
-    def for_project(cls, project_settings: Mapping[str, Any], overrides: Mapping[str, Any]) -> TrainJobConfig:
-        """Defaults, then the project's settings of the same names (e.g. ``image_size``, ``width``), then ``overrides``.
-
-        Raises:
-            CovidalError: as :meth:`from_dict`.
-        """
-        known = {field.name for field in fields(cls)}
-        from_project = {key: value for key, value in project_settings.items() if key in known}
-        return cls.from_dict({**from_project, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def with_project_settings(cls: type, project_settings: Mapping[str, Any],
+                          overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The project's settings named like fields of the dataclass ``cls``, updated by ``overrides`` (a job's config).
+
+    Raises:
+        CovidalError: ``overrides`` is not a JSON object.
+    """
+    if not isinstance(overrides, Mapping):
+        raise CovidalError(f"job config must be a JSON object, got {type(overrides).__name__}")
+    known = {field.name for field in fields(cls)}
+    return {**{key: value for key, value in project_settings.items() if key in known}, **overrides}
 
 
 @dataclass(frozen=True)
@@ -113,6 +168,12 @@ class JobPaths:
 
     @property
     def checkpoint(self) -> Path:
+        """A 'train' job's newest training state (weights, optimiser, random states)."""
+        return self.folder / "checkpoint" / STATE_FILE
+
+    @property
+    def model(self) -> Path:
+        """A finished 'train' job's model (a :func:`covidal.training.checkpoint.load_run` file)."""
         return self.folder / "checkpoint" / MODEL_FILE
 
     @property
@@ -125,10 +186,12 @@ def current_model_path(project_dir: Path, project_id: int) -> Path:
     return Path(project_dir) / "models" / str(int(project_id)) / "current" / MODEL_FILE
 
 
-def _is_real(value: object) -> bool:
+def is_real(value: object) -> bool:
+    """A real number that is not a bool (JSON ``true`` is not a number here)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _check_int(name: str, value: object, minimum: int) -> None:
+def check_int(name: str, value: object, minimum: int) -> None:
+    """CovidalError naming the job config field ``name`` unless ``value`` is an integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise CovidalError(f"job config {name} must be an integer >= {minimum}, got {value!r}")

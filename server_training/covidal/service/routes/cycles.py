@@ -4,6 +4,8 @@ A project without a model gets the *initial* regions
 (:func:`covidal.service.proposals.lung_fraction_scores`); once a training job
 has given it a current model, regions are scored by MC dropout with the
 project's strategy and ``mc_samples`` (:func:`covidal.service.modeling.mc_dropout_scorer`).
+A ``unet3d`` project keeps the lung-fraction scores: its 3D network has no dropout
+head to sample (it learns from expert label volumes, not from answered regions).
 Regions already answered are never proposed again.
 """
 
@@ -31,6 +33,7 @@ from covidal.service.routes.deps import SettingsDep, StoreDep
 from covidal.service.schemas import (
     CycleCreate,
     CycleOut,
+    ModelKind,
     SuggestionOut,
     cycle_out,
     suggestion_out,
@@ -126,10 +129,10 @@ def _nrrd_bytes(image: sitk.Image) -> bytes:
 
 
 def _scorer(project: records.Project, settings: ServiceSettings, seed: int) -> RegionScorer:
-    """MC-dropout scores of the project's current model (dropout masks drawn from ``seed``),
-    or the lung fraction when it has none yet."""
+    """MC-dropout scores of the project's current 2D model (dropout masks drawn from ``seed``),
+    or the lung fraction when it has none yet or is a ``unet3d`` project."""
     path = current_model_path(settings.project_dir, project.id)
-    if not path.is_file():
+    if not path.is_file() or project.model_kind == ModelKind.UNET3D:
         return lung_fraction_scores
     from covidal.service import modeling  # torch loads only once a project has a model
 

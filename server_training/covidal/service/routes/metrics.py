@@ -7,7 +7,7 @@ import json
 
 from fastapi import APIRouter, Response
 
-from covidal.service.jobs.config import TRAIN_KIND, JobPaths
+from covidal.service.jobs.config import JobKind, JobPaths
 from covidal.service.routes.deps import SettingsDep, StoreDep
 from covidal.service.schemas import CurvePoint
 from covidal.service.settings import ServiceSettings
@@ -19,7 +19,7 @@ router = APIRouter(tags=["metrics"])
 
 @router.get("/projects/{project_id}/metrics/curve")
 def learning_curve(project_id: int, store: StoreDep, settings: SettingsDep) -> list[CurvePoint]:
-    """One point per training job that finished (done), in finishing order: answers, effort, validation Dice."""
+    """One point per ``train`` job that finished (done), in finishing order: answers, effort, validation Dice."""
     return curve_points(store, settings, project_id)
 
 
@@ -31,7 +31,7 @@ def learning_curve_png(project_id: int, store: StoreDep, settings: SettingsDep) 
 
 
 def curve_points(store: Store, settings: ServiceSettings, project_id: int) -> list[CurvePoint]:
-    jobs = [job for job in store.list_jobs(project_id) if job.kind == TRAIN_KIND and job.status is JobStatus.DONE]
+    jobs = [job for job in store.list_jobs(project_id) if job.kind == JobKind.TRAIN and job.status is JobStatus.DONE]
     points = []
     for job in jobs:
         path = JobPaths(settings.project_dir, job.id).result

@@ -1,8 +1,10 @@
 """``/projects/{p}/volumes/{v}/prediction``: run the project's current model on a volume.
 
-The label volume (uint8, 1 = infection) is stored as NRRD with the volume's
-exact geometry under ``<project_dir>/predictions/<project>/<volume>.nrrd`` and
-replaced by the next prediction.
+A 2D model labels the volume slice by slice; a ``unet3d`` project's 3D model by a
+sliding window on its training grid, mapped back onto the volume's grid. The label
+volume (uint8, 1 = infection) is stored as NRRD with the volume's exact geometry
+under ``<project_dir>/predictions/<project>/<volume>.nrrd`` and replaced by the next
+prediction.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from covidal.data.io import write_volume
 from covidal.service.jobs.annotations import read_project_volume
 from covidal.service.jobs.config import current_model_path
 from covidal.service.routes.deps import SettingsDep, StoreDep
-from covidal.service.schemas import PredictionOut
+from covidal.service.schemas import ModelKind, PredictionOut
 from covidal.service.store.errors import Conflict, NotFound
 
 router = APIRouter(tags=["predictions"])
@@ -30,16 +32,22 @@ def prediction_path(project_dir: Path, project_id: int, volume_id: int) -> Path:
              responses={409: {"description": "the project has no trained model yet"}})
 def predict(project_id: int, volume_id: int, store: StoreDep, settings: SettingsDep) -> PredictionOut:
     """Label the volume with the current model; infected volume (mL) and share of the lungs (heuristic mask)."""
+    project = store.get_project(project_id)
     record = store.get_volume(project_id, volume_id)
     model_path = current_model_path(settings.project_dir, project_id)
     if not model_path.is_file():
         raise Conflict(f"project {project_id} has no trained model yet: run a training job to the end first")
     from covidal.service import modeling  # torch loads only when a model runs
 
-    volume = read_project_volume(store, record)
-    labels = modeling.predict_labels(modeling.load_model(model_path, settings.device), volume)
-    write_volume(volume.with_array(labels), prediction_path(settings.project_dir, project_id, volume_id))
-    stats = modeling.prediction_stats(labels, volume)
+    if project.model_kind == ModelKind.UNET3D:
+        from covidal.service import modeling3d
+
+        labels, volume = modeling3d.predict_volume(model_path, settings.device, store, record)
+    else:
+        volume = read_project_volume(store, record)
+        labels = volume.with_array(modeling.predict_labels(modeling.load_model(model_path, settings.device), volume))
+    write_volume(labels, prediction_path(settings.project_dir, project_id, volume_id))
+    stats = modeling.prediction_stats(labels.array, volume)
     return PredictionOut(volume_id=volume_id, voxels=stats.voxels, infected_ml=stats.infected_ml,
                          lung_percent=stats.lung_percent, lung_ml=stats.lung_ml)
 

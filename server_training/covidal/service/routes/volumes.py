@@ -8,23 +8,21 @@ the existing volume (200 instead of 201).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from typing import Annotated
 
-import anyio.from_thread
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from covidal.service.routes.deps import SettingsDep, StoreDep
+from covidal.service.routes.uploads import receive_upload
 from covidal.service.schemas import VolumeOut, volume_out
-from covidal.service.store.errors import Invalid
 from covidal.service.store.files import StoredFile
 from covidal.service.store.records import VolumeFormat
 from covidal.service.store.store import Store
 from covidal.service.volumes import (
     ZIP_EXPANSION_LIMIT,
-    UploadTooLarge,
     check_plain_name,
     geometry_of,
     read_stored_volume,
@@ -46,15 +44,8 @@ async def upload_volume(project_id: int, request: Request, response: Response, s
     name = check_plain_name(name, "volume name")
     await run_in_threadpool(store.get_project, project_id)
     limit = settings.max_upload_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise UploadTooLarge(f"the upload of {declared} bytes exceeds the limit of {limit} bytes")
-    chunks = _non_empty(request.stream())
-    first = await anext(chunks, b"")
-    if not first:
-        raise Invalid("the upload is empty: send the volume file as the request body")
-    stored = await run_in_threadpool(store.files.put_stream, Store.volume_folder(project_id),
-                                     stored_suffix(format, first), _blocking_chunks(first, chunks, limit), limit)
+    stored = await receive_upload(request, store.files, Store.volume_folder(project_id),
+                                  partial(stored_suffix, format), limit, "the volume file")
     volume, created = await run_in_threadpool(_record, store, project_id, name, stored, format,
                                               limit * ZIP_EXPANSION_LIMIT)
     response.status_code = 201 if created else 200
@@ -95,26 +86,3 @@ def _record(store: Store, project_id: int, name: str, stored: StoredFile, volume
         store.files.remove(stored.relative_path)
         raise
     return store.add_volume(project_id, name, stored, volume_format, geometry_of(volume))
-
-
-async def _non_empty(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    async for chunk in stream:
-        if chunk:
-            yield chunk
-
-
-def _blocking_chunks(first: bytes, chunks: AsyncIterator[bytes], limit: int) -> Iterator[bytes]:
-    """The body's chunks for a worker thread (each fetched from the event loop); UploadTooLarge past ``limit``."""
-    size, chunk = 0, first
-    while True:
-        size += len(chunk)
-        if size > limit:
-            raise UploadTooLarge(f"the upload exceeds the limit of {limit} bytes")
-        yield chunk
-        chunk = anyio.from_thread.run(_next_or_empty, chunks)
-        if not chunk:
-            return
-
-
-async def _next_or_empty(chunks: AsyncIterator[bytes]) -> bytes:
-    return await anext(chunks, b"")

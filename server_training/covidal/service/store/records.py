@@ -46,6 +46,13 @@ class VolumeFormat(StrEnum):
     DICOM_ZIP = "dicom-zip"
 
 
+class LabelFormat(StrEnum):
+    """How an uploaded label volume is kept on disk (as received): the volume formats with one file."""
+
+    NIFTI = "nifti"
+    NRRD = "nrrd"
+
+
 class JobStatus(StrEnum):
     """Life of a job: queued -> running -> done | failed | cancelled; running -> interrupted (service restart)
     -> queued again when resumed; queued or interrupted -> cancelled."""
@@ -114,6 +121,26 @@ class Volume:
     path: str
     size: int
     geometry: VolumeGeometry
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Label:
+    """An expert label volume of a volume (at most one per volume; a new upload replaces it).
+
+    Attributes:
+        volume_id: the labelled volume; the label has its exact geometry.
+        path: relative to the store's file root.
+        foreground_voxels: voxels with a label above 0 (infection).
+    """
+
+    volume_id: int
+    project_id: int
+    format: LabelFormat
+    path: str
+    sha256: str
+    size: int
+    foreground_voxels: int
     created_at: float
 
 
@@ -222,9 +249,11 @@ class JobProgress:
         loss: last training loss.
         val_dice: last validation Dice in [0, 1].
         eta_seconds: estimated seconds left.
+        stage: the part of a job with several (e.g. ``teacher``), or None.
 
     Raises:
-        Invalid: negative counts, ``epoch > epochs``, non-finite values, a Dice outside [0, 1] or a negative ETA.
+        Invalid: negative counts, ``epoch > epochs``, non-finite values, a Dice outside [0, 1], a negative ETA
+            or a stage that is not short text.
     """
 
     epoch: int
@@ -232,6 +261,7 @@ class JobProgress:
     loss: float | None = None
     val_dice: float | None = None
     eta_seconds: float | None = None
+    stage: str | None = None
 
     def __post_init__(self) -> None:
         if not _is_int(self.epoch) or self.epoch < 0:
@@ -245,6 +275,8 @@ class JobProgress:
             raise Invalid(f"job progress val_dice must lie in [0, 1], got {self.val_dice!r}")
         if self.eta_seconds is not None and self.eta_seconds < 0:
             raise Invalid(f"job progress eta_seconds must be >= 0, got {self.eta_seconds!r}")
+        if self.stage is not None:
+            check_text(self.stage, "job progress stage", 50)
 
 
 @dataclass(frozen=True)
@@ -315,6 +347,11 @@ def volume_from_row(row: sqlite3.Row) -> Volume:
                               json.loads(row["origin"]), json.loads(row["direction"]))
     return Volume(row["id"], row["project_id"], row["name"], row["sha256"], VolumeFormat(row["format"]),
                   row["path"], row["size"], geometry, row["created_at"])
+
+
+def label_from_row(row: sqlite3.Row) -> Label:
+    return Label(row["volume_id"], row["project_id"], LabelFormat(row["format"]), row["path"], row["sha256"],
+                 row["size"], row["foreground_voxels"], row["created_at"])
 
 
 def cycle_from_row(row: sqlite3.Row) -> Cycle:

@@ -132,8 +132,25 @@ _INITIAL = (
     "CREATE INDEX jobs_by_status ON jobs (status, created_at, id)",
 )
 
+_LABELS = (
+    # One expert label volume per volume (a new upload replaces the row); its file has the volume's geometry.
+    """CREATE TABLE labels (
+        volume_id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL,
+        format TEXT NOT NULL CHECK (format IN ('nrrd', 'nifti')),
+        path TEXT NOT NULL UNIQUE,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL CHECK (size >= 0),
+        foreground_voxels INTEGER NOT NULL CHECK (foreground_voxels >= 0),
+        created_at REAL NOT NULL,
+        FOREIGN KEY (volume_id, project_id) REFERENCES volumes (id, project_id)
+    )""",
+    "CREATE INDEX labels_by_project ON labels (project_id, volume_id)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "projects, volumes, cycles, suggestions with leases, annotations, jobs", _INITIAL),
+    Migration(2, "expert label volumes", _LABELS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -4,6 +4,7 @@ Layout of a store folder::
 
     <root>/store.sqlite3            metadata (see :mod:`.schema`)
     <root>/files/volumes/<project>/ uploaded volumes, kept as received
+    <root>/files/labels/<project>/  uploaded expert label volumes, kept as received
 
 Every method that writes runs in one ``BEGIN IMMEDIATE`` transaction and
 returns only after the commit is on disk, so what a client is told succeeded
@@ -43,6 +44,8 @@ from covidal.service.store.records import (
     Job,
     JobProgress,
     JobStatus,
+    Label,
+    LabelFormat,
     Point,
     Project,
     Suggestion,
@@ -56,6 +59,7 @@ from covidal.service.store.records import (
     cycle_from_row,
     format_time,
     job_from_row,
+    label_from_row,
     project_from_row,
     suggestion_from_row,
     to_json,
@@ -65,10 +69,12 @@ from covidal.service.store.records import (
 DATABASE_NAME = "store.sqlite3"
 FILES_FOLDER = "files"
 VOLUMES_FOLDER = "volumes"
+LABELS_FOLDER = "labels"
+_OWNERS = {VOLUMES_FOLDER: "volume", LABELS_FOLDER: "label"}  # file folder -> the rows that reference its files
 _SUGGESTIONS = ("SELECT s.*, EXISTS (SELECT 1 FROM annotations a WHERE a.suggestion_id = s.id) AS answered "
                 "FROM suggestions s")
 _FINISHED_STATUSES = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
-_E = TypeVar("_E", Answer, VolumeFormat)
+_E = TypeVar("_E", Answer, VolumeFormat, LabelFormat)
 
 
 @dataclass(frozen=True)
@@ -200,6 +206,58 @@ class Store:
             row = db.execute("SELECT * FROM volumes WHERE project_id = ? AND sha256 = ?",
                              (project_id, sha256)).fetchone()
             return None if row is None else volume_from_row(row)
+
+    # Expert labels
+
+    @staticmethod
+    def label_folder(project_id: int) -> str:
+        """The :class:`FileStore` kind to upload a label of ``project_id`` to, before :meth:`set_label`."""
+        return f"{LABELS_FOLDER}/{int(project_id)}"
+
+    def set_label(self, project_id: int, volume_id: int, stored: StoredFile, label_format: LabelFormat | str,
+                  foreground_voxels: int, now: float | None = None) -> tuple[Label, bool]:
+        """Record the uploaded file ``stored`` as the volume's expert label: ``(label, created)``.
+
+        The caller has checked the file (the volume's geometry, integer labels). An earlier label of the
+        volume is replaced (``created`` False) and its file removed once the new row is committed. The
+        store owns ``stored`` from here: it is removed if the label is refused.
+
+        Raises:
+            ValueError: ``stored`` is not in :meth:`label_folder` of the project (it is left alone).
+            NotFound: no such volume in the project. Invalid: a bad format or voxel count.
+        """
+        if not stored.relative_path.startswith(self.label_folder(project_id) + "/"):
+            raise ValueError(f"{stored.relative_path!r} was not uploaded to {self.label_folder(project_id)!r}")
+        try:
+            label_format = _enum(LabelFormat, label_format, "label format")
+            foreground_voxels = _non_negative_int(foreground_voxels, "foreground_voxels")
+            with self.database.transaction() as db:
+                _volume(db, project_id, volume_id)
+                previous = db.execute("SELECT path FROM labels WHERE volume_id = ?", (volume_id,)).fetchone()
+                db.execute("INSERT OR REPLACE INTO labels (volume_id, project_id, format, path, sha256, size, "
+                           "foreground_voxels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (volume_id, project_id, label_format.value, stored.relative_path, stored.sha256,
+                            stored.size, foreground_voxels, _now(now)))
+                label = _label(db, project_id, volume_id)
+        except BaseException:
+            self.files.remove(stored.relative_path)
+            raise
+        if previous is not None:
+            self.files.remove(previous["path"])
+        return label, previous is None
+
+    def get_label(self, project_id: int, volume_id: int) -> Label:
+        """The volume's expert label; NotFound when the volume has none (or is not the project's)."""
+        with self.database.read() as db:
+            _volume(db, project_id, volume_id)
+            return _label(db, project_id, volume_id)
+
+    def list_labels(self, project_id: int) -> list[Label]:
+        """The project's expert labels, by volume id."""
+        with self.database.read() as db:
+            _project(db, project_id)
+            rows = db.execute("SELECT * FROM labels WHERE project_id = ? ORDER BY volume_id", (project_id,))
+            return [label_from_row(row) for row in rows]
 
     # Cycles and leases
 
@@ -466,11 +524,12 @@ class Store:
     # Health
 
     def recover(self, now: float | None = None) -> Recovery:
-        """At startup, before serving: interrupt the jobs left running and delete interrupted
-        writes and uploads never recorded as volumes (another live process's upload would be lost)."""
+        """At startup, before serving: interrupt the jobs left running and delete interrupted writes,
+        uploads never recorded as volumes or labels, and replaced labels a crash left behind (another
+        live process's upload would be lost)."""
         interrupted = self.mark_running_jobs_interrupted(now)
         removed = self.files.remove_temporaries()
-        for relative in self._unreferenced_volume_files():
+        for relative in self._unreferenced_files():
             self.files.remove(relative)
             removed.append(relative)
         return Recovery(tuple(interrupted), tuple(removed))
@@ -478,35 +537,40 @@ class Store:
     def integrity_check(self) -> list[str]:
         """Problems found, one line each; empty when healthy.
 
-        Checks SQLite's integrity and foreign keys, that every volume's file exists with its recorded
-        sha256, and that no leftover temporary or unreferenced volume file remains (run it on a quiet
-        store: an upload in progress counts as a leftover).
+        Checks SQLite's integrity and foreign keys, that every volume's and label's file exists with its
+        recorded sha256, and that no leftover temporary or unreferenced volume or label file remains (run it
+        on a quiet store: an upload in progress counts as a leftover).
         """
         with self.database.read() as db:
             problems = [f"database: {row[0]}" for row in db.execute("PRAGMA integrity_check") if row[0] != "ok"]
             problems += [f"database: row {row[1]} of table {row[0]} references a missing row of {row[2]}"
                          for row in db.execute("PRAGMA foreign_key_check")]
             volumes = [volume_from_row(row) for row in db.execute("SELECT * FROM volumes ORDER BY id")]
+            labels = [label_from_row(row) for row in db.execute("SELECT * FROM labels ORDER BY volume_id")]
         for volume in volumes:
-            problems += _file_problems(self.files, volume)
+            where = f"volume {volume.id} ({volume.name!r}) of project {volume.project_id}: file {volume.path}"
+            problems += _file_problems(self.files, where, volume.path, volume.sha256)
+        for label in labels:
+            where = f"label of volume {label.volume_id} of project {label.project_id}: file {label.path}"
+            problems += _file_problems(self.files, where, label.path, label.sha256)
         problems += [f"file {relative}: left over by an interrupted write" for relative in self.files.temporaries()]
-        problems += [f"file {relative}: not referenced by any volume" for relative in
-                     self._unreferenced_volume_files()]
+        problems += [f"file {relative}: not referenced by any {_OWNERS[relative.split('/')[0]]}"
+                     for relative in self._unreferenced_files()]
         return problems
 
-    def _unreferenced_volume_files(self) -> list[str]:
+    def _unreferenced_files(self) -> list[str]:
+        """Files under the volume and label folders that no row references."""
         with self.database.read() as db:
-            referenced = {row[0] for row in db.execute("SELECT path FROM volumes")}
-        return [relative for relative in self.files.files(VOLUMES_FOLDER) if relative not in referenced]
+            referenced = {row[0] for row in db.execute("SELECT path FROM volumes UNION SELECT path FROM labels")}
+        return [relative for folder in _OWNERS for relative in self.files.files(folder) if relative not in referenced]
 
 
-def _file_problems(files: FileStore, volume: Volume) -> list[str]:
-    where = f"volume {volume.id} ({volume.name!r}) of project {volume.project_id}: file {volume.path}"
+def _file_problems(files: FileStore, where: str, relative: str, sha256: str) -> list[str]:
     try:
-        if not files.path(volume.path).is_file():
+        if not files.path(relative).is_file():
             return [f"{where} is missing"]
-        if files.sha256(volume.path) != volume.sha256:
-            return [f"{where} does not have the recorded sha256 {volume.sha256}"]
+        if files.sha256(relative) != sha256:
+            return [f"{where} does not have the recorded sha256 {sha256}"]
     except (Invalid, OSError) as error:
         return [f"{where} cannot be read: {error}"]
     return []
@@ -523,6 +587,12 @@ def _now(now: float | None) -> float:
 def _positive_int(value: object, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise Invalid(f"{field} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _non_negative_int(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise Invalid(f"{field} must be a non-negative integer, got {value!r}")
     return int(value)
 
 
@@ -545,6 +615,14 @@ def _volume(db: sqlite3.Connection, project_id: int, volume_id: int) -> Volume:
     row = db.execute("SELECT * FROM volumes WHERE id = ?", (volume_id,)).fetchone()
     _check_owner(row, "volume", volume_id, project_id)
     return volume_from_row(row)
+
+
+def _label(db: sqlite3.Connection, project_id: int, volume_id: int) -> Label:
+    row = db.execute("SELECT * FROM labels WHERE volume_id = ? AND project_id = ?", (volume_id, project_id)).fetchone()
+    if row is None:
+        raise NotFound(f"volume {volume_id} of project {project_id} has no expert label yet: upload one with "
+                       f"PUT /projects/{project_id}/volumes/{volume_id}/label")
+    return label_from_row(row)
 
 
 def _cycle(db: sqlite3.Connection, project_id: int, cycle_id: int) -> Cycle:

@@ -16,7 +16,7 @@ from covidal.service.store.schema import (
     user_version,
 )
 
-TABLES = {"projects", "volumes", "cycles", "suggestions", "annotations", "jobs"}
+TABLES = {"projects", "volumes", "cycles", "suggestions", "annotations", "jobs", "labels"}
 
 
 def connect(path):
