@@ -10,6 +10,7 @@ polls them; the backend's start, its installation and training are polled the sa
 """
 
 import functools
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,7 @@ from CovidActiveLearningLib.training import JobStatus
 
 POLL_INTERVAL_MS = 1000
 OPERATION_POLL_MS = 50
+RETRY_INTERVAL_S = 30  # answers a failed Submit kept are sent again this often, quietly
 LOG_LINES = 200
 SHORTCUTS = (("B", "onBackground"), ("N", "onNext"), ("P", "onPrevious"))
 
@@ -101,9 +103,7 @@ def _background(method):
         except UserFacingError as error:
             _showError(error)
             return
-        self._running = (BackgroundOperation(operation), onDone)
-        self._operationTimer.start()
-        qt.QApplication.setOverrideCursor(qt.Qt.BusyCursor)
+        self._startOperation(operation, onDone, busy=True)
 
     return run
 
@@ -129,7 +129,8 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self._inLogic = False
         self._backends = None  # BackendSupervisor: the local backend and its installation
         self._training = False
-        self._running = None  # (BackgroundOperation, onDone) of the action waiting for the backend
+        self._running = None  # (BackgroundOperation, onDone, busy) of the action waiting for the backend
+        self._lastRetry = time.monotonic()
         self._trainingPoll = None  # BackgroundOperation of the last training progress request
 
     def setup(self):
@@ -353,7 +354,20 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             self._connectTo(poll.ready_url)
         if self._training:
             self._pollTraining()
+        self._retryUnsent()
         self._showProgress()
+
+    def _retryUnsent(self):
+        if self._running is None and self.logic.has_unsent() and time.monotonic() - self._lastRetry > RETRY_INTERVAL_S:
+            self._lastRetry = time.monotonic()
+            self._startOperation(self.logic.submit_operation(), lambda report: setattr(
+                self.ui.submitStatusLabel, "text", f"Sent again: {report.summary()}"), busy=False)
+
+    def _startOperation(self, operation, onDone, busy):
+        self._running = (BackgroundOperation(operation), onDone, busy)
+        self._operationTimer.start()
+        if busy:
+            qt.QApplication.setOverrideCursor(qt.Qt.BusyCursor)
 
     @_background
     def _connectTo(self, url):
@@ -361,14 +375,15 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
     def _pollOperation(self):
         """Every 50 ms while an action waits for the backend: its scene changes and its result, here."""
-        running, onDone = self._running
+        running, onDone, busy = self._running
         self._inLogic = True
         try:
             if not running.poll():
                 return
             self._operationTimer.stop()
             self._running = None
-            qt.QApplication.restoreOverrideCursor()
+            if busy:
+                qt.QApplication.restoreOverrideCursor()
             result = running.result()
             if onDone:
                 onDone(result)

@@ -230,6 +230,10 @@ class CovidActiveLearningCoreLogic:
 
     # Submit and training
 
+    def has_unsent(self) -> bool:
+        """Whether answers wait to be sent and a backend project is open to send them to."""
+        return self.client is not None and self.project_id is not None and bool(self.book.pending())
+
     def submit(self) -> SubmitReport:
         """Send every unsent answer (unsent ones stay in the scene and are retried next time)."""
         return run_now(self.submit_operation())

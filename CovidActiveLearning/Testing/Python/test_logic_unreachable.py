@@ -37,6 +37,7 @@ def test_answers_survive_the_backend_going_away_and_arrive_once(mrml, serve, che
     logic.tag_background()
     report = logic.submit()
     assert report.unreachable and report.sent == 0 and report.still_pending == 2
+    assert logic.has_unsent()  # the widget sends them again on its own every 30 s
 
     # The answers are in the scene: a new logic on the same scene (the module reopened) still has them.
     reopened = CovidActiveLearningCoreLogic(mrml, annotator="dr-test")
@@ -44,7 +45,8 @@ def test_answers_survive_the_backend_going_away_and_arrive_once(mrml, serve, che
     with serve() as second:
         reopened.connect(second.base_url)
         reopened.open_project("outage")
-        assert reopened.submit().sent == 2
+        assert reopened.has_unsent() and reopened.submit().sent == 2
+        assert not reopened.has_unsent()
         stored = CovidalClient(second.base_url).list_annotations(reopened.project_id)
     assert len(stored) == 3 and len({a["suggestion_id"] for a in stored}) == 3
     assert {a["suggestion_id"] for a in stored} <= {region.id for region in regions}
