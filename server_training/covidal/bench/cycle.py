@@ -9,7 +9,9 @@ service reads the CT, scores every region of every slice by MC dropout with the 
 and stores the best ``regions``) followed by the ``GET .../suggestions`` lease of them
 all. The first timed call is *cold*: the service process runs a network for the first
 time (on a GPU that includes creating its CUDA context). The ``repeats`` calls after it
-are *warm*; the service reads the model file again for every cycle, so they include that.
+are *warm*: the service's cache (:class:`covidal.service.cache.ServiceCache`) then holds the decoded
+CT, its network input and the model, unless ``cache`` is off (``covidal serve --cache-mb 0``): then
+every cycle reads the CT and the model file and prepares the network input again.
 
 The service reports no breakdown of a cycle, so the times are end to end, as the client
 sees them; the first cycle's time (same reading and storing, lung-fraction scores instead
@@ -62,6 +64,7 @@ class CycleBenchConfig:
         image_size: the model's square input grid (a multiple of 32).
         width: the U-Net's base channel count.
         seed: seeds the synthetic CT and the training job.
+        cache: False runs the service with its cache off (``--cache-mb 0``), for a same-run comparison.
 
     Raises:
         CovidalError: a count below 1, a grid that is not a perfect square or does not fit the slices,
@@ -79,11 +82,14 @@ class CycleBenchConfig:
     image_size: int = DEFAULT_IMAGE_SIZE
     width: int = DEFAULT_WIDTH
     seed: int = 0
+    cache: bool = True
 
     def __post_init__(self) -> None:
         for name in ("slices", "regions", "grid_k", "mc_samples", "train_steps", "repeats", "image_size", "width"):
             _check_int(name, getattr(self, name), 1)
         _check_int("seed", self.seed, 0)
+        if not isinstance(self.cache, bool):
+            raise CovidalError(f"bench-cycle: cache must be True or False, got {self.cache!r}")
         if len(self.size) != 2:
             raise CovidalError(f"bench-cycle: size takes two numbers, I and J, got {self.size!r}")
         for value in self.size:
@@ -179,7 +185,7 @@ class CycleBenchResult:
             "width": config.width, "train_steps": config.train_steps, "repeats": config.repeats,
             "write_ct_s": self.write_ct_s, "upload_s": self.upload_s, "initial_cycle_s": self.initial_cycle_s,
             "train_s": self.train_s, "cold_s": self.cold.total_s, "warm_s": self.warm_s, "min_s": self.min_s,
-            "median_s": self.median_s, "goal_s": GOAL_S,
+            "median_s": self.median_s, "goal_s": GOAL_S, "cache": config.cache,
             "calls": [{"kind": kind, **asdict(call), "total_s": call.total_s}
                       for kind, call in [("cold", self.cold), *(("warm", call) for call in self.warm)]],
         }
@@ -200,7 +206,8 @@ def bench_cycle(config: CycleBenchConfig, out: Path | None = None) -> CycleBench
         volume = write_synthetic_ct(folder / "synthetic-ct.nrrd", config.seed, config.shape)
         write_ct_s = time.perf_counter() - start
         with (local_service(folder / "project", folder / "server.log", config.device,
-                            start_timeout=SERVER_START_TIMEOUT_S) as client,
+                            start_timeout=SERVER_START_TIMEOUT_S,
+                            serve_options=() if config.cache else ("--cache-mb", "0")) as client,
               _request_failures_as_errors(f"see {folder / 'server.log'}" if out else
                                           "rerun with --out DIR to keep the server's log")):
             project_id = _create_project(client, config)
@@ -227,7 +234,7 @@ def summary(result: CycleBenchResult) -> str:
     return "\n".join([
         (f"cycle: {di}x{dj}x{dk} (i, j, k) CT, {config.grid_k} regions per slice, {config.regions} suggestions, "
          f"{config.mc_samples} MC-dropout samples, U-Net width {config.width} on a {config.image_size} px grid, "
-         f"device {config.device}"),
+         f"device {config.device}, service cache {'on' if config.cache else 'off (--cache-mb 0)'}"),
         (f"setup: write CT {result.write_ct_s:.2f} s, upload {result.upload_s:.2f} s, first cycle without a model "
          f"(lung fraction) {result.initial_cycle_s:.2f} s, training job ({_count(config.train_steps, 'step')}) "
          f"{result.train_s:.2f} s"),

@@ -44,6 +44,9 @@ def add_parser(commands) -> None:
     parser.add_argument("--width", type=positive_int, default=DEFAULT_WIDTH,
                         help=f"the U-Net's base channels (default {DEFAULT_WIDTH}, the service's)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seeds the CT and the training job")
+    parser.add_argument("--no-cache", dest="cache", action="store_false",
+                        help="run the service with its cache off (`covidal serve --cache-mb 0`): every cycle reads "
+                             "the CT and the model file again")
     add_device_option(parser)
     parser.add_argument("--out", type=Path, default=None,
                         help="keep the CT, the service's project folder and its log here (default: a temporary folder)")
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     config = CycleBenchConfig(slices=args.slices, size=tuple(args.size), regions=args.regions, grid_k=args.grid_k,
                               mc_samples=args.mc_samples, device=resolve_device(args.device).type,
                               train_steps=args.train_steps, repeats=args.repeats, image_size=args.image_size,
-                              width=args.width, seed=args.seed)
+                              width=args.width, seed=args.seed, cache=args.cache)
     result = bench_cycle(config, args.out)
     print(summary(result))
     if args.json is not None:

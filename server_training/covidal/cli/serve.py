@@ -11,9 +11,10 @@ import argparse
 import ipaddress
 from pathlib import Path
 
-from covidal.cli.options import positive_float, positive_int
+from covidal.cli.options import non_negative_int, positive_float, positive_int
 from covidal.errors import CovidalError
 from covidal.service.settings import (
+    DEFAULT_CACHE_BYTES,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_UPLOAD_BYTES,
     ServiceSettings,
@@ -37,6 +38,10 @@ def add_parser(commands) -> None:
                         help=f"largest volume upload in MiB (default {DEFAULT_MAX_UPLOAD_BYTES // 2**20})")
     parser.add_argument("--lease-seconds", type=positive_float, default=DEFAULT_LEASE_SECONDS,
                         help=f"how long a region handed to an annotator stays theirs (default {DEFAULT_LEASE_SECONDS:g})")
+    parser.add_argument("--cache-mb", type=non_negative_int, default=DEFAULT_CACHE_BYTES // 2**20,
+                        help="memory in MiB for decoded volumes and their network inputs kept between cycles; "
+                             "0 keeps nothing and reads every file again, models included "
+                             f"(default {DEFAULT_CACHE_BYTES // 2**20})")
     parser.set_defaults(run=run)
 
 
@@ -60,7 +65,8 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
         from covidal.training.config import resolve_device
 
         resolve_device("cuda")  # a clear error now rather than when the first job runs
-    return ServiceSettings(args.project_dir, token, args.device, args.max_upload_mb * 2**20, args.lease_seconds)
+    return ServiceSettings(args.project_dir, token, args.device, args.max_upload_mb * 2**20, args.lease_seconds,
+                           args.cache_mb * 2**20)
 
 
 def is_loopback(host: str) -> bool:

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 
 from covidal import __version__
 from covidal.errors import CovidalError
+from covidal.service.cache import ServiceCache
 from covidal.service.jobs.runner import JobRunner
 from covidal.service.routes import (
     annotations,
@@ -78,6 +79,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                   description="Backend of the CovidActiveLearning 3D Slicer extension. Geometry is in voxel "
                               "indices (i, j, k) plus each volume's IJK-to-RAS matrix.")
     app.state.settings = settings
+    app.state.cache = ServiceCache(settings.cache_bytes)
     for error_class in ERROR_STATUS:
         app.add_exception_handler(error_class, _error_response)
     app.add_exception_handler(OverflowError, _overflow_response)

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,11 +30,12 @@ def free_port() -> int:
 
 @contextmanager
 def local_service(project_dir: Path, log_path: Path, device: str = "cpu", start_timeout: float = START_TIMEOUT_S,
-                  environment: Mapping[str, str] | None = None) -> Iterator[CovidalClient]:
+                  environment: Mapping[str, str] | None = None,
+                  serve_options: Sequence[str] = ()) -> Iterator[CovidalClient]:
     """Start ``covidal serve --project-dir project_dir`` on 127.0.0.1 and a free port; yield a client of it.
 
     The server's output goes to ``log_path``; ``environment`` is added to this process's environment
-    for it. On leaving the block, normally or by an error,
+    for it, and ``serve_options`` to its command line (e.g. ``("--cache-mb", "0")``). On leaving the block, normally or by an error,
     the server is asked to stop (SIGTERM) and killed if it has not stopped after a while.
 
     Raises:
@@ -42,7 +43,7 @@ def local_service(project_dir: Path, log_path: Path, device: str = "cpu", start_
     """
     port = free_port()
     command = [sys.executable, "-m", "covidal.cli.main", "serve", "--project-dir", str(project_dir),
-               "--host", HOST, "--port", str(port), "--device", device]
+               "--host", HOST, "--port", str(port), "--device", device, *serve_options]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

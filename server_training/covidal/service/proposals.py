@@ -21,8 +21,9 @@ from covidal.regions.grid import RegionGrid
 LUNG_HU_RANGE = (-950.0, -300.0)
 JITTER = 1e-6  # far below the 1 / (voxels of a region) steps of a fraction, so it only breaks ties
 
-RegionScorer = Callable[[np.ndarray, RegionGrid], np.ndarray]
-"""``scorer(array [K, J, I], grid) -> scores [K, R]``: one score per region of each axial slice (higher = better)."""
+RegionScorer = Callable[[int, np.ndarray, RegionGrid], np.ndarray]
+"""``scorer(volume id, array [K, J, I], grid) -> scores [K, R]``: one score per region of each axial slice
+(higher = better). The id lets a scorer reuse what it derived from the same volume before."""
 
 
 @dataclass(frozen=True)
@@ -49,17 +50,31 @@ def lung_fraction_scores(array: np.ndarray, grid: RegionGrid) -> np.ndarray:
         ValueError: a slice smaller than the grid's side.
     """
     slices, rows, columns = array.shape
-    labels = grid.label_map((rows, columns)).ravel()
+    boxes = grid.boxes((rows, columns))
+    row_starts, column_starts = band_starts(grid, (rows, columns))
     low, high = LUNG_HU_RANGE
-    inside = ((array >= low) & (array <= high)).reshape(slices, -1)
-    index = (np.arange(slices)[:, None] * grid.regions + labels[None, :]).ravel()
-    counts = np.bincount(index, weights=inside.ravel(), minlength=slices * grid.regions)
-    sizes = np.bincount(labels, minlength=grid.regions)
-    return counts.reshape(slices, grid.regions) / sizes[None, :]
+    inside = (array >= low) & (array <= high)
+    # Whole counts, per column band then per row band: 10x faster than a bincount over a per-voxel
+    # region index, which needs two int64 / float64 copies of the whole CT.
+    by_column_band = np.add.reduceat(inside, column_starts, axis=2, dtype=np.int64)
+    counts = np.add.reduceat(by_column_band, row_starts, axis=1).reshape(slices, grid.regions)
+    sizes = np.array([(box.row1 - box.row0) * (box.col1 - box.col0) for box in boxes])
+    return counts / sizes
+
+
+def band_starts(grid: RegionGrid, shape: tuple[int, int]) -> tuple[list[int], list[int]]:
+    """Where each row band and each column band of ``grid`` on an ``(H, W)`` slice starts: ``side`` each,
+    the indices ``np.ufunc.reduceat`` takes to reduce a slice's rows or columns band by band.
+
+    Raises:
+        ValueError: ``H`` or ``W`` below the grid's side.
+    """
+    boxes = grid.boxes(shape)
+    return [boxes[band * grid.side].row0 for band in range(grid.side)], [box.col0 for box in boxes[:grid.side]]
 
 
 def propose_regions(volumes: Sequence[tuple[int, Volume]], grid: RegionGrid, count: int, seed: int = 0,
-                    scorer: RegionScorer = lung_fraction_scores,
+                    scorer: RegionScorer | None = None,
                     exclude: AbstractSet[tuple[int, int, int]] = frozenset()) -> list[ProposedRegion]:
     """The ``count`` best regions of the pool, best first: the best region of each slice, then the rest.
 
@@ -68,6 +83,7 @@ def propose_regions(volumes: Sequence[tuple[int, Volume]], grid: RegionGrid, cou
 
     Args:
         volumes: ``(volume id, volume)`` pairs; arrays ``[K, J, I]``.
+        scorer: scores each volume's regions; None: :func:`lung_fraction_scores`.
         exclude: ``(volume id, k, region)`` never to propose (the regions already answered).
 
     Raises:
@@ -78,9 +94,10 @@ def propose_regions(volumes: Sequence[tuple[int, Volume]], grid: RegionGrid, cou
     candidates: list[tuple[float, int, int, int]] = []  # (score, volume id, k, region)
     boxes = {}
     for volume_id, volume in volumes:
-        scores = scorer(volume.array, grid) + np.random.default_rng([seed, volume_id]).uniform(
-            0, JITTER, (volume.array.shape[0], grid.regions))
-        boxes[volume_id] = grid.boxes(volume.array.shape[1:])
+        array = volume.array
+        scores = lung_fraction_scores(array, grid) if scorer is None else scorer(volume_id, array, grid)
+        scores = scores + np.random.default_rng([seed, volume_id]).uniform(0, JITTER, (array.shape[0], grid.regions))
+        boxes[volume_id] = grid.boxes(array.shape[1:])
         candidates += [(float(scores[k, r]), volume_id, k, r) for k in range(scores.shape[0])
                        for r in range(grid.regions) if (volume_id, k, r) not in exclude]
     chosen = _pick(candidates, count)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
 DEFAULT_LEASE_SECONDS = 15 * 60.0
+DEFAULT_CACHE_BYTES = 2 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -20,9 +21,11 @@ class ServiceSettings:
         device: where models run (``"cpu"`` or ``"cuda"``); phase 1 runs no model.
         max_upload_bytes: the largest volume upload accepted (413 above it).
         lease_seconds: how long a region handed to an annotator stays reserved for them.
+        cache_bytes: memory the service may keep decoded volumes and their network inputs in between
+            requests (:class:`~covidal.service.cache.ServiceCache`); 0 keeps nothing, models included.
 
     Raises:
-        ValueError: an empty token, a non-positive limit or lease, an unknown device.
+        ValueError: an empty token, a non-positive limit or lease, a negative cache size, an unknown device.
     """
 
     project_dir: Path
@@ -30,6 +33,7 @@ class ServiceSettings:
     device: str = "cpu"
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     lease_seconds: float = DEFAULT_LEASE_SECONDS
+    cache_bytes: int = DEFAULT_CACHE_BYTES
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "project_dir", Path(self.project_dir))
@@ -43,3 +47,5 @@ class ServiceSettings:
         if not (isinstance(self.lease_seconds, (int, float)) and math.isfinite(self.lease_seconds)
                 and self.lease_seconds > 0):
             raise ValueError(f"lease_seconds must be a positive number, got {self.lease_seconds!r}")
+        if isinstance(self.cache_bytes, bool) or not isinstance(self.cache_bytes, int) or self.cache_bytes < 0:
+            raise ValueError(f"cache_bytes must be a non-negative integer, got {self.cache_bytes!r}")

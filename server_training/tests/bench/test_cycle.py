@@ -11,16 +11,18 @@ from covidal.bench.cycle import GOAL_S, CycleBenchConfig, CycleBenchResult, Cycl
 from covidal.errors import CovidalError
 
 
-def test_tiny_run_times_cycles_scored_by_the_trained_model(cli, tmp_path):
+@pytest.mark.parametrize(("options", "cache"), [((), True), (("--no-cache",), False)])
+def test_tiny_run_times_cycles_scored_by_the_trained_model(cli, tmp_path, options, cache):
     out, figures = tmp_path / "run", tmp_path / "cycle.json"
     result = cli("bench-cycle", "--slices", "6", "--size", "64", "48", "--regions", "10", "--train-steps", "1",
-                 "--repeats", "2", "--mc-samples", "2", "--device", "cpu", "--out", out, "--json", figures)
+                 "--repeats", "2", "--mc-samples", "2", "--device", "cpu", "--out", out, "--json", figures, *options)
     assert result.code == 0, result.err
     assert result.out.startswith("cycle: 64x48x6 (i, j, k) CT, 64 regions per slice, 10 suggestions, "
                                  "2 MC-dropout samples")
+    assert f"service cache {'on' if cache else 'off (--cache-mb 0)'}" in result.out.splitlines()[0]
     data = json.loads(figures.read_text())
-    assert (data["slices"], data["shape"], data["device"], data["regions"], data["mc_samples"], data["goal_s"]) == \
-        (6, [64, 48, 6], "cpu", 10, 2, GOAL_S)
+    assert (data["slices"], data["shape"], data["device"], data["regions"], data["mc_samples"], data["goal_s"],
+            data["cache"]) == (6, [64, 48, 6], "cpu", 10, 2, GOAL_S, cache)
     assert [call["kind"] for call in data["calls"]] == ["cold", "warm", "warm"]
     assert all(call["suggestions"] == 10 for call in data["calls"])
     assert all(call["create_s"] > 0 and call["lease_s"] > 0 for call in data["calls"])
@@ -55,6 +57,7 @@ def test_result_figures_by_hand():
     ({"slices": 1, "regions": 40}, "fewer than two cycles"),
     ({"image_size": 100}, "multiple of 32"),
     ({"device": "tpu"}, "device"),
+    ({"cache": "no"}, "cache must be True or False"),
 ])
 def test_bad_config_is_a_clear_error(changes, words):
     with pytest.raises(CovidalError, match=words):

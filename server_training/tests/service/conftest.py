@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests import service_testing (pytest runs with --import-mode=importlib)
 
@@ -22,17 +23,21 @@ from service_testing import free_port
 
 @dataclass(frozen=True)
 class RunningService:
-    """A server running in this process: its address, settings and a client."""
+    """A server running in this process: its address, settings, a client, the app (to look at its state), and
+    ``stop()`` (the fixtures call it too; a second call does nothing)."""
 
     base_url: str
     settings: ServiceSettings
     client: CovidalClient
+    app: FastAPI
+    stop: Callable[[], None]
 
 
 def start_service(settings: ServiceSettings) -> tuple[RunningService, Callable[[], None]]:
     """Start uvicorn in a thread and wait until it serves; returns the service and a function that stops it."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -46,7 +51,8 @@ def start_service(settings: ServiceSettings) -> tuple[RunningService, Callable[[
         thread.join(10)
 
     base_url = f"http://127.0.0.1:{port}"
-    return RunningService(base_url, settings, CovidalClient(base_url, settings.token, timeout=60)), stop
+    client = CovidalClient(base_url, settings.token, timeout=60)
+    return RunningService(base_url, settings, client, app, stop), stop
 
 
 @pytest.fixture(scope="module")

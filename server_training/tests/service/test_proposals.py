@@ -6,17 +6,25 @@ import numpy as np
 import pytest
 from covidal.data.volume import Volume
 from covidal.regions.grid import RegionGrid
-from covidal.service.proposals import JITTER, lung_fraction_scores, propose_regions
+from covidal.service.proposals import JITTER, band_starts, lung_fraction_scores, propose_regions
 from service_testing import lung_ct
 
 
-def test_lung_fractions_match_a_loop_over_boxes():
+@pytest.mark.parametrize("dtype", [np.int16, np.int64, np.float32])
+@pytest.mark.parametrize(("shape", "grid_k"), [((3, 11, 13), 9), ((2, 40, 17), 16), ((1, 5, 5), 1)])
+def test_lung_fractions_match_a_loop_over_boxes_exactly(dtype, shape, grid_k):
     rng = np.random.default_rng(0)
-    array = rng.integers(-1100, 100, (3, 11, 13))  # uneven sides: bands of different sizes
-    grid = RegionGrid(9)
+    array = rng.integers(-1100, 100, shape).astype(dtype)  # uneven sides: bands of different sizes
+    grid = RegionGrid(grid_k)
     expected = np.array([[np.mean((array[k][box.slices] >= -950) & (array[k][box.slices] <= -300))
-                          for box in grid.boxes((11, 13))] for k in range(3)])
-    np.testing.assert_allclose(lung_fraction_scores(array, grid), expected)
+                          for box in grid.boxes(shape[1:])] for k in range(shape[0])])
+    np.testing.assert_array_equal(lung_fraction_scores(array, grid), expected)
+
+
+def test_band_starts_are_the_boxes_first_rows_and_columns():
+    rows, columns = band_starts(RegionGrid(9), (11, 13))
+    assert (rows, columns) == ([0, 4, 7], [0, 4, 9])
+    assert all(box.row0 in rows and box.col0 in columns for box in RegionGrid(9).boxes((11, 13)))
 
 
 def test_lung_range_is_inclusive():

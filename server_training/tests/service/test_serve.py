@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from covidal.cli.serve import is_loopback
+from covidal.cli.main import build_parser
+from covidal.cli.serve import is_loopback, settings_from_args
 from covidal.client import BackendUnreachable, CovidalClient
+from covidal.service.settings import DEFAULT_CACHE_BYTES
 from service_testing import free_port, raw_request
 
 
@@ -34,9 +36,17 @@ def test_non_loopback_bind_without_token_is_refused(cli, tmp_path):
     (("--max-upload-mb", "0"), ["--max-upload-mb"]),
     (("--lease-seconds", "-1"), ["--lease-seconds"]),
     (("--device", "tpu"), ["--device"]),
+    (("--cache-mb", "-1"), ["--cache-mb", "negative"]),
 ])
 def test_bad_options_are_one_line_errors(cli, tmp_path, argv, words):
     cli("serve", "--project-dir", tmp_path / "p", *argv).assert_user_error(*words)
+
+
+@pytest.mark.parametrize(("argv", "cache_bytes"), [((), DEFAULT_CACHE_BYTES), (("--cache-mb", "0"), 0),
+                                                  (("--cache-mb", "512"), 512 * 2**20)])
+def test_cache_size_option(tmp_path, argv, cache_bytes):
+    args = build_parser().parse_args(["serve", "--project-dir", str(tmp_path / "p"), *argv])
+    assert settings_from_args(args).cache_bytes == cache_bytes
 
 
 def test_empty_token_file_is_refused(cli, tmp_path):

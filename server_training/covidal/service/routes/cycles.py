@@ -7,6 +7,10 @@ project's strategy and ``mc_samples`` (:func:`covidal.service.modeling.mc_dropou
 A ``unet3d`` project keeps the lung-fraction scores: its 3D network has no dropout
 head to sample (it learns from expert label volumes, not from answered regions).
 Regions already answered are never proposed again.
+
+The pool's volumes, their network inputs and the model come from the service's
+:class:`~covidal.service.cache.ServiceCache`: a cycle after the first reads no volume
+again, nor the model file while it is unchanged.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import SimpleITK as sitk
@@ -22,14 +26,11 @@ from fastapi import APIRouter, Query, Response
 
 from covidal.data.volume import Volume
 from covidal.regions.grid import RegionGrid
+from covidal.service.cache import ServiceCache, VolumeKey
 from covidal.service.jobs.annotations import answered_regions
 from covidal.service.jobs.config import current_model_path
-from covidal.service.proposals import (
-    RegionScorer,
-    lung_fraction_scores,
-    propose_regions,
-)
-from covidal.service.routes.deps import SettingsDep, StoreDep
+from covidal.service.proposals import RegionScorer, propose_regions
+from covidal.service.routes.deps import CacheDep, SettingsDep, StoreDep
 from covidal.service.schemas import (
     CycleCreate,
     CycleOut,
@@ -45,22 +46,27 @@ from covidal.service.store.records import RegionBox, SuggestionSpec
 from covidal.service.store.store import Store
 from covidal.service.volumes import ZIP_EXPANSION_LIMIT, read_stored_volume
 
+if TYPE_CHECKING:
+    import torch
+
 router = APIRouter(tags=["cycles"])
 
 
 @router.post("/projects/{project_id}/cycles", status_code=201)
-def create_cycle(project_id: int, body: CycleCreate, store: StoreDep, settings: SettingsDep) -> CycleOut:
+def create_cycle(project_id: int, body: CycleCreate, store: StoreDep, settings: SettingsDep,
+                 cache: CacheDep) -> CycleOut:
     """Score the pool and open a new cycle with the ``count`` best regions (earlier cycles close)."""
     project = store.get_project(project_id)
     pool = [store.get_volume(project_id, volume_id) for volume_id in dict.fromkeys(body.volume_ids or [])]
     pool = pool or store.list_volumes(project_id)
     if not pool:
         raise Invalid(f"project {project_id} has no volumes yet: upload one before asking for suggestions")
-    volumes = _read_pool(store, pool, settings.max_upload_bytes * ZIP_EXPANSION_LIMIT)
+    volumes = _read_pool(store, cache, pool, settings.max_upload_bytes * ZIP_EXPANSION_LIMIT)
     answered = {(a.volume_id, a.k, a.region) for a in answered_regions(store, project_id)}
     try:
         proposed = propose_regions(volumes, RegionGrid(project.grid_k), body.count, seed=project.id,
-                                   scorer=_scorer(project, settings, seed=len(store.list_cycles(project_id))),
+                                   scorer=_scorer(project, settings, cache, pool,
+                                                  seed=len(store.list_cycles(project_id))),
                                    exclude=answered)
     except ValueError as error:
         raise Invalid(f"cannot cut the slices into {project.grid_k} regions: {error}") from None
@@ -128,19 +134,34 @@ def _nrrd_bytes(image: sitk.Image) -> bytes:
         return path.read_bytes()
 
 
-def _scorer(project: records.Project, settings: ServiceSettings, seed: int) -> RegionScorer:
+def _scorer(project: records.Project, settings: ServiceSettings, cache: ServiceCache, pool: list[records.Volume],
+            seed: int) -> RegionScorer | None:
     """MC-dropout scores of the project's current 2D model (dropout masks drawn from ``seed``),
-    or the lung fraction when it has none yet or is a ``unet3d`` project."""
+    or None (the lung fraction) when it has none yet or is a ``unet3d`` project."""
     path = current_model_path(settings.project_dir, project.id)
     if not path.is_file() or project.model_kind == ModelKind.UNET3D:
-        return lung_fraction_scores
+        return None
     from covidal.service import modeling  # torch loads only once a project has a model
 
-    run = modeling.load_model(path, settings.device)
-    return modeling.mc_dropout_scorer(run, project.strategy, project.mc_samples, seed)
+    run = cache.model(path, lambda model_path: modeling.load_model(model_path, settings.device))
+    volume_keys = {record.id: _volume_key(record) for record in pool}
+
+    def network_inputs(volume_id: int, array: np.ndarray) -> torch.Tensor:
+        key = modeling.NetworkInputKey(volume_keys[volume_id], run.config.window, run.config.image_size)
+        return cache.derived(key, lambda: modeling.network_input_of(array, run.config.window, run.config.image_size),
+                             modeling.tensor_nbytes)
+
+    return modeling.mc_dropout_scorer(run, project.strategy, project.mc_samples, seed, network_inputs)
 
 
-def _read_pool(store: Store, pool: list[records.Volume], max_expanded_bytes: int) -> Iterator[tuple[int, Volume]]:
-    """``(volume id, volume)`` read one at a time, so only one volume's voxels are in memory."""
+def _read_pool(store: Store, cache: ServiceCache, pool: list[records.Volume],
+               max_expanded_bytes: int) -> Iterator[tuple[int, Volume]]:
+    """``(volume id, volume)`` one at a time from the cache, read on a miss (so a cache that holds
+    none of them keeps only one volume's voxels in memory)."""
     for record in pool:
-        yield record.id, read_stored_volume(store.files.path(record.path), record.format, max_expanded_bytes)
+        yield record.id, cache.volume(_volume_key(record), lambda record=record: read_stored_volume(
+            store.files.path(record.path), record.format, max_expanded_bytes))
+
+
+def _volume_key(record: records.Volume) -> VolumeKey:
+    return VolumeKey(record.id, record.sha256)

@@ -1,4 +1,4 @@
-"""What every route needs: the open store and the service settings."""
+"""What the routes need: the open store, the service settings and the service's cache."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from covidal.service.cache import ServiceCache
 from covidal.service.settings import ServiceSettings
 from covidal.service.store.store import Store
 
@@ -18,5 +19,10 @@ def get_settings(request: Request) -> ServiceSettings:
     return request.app.state.settings
 
 
+def get_cache(request: Request) -> ServiceCache:
+    return request.app.state.cache
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
+CacheDep = Annotated[ServiceCache, Depends(get_cache)]

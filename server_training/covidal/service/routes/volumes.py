@@ -3,7 +3,8 @@
 An upload is streamed to the file store under a random name, refused past the
 size limit (413), then read back: a file that is not a readable 3D scalar
 volume is removed and refused (422). The same content uploaded again returns
-the existing volume (200 instead of 201).
+the existing volume (200 instead of 201). The volume read back goes into the
+service's cache, so the project's next cycle need not read it again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from covidal.service.routes.deps import SettingsDep, StoreDep
+from covidal.service.cache import ServiceCache, VolumeKey
+from covidal.service.routes.deps import CacheDep, SettingsDep, StoreDep
 from covidal.service.routes.uploads import receive_upload
 from covidal.service.schemas import VolumeOut, volume_out
 from covidal.service.store.files import StoredFile
@@ -38,7 +40,7 @@ router = APIRouter(tags=["volumes"])
              openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
                  "schema": {"type": "string", "format": "binary"}}}}})
 async def upload_volume(project_id: int, request: Request, response: Response, store: StoreDep,
-                        settings: SettingsDep, name: Annotated[str, Query(description="a label, e.g. the case id")],
+                        settings: SettingsDep, cache: CacheDep, name: Annotated[str, Query(description="a label, e.g. the case id")],
                         format: Annotated[VolumeFormat, Query(description="how the body is encoded")]) -> VolumeOut:
     """Store the request body (NRRD, NIfTI, or a zip of one DICOM series folder) as a volume of the project."""
     name = check_plain_name(name, "volume name")
@@ -46,7 +48,7 @@ async def upload_volume(project_id: int, request: Request, response: Response, s
     limit = settings.max_upload_bytes
     stored = await receive_upload(request, store.files, Store.volume_folder(project_id),
                                   partial(stored_suffix, format), limit, "the volume file")
-    volume, created = await run_in_threadpool(_record, store, project_id, name, stored, format,
+    volume, created = await run_in_threadpool(_record, store, cache, project_id, name, stored, format,
                                               limit * ZIP_EXPANSION_LIMIT)
     response.status_code = 201 if created else 200
     return volume_out(volume)
@@ -73,9 +75,10 @@ def download_volume(project_id: int, volume_id: int, store: StoreDep) -> FileRes
     return FileResponse(path, media_type="application/octet-stream", filename=filename)
 
 
-def _record(store: Store, project_id: int, name: str, stored: StoredFile, volume_format: VolumeFormat,
-            max_expanded_bytes: int):
-    """Read the stored upload and record it as a volume: ``(volume, created)``; the file is removed if refused."""
+def _record(store: Store, cache: ServiceCache, project_id: int, name: str, stored: StoredFile,
+            volume_format: VolumeFormat, max_expanded_bytes: int):
+    """Read the stored upload and record it as a volume: ``(volume, created)``; the file is removed if refused.
+    The voxels read go into ``cache``."""
     try:
         existing = store.find_volume_by_sha256(project_id, stored.sha256)
         if existing is not None:  # skip reading a file that is already known
@@ -85,4 +88,6 @@ def _record(store: Store, project_id: int, name: str, stored: StoredFile, volume
     except BaseException:
         store.files.remove(stored.relative_path)
         raise
-    return store.add_volume(project_id, name, stored, volume_format, geometry_of(volume))
+    record, created = store.add_volume(project_id, name, stored, volume_format, geometry_of(volume))
+    cache.volume(VolumeKey(record.id, record.sha256), lambda: volume)
+    return record, created
