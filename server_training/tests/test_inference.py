@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from covidal.data.slices import SliceRecord
 from covidal.inference import evaluate, predict_probabilities
 from covidal.training.checkpoint import load_run
-from torch import nn
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 

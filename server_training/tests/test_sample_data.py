@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from covidal import sample_data
 from covidal.data.volume import Volume
@@ -28,7 +29,6 @@ from covidal.sample_data import (
     make_demo_case,
     segment_lungs,
 )
-from scipy import ndimage
 
 VOXEL_ML = 1.5**3 / 1000.0  # the reference CT has 1.5 mm isotropic voxels
 

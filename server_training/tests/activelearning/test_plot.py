@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from matplotlib.collections import PolyCollection
+from PIL import Image
 
 from covidal.activelearning.curve import CycleRecord, RunCurve
 from covidal.activelearning.plot import DPI, FIGURE_INCHES, curve_figure, mean_curves, plot_curves
-from matplotlib.collections import PolyCollection
-from PIL import Image
 
 EXPECTED_PIXELS = (round(FIGURE_INCHES[0] * DPI), round(FIGURE_INCHES[1] * DPI))
 

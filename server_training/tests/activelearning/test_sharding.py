@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from covidal.activelearning.pool import Pool
 from covidal.activelearning.scoring import score_pool
 from covidal.activelearning.sharding import distributed_world, shard_for_rank

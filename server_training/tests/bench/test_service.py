@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from covidal.bench.service import ServiceBenchConfig, percentile, write_synthetic_ct
 from covidal.errors import CovidalError
 

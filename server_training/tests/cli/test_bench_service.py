@@ -6,8 +6,6 @@ import re
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).parents[1] / "service"))  # the service tests' volume helper
 from service_testing import lung_ct, write_volume
 

@@ -6,12 +6,12 @@ import json
 from dataclasses import replace
 
 import pytest
+from PIL import Image
 
 from covidal.activelearning.curve import CycleRecord, RunCurve, update_curve_file
 from covidal.cli import compare
 from covidal.cli.main import OneLineErrorParser
 from covidal.errors import CovidalError
-from PIL import Image
 
 
 def make_run(strategy: str, seed: int, dices: list[float], loss: str = "cb-flip-rot") -> RunCurve:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from covidal.cli.main import main
 from covidal.sample_data import make_demo_case
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 import covidal
 import covidal.cli.evaluate
-import pytest
 
 COMMANDS = ("train", "evaluate", "predict", "simulate", "compare", "demo", "bench-losses", "bench-scoring",
             "make-cases-3d", "corrupt-labels", "train-3d", "pseudo-label", "noisy-teacher", "evaluate-3d",

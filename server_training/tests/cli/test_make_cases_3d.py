@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import SimpleITK as sitk
+
 from covidal.sample_data import fetch_reference_ct
 
 

@@ -11,7 +11,6 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
 

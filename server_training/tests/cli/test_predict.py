@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from PIL import Image
 
 from covidal.data.io import read_volume
 from covidal.data.slices import load_slices, load_volume_slices
 from covidal.data.window import HUWindow
 from covidal.inference import predict_probabilities
 from covidal.training.checkpoint import load_run
-from PIL import Image
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from covidal.data.points import (
     PointLabel,
@@ -17,7 +18,6 @@ from covidal.data.points import (
 from covidal.data.slices import load_slices
 from covidal.training.checkpoint import load_run
 from covidal.training.config import TrainConfig
-from scipy import ndimage
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 

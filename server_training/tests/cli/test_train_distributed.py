@@ -21,6 +21,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+
 from covidal.data.slices import load_slices
 from covidal.training.checkpoint import load_run
 from covidal.training.dataset import network_input

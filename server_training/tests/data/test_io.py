@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from PIL import Image
+from scipy.spatial.transform import Rotation
 
 from covidal.data.io import (
     geometry_difference,
@@ -19,8 +21,6 @@ from covidal.data.io import (
 )
 from covidal.data.volume import Volume
 from covidal.errors import CovidalError
-from PIL import Image
-from scipy.spatial.transform import Rotation
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 DICOM = SHARED_DATA / "dicom"

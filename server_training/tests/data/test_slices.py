@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from covidal.data.io import write_volume
 from covidal.data.slices import (
@@ -14,7 +15,6 @@ from covidal.data.slices import (
 from covidal.data.volume import Volume
 from covidal.data.window import HUWindow
 from covidal.errors import CovidalError
-from PIL import Image
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 SEMISEG = SHARED_DATA / "covid_semiseg" / "train"

@@ -2,6 +2,7 @@ from collections import Counter
 
 import pytest
 import torch
+from torch import Tensor, nn
 
 from covidal.losses.base import IGNORE_INDEX, Batch, LogitsLoss, LossResult
 from covidal.losses.consistency import (
@@ -17,7 +18,6 @@ from covidal.losses.consistency import (
 )
 from covidal.losses.full import FullSupervisionLoss
 from covidal.losses.point import PointLoss
-from torch import Tensor, nn
 
 ALL_TRANSFORMS = TRANSFORMS[TransformSet.FLIP_ROT]
 SQUARE = torch.tensor([[1, 2], [3, 4]])

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
 
 from covidal.losses.base import IGNORE_INDEX, Batch
 from covidal.losses.full import FullSupervisionLoss, edge_weights, structure_loss
-from numpy.lib.stride_tricks import sliding_window_view
 
 
 def numpy_structure_loss(infection_logit: np.ndarray, mask: np.ndarray) -> float:

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from covidal.losses.base import IGNORE_INDEX, Batch
 from covidal.losses.lcfcn import (
@@ -14,7 +15,6 @@ from covidal.losses.lcfcn import (
     split_loss,
 )
 from covidal.losses.point import point_loss
-from torch import nn
 
 
 def logits_from_probs(infection_probs) -> torch.Tensor:

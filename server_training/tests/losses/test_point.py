@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from covidal.losses.base import IGNORE_INDEX, Batch
 from covidal.losses.point import PointLoss, point_loss
-from torch import nn
 
 
 def softplus(x: float) -> float:

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from covidal.losses.base import IGNORE_INDEX, Batch
 from covidal.losses.consistency import ConsistencyLoss, TransformSet
@@ -7,7 +8,6 @@ from covidal.losses.full import FullSupervisionLoss
 from covidal.losses.lcfcn import LCFCNLoss
 from covidal.losses.point import PointLoss
 from covidal.losses.registry import LOSS_BUILDERS, LossConfig, LossName, build_loss
-from torch import nn
 
 
 def tiny_batch() -> Batch:

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from covidal.metrics.counting import (
     CountingMetric,
@@ -10,7 +11,6 @@ from covidal.metrics.counting import (
     grid_counts,
     object_centroids,
 )
-from PIL import Image
 
 SHARED_MASKS = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "covid_semiseg" / "train" / "masks"
 

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from torch import Tensor
 
 from covidal.models.base import SegmentationNet, check_image_batch
-from torch import Tensor
 
 
 class IdentityTrunkNet(SegmentationNet):

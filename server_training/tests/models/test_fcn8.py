@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from covidal.errors import CovidalError
 from covidal.models.base import SegmentationNet
@@ -12,7 +13,6 @@ from covidal.models.fcn8 import (
     linear_to_conv_weight,
     load_vgg16_imagenet_weights,
 )
-from torch import nn
 
 # torchvision vgg16().features: conv indices and their (in, out) channels; pools at 4, 9, 16, 23, 30.
 VGG16_CONVS = {

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from monai.networks.nets import BasicUNet
+from torch import nn
 
 from covidal.models.base import SegmentationNet
 from covidal.models.unet import UNet2D
-from monai.networks.nets import BasicUNet
-from torch import nn
 
 DEFAULT_FEATURES = (32, 32, 64, 128, 256, 32)
 

@@ -15,10 +15,11 @@ from fastapi import FastAPI
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests import service_testing (pytest runs with --import-mode=importlib)
 
+from service_testing import free_port
+
 from covidal.client import CovidalClient
 from covidal.service.app import create_app
 from covidal.service.settings import ServiceSettings
-from service_testing import free_port
 
 
 @dataclass(frozen=True)

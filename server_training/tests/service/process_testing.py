@@ -9,8 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from covidal.client import BackendUnreachable, CovidalClient
 from service_testing import free_port
+
+from covidal.client import BackendUnreachable, CovidalClient
 
 
 def serve(project_dir: Path) -> tuple[subprocess.Popen, CovidalClient]:

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from service_testing import lung_ct, new_project, raw_request, unique_name, write_volume
+
 from covidal.client import ClientError
 from covidal.data.io import read_volume
 from covidal.service.store.store import Store
-from service_testing import lung_ct, new_project, raw_request, unique_name, write_volume
 
 
 @pytest.fixture(scope="module")

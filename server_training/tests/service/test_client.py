@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from service_testing import free_port, lung_ct, new_project, raw_request, write_volume
+
 from covidal.client import BackendUnreachable, ClientError, CovidalClient
 from covidal.data.io import read_volume
 from covidal.service.settings import ServiceSettings
 from covidal.service.store.store import Store
-from service_testing import free_port, lung_ct, new_project, raw_request, write_volume
 
 DICOM_SERIES = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "dicom" / "tcia_chest_ct_48"
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from service_testing import new_project, write_volume
+
 from covidal.client import ClientError, CovidalClient
 from covidal.service.settings import ServiceSettings
-from service_testing import new_project, write_volume
 
 LEASE_SECONDS = 2.0
 REGIONS = 300  # 5 volumes x 4 slices x 16 regions = 320 in the pool

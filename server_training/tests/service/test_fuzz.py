@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import schemathesis
-from covidal.service.app import create_app
-from covidal.service.settings import ServiceSettings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.generation import GenerationMode
 from service_testing import lung_ct, new_project, raw_request, write_volume
+
+from covidal.service.app import create_app
+from covidal.service.settings import ServiceSettings
 
 MAX_EXAMPLES = 20  # per operation and mode: the whole file runs in about 30 s on 2 cores
 VALID_IDS = {"project_id": 1, "volume_id": 1, "cycle_id": 1}  # made by the `schema` fixture

@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from covidal.service.store.store import Store
 from job_testing import answer_slices, finished, tiny_project, wait_for_job
 from process_testing import kill_group, serve
+
+from covidal.service.store.store import Store
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups and SIGKILL are POSIX")
 

@@ -10,11 +10,12 @@ import json
 
 import numpy as np
 import pytest
-from covidal.data.io import read_volume
-from covidal.service.store.store import Store
 from job_testing import answer_slices, finished, tiny_project, wait_for_job
 from service_testing import VOLUME_SPACING, raw_request
 from test_app import assert_client_error
+
+from covidal.data.io import read_volume
+from covidal.service.store.store import Store
 
 
 @pytest.fixture(scope="module")

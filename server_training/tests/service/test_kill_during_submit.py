@@ -11,11 +11,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from covidal.client import BackendUnreachable, CovidalClient
-from covidal.service.store.store import Store
 from job_testing import lesion_ct, tiny_project
 from process_testing import kill_group, serve
 from service_testing import write_volume
+
+from covidal.client import BackendUnreachable, CovidalClient
+from covidal.service.store.store import Store
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups and SIGKILL are POSIX")
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from covidal.service.settings import ServiceSettings
-from covidal.service.store.store import Store
 from service_testing import VOLUME_ORIGIN, VOLUME_SPACING, new_project, oblique_direction, raw_request, write_volume
 from test_app import assert_client_error
 from volume3d_testing import lesion_case, unet3d_project
+
+from covidal.service.settings import ServiceSettings
+from covidal.service.store.store import Store
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,12 @@ import json
 
 import numpy as np
 import pytest
-from covidal.data.io import read_volume
 from job_testing import finished, wait_for_job
 from service_testing import VOLUME_SPACING, new_project, raw_request
 from test_app import assert_client_error
 from volume3d_testing import TINY_3D_CONFIG, start_noisy_teacher, unet3d_project
+
+from covidal.data.io import read_volume
 
 STEPS_PER_NETWORK = TINY_3D_CONFIG["epochs"] * TINY_3D_CONFIG["steps_per_epoch"]
 

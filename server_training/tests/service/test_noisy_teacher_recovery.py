@@ -10,12 +10,13 @@ import re
 import numpy as np
 import pytest
 import torch
-from covidal.data.io import read_volume
-from covidal.noisyteacher.run import load_model
-from covidal.service.store.store import Store
 from job_testing import finished, wait_for_job
 from process_testing import kill_group, serve
 from volume3d_testing import start_noisy_teacher, unet3d_project
+
+from covidal.data.io import read_volume
+from covidal.noisyteacher.run import load_model
+from covidal.service.store.store import Store
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups and SIGKILL are POSIX")
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from service_testing import lung_ct
+
 from covidal.data.volume import Volume
 from covidal.regions.grid import RegionGrid
 from covidal.service.proposals import JITTER, band_starts, lung_fraction_scores, propose_regions
-from service_testing import lung_ct
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.int64, np.float32])

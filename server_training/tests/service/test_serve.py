@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+from service_testing import free_port, raw_request
+
 from covidal.cli.main import build_parser
 from covidal.cli.serve import is_loopback, settings_from_args
 from covidal.client import BackendUnreachable, CovidalClient
 from covidal.service.settings import DEFAULT_CACHE_BYTES
-from service_testing import free_port, raw_request
 
 
 @pytest.mark.parametrize(("host", "expected"), [

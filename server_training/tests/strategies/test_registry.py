@@ -1,4 +1,5 @@
 import pytest
+
 from covidal.regions.grid import RegionGrid
 from covidal.strategies import (
     STRATEGIES,

@@ -2,6 +2,7 @@ import sys
 
 import pytest
 import torch
+
 from covidal.errors import CovidalError
 from covidal.training.config import DeviceChoice
 from covidal.training.dataset import TrainingSlices

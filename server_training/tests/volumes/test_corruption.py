@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from covidal.errors import CovidalError
 from covidal.volumes.corruption import (
     CORRUPTION_FILE,

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from covidal.data.volume import Volume
 from covidal.errors import CovidalError
 from covidal.sample_data import (

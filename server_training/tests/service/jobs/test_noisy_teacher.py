@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from service_testing import write_volume
+from volume3d_testing import lesion_case, unet3d_project
+
 from covidal.errors import CovidalError
 from covidal.noisyteacher.run import load_model
 from covidal.noisyteacher.trainer import train_3d
@@ -14,8 +17,6 @@ from covidal.service.jobs.noisy_teacher_config import NoisyTeacherJobConfig
 from covidal.service.store.store import Store
 from covidal.volumes.cases import list_volume_cases
 from covidal.volumes.preprocess import prepare_cases
-from service_testing import write_volume
-from volume3d_testing import lesion_case, unet3d_project
 
 
 def test_a_jobs_volumes_are_fixed_at_its_start_and_a_changed_label_is_refused(service, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from covidal.errors import CovidalError
 from covidal.noisyteacher.weighting import StudentMode
 from covidal.service.jobs.config import JobKind

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from job_testing import LESION_BOX, TINY_SETTINGS, lesion_ct
+from service_testing import write_volume
+
 from covidal.data.io import read_volume
 from covidal.regions.grid import RegionGrid
 from covidal.service.jobs.config import JobPaths, TrainJobConfig
@@ -17,8 +20,6 @@ from covidal.service.jobs.worker import run_job
 from covidal.service.store.records import JobProgress, JobStatus, RegionBox, SuggestionSpec, VolumeFormat
 from covidal.service.store.store import Store
 from covidal.service.volumes import geometry_of
-from job_testing import LESION_BOX, TINY_SETTINGS, lesion_ct
-from service_testing import write_volume
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")  # one thread: the same steps give the same weights
 

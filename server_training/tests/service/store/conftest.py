@@ -10,9 +10,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests import store_testing (pytest runs with --import-mode=importlib)
 
+from store_testing import open_project
+
 from covidal.service.store.records import Cycle, Project, Volume
 from covidal.service.store.store import Store
-from store_testing import open_project
 
 
 @pytest.fixture

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from store_testing import GEOMETRY
+
 from covidal.service.store.files import TEMPORARY_PREFIX
 from covidal.service.store.store import Store
-from store_testing import GEOMETRY
 
 WORKER = Path(__file__).parent / "worker.py"
 TIME_LIMIT_S = 60

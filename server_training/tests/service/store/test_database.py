@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+
 from covidal.service.store.database import Database
 from covidal.service.store.errors import Busy, StoreError
 

@@ -9,6 +9,7 @@ import re
 import stat
 
 import pytest
+
 from covidal.service.store.errors import Invalid
 from covidal.service.store.files import TEMPORARY_PREFIX, FileStore
 

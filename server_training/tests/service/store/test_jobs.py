@@ -5,10 +5,11 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from store_testing import T0
+
 from covidal.service.store.errors import Conflict, Invalid, NotFound
 from covidal.service.store.records import JobProgress, JobStatus
 from covidal.service.store.store import Store
-from store_testing import T0
 
 
 def enqueue(store, project, when, **config):

@@ -6,10 +6,11 @@ from __future__ import annotations
 import io
 
 import pytest
+from store_testing import T0
+
 from covidal.service.store.errors import Invalid, NotFound
 from covidal.service.store.records import LabelFormat
 from covidal.service.store.store import Store
-from store_testing import T0
 
 
 def put_label(store: Store, project_id: int, content: bytes = b"label voxels"):

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from covidal.service.store.errors import Invalid
 from covidal.service.store.records import (
     JobProgress,

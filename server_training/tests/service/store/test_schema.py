@@ -6,6 +6,7 @@ import sqlite3
 import threading
 
 import pytest
+
 from covidal.service.store.database import Database
 from covidal.service.store.errors import StoreError
 from covidal.service.store.schema import (

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 
 import pytest
+from store_testing import DIMS, GEOMETRY, T0, region_specs
+
 from covidal.service.store.errors import Conflict, Invalid, LeaseError, NotFound
 from covidal.service.store.records import (
     Answer,
@@ -14,7 +16,6 @@ from covidal.service.store.records import (
     VolumeFormat,
 )
 from covidal.service.store.store import Store
-from store_testing import DIMS, GEOMETRY, T0, region_specs
 
 LEASE = 600.0
 
