@@ -62,6 +62,25 @@ def write_image(array_kji: np.ndarray, path: Path, direction: np.ndarray | None 
     return path
 
 
+class FakeClock:
+    """Seconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock for the effort counter that moves only by ``clock.advance(seconds)``."""
+    return FakeClock()
+
+
 @pytest.fixture
 def mrml() -> MrmlContext:
     """A fresh headless MRML scene with the module logics attached (``slicer.mrmlScene`` points at it)."""

@@ -20,30 +20,12 @@ CYCLE = 7
 BOX = VoxelBox(k=2, i0=10, i1=20, j0=5, j1=15)
 
 
-class FakeClock:
-    """Seconds that move only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def region(suggestion_id: int, rank: int, cycle_id: int = CYCLE) -> SuggestedRegion:
     return SuggestedRegion(id=suggestion_id, cycle_id=cycle_id, volume_id=3, box=BOX, score=0.5, rank=rank)
 
 
 R1, R2, R3 = region(101, 1), region(102, 2), region(103, 3)
 OLD = region(90, 1, cycle_id=CYCLE - 1)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

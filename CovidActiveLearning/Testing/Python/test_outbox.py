@@ -19,21 +19,10 @@ TINY_MODEL = {"image_size": 64, "width": 8, "checkpoint_every": 2, "batch_size":
 CLICK_OFFSET = (0.3, -0.2, 0.1)  # a click off the voxel centre still lands in the voxel
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class Session:
     """A project on the backend with one cycle on the chest CT, and the scene side of one clinician."""
 
-    def __init__(self, mrml, backend: str, chest_ct, name: str, count: int) -> None:
+    def __init__(self, mrml, backend: str, chest_ct, name: str, count: int, clock) -> None:
         self.client = CovidalClient(backend)
         project = self.client.create_project(name, model_kind="unet", grid_k=16, strategy="entropy", mc_samples=2,
                                              loss="point", settings=TINY_MODEL)
@@ -42,7 +31,7 @@ class Session:
         self.ct_node = read_volume(mrml.scene, chest_ct, "chest")
         check_backend_geometry(self.ct_node, volume["dims"], volume["ijk_to_ras"])  # the same voxel grid
         self.cycle = self.client.create_cycle(self.project_id, count, [volume["id"]])
-        self.clock = FakeClock()
+        self.clock = clock
         self.book = AnswerBook(mrml.scene, self.clock)
         self.book.start_cycle(self.cycle["id"])
         self.points = InfectionPoints(mrml.scene)
@@ -86,8 +75,8 @@ def middle(region: SuggestedRegion) -> tuple[int, int, int]:
     return (box.i0 + box.i1) // 2, (box.j0 + box.j1) // 2, box.k
 
 
-def test_clicks_arrive_as_the_voxels_under_them_and_only_once(mrml, backend, chest_files):
-    session = Session(mrml, backend, chest_files[0], "outbox-voxels", 4)
+def test_clicks_arrive_as_the_voxels_under_them_and_only_once(mrml, backend, chest_files, clock):
+    session = Session(mrml, backend, chest_files[0], "outbox-voxels", 4, clock)
     regions = session.lease()
     session.click(regions[0], *corners(regions[0]))
     session.clock.advance(7.5)
@@ -112,10 +101,10 @@ def test_clicks_arrive_as_the_voxels_under_them_and_only_once(mrml, backend, che
     assert len(session.client.list_annotations(session.project_id)) == 3
 
 
-def test_an_unreachable_backend_loses_no_answer(mrml, backend, chest_files):
+def test_an_unreachable_backend_loses_no_answer(mrml, backend, chest_files, clock):
     from covidal.service.local import free_port  # the backend's package: tests only, never inside Slicer
 
-    session = Session(mrml, backend, chest_files[0], "outbox-outage", 3)
+    session = Session(mrml, backend, chest_files[0], "outbox-outage", 3, clock)
     regions = session.lease()
     session.click(regions[0], middle(regions[0]))
     session.tag(regions[1])
@@ -139,8 +128,8 @@ def test_an_unreachable_backend_loses_no_answer(mrml, backend, chest_files):
     assert session.submit().sent == 0 and len(session.client.list_annotations(session.project_id)) == 3
 
 
-def test_a_lost_reply_is_replayed_and_a_wrong_project_loses_nothing(mrml, backend, chest_files):
-    session = Session(mrml, backend, chest_files[0], "outbox-replay", 3)
+def test_a_lost_reply_is_replayed_and_a_wrong_project_loses_nothing(mrml, backend, chest_files, clock):
+    session = Session(mrml, backend, chest_files[0], "outbox-replay", 3, clock)
     regions = session.lease()
     session.click(regions[0], middle(regions[0]))
     session.tag(regions[1])
@@ -160,8 +149,8 @@ def test_a_lost_reply_is_replayed_and_a_wrong_project_loses_nothing(mrml, backen
     assert len(session.client.list_annotations(session.project_id)) == 2
 
 
-def test_refused_answers_are_kept_with_the_servers_reason(mrml, backend, chest_files):
-    session = Session(mrml, backend, chest_files[0], "outbox-refusals", 4)
+def test_refused_answers_are_kept_with_the_servers_reason(mrml, backend, chest_files, clock):
+    session = Session(mrml, backend, chest_files[0], "outbox-refusals", 4, clock)
     mine = session.lease(limit=2)
     theirs = session.lease("dr-other", limit=2)
     elsewhere = AnswerBook(slicer.vtkMRMLScene())  # the same clinician, on another computer
