@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from covidal.activelearning.query import QueryOptions
+from covidal.activelearning.scoring import Reduction
+from covidal.activelearning.selection import DEFAULT_MAX_PER_SLICE, SelectionRule
+from covidal.activelearning.strategies import StrategyName
 from covidal.data.window import HUWindow
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.registry import ModelConfig
 from covidal.regions.grid import DEFAULT_REGIONS, RegionGrid
-from covidal.strategies.base import Reduction
-from covidal.strategies.registry import StrategyName
 from covidal.training.config import DeviceChoice, TrainConfig
 
 # Region answers carry no mask, so a loss that needs full masks cannot learn from them.
@@ -26,8 +28,9 @@ class SimulationConfig:
         reduction: region score = max or mean of its pixel scores.
         init_slices: slices labelled in full (all K regions) before the first cycle.
         cycles: query-and-retrain cycles after the initial training.
-        per_cycle: slices queried per cycle.
-        regions_per_slice: regions asked per queried slice.
+        per_cycle: regions asked per cycle.
+        max_per_slice: at most this many of a cycle's regions from one slice, or None for no cap
+            (:class:`~covidal.activelearning.selection.SelectionRule`).
         mc_samples: T, Monte-Carlo dropout samples per slice when scoring.
         steps_per_cycle: optimiser steps of each (re)training. Steps, not epochs,
             so that the first cycles, with few labelled slices, still train enough.
@@ -50,7 +53,7 @@ class SimulationConfig:
     init_slices: int = 2
     cycles: int = 10
     per_cycle: int = 10
-    regions_per_slice: int = 1
+    max_per_slice: int | None = DEFAULT_MAX_PER_SLICE
     mc_samples: int = 20
     steps_per_cycle: int = 300
     warm_start: bool = True
@@ -73,7 +76,8 @@ class SimulationConfig:
         if self.loss.name not in SIMULATION_LOSSES:
             names = ", ".join(SIMULATION_LOSSES)
             raise ValueError(f"loss {self.loss.name.value!r} needs full masks; a simulation trains on region answers: {names}")
-        for name in ("init_slices", "per_cycle", "regions_per_slice", "mc_samples", "steps_per_cycle"):
+        self.selection_rule()  # validates per_cycle and max_per_slice
+        for name in ("init_slices", "mc_samples", "steps_per_cycle"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.cycles < 0:
@@ -81,6 +85,14 @@ class SimulationConfig:
         if self.background_sample is not None and self.background_sample < 1:
             raise ValueError(f"background_sample must be at least 1 (or None for all pixels), got {self.background_sample}")
         self.train_config()  # validates the shared training options
+
+    def selection_rule(self) -> SelectionRule:
+        """How each cycle picks its ``per_cycle`` regions."""
+        return SelectionRule(self.per_cycle, self.max_per_slice)
+
+    def query_options(self) -> QueryOptions:
+        """How each cycle scores and selects (what a service project with these settings does too)."""
+        return QueryOptions(RegionGrid(self.regions), self.selection_rule(), self.mc_samples, self.reduction)
 
     def train_config(self) -> TrainConfig:
         """The training options as a :class:`TrainConfig`, stored in each cycle's ``model.pt``.
@@ -95,8 +107,11 @@ class SimulationConfig:
 
     @property
     def run_name(self) -> str:
-        """``strategy-loss-seedS``, plus ``-scratch`` without warm start: one curve.json entry per name."""
+        """``strategy-loss-seedS``, plus ``-scratch`` without warm start and ``-no-cap`` or ``-per-sliceN`` for a
+        selection cap other than one region per slice: one curve.json entry per name."""
         suffix = "" if self.warm_start else "-scratch"
+        if self.max_per_slice != 1:
+            suffix += "-no-cap" if self.max_per_slice is None else f"-per-slice{self.max_per_slice}"
         return f"{self.strategy.value}-{self.loss.name.value}-seed{self.seed}{suffix}"
 
     def to_dict(self) -> dict:
@@ -107,7 +122,12 @@ class SimulationConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> SimulationConfig:
+        """The config of ``to_dict``; a config saved before the one selection rule (``per_cycle`` slices times
+        ``regions_per_slice`` regions) reads as ``per_cycle * regions_per_slice`` regions, that many per slice."""
         data = dict(data)
+        if "regions_per_slice" in data:
+            per_slice = data.pop("regions_per_slice")
+            data.update(per_cycle=data["per_cycle"] * per_slice, max_per_slice=per_slice)
         data["loss"] = LossConfig.from_dict(data["loss"])
         data["model"] = ModelConfig.from_dict(data["model"])
         data["window"] = HUWindow(**data["window"])

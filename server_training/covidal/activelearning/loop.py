@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,10 +28,12 @@ from tqdm import tqdm
 
 from covidal.activelearning.config import SimulationConfig
 from covidal.activelearning.curve import TEST_METRICS, CycleRecord, RunCurve, update_curve_file
-from covidal.activelearning.pool import Pool, SliceKey
+from covidal.activelearning.pool import Pool
+from covidal.activelearning.query import PoolPart, QueryOptions, cycle_seed, query_regions
 from covidal.activelearning.retrain import fit_steps
-from covidal.activelearning.scoring import score_pool
 from covidal.activelearning.seeds import derived_seed
+from covidal.activelearning.strategies import Strategy, build_strategy
+from covidal.activelearning.strategies.base import SliceStack
 from covidal.annotation.annotator import SimulatedAnnotator
 from covidal.annotation.effort import ClickEffort, PolygonEffort
 from covidal.annotation.state import AnnotationState, Answer, RegionLabel
@@ -40,9 +43,7 @@ from covidal.inference import evaluate
 from covidal.losses.registry import build_loss
 from covidal.models.base import SegmentationNet
 from covidal.models.registry import build_model
-from covidal.regions.grid import RegionGrid
-from covidal.strategies.base import Strategy
-from covidal.strategies.registry import build_strategy
+from covidal.regions.grid import RegionGrid, RegionId
 from covidal.training.checkpoint import MODEL_FILE, save_checkpoint
 from covidal.training.config import resolve_device
 from covidal.training.dataset import TrainingSlices
@@ -60,6 +61,7 @@ class Session:
     test: list[SliceRecord]
     grid: RegionGrid
     strategy: Strategy
+    query: QueryOptions
     state: AnnotationState
     annotator: SimulatedAnnotator
     out_dir: Path
@@ -150,7 +152,8 @@ def _start(pool_records, test_records, config: SimulationConfig, out_dir: Path) 
     atomic_write_json(run_dir / "config.json", config.to_dict())
     return Session(
         config=config, pool=pool, test=list(test_records), grid=grid,
-        strategy=build_strategy(config.strategy, grid, config.reduction),
+        strategy=build_strategy(config.strategy),
+        query=config.query_options(),
         state=AnnotationState(grid, pool.shapes),
         annotator=SimulatedAnnotator(pool.masks, grid, derived_seed(config.seed, "annotator")),
         out_dir=out_dir, run_dir=run_dir, device=resolve_device(config.device),
@@ -165,29 +168,32 @@ def _initial_labels(session: Session) -> list[RegionLabel]:
 
 
 def _query(session: Session, model: SegmentationNet, cycle: int) -> tuple[list[dict], list[RegionLabel]]:
-    """Score the slices that still have unlabelled regions, select, and answer the selection."""
-    config = session.config
-    labelled = session.state.labelled
-    per_slice = _labelled_per_slice(labelled)
-    open_indices = [i for i, key in enumerate(session.pool.keys) if per_slice.get(key, 0) < session.grid.regions]
-    mc_seed = derived_seed(config.seed, "dropout-masks", cycle)
-    scores = score_pool(model, session.pool, open_indices, session.strategy, config.mc_samples, mc_seed, config.batch_size)
-    rng = np.random.default_rng(derived_seed(config.seed, "strategy", cycle))
-    selected = session.strategy.select(scores, labelled, config.per_cycle, config.regions_per_slice, rng)
-    labels = [session.annotator.answer(scored.region) for scored in selected]
+    """Select the cycle's regions and answer them."""
+    selected = select_for_cycle(session.pool, session.state.labelled, session.strategy, model, session.query,
+                                cycle_seed(session.config.seed, cycle))
+    labels = [session.annotator.answer(region) for region, _ in selected]
     selection = [
-        {**asdict(scored.region), "score": scored.score, "answer": label.answer.value, "points": [list(p) for p in label.points]}
-        for scored, label in zip(selected, labels)
+        {**asdict(region), "score": score, "answer": label.answer.value, "points": [list(p) for p in label.points]}
+        for (region, score), label in zip(selected, labels)
     ]
     return selection, labels
 
 
-def _labelled_per_slice(labelled) -> dict[SliceKey, int]:
-    counts: dict[SliceKey, int] = {}
-    for region in labelled:
-        key = (region.case, region.slice)
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+def select_for_cycle(pool: Pool, labelled: AbstractSet[RegionId], strategy: Strategy, model: SegmentationNet | None,
+                     options: QueryOptions, seed: int) -> list[tuple[RegionId, float]]:
+    """The regions a cycle asks about, best first, with their scores: the pool as one part of the one query
+    (:func:`~covidal.activelearning.query.query_regions`), its ``labelled`` regions closed.
+
+    Args:
+        seed: the cycle's seed (:func:`~covidal.activelearning.query.cycle_seed` of the run's seed and cycle).
+    """
+    regions = options.grid.regions
+    open_regions = np.array([[RegionId(record.case_id, record.slice_id, region) not in labelled
+                              for region in range(regions)] for record in pool.records])
+    stack = SliceStack(tuple(record.image.shape for record in pool.records), lambda: pool.images)
+    queried = query_regions([PoolPart(stack, open_regions)], strategy, model, options, seed)
+    return [(RegionId(pool.records[q.slice].case_id, pool.records[q.slice].slice_id, q.region), q.score)
+            for q in queried]
 
 
 def _retrain(session: Session, previous: SegmentationNet | None, cycle: int) -> tuple[SegmentationNet, list[float]]:
@@ -219,8 +225,8 @@ def _retrain(session: Session, previous: SegmentationNet | None, cycle: int) -> 
 def _save_cycle(session: Session, cycle: int, model: SegmentationNet, selection: list[dict],
                 labels: list[RegionLabel], losses: list[float], record: CycleRecord) -> None:
     config = session.config
-    seeds = {name: derived_seed(config.seed, name, cycle) for name in ("dropout-masks", "strategy", "loss", "batches")}
-    seeds.update(annotator=session.annotator.seed, run=config.seed)
+    seeds = {name: derived_seed(config.seed, name, cycle) for name in ("loss", "batches")}
+    seeds.update(cycle=cycle_seed(config.seed, cycle), annotator=session.annotator.seed, run=config.seed)
     atomic_write_json(session.run_dir / f"cycle_{cycle:02d}.json", {
         **asdict(record),
         "seeds": seeds,

@@ -12,16 +12,16 @@ from __future__ import annotations
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
 import torch
 from torch import Tensor
 
+from covidal.activelearning.scoring import Sampler, mc_pixel_scores
 from covidal.models.base import SegmentationNet
 from covidal.uncertainty.mc_dropout import (
-    MCSamples,
     mc_probabilities_cached,
     mc_probabilities_naive,
     sample_dropout_masks,
@@ -36,14 +36,15 @@ class ScoringMethod(StrEnum):
     NAIVE = "naive"  # T full forward passes
 
 
-SAMPLERS: dict[ScoringMethod, Callable[[SegmentationNet, Tensor, Tensor], MCSamples]] = {
+SAMPLERS: dict[ScoringMethod, Sampler] = {
     ScoringMethod.CACHED: mc_probabilities_cached,
     ScoringMethod.NAIVE: mc_probabilities_naive,
 }
 
 
 def score_batch(model: SegmentationNet, images: Tensor, samples: int, seed: int, method: ScoringMethod) -> Tensor:
-    """Predictive-entropy map of a batch, end to end as an active-learning cycle computes it.
+    """Predictive-entropy map of a batch, end to end as an active-learning cycle computes it
+    (:func:`covidal.activelearning.scoring.mc_pixel_scores`, the pixel scores of every cycle's query).
 
     Args:
         model: the network, on the device of ``images``.
@@ -59,8 +60,7 @@ def score_batch(model: SegmentationNet, images: Tensor, samples: int, seed: int,
         ValueError: as :func:`sample_dropout_masks` and the samplers.
     """
     masks = sample_dropout_masks(model, samples, images.shape[0], seed)
-    probs = SAMPLERS[method](model, images, masks).probs
-    return predictive_entropy(probs).to("cpu", torch.float32)
+    return mc_pixel_scores(model, images, masks, predictive_entropy, SAMPLERS[method])
 
 
 @dataclass(frozen=True)

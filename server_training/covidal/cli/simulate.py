@@ -17,6 +17,9 @@ from covidal.activelearning.config import SIMULATION_LOSSES, SimulationConfig
 from covidal.activelearning.curve import load_curves
 from covidal.activelearning.loop import CURVE_FILE, simulate
 from covidal.activelearning.plot import plot_curves
+from covidal.activelearning.scoring import Reduction
+from covidal.activelearning.selection import DEFAULT_MAX_PER_SLICE
+from covidal.activelearning.strategies import StrategyName
 from covidal.bench.losses import split_for_bench
 from covidal.cli.options import (
     add_data_options,
@@ -32,8 +35,6 @@ from covidal.data.slices import load_slices
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.registry import ModelConfig, ModelName
-from covidal.strategies.base import Reduction
-from covidal.strategies.registry import StrategyName
 
 PLOT_FILE = "curve.png"
 
@@ -49,8 +50,10 @@ def add_parser(commands) -> None:
                         help="region score = max (default) or mean of its pixel scores")
     parser.add_argument("--init-slices", type=positive_int, default=2, help="slices labelled in full before the first cycle")
     parser.add_argument("--cycles", type=non_negative_int, default=10)
-    parser.add_argument("--per-cycle", type=positive_int, default=10, help="slices queried per cycle")
-    parser.add_argument("--regions-per-slice", type=positive_int, default=1, help="regions asked per queried slice")
+    parser.add_argument("--per-cycle", type=positive_int, default=10, help="regions asked per cycle (default 10)")
+    parser.add_argument("--max-per-slice", type=non_negative_int, default=DEFAULT_MAX_PER_SLICE,
+                        help="at most N of a cycle's regions from one slice while other slices can fill the cycle; "
+                             f"0: no cap, the top regions wherever they are (default {DEFAULT_MAX_PER_SLICE})")
     parser.add_argument("--mc-samples", type=positive_int, default=20, help="Monte-Carlo dropout samples T")
     parser.add_argument("--steps", type=positive_int, default=300, help="optimiser steps per cycle")
     parser.add_argument("--scratch", action="store_true", help="retrain from a fresh initialisation each cycle (default: warm start)")
@@ -77,7 +80,7 @@ def config_from(args: argparse.Namespace) -> SimulationConfig:
     try:
         return SimulationConfig(
             strategy=args.strategy, regions=args.regions, reduction=args.reduction, init_slices=args.init_slices,
-            cycles=args.cycles, per_cycle=args.per_cycle, regions_per_slice=args.regions_per_slice,
+            cycles=args.cycles, per_cycle=args.per_cycle, max_per_slice=args.max_per_slice or None,
             mc_samples=args.mc_samples, steps_per_cycle=args.steps, warm_start=not args.scratch,
             background_sample=args.background_sample, loss=LossConfig(name=LossName(args.loss)),
             model=ModelConfig(name=ModelName(args.model), dropout=args.dropout, width=args.width),

@@ -1,4 +1,4 @@
-"""The project's current model in the HTTP process: MC-dropout region scores for cycles, and predictions.
+"""The project's current 2D model in the HTTP process: its network input of a volume, and predictions.
 
 This module imports torch; the routes import it inside the request that needs
 a model, so a service that never trains starts without torch.
@@ -13,20 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from covidal.activelearning.pool import Pool
-from covidal.activelearning.scoring import score_pool
-from covidal.data.grid import GridMapping, resize_image
+from covidal.data.grid import resize_image
 from covidal.data.slices import SliceRecord
 from covidal.data.volume import Volume
 from covidal.data.window import HUWindow, to_unit_intensity
 from covidal.errors import CovidalError
 from covidal.inference import predict_probabilities
-from covidal.regions.grid import RegionGrid
 from covidal.sample_data import segment_lungs
 from covidal.service.cache import VolumeKey
-from covidal.service.proposals import RegionScorer, band_starts
-from covidal.strategies.base import Reduction, SliceScores, Strategy
-from covidal.strategies.registry import build_strategy
 from covidal.training.checkpoint import LoadedRun, load_run
 from covidal.training.dataset import standardise
 
@@ -72,69 +66,6 @@ def network_input_of(array: np.ndarray, window: HUWindow, image_size: int) -> to
 
 def tensor_nbytes(tensor: torch.Tensor) -> int:
     return tensor.element_size() * tensor.nelement()
-
-
-def mc_dropout_scorer(run: LoadedRun, strategy: str, samples: int, seed: int,
-                      inputs: NetworkInputs) -> RegionScorer:
-    """A :data:`covidal.service.proposals.RegionScorer`: ``[K, R]`` region scores of the ``strategy`` (e.g.
-    the maximum over the region's pixels of the entropy of ``samples`` MC-dropout softmax samples).
-
-    A region's pixels are the slice's native pixels, each scored by the network pixel holding its centre,
-    as :func:`covidal.activelearning.scoring.score_pool` maps scores; :func:`region_max_scores` takes that
-    maximum on the network's grid, without mapping the scores to every native pixel first. (Every strategy
-    that needs uncertainty reduces pixels to regions with :meth:`Strategy.region_scores`; the random one
-    draws its scores without running the network.)
-
-    Args:
-        inputs: the network input of a pool volume.
-    """
-
-    def score(volume_id: int, array: np.ndarray, grid: RegionGrid) -> np.ndarray:
-        chosen = build_strategy(strategy, grid, Reduction.MAX)
-        if not chosen.needs_uncertainty:
-            return _drawn_scores(chosen, len(array), array.shape[1:], seed)
-        images = inputs(volume_id, array)
-        # Records whose images are the network inputs themselves: score_pool maps the scores to each
-        # record's grid, so they stay on the S x S network grid.
-        records = [SliceRecord(str(k), images[k, 0].numpy(), None, "volume", k) for k in range(len(images))]
-        slice_scores = score_pool(run.model, Pool(records, images), range(len(records)), chosen, samples, seed)
-        return region_max_scores(np.stack([scores.pixel_scores for scores in slice_scores]), array.shape[1:], grid)
-
-    return score
-
-
-def region_max_scores(network_scores: np.ndarray, native_shape: tuple[int, int], grid: RegionGrid) -> np.ndarray:
-    """``[K, R]`` maximum of each region of ``native_shape`` slices whose pixels take network-grid scores.
-
-    Native pixel ``(j, i)`` takes ``network_scores[k, rows[j], cols[i]]``, ``rows, cols`` from
-    :meth:`GridMapping.native_to_train_indices`; a region's maximum over its native pixels is then the
-    maximum over its native column bands, then row bands, of the network columns and rows they map to,
-    the same number exactly.
-
-    Args:
-        network_scores: ``[K, S, S]`` pixel scores on the network grid.
-        native_shape: ``(H, W)`` of the slices the regions cut.
-
-    Raises:
-        ValueError: ``H`` or ``W`` below the grid's side.
-    """
-    row_starts, col_starts = band_starts(grid, native_shape)
-    rows, cols = GridMapping(native_shape, network_scores.shape[-1]).native_to_train_indices()
-    by_column_band = np.maximum.reduceat(network_scores[:, :, cols], col_starts, axis=2)  # [K, S, side]
-    by_region = np.maximum.reduceat(by_column_band[:, rows, :], row_starts, axis=1)  # [K, side, side]
-    return by_region.reshape(len(network_scores), grid.regions)
-
-
-def _drawn_scores(chosen: Strategy, slices: int, native_shape: tuple[int, int], seed: int) -> np.ndarray:
-    """``[K, R]`` scores of a strategy that runs no network (random): drawn by the strategy from ``seed``,
-    given the zero maps :func:`score_pool` gives such a strategy."""
-    zeros = np.zeros(native_shape)
-    scored = chosen.score_regions([SliceScores("volume", str(k), zeros) for k in range(slices)],
-                                  np.random.default_rng(seed))
-    scores = np.zeros((slices, chosen.grid.regions))
-    for region in scored:
-        scores[int(region.region.slice), region.region.region] = region.score
-    return scores
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ class ProjectCreate(_Request):
     name: str = Field(min_length=1, max_length=100)
     model_kind: ModelKind
     grid_k: int = Field(ge=1, description="regions per slice, a perfect square (e.g. 64)")
-    strategy: str = Field(description="a selection strategy of covidal.strategies.registry, e.g. 'entropy'")
+    strategy: str = Field(description="a selection strategy of covidal.activelearning.strategies, e.g. 'entropy'")
     mc_samples: int = Field(ge=1, le=1000)
     loss: str = Field(description="a loss of covidal.losses.registry, e.g. 'point'")
     settings: dict[str, Any] = Field(default_factory=dict)

@@ -1,10 +1,10 @@
 import pytest
 
 from covidal.activelearning.config import SimulationConfig
+from covidal.activelearning.scoring import Reduction
+from covidal.activelearning.strategies import StrategyName
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.registry import ModelConfig
-from covidal.strategies.base import Reduction
-from covidal.strategies.registry import StrategyName
 
 
 def test_round_trips_through_a_dict():
@@ -17,12 +17,22 @@ def test_round_trips_through_a_dict():
 
 
 @pytest.mark.parametrize(
-    ("warm_start", "expected"),
-    [(True, "entropy-point-seed3"), (False, "entropy-point-seed3-scratch")],
+    ("warm_start", "cap", "expected"),
+    [(True, 1, "entropy-point-seed3"), (False, 1, "entropy-point-seed3-scratch"),
+     (True, None, "entropy-point-seed3-no-cap"), (False, 2, "entropy-point-seed3-scratch-per-slice2")],
 )
-def test_run_name_identifies_strategy_loss_seed_and_start(warm_start, expected):
-    config = SimulationConfig(strategy="entropy", loss=LossConfig(LossName.POINT), seed=3, warm_start=warm_start)
+def test_run_name_identifies_strategy_loss_seed_start_and_cap(warm_start, cap, expected):
+    config = SimulationConfig(strategy="entropy", loss=LossConfig(LossName.POINT), seed=3, warm_start=warm_start,
+                              max_per_slice=cap)
     assert config.run_name == expected
+
+
+def test_a_config_saved_with_slices_times_regions_reads_as_that_many_regions():
+    saved = SimulationConfig(per_cycle=5).to_dict()
+    del saved["max_per_slice"]
+    saved.update(per_cycle=5, regions_per_slice=2)
+    config = SimulationConfig.from_dict(saved)
+    assert (config.per_cycle, config.max_per_slice) == (10, 2)
 
 
 def test_train_config_carries_the_shared_options():
@@ -41,7 +51,8 @@ def test_train_config_carries_the_shared_options():
         ({"loss": LossConfig(LossName.FULL)}, "needs full masks"),
         ({"loss": LossConfig(LossName.LCFCN)}, "needs full masks"),
         ({"init_slices": 0}, "init_slices"),
-        ({"per_cycle": 0}, "per_cycle"),
+        ({"per_cycle": 0}, "count"),
+        ({"max_per_slice": 0}, "max_per_slice"),
         ({"mc_samples": 0}, "mc_samples"),
         ({"steps_per_cycle": 0}, "steps_per_cycle"),
         ({"cycles": -1}, "cycles"),

@@ -18,7 +18,7 @@ from covidal.training.checkpoint import load_run
 
 
 def tiny_config(**options) -> SimulationConfig:
-    defaults = dict(regions=16, init_slices=1, cycles=2, per_cycle=2, regions_per_slice=2, mc_samples=3,
+    defaults = dict(regions=16, init_slices=1, cycles=2, per_cycle=4, max_per_slice=2, mc_samples=3,
                     steps_per_cycle=2, batch_size=2, image_size=32, model=ModelConfig(width=4),
                     loss=LossConfig(LossName.POINT), device="cpu")
     return SimulationConfig(**{**defaults, **options})
@@ -37,7 +37,7 @@ def test_two_cycles_end_to_end(data, tmp_path, strategy, single_thread_torch):
     run = simulate(pool, test, config, tmp_path, progress=False)
 
     assert [c.cycle for c in run.cycles] == [0, 1, 2]
-    # Cycle 0: one slice in full (16 regions, 3 s each); then 2 slices x 2 regions per cycle.
+    # Cycle 0: one slice in full (16 regions, 3 s each); then 4 regions per cycle, at most 2 per slice.
     assert [c.labelled_regions for c in run.cycles] == [16, 20, 24]
     assert [c.effort_seconds for c in run.cycles] == [48.0, 60.0, 72.0]
     assert run.full_effort_seconds > 0
@@ -117,8 +117,8 @@ def test_needs_test_masks(data, tmp_path):
 
 def test_stops_when_the_pool_is_exhausted(data, tmp_path, single_thread_torch):
     pool, test = data
-    # 5 slices x 4 regions: 1 slice in full, then 4 slices x 4 regions answer everything in one cycle.
-    run = simulate(pool, test, tiny_config(regions=4, per_cycle=5, regions_per_slice=4, cycles=3), tmp_path,
+    # 5 slices x 4 regions: 1 slice in full, then 20 regions asked answer everything in one cycle.
+    run = simulate(pool, test, tiny_config(regions=4, per_cycle=20, max_per_slice=4, cycles=3), tmp_path,
                    progress=False)
     assert [c.labelled_regions for c in run.cycles] == [4, 20]
     assert np.isclose(run.cycles[-1].effort_seconds, 60.0)

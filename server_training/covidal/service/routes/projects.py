@@ -12,7 +12,7 @@ from covidal.service.routes.deps import StoreDep
 from covidal.service.schemas import ProjectCreate, ProjectOut, project_out
 from covidal.service.store.errors import Invalid
 from covidal.service.volumes import check_plain_name
-from covidal.strategies.registry import StrategyName
+from covidal.activelearning.strategies import StrategyName
 
 router = APIRouter(tags=["projects"])
 
