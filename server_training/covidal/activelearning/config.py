@@ -97,10 +97,10 @@ class SimulationConfig:
     def train_config(self) -> TrainConfig:
         """The training options as a :class:`TrainConfig`, stored in each cycle's ``model.pt``.
 
-        ``epochs`` there is 1 and meaningless: a cycle trains ``steps_per_cycle`` steps.
+        Its ``steps`` are a cycle's ``steps_per_cycle``.
         """
         return TrainConfig(
-            loss=self.loss, model=self.model, epochs=1, batch_size=self.batch_size,
+            loss=self.loss, model=self.model, steps=self.steps_per_cycle, batch_size=self.batch_size,
             learning_rate=self.learning_rate, image_size=self.image_size, val_fraction=0.0,
             seed=self.seed, device=self.device, window=self.window, mask_class=self.mask_class,
         )

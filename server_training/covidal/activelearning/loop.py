@@ -30,7 +30,6 @@ from covidal.activelearning.config import SimulationConfig
 from covidal.activelearning.curve import TEST_METRICS, CycleRecord, RunCurve, update_curve_file
 from covidal.activelearning.pool import Pool
 from covidal.activelearning.query import PoolPart, QueryOptions, cycle_seed, query_regions
-from covidal.activelearning.retrain import fit_steps
 from covidal.activelearning.seeds import derived_seed
 from covidal.activelearning.strategies import Strategy, build_strategy
 from covidal.activelearning.strategies.base import SliceStack
@@ -47,6 +46,7 @@ from covidal.regions.grid import RegionGrid, RegionId
 from covidal.training.checkpoint import MODEL_FILE, save_checkpoint
 from covidal.training.config import resolve_device
 from covidal.training.dataset import TrainingSlices
+from covidal.training.steps import StepTrainer
 from covidal.utils.atomic import atomic_write_json
 
 CURVE_FILE = "curve.json"
@@ -216,9 +216,12 @@ def _retrain(session: Session, previous: SegmentationNet | None, cycle: int) -> 
         point_labels=torch.from_numpy(np.stack(label_maps)),
         masks=None,
     )
-    loss_fn = build_loss(config.loss, generator=torch.Generator().manual_seed(derived_seed(config.seed, "loss", cycle)))
-    batches = torch.Generator().manual_seed(derived_seed(config.seed, "batches", cycle))
-    losses = fit_steps(model, loss_fn, data, config.steps_per_cycle, config.batch_size, config.learning_rate, batches)
+    loss_generator = torch.Generator().manual_seed(derived_seed(config.seed, "loss", cycle))
+    trainer = StepTrainer(model, build_loss(config.loss, generator=loss_generator), data, config.batch_size,
+                          config.learning_rate, derived_seed(config.seed, "batches", cycle), session.device,
+                          loss_generator=loss_generator)
+    losses: list[float] = []
+    trainer.run(config.steps_per_cycle, lambda report: losses.append(report.loss))
     return model, losses
 
 

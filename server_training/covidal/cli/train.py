@@ -33,9 +33,10 @@ from covidal.losses.registry import LossConfig, LossName
 from covidal.models.registry import ModelConfig, ModelName
 from covidal.training.config import TrainConfig
 from covidal.training.distributed import SINGLE_PROCESS, Shard, check_gpus, launch
-from covidal.training.trainer import TrainResult, train
+from covidal.training.trainer import TrainResult, for_epochs, split_train_val, train
 
 WORKER_MODULE = "covidal.cli.train_worker"
+DEFAULT_EPOCHS = 100
 
 
 def add_parser(commands) -> None:
@@ -54,7 +55,13 @@ def add_parser(commands) -> None:
     parser.add_argument("--model", choices=[n.value for n in ModelName], default=ModelName.UNET.value)
     parser.add_argument("--width", type=positive_int, default=32, help="U-Net base channels (default 32)")
     parser.add_argument("--pretrained", type=Path, default=None, help="local VGG16 ImageNet weights for fcn8 (default: from scratch)")
-    parser.add_argument("--epochs", type=positive_int, default=100)
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=positive_int, default=None,
+                        help="passes over the training slices, each validated (default 100)")
+    length.add_argument("--steps", type=positive_int, default=None,
+                        help="optimiser steps instead of epochs, validated every --validate-every steps")
+    parser.add_argument("--validate-every", type=positive_int, default=None, metavar="N",
+                        help="with --steps: steps between validations (default: one pass over the training slices)")
     parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     parser.add_argument("--size", type=image_size, default=352, help="square training grid (default 352)")
@@ -75,7 +82,7 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
         loss=LossConfig(name=LossName(args.loss), consistency_weight=args.consistency_weight),
         model=ModelConfig(name=ModelName(args.model), dropout=args.dropout, width=args.width,
                           pretrained=None if args.pretrained is None else str(args.pretrained.resolve())),
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, image_size=args.size,
+        steps=args.steps or 1, validate_every=args.validate_every, batch_size=args.batch_size, learning_rate=args.lr, image_size=args.size,
         val_fraction=args.val_fraction, seed=args.seed, device=args.device,
         window=window_from(args), mask_class=args.mask_class, min_background_points=args.background_points,
     )
@@ -83,7 +90,12 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
 
 @dataclass(frozen=True)
 class TrainJob:
-    """What one training run reads and writes; handed to each data-parallel worker as JSON."""
+    """What one training run reads and writes; handed to each data-parallel worker as JSON.
+
+    Attributes:
+        epochs: passes over the training slices, turned into ``config.steps`` once the slices are known
+            (:func:`for_epochs`), or None to train ``config.steps``.
+    """
 
     images: Path
     masks: Path | None
@@ -91,18 +103,21 @@ class TrainJob:
     out: Path
     config: TrainConfig
     progress: bool
+    epochs: int | None = None
 
     def to_json(self) -> str:
         paths = {name: None if path is None else str(Path(path).resolve())
                  for name, path in (("images", self.images), ("masks", self.masks), ("points", self.points),
                                     ("out", self.out))}
-        return json.dumps({**paths, "config": self.config.to_dict(), "progress": self.progress})
+        return json.dumps({**paths, "config": self.config.to_dict(), "progress": self.progress,
+                           "epochs": self.epochs})
 
     @classmethod
     def from_json(cls, text: str) -> TrainJob:
         data = json.loads(text)
         paths = {name: None if data[name] is None else Path(data[name]) for name in ("images", "masks", "points", "out")}
-        return cls(**paths, config=TrainConfig.from_dict(data["config"]), progress=data["progress"])
+        return cls(**paths, config=TrainConfig.from_dict(data["config"]), progress=data["progress"],
+                   epochs=data["epochs"])
 
 
 def job_from(args: argparse.Namespace) -> TrainJob:
@@ -115,7 +130,10 @@ def job_from(args: argparse.Namespace) -> TrainJob:
     if args.masks is None and (args.points is None or config.val_fraction > 0):
         raise CovidalError("--masks is required (to derive points and to validate); "
                            "without masks give --points FILE and --val-fraction 0")
-    return TrainJob(args.images, args.masks, args.points, args.out, config, progress=not args.quiet)
+    if args.validate_every is not None and args.steps is None:
+        raise CovidalError("--validate-every goes with --steps; --epochs validates after every pass")
+    epochs = None if args.steps is not None else args.epochs or DEFAULT_EPOCHS
+    return TrainJob(args.images, args.masks, args.points, args.out, config, progress=not args.quiet, epochs=epochs)
 
 
 def run_job(job: TrainJob, shard: Shard = SINGLE_PROCESS) -> TrainResult:
@@ -125,10 +143,15 @@ def run_job(job: TrainJob, shard: Shard = SINGLE_PROCESS) -> TrainResult:
     if job.points is not None:
         points = load_points(job.points)
         validate_points_in_bounds(points, {r.slice_id: r.image.shape for r in records})
-    result = train(records, job.config, job.out, points=points, progress=job.progress, shard=shard)
+    config = job.config
+    if job.epochs is not None:
+        train_slices, _ = split_train_val(records, config.val_fraction, config.seed)
+        config = for_epochs(config, job.epochs, len(train_slices), shard)
+    result = train(records, config, job.out, points=points, progress=job.progress, shard=shard)
     if shard.is_main:
         best = "n/a" if result.best_val_dice is None else f"{result.best_val_dice:.4f}"
-        print(f"best epoch {result.best_epoch}, validation Dice {best}; model: {Path(job.out) / 'model.pt'}")
+        print(f"best step {result.best_step} of {config.steps}, validation Dice {best}; "
+              f"model: {Path(job.out) / 'model.pt'}")
     return result
 
 

@@ -26,19 +26,20 @@ class LoadedRun:
 
     model: SegmentationNet
     config: TrainConfig
-    epoch: int
+    step: int
     val_dice: float | None
 
 
 def save_checkpoint(
-    path: Path, model: SegmentationNet, config: TrainConfig, epoch: int, val_dice: float | None
+    path: Path, model: SegmentationNet, config: TrainConfig, step: int, val_dice: float | None
 ) -> None:
-    """Write weights and configs atomically (a crash never leaves a half-written model.pt)."""
+    """Write weights and configs atomically (a crash never leaves a half-written model.pt): the model after
+    ``step`` optimiser steps, with its validation Dice."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "config": config.to_dict(),
-        "epoch": epoch,
+        "step": step,
         "val_dice": val_dice,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
@@ -60,7 +61,9 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu") -> LoadedRun:
         # The saved weights already hold any pretrained initialisation: do not read that file again.
         model = build_model(replace(config.model, pretrained=None))
         model.load_state_dict(payload["state_dict"])
-        run = LoadedRun(model=model, config=config, epoch=payload["epoch"], val_dice=payload["val_dice"])
+        # Files written before training counted steps name it "epoch".
+        step = payload["step"] if "step" in payload else payload["epoch"]
+        run = LoadedRun(model=model, config=config, step=step, val_dice=payload["val_dice"])
     except (KeyError, TypeError, ValueError, RuntimeError, CovidalError) as error:
         # Only the class: load_state_dict's message spans many lines.
         raise CovidalError(f"{path} is a damaged covidal checkpoint ({error.__class__.__name__})") from error

@@ -37,7 +37,9 @@ class TrainConfig:
     Attributes:
         loss: which loss and its weights.
         model: which network and its head dropout.
-        epochs: passes over the training slices (>= 1).
+        steps: optimiser steps in all (>= 1); ``covidal train --epochs E`` sets E passes over the training slices.
+        validate_every: steps between validations (each may keep the model as the best so far), or None for
+            once per pass over the training slices; the last step is always validated.
         batch_size: slices per optimisation step (>= 1).
         learning_rate: Adam step size (> 0).
         image_size: side of the square training grid in pixels (multiple of 32).
@@ -52,7 +54,8 @@ class TrainConfig:
 
     loss: LossConfig = field(default_factory=LossConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    epochs: int = 100
+    steps: int = 1000
+    validate_every: int | None = None
     batch_size: int = 8
     learning_rate: float = 1e-3
     image_size: int = 352
@@ -65,8 +68,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.device = DeviceChoice(self.device)
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.validate_every is not None and self.validate_every < 1:
+            raise ValueError(f"validate_every must be at least 1 (or None: once per pass), got {self.validate_every}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
         if not self.learning_rate > 0:
@@ -86,12 +91,17 @@ class TrainConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """The config of :meth:`to_dict`. One saved before training counted steps has ``epochs`` instead: it
+        reads as that many steps (the service's jobs stored their step count there; for ``covidal train`` runs
+        the number only describes the run, nothing trains from a loaded config)."""
         data = dict(data)
+        if "epochs" in data and "steps" not in data:
+            data["steps"] = data.pop("epochs")
         data["loss"] = LossConfig.from_dict(data["loss"])
         data["model"] = ModelConfig.from_dict(data["model"])
         data["window"] = HUWindow(**data["window"])
         return cls(**data)
 
 
-__all__ = ["TrainConfig", "DeviceChoice", "resolve_device", "LossName", "ModelName"]
+__all__ = ["DeviceChoice", "LossName", "ModelName", "TrainConfig", "resolve_device"]

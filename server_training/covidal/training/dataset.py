@@ -53,7 +53,7 @@ class TrainingSlices:
         points_by_slice: Mapping[str, Sequence[PointLabel]],
         size: int,
         with_masks: bool,
-    ) -> "TrainingSlices":
+    ) -> TrainingSlices:
         labels = [
             point_label_map_on_grid(points_by_slice.get(r.slice_id, []), GridMapping(r.image.shape, size))
             for r in records
@@ -66,19 +66,28 @@ class TrainingSlices:
     def __len__(self) -> int:
         return len(self.images)
 
+    def batch(self, index: torch.Tensor, device: torch.device) -> Batch:
+        """The slices at ``index`` ``[B]`` as a batch on ``device``."""
+        return Batch(
+            images=self.images[index].to(device),
+            point_labels=self.point_labels[index].to(device),
+            masks=None if self.masks is None else self.masks[index].to(device),
+        )
+
     def batches(self, batch_size: int, generator: torch.Generator, device: torch.device,
                 shard: Shard = SINGLE_PROCESS) -> Iterator[Batch]:
-        """Shuffled mini-batches for one epoch (the last one may be smaller).
+        """Shuffled mini-batches for one epoch (the last one may be smaller): :func:`batch_indices`."""
+        for index in batch_indices(len(self), batch_size, generator, shard):
+            yield self.batch(index, device)
 
-        Under data-parallel training every rank draws the same order from its
-        identically seeded ``generator`` and batches only its own shard of it
-        (:func:`shard_order`), so the ranks' batches partition the epoch.
-        """
-        order = shard_order(torch.randperm(len(self), generator=generator), shard)
-        for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
-            yield Batch(
-                images=self.images[index].to(device),
-                point_labels=self.point_labels[index].to(device),
-                masks=None if self.masks is None else self.masks[index].to(device),
-            )
+
+def batch_indices(count: int, batch_size: int, generator: torch.Generator,
+                  shard: Shard = SINGLE_PROCESS) -> Iterator[torch.Tensor]:
+    """One epoch's shuffled batches of positions in ``[0, count)`` (the last one may be smaller).
+
+    Under data-parallel training every rank draws the same order from its identically seeded ``generator``
+    and batches only its own shard of it (:func:`shard_order`), so the ranks' batches partition the epoch.
+    """
+    order = shard_order(torch.randperm(count, generator=generator), shard)
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]

@@ -1,12 +1,11 @@
-"""Train a 2D segmentation network from point labels, keeping the best model by validation Dice."""
+"""``covidal train``: a 2D segmentation network from point labels by the step trainer, keeping the best model by
+validation Dice."""
 
 from __future__ import annotations
 
-import math
 import time
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,24 +22,25 @@ from covidal.data.points import (
 )
 from covidal.data.slices import SliceRecord
 from covidal.errors import CovidalError
-from covidal.inference import autocast_for, evaluate
-from covidal.losses.base import Batch, LossResult, SegmentationLoss
+from covidal.inference import evaluate
 from covidal.losses.registry import build_loss
 from covidal.models.registry import build_model
 from covidal.training.checkpoint import HISTORY_FILE, MODEL_FILE, save_checkpoint
 from covidal.training.config import TrainConfig, resolve_device
 from covidal.training.dataset import TrainingSlices
 from covidal.training.distributed import SINGLE_PROCESS, Shard, mean_over_ranks
+from covidal.training.steps import StepReport, StepTrainer
 from covidal.utils.atomic import atomic_write_json
 
 POINTS_FILE = "points.json"
 
 
 @dataclass
-class EpochRecord:
-    """What one epoch did: mean loss (and each term) and the validation metrics."""
+class ValidationRecord:
+    """The steps since the previous validation: mean loss (and each term), their seconds, and the validation
+    metrics after ``step`` (None without a validation set)."""
 
-    epoch: int
+    step: int
     loss: float
     loss_parts: dict[str, float]
     seconds: float
@@ -50,9 +50,9 @@ class EpochRecord:
 @dataclass
 class TrainResult:
     run_dir: Path
-    best_epoch: int
+    best_step: int
     best_val_dice: float | None
-    history: list[EpochRecord] = field(default_factory=list)
+    history: list[ValidationRecord] = field(default_factory=list)
 
 
 def split_train_val(
@@ -92,6 +92,22 @@ def _training_points(
     return [p for p in given if p.slice_id in train_ids]
 
 
+def steps_per_pass(train_slices: int, batch_size: int, shard: Shard = SINGLE_PROCESS) -> int:
+    """Optimiser steps of one pass over ``train_slices`` slices: each process batches its shard of them."""
+    per_process = -(-train_slices // shard.world_size)
+    return -(-per_process // batch_size)
+
+
+def for_epochs(config: TrainConfig, epochs: int, train_slices: int, shard: Shard = SINGLE_PROCESS) -> TrainConfig:
+    """``config`` training ``epochs`` passes over ``train_slices`` slices, validated after each pass.
+
+    Raises:
+        ValueError: ``epochs`` below 1.
+    """
+    per_pass = steps_per_pass(train_slices, config.batch_size, shard)
+    return replace(config, steps=epochs * per_pass, validate_every=per_pass)
+
+
 def train(
     records: Sequence[SliceRecord],
     config: TrainConfig,
@@ -101,16 +117,17 @@ def train(
     validation: Sequence[SliceRecord] | None = None,
     shard: Shard = SINGLE_PROCESS,
 ) -> TrainResult:
-    """Train, validate every epoch and keep the best checkpoint in ``run_dir/model.pt``.
+    """Train ``config.steps`` steps (:class:`~covidal.training.steps.StepTrainer`), validate every
+    ``config.validate_every`` steps (default: every pass) and keep the best checkpoint in ``run_dir/model.pt``.
 
     Data-parallel (``shard.world_size > 1``, inside an initialised process group):
     every rank builds the same split, points and initial model from ``config.seed``,
     wraps the model in DistributedDataParallel and trains on its shard of each
-    epoch with ``config.batch_size`` slices per step (a global batch of
+    pass with ``config.batch_size`` slices per step (a global batch of
     ``world_size * batch_size``); dropout and the loss's random transforms are
-    seeded ``seed + rank`` so ranks do not repeat each other's draws. The epoch
-    loss is averaged over the ranks; only rank 0 validates and writes ``run_dir``,
-    and its result alone carries the best epoch.
+    seeded ``seed + rank`` so ranks do not repeat each other's draws. The losses
+    are averaged over the ranks; only rank 0 validates and writes ``run_dir``,
+    and its result alone carries the best step.
 
     Args:
         records: all slices; a ``val_fraction`` share is held out for model selection.
@@ -134,7 +151,8 @@ def train(
     else:
         train_records, val_records = list(records), list(validation)
     _check_masks(val_records, "validation")
-    loss_fn = build_loss(config.loss, generator=torch.Generator().manual_seed(config.seed + shard.rank))
+    loss_generator = torch.Generator().manual_seed(config.seed + shard.rank)
+    loss_fn = build_loss(config.loss, generator=loss_generator)
     if loss_fn.requires_masks:
         _check_masks(train_records, f"the '{config.loss.name}' loss")
     train_points = _training_points(train_records, points, config.seed, config.min_background_points)
@@ -149,42 +167,72 @@ def train(
 
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(device)
-    trained = _data_parallel(model, shard, device, config.seed)
-    optimiser = torch.optim.Adam(trained.parameters(), lr=config.learning_rate)
-    batch_generator = torch.Generator().manual_seed(config.seed)
-
-    result = TrainResult(run_dir=run_dir, best_epoch=0, best_val_dice=None)
+    trainer = StepTrainer(_data_parallel(model, shard, device, config.seed), loss_fn, data, config.batch_size,
+                          config.learning_rate, config.seed, device, shard, loss_generator, network=model)
+    validate_every = config.validate_every or steps_per_pass(len(train_records), config.batch_size, shard)
+    result = TrainResult(run_dir=run_dir, best_step=0, best_val_dice=None)
     summary = {
         "config": config.to_dict(),
         "device": str(device),
         "train_slices": [r.slice_id for r in train_records],
         "val_slices": [r.slice_id for r in val_records],
+        "validate_every": validate_every,
         "points": {"infection": sum(p.label == 1 for p in train_points), "background": sum(p.label == 0 for p in train_points)},
     }
-    epochs = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not (progress and shard.is_main))
-    for epoch in epochs:
-        started = time.perf_counter()
-        loss, parts = _train_one_epoch(trained, loss_fn, data, optimiser, config.batch_size, batch_generator, device,
-                                       shard)
-        if not shard.is_main:
-            result.history.append(EpochRecord(epoch, loss, parts, time.perf_counter() - started))
-            continue
-        val = evaluate(model, val_records, config.image_size, device).to_dict() if val_records else None
-        record = EpochRecord(epoch, loss, parts, time.perf_counter() - started, val)
-        result.history.append(record)
-        val_dice = None if val is None else val["dice"]
-        if val is None or result.best_val_dice is None or val_dice > result.best_val_dice:
-            result.best_epoch, result.best_val_dice = epoch, val_dice
-            save_checkpoint(run_dir / MODEL_FILE, model, config, epoch, val_dice)
-        epochs.set_postfix(loss=f"{loss:.3f}", val_dice="-" if val_dice is None else f"{val_dice:.3f}")
-        atomic_write_json(
-            run_dir / HISTORY_FILE,
-            {**summary, "best_epoch": result.best_epoch, "best_val_dice": result.best_val_dice,
-             "epochs": [asdict(r) for r in result.history]},
-        )
+    bar = tqdm(total=config.steps, desc="train", unit="step", disable=not (progress and shard.is_main))
+    window = _LossWindow()
+
+    def on_step(report: StepReport) -> None:
+        bar.update()
+        window.add(report)
+        if report.step % validate_every and report.step != config.steps:
+            return
+        record = window.close(report.step, shard, device)
+        if shard.is_main:
+            record.val = evaluate(model, val_records, config.image_size, device).to_dict() if val_records else None
+            _keep_if_best(result, record, model, config)
+            bar.set_postfix(loss=f"{record.loss:.3f}", val_dice="-" if record.val is None else f"{record.val['dice']:.3f}")
+            atomic_write_json(run_dir / HISTORY_FILE, {**summary, "best_step": result.best_step,
+                                                       "best_val_dice": result.best_val_dice,
+                                                       "validations": [asdict(r) for r in result.history]})
+        else:
+            result.history.append(record)
+
+    trainer.run(config.steps, on_step)
+    bar.close()
     if shard.is_distributed:
         torch.distributed.barrier()  # every rank returns once rank 0 has written the run folder
     return result
+
+
+class _LossWindow:
+    """The losses of the steps since the last validation."""
+
+    def __init__(self) -> None:
+        self._reports: list[StepReport] = []
+        self._started = time.perf_counter()
+
+    def add(self, report: StepReport) -> None:
+        self._reports.append(report)
+
+    def close(self, step: int, shard: Shard, device: torch.device) -> ValidationRecord:
+        """Their mean loss and mean terms (over the ranks too), and start a new window."""
+        names = list(self._reports[0].parts)
+        means = [sum(r.loss for r in self._reports) / len(self._reports),
+                 *(sum(r.parts[name] for r in self._reports) / len(self._reports) for name in names)]
+        loss, *parts = mean_over_ranks(means, shard, device)
+        record = ValidationRecord(step, loss, dict(zip(names, parts)), time.perf_counter() - self._started)
+        self._reports, self._started = [], time.perf_counter()
+        return record
+
+
+def _keep_if_best(result: TrainResult, record: ValidationRecord, model: nn.Module, config: TrainConfig) -> None:
+    """Record ``record``; save the model when it has no validation or beats the best validation Dice so far."""
+    result.history.append(record)
+    val_dice = None if record.val is None else record.val["dice"]
+    if record.val is None or result.best_val_dice is None or val_dice > result.best_val_dice:
+        result.best_step, result.best_val_dice = record.step, val_dice
+        save_checkpoint(result.run_dir / MODEL_FILE, model, config, record.step, val_dice)
 
 
 def _data_parallel(model: nn.Module, shard: Shard, device: torch.device, seed: int) -> nn.Module:
@@ -195,36 +243,3 @@ def _data_parallel(model: nn.Module, shard: Shard, device: torch.device, seed: i
     if not shard.is_main:
         torch.manual_seed(seed + shard.rank)
     return wrapped
-
-
-def _train_one_epoch(model, loss_fn, data, optimiser, batch_size, generator, device,
-                     shard: Shard = SINGLE_PROCESS) -> tuple[float, dict[str, float]]:
-    model.train()
-    totals: dict[str, float] = defaultdict(float)
-    total_loss, steps = 0.0, 0
-    for batch in data.batches(batch_size, generator, device, shard):
-        result = train_step(model, loss_fn, batch, optimiser, device)
-        total_loss += result.total.item()
-        for name, value in result.parts.items():
-            totals[name] += value
-        steps += 1
-    names = list(totals)
-    loss, *parts = mean_over_ranks([total_loss / steps, *(totals[name] / steps for name in names)], shard, device)
-    return loss, dict(zip(names, parts))
-
-
-def train_step(model: nn.Module, loss_fn: SegmentationLoss, batch: Batch, optimiser: torch.optim.Optimizer,
-               device: torch.device) -> LossResult:
-    """One optimiser step on ``batch`` (the model must already be in train mode).
-
-    Raises:
-        CovidalError: the loss is not finite (training diverged).
-    """
-    with autocast_for(device):
-        result = loss_fn(model, batch)
-    if not math.isfinite(result.total.item()):
-        raise CovidalError("training diverged (non-finite loss); try a lower --lr")
-    optimiser.zero_grad(set_to_none=True)
-    result.total.backward()
-    optimiser.step()
-    return result

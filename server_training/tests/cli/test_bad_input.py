@@ -129,6 +129,7 @@ CASES = {  # case: (builder of the data arguments, words the error must contain)
     "label volume on another grid": (volume_case(HU, LABELS, label_direction=np.eye(3)), ["does not match", "direction"]),
     "label volume of another size": (volume_case(HU, LABELS[:2]), ["does not match", "size"]),
     "epochs 0": (slices_case(extra=("--epochs", "0")), ["--epochs", "at least 1"]),
+    "validate-every without steps": (slices_case(extra=("--validate-every", "2")), ["--validate-every", "--steps"]),
     "masks and points both missing": (masks_and_points_missing, ["--masks", "--points"]),
 }
 

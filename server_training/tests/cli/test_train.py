@@ -1,4 +1,4 @@
-"""``covidal train`` end to end on tiny synthetic slices and an oblique CT volume (CPU, 32x32, 1-2 epochs)."""
+"""``covidal train`` end to end on tiny synthetic slices and an oblique CT volume (CPU, 32x32, 1-2 passes)."""
 
 from __future__ import annotations
 
@@ -35,27 +35,29 @@ def test_train_on_slices_writes_a_complete_run(cli, synthetic_slices, tmp_path):
                  "--consistency-weight", "0.5", "--dropout", "0.2", "--val-fraction", "0.34", "--lr", "3e-3",
                  "--seed", "4", "--out", run_dir, *FAST)
     assert result.code == 0, result.err
-    assert result.err == "" and "best epoch" in result.out
+    assert result.err == "" and "best step" in result.out
 
     run = load_run(run_dir)
     summary = summary_of(run_dir)
     config = TrainConfig.from_dict(summary["config"])
     assert config == run.config
     assert (config.loss.name.value, config.loss.consistency_weight, config.model.dropout) == ("cb-flip", 0.5, 0.2)
-    assert (config.epochs, config.image_size, config.seed, config.learning_rate) == (2, 32, 4, 3e-3)
+    # --epochs 2: 4 training slices in batches of 4 are one step a pass, validated after each
+    assert (config.steps, config.validate_every, config.image_size, config.seed, config.learning_rate) == (
+        2, 1, 32, 4, 3e-3)
 
     # 6 slices, round(6 * 0.34) = 2 held out; the split covers every slice once
     assert len(summary["val_slices"]) == 2
     assert sorted(summary["train_slices"] + summary["val_slices"], key=int) == list(synthetic_slices.stems)
 
-    epochs = summary["epochs"]
-    assert [e["epoch"] for e in epochs] == [1, 2]
-    for epoch in epochs:
-        assert math.isfinite(epoch["loss"]) and set(epoch["loss_parts"]) >= {"consistency"}
-        assert all(epoch["val"][key] is None or 0 <= epoch["val"][key] <= 1 for key in METRICS)
-        assert epoch["val"]["slices"] == 2
-    dices = [e["val"]["dice"] for e in epochs]
-    assert summary["best_epoch"] == 1 + dices.index(max(dices)) == run.epoch
+    validations = summary["validations"]
+    assert [v["step"] for v in validations] == [1, 2]
+    for validation in validations:
+        assert math.isfinite(validation["loss"]) and set(validation["loss_parts"]) >= {"consistency"}
+        assert all(validation["val"][key] is None or 0 <= validation["val"][key] <= 1 for key in METRICS)
+        assert validation["val"]["slices"] == 2
+    dices = [v["val"]["dice"] for v in validations]
+    assert summary["best_step"] == 1 + dices.index(max(dices)) == run.step
     assert summary["best_val_dice"] == max(dices) == run.val_dice
 
 
@@ -100,7 +102,7 @@ def test_points_without_masks_and_without_validation(cli, synthetic_slices, tmp_
                  "--loss", "point", "--out", run_dir, *FAST)
     assert result.code == 0, result.err
     summary = summary_of(run_dir)
-    assert summary["val_slices"] == [] and summary["best_val_dice"] is None and summary["best_epoch"] == 2
+    assert summary["val_slices"] == [] and summary["best_val_dice"] is None and summary["best_step"] == 4  # 2 passes of 2 steps
     assert summary["points"] == {"infection": 1, "background": 1}
 
 
@@ -114,3 +116,15 @@ def test_train_on_an_oblique_ct_volume(cli, synthetic_ct, tmp_path):
     assert len(summary["val_slices"]) == 1
     assert summary["config"]["window"] == {"level": -500.0, "width": 1000.0}
     assert all(p.slice_id.startswith("ct:") for p in load_points(run_dir / "points.json"))
+
+
+def test_steps_and_validate_every_set_the_schedule(cli, synthetic_slices, tmp_path):
+    run_dir = tmp_path / "run"
+    result = cli("train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--loss", "point",
+                 "--steps", "5", "--validate-every", "2", "--val-fraction", "0.34", "--size", "32", "--device", "cpu",
+                 "--quiet", "--out", run_dir)
+    assert result.code == 0, result.err
+    summary = summary_of(run_dir)
+    assert [v["step"] for v in summary["validations"]] == [2, 4, 5]
+    assert (summary["config"]["steps"], summary["config"]["validate_every"]) == (5, 2)
+    assert "of 5" in result.out

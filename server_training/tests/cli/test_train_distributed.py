@@ -48,7 +48,7 @@ def test_two_process_ddp_run_equals_one_process_with_twice_the_batch(cli, synthe
     data = ("--images", synthetic_slices.images, "--masks", synthetic_slices.masks)
     ddp = covidal_subprocess("train", *data, *RUN, "--batch-size", "1", "--gpus", "2", "--out", tmp_path / "ddp")
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    assert ddp.stdout.count("best epoch 2, validation Dice n/a") == 1  # rank 0 alone prints
+    assert ddp.stdout.count("best step 6 of 6, validation Dice n/a") == 1  # rank 0 alone prints
     assert "covidal: error" not in ddp.stderr
     for batch, name in ((2, "one"), (1, "small")):
         assert cli("train", *data, *RUN, "--batch-size", batch, "--out", tmp_path / name).code == 0
@@ -57,19 +57,20 @@ def test_two_process_ddp_run_equals_one_process_with_twice_the_batch(cli, synthe
     ddp_summary, one = summaries["ddp"], summaries["one"]
     assert ddp_summary["train_slices"] == one["train_slices"] and len(one["train_slices"]) == 6
     assert (tmp_path / "ddp" / "points.json").read_bytes() == (tmp_path / "one" / "points.json").read_bytes()
-    assert ddp_summary["config"] == {**one["config"], "batch_size": 1}
+    assert ddp_summary["config"] == {**one["config"], "batch_size": 1}  # 2 passes of 3 steps either way
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["model.pt", "points.json", "train.json"]
-    # epoch losses averaged over the ranks = the 2B-batch losses (epoch 2 depends on epoch 1's synchronised steps)
-    for ddp_epoch, one_epoch in zip(ddp_summary["epochs"], one["epochs"], strict=True):
-        assert ddp_epoch["loss"] == pytest.approx(one_epoch["loss"], rel=1e-6)
-        assert ddp_epoch["loss_parts"] == pytest.approx(one_epoch["loss_parts"], rel=1e-6)
+    # pass losses averaged over the ranks = the 2B-batch losses (pass 2 depends on pass 1's synchronised steps)
+    for ddp_pass, one_pass in zip(ddp_summary["validations"], one["validations"], strict=True):
+        assert ddp_pass["step"] == one_pass["step"]
+        assert ddp_pass["loss"] == pytest.approx(one_pass["loss"], rel=1e-6)
+        assert ddp_pass["loss_parts"] == pytest.approx(one_pass["loss_parts"], rel=1e-6)
 
     images = network_input(load_slices(synthetic_slices.images, synthetic_slices.masks), 32)
     ddp_out, one_out, small_out = (outputs(tmp_path / name, images) for name in ("ddp", "one", "small"))
     np.testing.assert_allclose(ddp_out, one_out, atol=1e-4)
     # the comparison can tell: one process with the per-rank batch (B = 1) trains to a different model
     assert np.abs(small_out - one_out).max() > 100 * np.abs(ddp_out - one_out).max()
-    assert summaries["small"]["epochs"][0]["loss"] != pytest.approx(one["epochs"][0]["loss"], rel=1e-3)
+    assert summaries["small"]["validations"][0]["loss"] != pytest.approx(one["validations"][0]["loss"], rel=1e-3)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA GPUs")

@@ -17,7 +17,7 @@ from covidal.training.config import DeviceChoice, TrainConfig, resolve_device
 def test_defaults_are_valid_and_device_is_an_enum():
     config = TrainConfig(device="cpu")
     assert config.device is DeviceChoice.CPU
-    assert config.image_size % 32 == 0 and config.epochs >= 1
+    assert config.image_size % 32 == 0 and config.steps >= 1
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,7 @@ def test_defaults_are_valid_and_device_is_an_enum():
         TrainConfig(
             loss=LossConfig(LossName.CB_LCFCN, consistency_weight=0.25),
             model=ModelConfig(ModelName.FCN8, dropout=0.0, pretrained="/weights/vgg16.pth"),
-            epochs=3, batch_size=2, learning_rate=5e-4, image_size=64, val_fraction=0.0, seed=7,
+            steps=3, validate_every=2, batch_size=2, learning_rate=5e-4, image_size=64, val_fraction=0.0, seed=7,
             device="cpu", window=HUWindow(level=-500.0, width=1200.0), mask_class=2,
         ),
     ],
@@ -45,8 +45,9 @@ def test_to_dict_from_dict_round_trip_through_json(config):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("epochs", 0, "epochs"),
-        ("epochs", -3, "epochs"),
+        ("steps", 0, "steps"),
+        ("steps", -3, "steps"),
+        ("validate_every", 0, "validate_every"),
         ("batch_size", 0, "batch size"),
         ("learning_rate", 0.0, "learning rate"),
         ("learning_rate", -1e-3, "learning rate"),

@@ -19,7 +19,7 @@ from covidal.training.trainer import POINTS_FILE, split_train_val, train
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
-TINY = TrainConfig(loss=LossConfig(LossName.POINT), epochs=1, batch_size=4, image_size=32, device="cpu")
+TINY = TrainConfig(loss=LossConfig(LossName.POINT), steps=1, batch_size=4, image_size=32, device="cpu")
 
 
 def blank_records(count: int) -> list[SliceRecord]:
@@ -75,10 +75,10 @@ def test_too_few_slices_to_hold_any_out(count):
 def test_every_loss_trains_with_finite_losses(tmp_path, records, loss):
     config = replace(TINY, loss=LossConfig(loss))
     result = train(records[:4], config, tmp_path, progress=False, validation=records[4:])
-    (epoch,) = result.history
-    assert math.isfinite(epoch.loss) and epoch.loss >= 0
-    assert epoch.loss_parts and all(math.isfinite(v) for v in epoch.loss_parts.values())
-    assert 0 <= epoch.val["dice"] <= 1
+    (record,) = result.history
+    assert math.isfinite(record.loss) and record.loss >= 0
+    assert record.loss_parts and all(math.isfinite(v) for v in record.loss_parts.values())
+    assert 0 <= record.val["dice"] <= 1
     assert (tmp_path / MODEL_FILE).is_file()
 
 
@@ -92,15 +92,16 @@ def test_explicit_validation_set_is_used_as_given(tmp_path, records):
     assert result.history[0].val["slices"] == len(val_part)
 
 
-def test_run_folder_history_best_epoch_and_points(tmp_path, records):
-    config = replace(TINY, epochs=3, val_fraction=0.34, learning_rate=3e-3)
+def test_run_folder_history_best_step_and_points(tmp_path, records):
+    # 4 training slices in batches of 2: a pass is 2 steps, validated after steps 2, 4 and 5 (the last).
+    config = replace(TINY, steps=5, batch_size=2, val_fraction=0.34, learning_rate=3e-3)
     result = train(records, config, tmp_path, progress=False)
     summary = json.loads((tmp_path / HISTORY_FILE).read_text())
-    dices = [epoch["val"]["dice"] for epoch in summary["epochs"]]
-    assert [epoch["epoch"] for epoch in summary["epochs"]] == [1, 2, 3]
-    assert all(math.isfinite(epoch["loss"]) for epoch in summary["epochs"])
-    best = 1 + dices.index(max(dices))  # the first epoch reaching the best Dice
-    assert summary["best_epoch"] == result.best_epoch == best == load_run(tmp_path).epoch
+    dices = [record["val"]["dice"] for record in summary["validations"]]
+    assert [record["step"] for record in summary["validations"]] == [2, 4, 5] and summary["validate_every"] == 2
+    assert all(math.isfinite(record["loss"]) for record in summary["validations"])
+    best = 2 * (1 + dices.index(max(dices)))  # the first validation reaching the best Dice
+    assert summary["best_step"] == result.best_step == min(best, 5) == load_run(tmp_path).step
     assert summary["best_val_dice"] == pytest.approx(max(dices))
     assert TrainConfig.from_dict(summary["config"]) == config
     # derived points: exactly the protocol's points of the training slices
@@ -110,11 +111,12 @@ def test_run_folder_history_best_epoch_and_points(tmp_path, records):
     assert summary["points"]["infection"] == sum(p.label == 1 for p in expected)
 
 
-def test_without_validation_every_epoch_is_saved(tmp_path, records):
-    result = train(records[:2], replace(TINY, epochs=2, val_fraction=0.0), tmp_path, progress=False)
-    assert result.best_epoch == 2 and result.best_val_dice is None
-    assert all(epoch.val is None for epoch in result.history)
-    assert load_run(tmp_path).epoch == 2
+def test_without_validation_every_check_is_saved(tmp_path, records):
+    result = train(records[:2], replace(TINY, steps=3, validate_every=2, val_fraction=0.0), tmp_path, progress=False)
+    assert result.best_step == 3 and result.best_val_dice is None
+    assert [record.step for record in result.history] == [2, 3]
+    assert all(record.val is None for record in result.history)
+    assert load_run(tmp_path).step == 3
 
 
 def test_given_points_restricted_to_training_slices(tmp_path, records):

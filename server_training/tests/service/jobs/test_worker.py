@@ -69,17 +69,6 @@ def run_train_job(store: Store, project_id: int, steps: int, resume_from: Path |
     return paths.checkpoint
 
 
-def assert_same_state(first: dict, second: dict) -> None:
-    assert first.keys() == second.keys()
-    for key, value in first.items():
-        if isinstance(value, dict):
-            assert_same_state(value, second[key])
-        elif isinstance(value, torch.Tensor):
-            assert torch.equal(value, second[key]), key
-        else:
-            assert value == second[key], key
-
-
 def test_a_resumed_job_continues_with_the_saved_optimiser_state(answered):
     store, project_id = answered
     uninterrupted = torch.load(run_train_job(store, project_id, steps=4), weights_only=True)
@@ -88,7 +77,9 @@ def test_a_resumed_job_continues_with_the_saved_optimiser_state(answered):
     assert saved["step"] == 2 and all(int(s["step"]) == 2 for s in saved["optimizer"]["state"].values())
     resumed = torch.load(run_train_job(store, project_id, steps=4, resume_from=at_step_2), weights_only=True)
     assert resumed["step"] == 4 and all(int(s["step"]) == 4 for s in resumed["optimizer"]["state"].values())
-    assert_same_state(resumed, uninterrupted)  # weights, Adam's moments, random states, validation Dice
+    # weights, Adam's moments, random states, validation Dice: equal
+    assert resumed.pop("format") == uninterrupted.pop("format")
+    torch.testing.assert_close(resumed, uninterrupted, rtol=0, atol=0)
 
 
 def test_without_the_saved_optimiser_state_the_resumed_job_differs(answered, tmp_path):
