@@ -32,11 +32,8 @@ from covidal.bench.service import write_synthetic_ct
 from covidal.client import BackendUnreachable, ClientError, CovidalClient
 from covidal.errors import CovidalError
 from covidal.regions.grid import RegionGrid
-from covidal.service.jobs.config import (
-    DEFAULT_IMAGE_SIZE,
-    DEFAULT_WIDTH,
-    current_model_path,
-)
+from covidal.service.jobs.config import DEFAULT_IMAGE_SIZE, DEFAULT_WIDTH
+from covidal.service.project.layout import ProjectLayout
 from covidal.service.local import local_service
 from covidal.service.schemas import MAX_CYCLE_REGIONS
 
@@ -217,7 +214,7 @@ def bench_cycle(config: CycleBenchConfig, out: Path | None = None) -> CycleBench
             initial = _timed_cycle(client, project_id, config.regions)
             _answer_all(client, project_id, initial.suggestions)
             train_s = _train(client, project_id, config.train_steps)
-            if not current_model_path(folder / "project", project_id).is_file():
+            if not ProjectLayout(folder / "project").current_model(project_id).is_file():
                 raise CovidalError("bench-cycle: the training job finished but the project has no current model")
             cold = _timed_cycle(client, project_id, config.regions).call
             warm = tuple(_timed_cycle(client, project_id, config.regions).call for _ in range(config.repeats))

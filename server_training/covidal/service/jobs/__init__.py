@@ -1,7 +1,7 @@
 """Training jobs of ``covidal serve``: the runner thread, the child worker process, and their shared parts.
 
-* :mod:`.config`: the job kinds (:class:`JobKind`), a ``train`` job's options (:class:`TrainJobConfig`) and
-  where a job's files live (:class:`JobPaths`) (no torch);
+* :mod:`.config`: the job kinds (:class:`JobKind`) and a ``train`` job's options (:class:`TrainJobConfig`)
+  (no torch; where a job's files live: :mod:`covidal.service.project.layout`);
 * :mod:`.noisy_teacher_config`: a ``noisy-teacher`` job's options (:class:`NoisyTeacherJobConfig`);
 * :mod:`.annotations`: a project's volumes and answers as slices and label maps (no torch);
 * :mod:`.runner`: :class:`JobRunner`, the service thread that runs queued jobs one at a time per device;

@@ -1,14 +1,4 @@
-"""A training job's kinds and options, and the files it writes under the project folder.
-
-Layout (paths relative to the service's ``project_dir``)::
-
-    jobs/<job id>/log.txt                 the worker's stdout and stderr
-    jobs/<job id>/checkpoint/state.pt     a 'train' job's newest training state (resume starts from it)
-    jobs/<job id>/checkpoint/model.pt     a finished 'train' job's model
-    jobs/<job id>/teacher/, pseudo/, student/  the stages of a 'noisy-teacher' job
-                                          (:mod:`covidal.service.jobs.noisy_teacher`)
-    jobs/<job id>/result.json             what a finished job trained on (for a 'train' job's learning curve)
-    models/<project id>/current/model.pt  the model of the project's latest successful job
+"""A training job's kinds and options (where its files live: :mod:`covidal.service.project.layout`).
 
 This module imports no torch: the HTTP routes use it. The 'noisy-teacher' options are in
 :mod:`covidal.service.jobs.noisy_teacher_config`, which does.
@@ -21,7 +11,6 @@ import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from covidal.errors import CovidalError
@@ -31,8 +20,6 @@ DEFAULT_STEPS = 20
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_WIDTH = 16
 MAX_STEPS = 1_000_000
-MODEL_FILE = "model.pt"
-STATE_FILE = "state.pt"
 
 
 class JobKind(StrEnum):
@@ -149,41 +136,6 @@ def with_project_settings(cls: type, project_settings: Mapping[str, Any],
         raise CovidalError(f"job config must be a JSON object, got {type(overrides).__name__}")
     known = {field.name for field in fields(cls)}
     return {**{key: value for key, value in project_settings.items() if key in known}, **overrides}
-
-
-@dataclass(frozen=True)
-class JobPaths:
-    """Where a job's files live under ``project_dir`` (see the module docstring)."""
-
-    project_dir: Path
-    job_id: int
-
-    @property
-    def folder(self) -> Path:
-        return Path(self.project_dir) / "jobs" / str(int(self.job_id))
-
-    @property
-    def log(self) -> Path:
-        return self.folder / "log.txt"
-
-    @property
-    def checkpoint(self) -> Path:
-        """A 'train' job's newest training state (weights, optimiser, random states)."""
-        return self.folder / "checkpoint" / STATE_FILE
-
-    @property
-    def model(self) -> Path:
-        """A finished 'train' job's model (a :func:`covidal.training.checkpoint.load_run` file)."""
-        return self.folder / "checkpoint" / MODEL_FILE
-
-    @property
-    def result(self) -> Path:
-        return self.folder / "result.json"
-
-
-def current_model_path(project_dir: Path, project_id: int) -> Path:
-    """The model of the project's latest successful training job (it may not exist yet)."""
-    return Path(project_dir) / "models" / str(int(project_id)) / "current" / MODEL_FILE
 
 
 def is_real(value: object) -> bool:

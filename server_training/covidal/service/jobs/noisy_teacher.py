@@ -38,10 +38,10 @@ from covidal.noisyteacher.run import MODEL_FILE, load_model
 from covidal.noisyteacher.trainer import STATE_FILE, StepProgress, train_3d
 from covidal.noisyteacher.weighting import StudentMode
 from covidal.service.jobs.annotations import dice_of
-from covidal.service.jobs.config import JobPaths, current_model_path
 from covidal.service.jobs.noisy_teacher_config import NoisyTeacherJobConfig
 from covidal.service.jobs.progress import JobReporter, publish_model
 from covidal.service.modeling3d import case_sources
+from covidal.service.project.layout import JobPaths, ProjectLayout
 from covidal.service.store import records
 from covidal.service.store.store import Store
 from covidal.utils.atomic import atomic_write_json
@@ -73,15 +73,15 @@ class NoisyTeacherPaths:
 
     @property
     def teacher(self) -> Path:
-        return self.job.folder / "teacher"
+        return self.job.stage("teacher")
 
     @property
     def pseudo(self) -> Path:
-        return self.job.folder / "pseudo"
+        return self.job.stage("pseudo")
 
     @property
     def student(self) -> Path:
-        return self.job.folder / "student"
+        return self.job.stage("student")
 
     def pseudo_label(self, volume_id: int) -> Path:
         return self.pseudo / f"{int(volume_id)}.nrrd"
@@ -178,7 +178,7 @@ def run_noisy_teacher_job(store: Store, project_dir: Path, project: records.Proj
             dice = stage.train(Stage.STUDENT, student, pseudo, paths.student, first_step=config.steps_per_network,
                                val_dice=dice)
             final = paths.student
-    publish_model(final / MODEL_FILE, current_model_path(project_dir, project.id))
+    publish_model(final / MODEL_FILE, ProjectLayout(project_dir).current_model(project.id))
     atomic_write_json(paths.job.result, {
         "job_id": job.id, "mode": config.mode.value, "steps": steps, "val_dice": dice,
         "expert_volumes": [v.id for v in volumes.expert],

@@ -17,7 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-from covidal.service.jobs.config import JobPaths
+from covidal.service.project.layout import JobPaths
 from covidal.service.store.errors import Conflict, StoreError
 from covidal.service.store.records import Job, JobStatus
 from covidal.service.store.store import Store

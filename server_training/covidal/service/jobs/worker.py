@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import traceback
 from pathlib import Path
 
@@ -38,12 +37,7 @@ from covidal.service.jobs.annotations import (
     project_annotations,
     project_window,
 )
-from covidal.service.jobs.config import (
-    JobKind,
-    JobPaths,
-    TrainJobConfig,
-    current_model_path,
-)
+from covidal.service.jobs.config import JobKind, TrainJobConfig
 from covidal.service.jobs.progress import (
     Cancelled,
     JobReporter,
@@ -51,13 +45,14 @@ from covidal.service.jobs.progress import (
     finish,
     publish_model,
 )
+from covidal.service.project.layout import ProjectLayout
+from covidal.service.project.learning_curve import record_job_result
 from covidal.service.store.records import Job, JobStatus, Project
 from covidal.service.store.store import Store
 from covidal.training.checkpoint import save_checkpoint
 from covidal.training.config import TrainConfig
 from covidal.training.dataset import TrainingSlices, network_input
 from covidal.training.steps import StepReport, StepTrainer
-from covidal.utils.atomic import atomic_write_json
 
 PARENT_GONE_EXIT = 3
 BATCH_SEED_FACTOR = 1_000_003  # the batch order's seed is seed * this, apart from the other draws of the seed
@@ -128,7 +123,8 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
     loss_fn = build_loss(train_config.loss, generator=loss_generator)
     if loss_fn.requires_masks:
         raise CovidalError(f"the {project.loss!r} loss needs full masks; answered regions give points only")
-    paths = JobPaths(project_dir, job.id)
+    layout = ProjectLayout(project_dir)
+    paths = layout.job(job.id)
     torch.manual_seed(train_config.seed)  # the initial weights (a resumed job then loads its own)
     model = build_model(train_config.model).to(device)
     trainer = StepTrainer(model, loss_fn, _training_slices(config, data), config.batch_size, config.learning_rate,
@@ -154,10 +150,8 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
 
     trainer.run(config.steps, on_step)
     save_checkpoint(paths.model, model, train_config, config.steps, val_dice)
-    publish_model(paths.model, current_model_path(project_dir, project.id))
-    atomic_write_json(paths.result, {"job_id": job.id, "steps": config.steps, "answers": data.answers,
-                                     "effort_seconds": data.effort_seconds, "val_dice": val_dice,
-                                     "finished_at": time.time()})
+    publish_model(paths.model, layout.current_model(project.id))
+    record_job_result(paths, job.id, config.steps, data.answers, data.effort_seconds, val_dice)
 
 
 def _training_slices(config: TrainJobConfig, data: ProjectAnnotations) -> TrainingSlices:

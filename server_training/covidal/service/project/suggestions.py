@@ -1,4 +1,5 @@
-"""A project's suggestion cycles: its volumes through the one active-learning query, stored as a cycle.
+"""A project's suggestion cycles: its volumes through the one active-learning query, stored as a cycle; and a
+cycle's scores as a heat map volume.
 
 Each volume is a part of the pool (:class:`~covidal.activelearning.query.PoolPart`): its axial slices
 ``[J, I]``, cut by the project's region grid, with the regions answered in any earlier cycle closed. A project
@@ -14,7 +15,13 @@ the first reads no volume again, nor the model file while it is unchanged.
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+import SimpleITK as sitk
 
 from covidal.activelearning.query import PoolPart, QueryOptions, cycle_seed, query_regions
 from covidal.activelearning.selection import DEFAULT_MAX_PER_SLICE, SelectionRule
@@ -23,7 +30,7 @@ from covidal.errors import CovidalError
 from covidal.regions.grid import RegionGrid
 from covidal.service.cache import ServiceCache, VolumeKey
 from covidal.service.jobs.annotations import answered_regions
-from covidal.service.jobs.config import current_model_path
+from covidal.service.project.layout import ProjectLayout
 from covidal.service.schemas import ModelKind
 from covidal.service.settings import ServiceSettings
 from covidal.service.store import records
@@ -52,8 +59,9 @@ def open_cycle(store: Store, settings: ServiceSettings, cache: ServiceCache, pro
     answered = {(a.volume_id, a.k, a.region) for a in answered_regions(store, project_id)}
     model = _current_model(project, settings, cache)
     try:
-        rule = SelectionRule(count, _max_per_slice(project.settings))
-        seed = cycle_seed(_project_seed(project.settings), len(store.list_cycles(project_id)) + 1)
+        project_seed, max_per_slice = cycle_settings(project.settings)
+        rule = SelectionRule(count, max_per_slice)
+        seed = cycle_seed(project_seed, len(store.list_cycles(project_id)) + 1)
         parts = [PoolPart(_volume_stack(store, settings, cache, volume, model), _open_regions(volume, grid, answered))
                  for volume in pool]
         strategy = LungFraction() if model is None else build_strategy(project.strategy)
@@ -74,13 +82,41 @@ def open_cycle(store: Store, settings: ServiceSettings, cache: ServiceCache, pro
     return store.create_cycle(project_id, specs)
 
 
-def _project_seed(project_settings) -> int:
-    return check_int("project setting seed", project_settings.get("seed", 0), minimum=0)
+def heatmap_nrrd(store: Store, project_id: int, cycle_id: int, volume_id: int) -> tuple[bytes, str]:
+    """``(NRRD bytes, file name)``: float32 on the volume's exact geometry, each of the cycle's suggested regions
+    of the volume holding its score over its box, 0 elsewhere.
+
+    Raises:
+        NotFound: an unknown project, cycle or volume.
+    """
+    cycle = store.get_cycle(project_id, cycle_id)
+    geometry = store.get_volume(project_id, volume_id).geometry
+    di, dj, dk = geometry.dims
+    scores = np.zeros((dk, dj, di), dtype=np.float32)
+    for suggestion in store.list_suggestions(project_id, cycle_id):
+        if suggestion.volume_id == volume_id:
+            box = suggestion.box
+            scores[suggestion.k, box.j0 : box.j1, box.i0 : box.i1] = suggestion.score
+    image = sitk.GetImageFromArray(scores)
+    image.SetSpacing(geometry.spacing)
+    image.SetOrigin(geometry.origin)
+    image.SetDirection(geometry.direction)
+    with tempfile.TemporaryDirectory(prefix="covidal-heatmap-") as folder:
+        path = Path(folder) / "heatmap.nrrd"
+        sitk.WriteImage(image, str(path), True)
+        return path.read_bytes(), f"heatmap-cycle{cycle.number}-volume{volume_id}.nrrd"
 
 
-def _max_per_slice(project_settings) -> int | None:
-    value = project_settings.get("max_per_slice", DEFAULT_MAX_PER_SLICE)
-    return None if value is None else check_int("project setting max_per_slice", value, minimum=1)
+def cycle_settings(project_settings: Mapping[str, Any]) -> tuple[int, int | None]:
+    """``(seed, max_per_slice)`` of a project's settings: its ``seed`` (default 0, also its training jobs') and
+    its selection cap (default :data:`DEFAULT_MAX_PER_SLICE`, null for none).
+
+    Raises:
+        ConfigError: a seed that is not an integer >= 0, a cap that is not null or an integer >= 1.
+    """
+    seed = check_int("project setting seed", project_settings.get("seed", 0), minimum=0)
+    cap = project_settings.get("max_per_slice", DEFAULT_MAX_PER_SLICE)
+    return seed, None if cap is None else check_int("project setting max_per_slice", cap, minimum=1)
 
 
 def _slice_shape(volume: records.Volume) -> tuple[int, int]:
@@ -122,7 +158,7 @@ def _volume_stack(store: Store, settings: ServiceSettings, cache: ServiceCache, 
 def _current_model(project: records.Project, settings: ServiceSettings, cache: ServiceCache):
     """The project's current 2D model (a :class:`~covidal.training.checkpoint.LoadedRun`), or None when it has
     none yet or is a ``unet3d`` project."""
-    path = current_model_path(settings.project_dir, project.id)
+    path = ProjectLayout(settings.project_dir).current_model(project.id)
     if project.model_kind == ModelKind.UNET3D or not path.is_file():
         return None
     from covidal.service import modeling  # torch loads only once a project has a model

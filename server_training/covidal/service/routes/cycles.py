@@ -3,15 +3,11 @@ lease its regions to annotators, and a score heat map per volume."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
-import numpy as np
-import SimpleITK as sitk
 from fastapi import APIRouter, Query, Response
 
-from covidal.service.project.suggestions import open_cycle
+from covidal.service.project.suggestions import heatmap_nrrd, open_cycle
 from covidal.service.routes.deps import CacheDep, SettingsDep, StoreDep
 from covidal.service.schemas import (
     CycleCreate,
@@ -20,7 +16,6 @@ from covidal.service.schemas import (
     cycle_out,
     suggestion_out,
 )
-from covidal.service.store import records
 
 router = APIRouter(tags=["cycles"])
 
@@ -59,31 +54,6 @@ def lease_suggestions(project_id: int, cycle_id: int, store: StoreDep, settings:
                              "description": "float32 NRRD on the volume's grid: each suggested region's score"}})
 def heatmap(project_id: int, cycle_id: int, volume_id: int, store: StoreDep) -> Response:
     """An NRRD with the volume's exact geometry holding each suggested region's score over its box (0 elsewhere)."""
-    cycle = store.get_cycle(project_id, cycle_id)
-    volume = store.get_volume(project_id, volume_id)
-    suggestions = [s for s in store.list_suggestions(project_id, cycle_id) if s.volume_id == volume_id]
-    content = _nrrd_bytes(heatmap_image(volume.geometry, suggestions))
-    filename = f"heatmap-cycle{cycle.number}-volume{volume_id}.nrrd"
+    content, filename = heatmap_nrrd(store, project_id, cycle_id, volume_id)
     return Response(content, media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
-
-def heatmap_image(geometry: records.VolumeGeometry, suggestions: list[records.Suggestion]) -> sitk.Image:
-    """float32 image on ``geometry`` with ``score`` over each suggestion's box of its slice, 0 elsewhere."""
-    di, dj, dk = geometry.dims
-    scores = np.zeros((dk, dj, di), dtype=np.float32)
-    for suggestion in suggestions:
-        box = suggestion.box
-        scores[suggestion.k, box.j0:box.j1, box.i0:box.i1] = suggestion.score
-    image = sitk.GetImageFromArray(scores)
-    image.SetSpacing(geometry.spacing)
-    image.SetOrigin(geometry.origin)
-    image.SetDirection(geometry.direction)
-    return image
-
-
-def _nrrd_bytes(image: sitk.Image) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="covidal-heatmap-") as folder:
-        path = Path(folder) / "heatmap.nrrd"
-        sitk.WriteImage(image, str(path), True)
-        return path.read_bytes()

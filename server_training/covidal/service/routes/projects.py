@@ -1,4 +1,4 @@
-"""``/projects``: create, list, read a project and change its settings."""
+"""``/projects``: create, list, read a project and change its settings (:mod:`covidal.service.project.creation`)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from covidal.losses.registry import LossName
-from covidal.regions.grid import RegionGrid
+from covidal.service.project import creation
 from covidal.service.routes.deps import StoreDep
 from covidal.service.schemas import ProjectCreate, ProjectOut, project_out
-from covidal.service.store.errors import Invalid
-from covidal.service.volumes import check_plain_name
-from covidal.activelearning.strategies import StrategyName
 
 router = APIRouter(tags=["projects"])
 
@@ -20,17 +16,8 @@ router = APIRouter(tags=["projects"])
 @router.post("/projects", status_code=201)
 def create_project(body: ProjectCreate, store: StoreDep) -> ProjectOut:
     """A new project (409 if the name is taken)."""
-    name = check_plain_name(body.name, "project name")
-    try:
-        RegionGrid(body.grid_k)
-    except ValueError as error:
-        raise Invalid(f"grid_k: {error}") from None
-    _check_choice(body.strategy, StrategyName, "strategy")
-    _check_choice(body.loss, LossName, "loss")
-    project = store.create_project(name, model_kind=body.model_kind.value, grid_k=body.grid_k,
-                                   strategy=body.strategy, mc_samples=body.mc_samples, loss=body.loss,
-                                   settings=body.settings)
-    return project_out(project)
+    return project_out(creation.create_project(store, body.name, body.model_kind.value, body.grid_k, body.strategy,
+                                               body.mc_samples, body.loss, body.settings))
 
 
 @router.get("/projects")
@@ -46,10 +33,4 @@ def get_project(project_id: int, store: StoreDep) -> ProjectOut:
 @router.patch("/projects/{project_id}/settings")
 def update_settings(project_id: int, changes: dict[str, Any], store: StoreDep) -> ProjectOut:
     """Merge ``changes`` into the project's settings (top-level keys replaced)."""
-    return project_out(store.update_project_settings(project_id, changes))
-
-
-def _check_choice(value: str, choices: type, field: str) -> None:
-    if value not in {choice.value for choice in choices}:
-        allowed = ", ".join(choice.value for choice in choices)
-        raise Invalid(f"{field} must be one of {allowed}; got {value!r}")
+    return project_out(creation.update_settings(store, project_id, changes))

@@ -14,9 +14,10 @@ from service_testing import write_volume
 
 from covidal.data.io import read_volume
 from covidal.regions.grid import RegionGrid
-from covidal.service.jobs.config import JobPaths, TrainJobConfig
+from covidal.service.jobs.config import TrainJobConfig
 from covidal.service.jobs.progress import JobReporter
 from covidal.service.jobs.worker import run_job
+from covidal.service.project.layout import JobPaths
 from covidal.service.store.records import JobProgress, JobStatus, RegionBox, SuggestionSpec, VolumeFormat
 from covidal.service.store.store import Store
 from covidal.service.volumes import geometry_of

@@ -20,8 +20,8 @@ from covidal.data.io import read_volume
 from covidal.data.slices import load_volume_slices
 from covidal.losses.registry import LossConfig, LossName
 from covidal.regions.grid import RegionId
-from covidal.service.jobs.config import current_model_path
 from covidal.service.jobs.progress import publish_model
+from covidal.service.project.layout import ProjectLayout
 from covidal.training.checkpoint import load_run
 
 GRID_K, SAMPLES, COUNT = 16, 3, 12
@@ -44,7 +44,7 @@ def trained_model(service, tmp_path_factory):
     job = service.client.start_training(project["id"], steps=4)
     job = wait_for_job(service.client, project["id"], job["id"], finished)
     assert job["status"] == "done", service.client.job_log(project["id"], job["id"])
-    return current_model_path(service.settings.project_dir, project["id"])
+    return ProjectLayout(service.settings.project_dir).current_model(project["id"])
 
 
 @pytest.mark.parametrize(("strategy", "cap", "seed"), [("entropy", 1, 3), ("entropy", None, 0), ("bald", 2, 5),
@@ -63,7 +63,7 @@ def test_a_served_cycle_equals_the_simulated_cycle(service, trained_model, tmp_p
     for suggestion in answered:
         client.submit_annotation(project["id"], suggestion["id"], annotator="dr-a", answer="background",
                                  effort_seconds=3.0)
-    publish_model(trained_model, current_model_path(service.settings.project_dir, project["id"]))
+    publish_model(trained_model, ProjectLayout(service.settings.project_dir).current_model(project["id"]))
     served = client.create_cycle(project["id"], count=COUNT)["suggestions"]
 
     config = SimulationConfig(strategy=strategy, regions=GRID_K, per_cycle=COUNT, max_per_slice=cap,
