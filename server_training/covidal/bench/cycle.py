@@ -33,8 +33,8 @@ from covidal.client import BackendUnreachable, ClientError, CovidalClient
 from covidal.errors import CovidalError
 from covidal.regions.grid import RegionGrid
 from covidal.service.jobs.config import DEFAULT_IMAGE_SIZE, DEFAULT_WIDTH
-from covidal.service.project.layout import ProjectLayout
 from covidal.service.local import local_service
+from covidal.service.project.layout import ProjectLayout
 from covidal.service.schemas import MAX_CYCLE_REGIONS
 
 GOAL_S = 3.0  # the goal for 512 x 512 x 300 on one H100 with a warm model

@@ -28,7 +28,8 @@ from covidal.data.slices import load_slices
 from covidal.data.window import HUWindow
 from covidal.errors import CovidalError
 from covidal.models.base import SegmentationNet
-from covidal.models.registry import ModelConfig, ModelName, build_model
+from covidal.models.kinds import ModelKind
+from covidal.models.registry import ModelConfig, build_model
 from covidal.training.checkpoint import load_run
 from covidal.training.config import resolve_device
 from covidal.training.dataset import network_input
@@ -97,7 +98,7 @@ def _model_size_window(args: argparse.Namespace, device: torch.device) -> tuple[
         width = DEFAULT_WIDTH if args.width is None else args.width
         # Timings do not depend on the weights: seed the initialisation only so runs are repeatable.
         torch.manual_seed(args.seed)
-        model = build_model(ModelConfig(name=ModelName.UNET, dropout=FRESH_MODEL_DROPOUT, width=width))
+        model = build_model(ModelConfig(name=ModelKind.UNET, dropout=FRESH_MODEL_DROPOUT, width=width))
         return model, args.size or DEFAULT_SIZE, _window(args, HUWindow())
     if args.width is not None:
         raise CovidalError("--width sets the fresh U-Net's width; a --model run has its own, so drop --width")

@@ -34,7 +34,8 @@ from covidal.cli.options import (
 from covidal.data.slices import load_slices
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, LossName
-from covidal.models.registry import ModelConfig, ModelName
+from covidal.models.kinds import SLICE_MODEL_KINDS, ModelKind
+from covidal.models.registry import ModelConfig
 
 PLOT_FILE = "curve.png"
 
@@ -60,7 +61,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--background-sample", type=positive_int, default=None,
                         help="pixels of a background-tagged region used as background (default: all)")
     parser.add_argument("--loss", choices=[n.value for n in SIMULATION_LOSSES], default=LossName.CB_FLIP_ROT.value)
-    parser.add_argument("--model", choices=[n.value for n in ModelName], default=ModelName.UNET.value)
+    parser.add_argument("--model", choices=[k.value for k in SLICE_MODEL_KINDS], default=ModelKind.UNET.value)
     parser.add_argument("--width", type=positive_int, default=32, help="U-Net base channels")
     parser.add_argument("--dropout", type=fraction, default=0.5, help="head dropout probability (default 0.5)")
     parser.add_argument("--batch-size", type=positive_int, default=8)
@@ -83,7 +84,7 @@ def config_from(args: argparse.Namespace) -> SimulationConfig:
             cycles=args.cycles, per_cycle=args.per_cycle, max_per_slice=args.max_per_slice or None,
             mc_samples=args.mc_samples, steps_per_cycle=args.steps, warm_start=not args.scratch,
             background_sample=args.background_sample, loss=LossConfig(name=LossName(args.loss)),
-            model=ModelConfig(name=ModelName(args.model), dropout=args.dropout, width=args.width),
+            model=ModelConfig(name=ModelKind(args.model), dropout=args.dropout, width=args.width),
             batch_size=args.batch_size, learning_rate=args.lr, image_size=args.size, device=args.device,
             window=window_from(args), mask_class=args.mask_class, seed=args.seed,
         )

@@ -30,7 +30,8 @@ from covidal.data.points import load_points, validate_points_in_bounds
 from covidal.data.slices import load_slices
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, LossName
-from covidal.models.registry import ModelConfig, ModelName
+from covidal.models.kinds import SLICE_MODEL_KINDS, ModelKind
+from covidal.models.registry import ModelConfig
 from covidal.training.config import TrainConfig
 from covidal.training.distributed import SINGLE_PROCESS, Shard, check_gpus, launch
 from covidal.training.trainer import TrainResult, for_epochs, split_train_val, train
@@ -52,7 +53,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--background-points", type=positive_int, default=1,
                         help="derived points: at least N background clicks per slice (default 1: the paper's protocol, "
                              "as many background as infection clicks)")
-    parser.add_argument("--model", choices=[n.value for n in ModelName], default=ModelName.UNET.value)
+    parser.add_argument("--model", choices=[k.value for k in SLICE_MODEL_KINDS], default=ModelKind.UNET.value)
     parser.add_argument("--width", type=positive_int, default=32, help="U-Net base channels (default 32)")
     parser.add_argument("--pretrained", type=Path, default=None, help="local VGG16 ImageNet weights for fcn8 (default: from scratch)")
     length = parser.add_mutually_exclusive_group()
@@ -80,7 +81,7 @@ def add_parser(commands) -> None:
 def config_from(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         loss=LossConfig(name=LossName(args.loss), consistency_weight=args.consistency_weight),
-        model=ModelConfig(name=ModelName(args.model), dropout=args.dropout, width=args.width,
+        model=ModelConfig(name=ModelKind(args.model), dropout=args.dropout, width=args.width,
                           pretrained=None if args.pretrained is None else str(args.pretrained.resolve())),
         steps=args.steps or 1, validate_every=args.validate_every, batch_size=args.batch_size, learning_rate=args.lr, image_size=args.size,
         val_fraction=args.val_fraction, seed=args.seed, device=args.device,

@@ -75,7 +75,7 @@ class Volume:
         homogeneous = np.c_[ras, np.ones(len(ras))]
         return (homogeneous @ np.linalg.inv(self.ijk_to_ras()).T)[:, :3]
 
-    def same_geometry(self, other: "Volume", tolerance: float = 1e-4) -> bool:
+    def same_geometry(self, other: Volume, tolerance: float = 1e-4) -> bool:
         """True when both volumes share size, spacing, origin and direction."""
         return (
             self.array.shape == other.array.shape
@@ -84,14 +84,14 @@ class Volume:
             and np.allclose(self.direction, other.direction, atol=tolerance)
         )
 
-    def with_array(self, array: np.ndarray) -> "Volume":
+    def with_array(self, array: np.ndarray) -> Volume:
         """A volume with the same geometry and new voxel values of the same shape."""
         if array.shape != self.array.shape:
             raise ValueError(f"array shape {array.shape} differs from the volume's {self.array.shape}")
         return Volume(array, self.spacing, self.origin, self.direction.copy())
 
     @classmethod
-    def from_sitk(cls, image: sitk.Image) -> "Volume":
+    def from_sitk(cls, image: sitk.Image) -> Volume:
         """Build from a 3D SimpleITK image (geometry copied exactly)."""
         if image.GetDimension() != 3:
             raise ValueError(f"expected a 3D image, got {image.GetDimension()}D")

@@ -1,25 +1,18 @@
-"""Model names, the JSON-serialisable model configuration, and the name -> builder registry."""
+"""The JSON-serialisable configuration of a 2D network, and the kind -> builder registry."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from covidal.errors import CovidalError
 from covidal.models.base import SegmentationNet
 from covidal.models.fcn8 import FCN8VGG16, load_vgg16_imagenet_weights
+from covidal.models.kinds import SLICE_MODEL_KINDS, ModelKind
 from covidal.models.unet import UNet2D
 from covidal.utils.config import config_from_mapping
-
-
-class ModelName(StrEnum):
-    """The segmentation networks a user can choose."""
-
-    UNET = "unet"
-    FCN8 = "fcn8"
 
 
 @dataclass(frozen=True)
@@ -27,7 +20,7 @@ class ModelConfig:
     """Which network to build, saved with checkpoints.
 
     Attributes:
-        name: the network (a :class:`ModelName` or its string value).
+        name: the 2D network (a :class:`~covidal.models.kinds.ModelKind` of 2 dims or its string value).
         dropout: head channel-dropout probability, ``0 <= p < 1``.
         pretrained: local torchvision-format ImageNet VGG16 weights file for the
             FCN8 trunk; None trains from scratch. Only valid with ``fcn8``.
@@ -39,7 +32,7 @@ class ModelConfig:
             pretrained weights with a network other than ``fcn8``.
     """
 
-    name: ModelName = ModelName.UNET
+    name: ModelKind = ModelKind.UNET
     dropout: float = 0.5
     pretrained: str | None = None
     width: int = 32
@@ -55,7 +48,7 @@ class ModelConfig:
         if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 1:
             raise CovidalError(f"model width must be a positive integer, got {self.width!r}")
         if self.pretrained is not None:
-            if self.name is not ModelName.FCN8:
+            if self.name is not ModelKind.FCN8:
                 raise CovidalError(
                     f"pretrained weights are only supported for fcn8, not {self.name}; drop the pretrained setting"
                 )
@@ -77,13 +70,12 @@ class ModelConfig:
         return config_from_mapping(cls, values, "model config")
 
 
-def _parse_model_name(name: object) -> ModelName:
-    """``name`` as a ModelName, or a CovidalError listing the choices."""
-    try:
-        return ModelName(name)
-    except ValueError:
-        choices = ", ".join(member.value for member in ModelName)
-        raise CovidalError(f"unknown model {name!r}; choose one of: {choices}") from None
+def _parse_model_name(name: object) -> ModelKind:
+    """``name`` as a 2D ModelKind, or a CovidalError listing the choices."""
+    if name not in SLICE_MODEL_KINDS:
+        choices = ", ".join(kind.value for kind in SLICE_MODEL_KINDS)
+        raise CovidalError(f"unknown 2D model {name!r}; choose one of: {choices}")
+    return ModelKind(name)
 
 
 def _build_unet(config: ModelConfig) -> SegmentationNet:
@@ -98,9 +90,9 @@ def _build_fcn8(config: ModelConfig) -> SegmentationNet:
     return model
 
 
-MODEL_BUILDERS: dict[ModelName, Callable[[ModelConfig], SegmentationNet]] = {
-    ModelName.UNET: _build_unet,
-    ModelName.FCN8: _build_fcn8,
+MODEL_BUILDERS: dict[ModelKind, Callable[[ModelConfig], SegmentationNet]] = {
+    ModelKind.UNET: _build_unet,
+    ModelKind.FCN8: _build_fcn8,
 }
 
 

@@ -19,10 +19,10 @@ from covidal.data.volume import Volume
 from covidal.data.window import HUWindow, to_unit_intensity
 from covidal.errors import CovidalError
 from covidal.inference import predict_probabilities
-from covidal.sample_data import segment_lungs
 from covidal.service.cache import VolumeKey
 from covidal.training.checkpoint import LoadedRun, load_run
 from covidal.training.dataset import standardise
+from covidal.volumes.lungs import segment_lungs
 
 
 def load_model(path: Path, device: str) -> LoadedRun:
@@ -96,7 +96,7 @@ def predict_labels(run: LoadedRun, volume: Volume) -> np.ndarray:
 
 
 def prediction_stats(labels: np.ndarray, volume: Volume) -> PredictionStats:
-    """Infected volume, and its share of the lungs when :func:`covidal.sample_data.segment_lungs` finds them."""
+    """Infected volume, and its share of the lungs when :func:`covidal.volumes.lungs.segment_lungs` finds them."""
     voxel_ml = float(np.prod(volume.spacing)) / 1000.0
     infected = labels.astype(bool)
     try:

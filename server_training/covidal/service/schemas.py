@@ -7,23 +7,15 @@ slice's columns, ``j`` along its rows, ``k`` across slices), with the volume's
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from covidal.models.kinds import ModelKind
 from covidal.service.store import records
 
 MAX_CYCLE_REGIONS = 10_000
-
-
-class ModelKind(StrEnum):
-    """The networks a project can train: the 2D ones of :class:`covidal.models.registry.ModelName` and the 3D U-Net."""
-
-    UNET = "unet"
-    FCN8 = "fcn8"
-    UNET3D = "unet3d"
 
 
 class _Request(BaseModel):

@@ -9,7 +9,7 @@ import torch
 
 from covidal.data.window import HUWindow
 from covidal.losses.registry import LossConfig, LossName
-from covidal.models.registry import ModelConfig, ModelName
+from covidal.models.registry import ModelConfig
 
 
 class DeviceChoice(StrEnum):
@@ -104,4 +104,4 @@ class TrainConfig:
         return cls(**data)
 
 
-__all__ = ["DeviceChoice", "LossName", "ModelName", "TrainConfig", "resolve_device"]
+__all__ = ["DeviceChoice", "LossName", "TrainConfig", "resolve_device"]

@@ -37,9 +37,9 @@ from covidal.sample_data import (
     TOTALSEGMENTATOR_VERSION,
     fetch_reference_ct,
     insert_lesions,
-    segment_lungs,
 )
 from covidal.utils.atomic import atomic_write_json
+from covidal.volumes.lungs import segment_lungs
 
 CASES_FILE = "cases.json"
 IMAGES_DIR, LABELS_DIR, LUNGS_DIR = "images", "labels", "lungs"

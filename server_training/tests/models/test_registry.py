@@ -7,24 +7,30 @@ import pytest
 import torch
 
 from covidal.errors import CovidalError
-from covidal.models import ModelConfig, ModelName, SegmentationNet, build_model
+from covidal.models import ModelConfig, ModelKind, SegmentationNet, build_model
 from covidal.models.fcn8 import FCN8VGG16
+from covidal.models.kinds import SLICE_MODEL_KINDS, VOLUME_MODEL_KINDS
 from covidal.models.registry import MODEL_BUILDERS
 from covidal.models.unet import UNet2D
 
 
-def test_model_names_are_their_string_values():
-    assert [member.value for member in ModelName] == ["unet", "fcn8"]
-    assert ModelName.UNET == "unet" and ModelName.FCN8 == "fcn8"
+def test_model_kinds_are_their_string_values_on_their_axis():
+    assert [kind.value for kind in ModelKind] == ["unet", "fcn8", "unet3d"]
+    assert SLICE_MODEL_KINDS == (ModelKind.UNET, ModelKind.FCN8) and VOLUME_MODEL_KINDS == (ModelKind.UNET3D,)
 
 
-def test_every_name_has_a_builder():
-    assert set(MODEL_BUILDERS) == set(ModelName)
+def test_every_2d_kind_has_a_builder():
+    assert set(MODEL_BUILDERS) == set(SLICE_MODEL_KINDS)
+
+
+def test_a_3d_kind_is_no_2d_model():
+    with pytest.raises(CovidalError, match="unknown 2D model 'unet3d'"):
+        ModelConfig(name="unet3d")
 
 
 def test_defaults():
     config = ModelConfig()
-    assert (config.name, config.dropout, config.pretrained) == (ModelName.UNET, 0.5, None)
+    assert (config.name, config.dropout, config.pretrained) == (ModelKind.UNET, 0.5, None)
 
 
 @pytest.mark.parametrize(
@@ -45,7 +51,7 @@ def test_to_dict_from_dict_round_trip_through_json(values, expected):
 
 
 def test_string_name_is_normalised_to_the_enum():
-    assert ModelConfig(name="fcn8").name is ModelName.FCN8  # type: ignore[arg-type]
+    assert ModelConfig(name="fcn8").name is ModelKind.FCN8  # type: ignore[arg-type]
 
 
 def test_config_is_frozen():
@@ -62,7 +68,7 @@ def test_config_is_frozen():
         ({"dropout": -0.1}, "0 <= p < 1"),
         ({"dropout": "0.5"}, "must be a number"),
         ({"dropout": True}, "must be a number"),
-        ({"name": "resnet"}, "unknown model 'resnet'; choose one of: unet, fcn8"),
+        ({"name": "resnet"}, "unknown 2D model 'resnet'; choose one of: unet, fcn8"),
         ({"name": "unet", "pretrained": "vgg16.pth"}, "pretrained weights are only supported for fcn8"),
     ],
 )
@@ -81,7 +87,7 @@ def test_bad_dict_raises(values, message):
 
 
 def test_build_unet():
-    model = build_model(ModelConfig(name=ModelName.UNET, dropout=0.2))
+    model = build_model(ModelConfig(name=ModelKind.UNET, dropout=0.2))
     assert isinstance(model, UNet2D) and isinstance(model, SegmentationNet)
     assert model.dropout == pytest.approx(0.2)
     with torch.no_grad():
@@ -92,14 +98,14 @@ def test_build_fcn8_with_pretrained_trunk(tmp_path):
     vgg_state = FCN8VGG16(fc_channels=8).vgg.state_dict()
     path = tmp_path / "vgg16.pth"
     torch.save({"features." + key: torch.full_like(value, 0.5) for key, value in vgg_state.items()}, path)
-    model = build_model(ModelConfig(name=ModelName.FCN8, dropout=0.3, pretrained=str(path)))
+    model = build_model(ModelConfig(name=ModelKind.FCN8, dropout=0.3, pretrained=str(path)))
     assert isinstance(model, FCN8VGG16)
     assert model.fc_channels == 4096 and model.dropout == pytest.approx(0.3)
     assert torch.all(model.vgg[0].weight == 0.5) and torch.all(model.vgg[28].bias == 0.5)
 
 
 def test_build_fcn8_with_missing_weights_raises(tmp_path):
-    config = ModelConfig(name=ModelName.FCN8, pretrained=str(tmp_path / "absent.pth"))
+    config = ModelConfig(name=ModelKind.FCN8, pretrained=str(tmp_path / "absent.pth"))
     with pytest.raises(CovidalError, match="not found"):
         build_model(config)
 

@@ -22,8 +22,8 @@ from covidal.sample_data import (
     DEMO_RECIPE_VERSION,
     REFERENCE_CT_SHA256,
     fetch_reference_ct,
-    segment_lungs,
 )
+from covidal.volumes.lungs import segment_lungs
 from covidal.volumes.synthetic import (
     CASES_FILE,
     CaseSetConfig,

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from covidal.errors import CovidalError
+from covidal.models.kinds import SLICE_MODEL_KINDS, VOLUME_MODEL_KINDS, ModelKind
 from covidal.utils.config import config_from_mapping
 
 DEFAULT_STEPS = 20
@@ -29,8 +30,8 @@ class JobKind(StrEnum):
     NOISY_TEACHER = "noisy-teacher"  # the 3D model (unet3d): teacher on the expert labels, pseudo-labels, student
 
     @property
-    def model_kinds(self) -> tuple[str, ...]:
-        return ("unet", "fcn8") if self is JobKind.TRAIN else ("unet3d",)
+    def model_kinds(self) -> tuple[ModelKind, ...]:
+        return SLICE_MODEL_KINDS if self is JobKind.TRAIN else VOLUME_MODEL_KINDS
 
     @classmethod
     def parse(cls, kind: object) -> JobKind:
@@ -52,7 +53,7 @@ class JobKind(StrEnum):
         fitting = next((kind for kind in JobKind if model_kind in kind.model_kinds), None)
         advice = f"start a {fitting.value!r} job" if fitting else "no job kind trains it"
         raise CovidalError(f"project {project_id} uses the {model_kind!r} model, but {self.value!r} jobs train "
-                           f"{' and '.join(repr(k) for k in self.model_kinds)} models: {advice}")
+                           f"{' and '.join(repr(k.value) for k in self.model_kinds)} models: {advice}")
 
 
 class JobConfig:

@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from covidal.data.io import write_volume
+from covidal.models.kinds import ModelKind
 from covidal.service.jobs.annotations import read_project_volume
 from covidal.service.project.layout import ProjectLayout
-from covidal.service.schemas import ModelKind, PredictionOut
+from covidal.service.schemas import PredictionOut
 from covidal.service.settings import ServiceSettings
 from covidal.service.store.errors import Conflict, NotFound
 from covidal.service.store.store import Store
@@ -30,7 +31,7 @@ def predict(store: Store, settings: ServiceSettings, layout: ProjectLayout, proj
         raise Conflict(f"project {project_id} has no trained model yet: run a training job to the end first")
     from covidal.service import modeling  # torch loads only when a model runs
 
-    if project.model_kind == ModelKind.UNET3D:
+    if ModelKind(project.model_kind).dims == 3:
         from covidal.service import modeling3d
 
         labels, volume = modeling3d.predict_volume(model_path, settings.device, store, record)

@@ -27,11 +27,11 @@ from covidal.activelearning.query import PoolPart, QueryOptions, cycle_seed, que
 from covidal.activelearning.selection import DEFAULT_MAX_PER_SLICE, SelectionRule
 from covidal.activelearning.strategies import LungFraction, SliceStack, build_strategy
 from covidal.errors import CovidalError
+from covidal.models.kinds import ModelKind
 from covidal.regions.grid import RegionGrid
 from covidal.service.cache import ServiceCache, VolumeKey
 from covidal.service.jobs.annotations import answered_regions
 from covidal.service.project.layout import ProjectLayout
-from covidal.service.schemas import ModelKind
 from covidal.service.settings import ServiceSettings
 from covidal.service.store import records
 from covidal.service.store.errors import Invalid
@@ -159,7 +159,7 @@ def _current_model(project: records.Project, settings: ServiceSettings, cache: S
     """The project's current 2D model (a :class:`~covidal.training.checkpoint.LoadedRun`), or None when it has
     none yet or is a ``unet3d`` project."""
     path = ProjectLayout(settings.project_dir).current_model(project.id)
-    if project.model_kind == ModelKind.UNET3D or not path.is_file():
+    if ModelKind(project.model_kind).dims == 3 or not path.is_file():
         return None
     from covidal.service import modeling  # torch loads only once a project has a model
 

@@ -16,10 +16,11 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from covidal.models.kinds import ModelKind
 from covidal.service.labels import check_label_file
 from covidal.service.routes.deps import SettingsDep, StoreDep
 from covidal.service.routes.uploads import receive_upload
-from covidal.service.schemas import LabelOut, ModelKind, label_out
+from covidal.service.schemas import LabelOut, label_out
 from covidal.service.store.errors import Conflict, Invalid
 from covidal.service.store.files import CHUNK_BYTES, StoredFile
 from covidal.service.store.records import Label, LabelFormat, Volume, VolumeFormat
