@@ -13,6 +13,7 @@ from covidal.losses.registry import LossConfig, LossName
 from covidal.models.registry import ModelConfig
 from covidal.regions.grid import DEFAULT_REGIONS, RegionGrid
 from covidal.training.config import DeviceChoice, TrainConfig
+from covidal.validation import check_choice, check_int
 
 # Region answers carry no mask, so a loss that needs full masks cannot learn from them.
 SIMULATION_LOSSES = (LossName.POINT, LossName.CB_FLIP, LossName.CB_FLIP_ROT)
@@ -69,21 +70,19 @@ class SimulationConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        self.strategy = StrategyName(self.strategy)
-        self.reduction = Reduction(self.reduction)
-        self.device = DeviceChoice(self.device)
+        self.strategy = check_choice("selection strategy", self.strategy, StrategyName)
+        self.reduction = check_choice("region reduction", self.reduction, Reduction)
+        self.device = check_choice("device", self.device, DeviceChoice)
         RegionGrid(self.regions)  # raises ValueError unless a perfect square
         if self.loss.name not in SIMULATION_LOSSES:
             names = ", ".join(SIMULATION_LOSSES)
             raise ValueError(f"loss {self.loss.name.value!r} needs full masks; a simulation trains on region answers: {names}")
         self.selection_rule()  # validates per_cycle and max_per_slice
         for name in ("init_slices", "mc_samples", "steps_per_cycle"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.cycles < 0:
-            raise ValueError(f"cycles must not be negative, got {self.cycles}")
-        if self.background_sample is not None and self.background_sample < 1:
-            raise ValueError(f"background_sample must be at least 1 (or None for all pixels), got {self.background_sample}")
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("cycles", self.cycles, minimum=0)
+        if self.background_sample is not None:
+            check_int("background_sample", self.background_sample, minimum=1)
         self.train_config()  # validates the shared training options
 
     def selection_rule(self) -> SelectionRule:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from covidal.errors import CovidalError
 from covidal.utils.atomic import atomic_write_json
+from covidal.validation import check_int, check_real
 
 CURVE_FORMAT = "covidal.curve"
 CURVE_VERSION = 1
@@ -284,17 +285,16 @@ def _exact_keys(data: object, expected, what: str) -> dict:
 
 
 def _is_number(value: object) -> bool:
+    """A real number (NaN included: an undefined metric) that is not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _check_count(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    check_int(name, value, minimum=0)
 
 
 def _check_seconds(name: str, value: object) -> None:
-    if not _is_number(value) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a non-negative number of seconds, got {value!r}")
+    check_real(f"{name} (seconds)", value, minimum=0.0)
 
 
 def _flatten(config: dict, prefix: str = "") -> dict[str, object]:

@@ -36,6 +36,7 @@ from covidal.service.jobs.config import DEFAULT_IMAGE_SIZE, DEFAULT_WIDTH
 from covidal.service.local import local_service
 from covidal.service.project.layout import ProjectLayout
 from covidal.service.schemas import MAX_CYCLE_REGIONS
+from covidal.validation import check_int
 
 GOAL_S = 3.0  # the goal for 512 x 512 x 300 on one H100 with a warm model
 LEASE_LIMIT = 1000  # the most suggestions the service leases per request
@@ -83,14 +84,14 @@ class CycleBenchConfig:
 
     def __post_init__(self) -> None:
         for name in ("slices", "regions", "grid_k", "mc_samples", "train_steps", "repeats", "image_size", "width"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("seed", self.seed, 0)
+            check_int(f"bench-cycle: {name}", getattr(self, name), minimum=1)
+        check_int("bench-cycle: seed", self.seed, minimum=0)
         if not isinstance(self.cache, bool):
             raise CovidalError(f"bench-cycle: cache must be True or False, got {self.cache!r}")
         if len(self.size) != 2:
             raise CovidalError(f"bench-cycle: size takes two numbers, I and J, got {self.size!r}")
         for value in self.size:
-            _check_int("size", value, 1)
+            check_int("bench-cycle: size", value, minimum=1)
         if self.device not in ("cpu", "cuda"):
             raise CovidalError(f"bench-cycle: device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.image_size % 32:
@@ -334,7 +335,3 @@ def _request_failures_as_errors(log_hint: str) -> Iterator[None]:
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" + ("" if number == 1 else "s")
 
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise CovidalError(f"bench-cycle: {name} must be an integer >= {minimum}, got {value!r}")

@@ -27,6 +27,7 @@ from covidal.client import ClientError, CovidalClient
 from covidal.errors import CovidalError
 from covidal.service.local import local_service
 from covidal.service.schemas import MAX_CYCLE_REGIONS
+from covidal.validation import check_int
 
 SYNTHETIC_SHAPE = (64, 256, 256)  # [K, J, I]
 
@@ -57,9 +58,7 @@ class ServiceBenchConfig:
 
     def __post_init__(self) -> None:
         for name in ("clients", "requests", "grid_k", "batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise CovidalError(f"bench-service: {name} must be a positive integer, got {value!r}")
+            check_int(f"bench-service: {name}", getattr(self, name), minimum=1)
         if self.requests > MAX_CYCLE_REGIONS:
             raise CovidalError(f"bench-service: --requests is at most {MAX_CYCLE_REGIONS} (the regions of one cycle), "
                                f"got {self.requests}")

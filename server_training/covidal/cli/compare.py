@@ -21,6 +21,7 @@ from covidal.activelearning.summary import default_efforts, dice_at_efforts, eff
 from covidal.cli.options import non_negative_float
 from covidal.errors import CovidalError
 from covidal.utils.atomic import atomic_write_bytes
+from covidal.validation import is_real
 
 CURVE_FILE = "curve.json"
 
@@ -98,7 +99,7 @@ def _supervised_dice(args: argparse.Namespace) -> float | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CovidalError(f"cannot read --supervised {path}: {error}") from None
     dice = report.get("dice") if isinstance(report, dict) else None
-    if isinstance(dice, bool) or not isinstance(dice, (int, float)) or not (math.isfinite(dice) and 0 < dice <= 1):
+    if not is_real(dice) or not 0 < dice <= 1:
         raise CovidalError(f"--supervised {path} has no Dice in (0, 1] at its top level "
                            f"(expected the JSON of `covidal evaluate --json`), found {dice!r}")
     return float(dice)

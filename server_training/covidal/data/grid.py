@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from covidal.data.points import PointLabel, point_label_map
+from covidal.validation import check_int
 
 DEFAULT_TRAIN_SIZE = 352
 MIN_TRAIN_SIZE = 8
@@ -100,8 +101,7 @@ def _checked_shape(shape: tuple[int, int]) -> tuple[int, int]:
 
 def _check_train_size(size: int) -> None:
     """ValueError unless ``size`` is an integer of at least :data:`MIN_TRAIN_SIZE`."""
-    if isinstance(size, bool) or int(size) != size or size < MIN_TRAIN_SIZE:
-        raise ValueError(f"training grid size must be an integer >= {MIN_TRAIN_SIZE}, got {size}")
+    check_int("training grid size", size, minimum=MIN_TRAIN_SIZE)
 
 
 def _checked_2d(array: np.ndarray, name: str) -> np.ndarray:

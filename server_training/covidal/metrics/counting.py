@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from covidal.metrics.segmentation import as_binary_mask, binary_pair
+from covidal.validation import check_int
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 DEFAULT_GAME_LEVELS = (0, 1, 2, 3)
@@ -33,8 +34,7 @@ def _check_2d(mask: np.ndarray, name: str) -> None:
 
 
 def _check_level(level: int) -> None:
-    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or level < 0:
-        raise ValueError(f"GAME level must be a non-negative integer, got {level!r}")
+    check_int("GAME level", level, minimum=0)
 
 
 def count_objects(mask: np.ndarray) -> int:

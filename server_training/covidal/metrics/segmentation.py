@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from covidal.validation import check_int
+
 
 @dataclass(frozen=True)
 class ConfusionCounts:
@@ -38,11 +40,7 @@ class ConfusionCounts:
 
     def __post_init__(self) -> None:
         for name in ("tp", "fp", "fn", "tn"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(
-                    f"ConfusionCounts.{name} must be a non-negative integer, got {value!r}"
-                )
+            check_int(f"ConfusionCounts.{name}", getattr(self, name), minimum=0)
 
     def __add__(self, other: object) -> ConfusionCounts:
         if not isinstance(other, ConfusionCounts):

@@ -12,7 +12,7 @@ from covidal.models.base import SegmentationNet
 from covidal.models.fcn8 import FCN8VGG16, load_vgg16_imagenet_weights
 from covidal.models.kinds import SLICE_MODEL_KINDS, ModelKind
 from covidal.models.unet import UNet2D
-from covidal.utils.config import config_from_mapping
+from covidal.validation import check_int, check_real, config_from_mapping
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         # Frozen dataclass: normalise the fields through object.__setattr__.
         object.__setattr__(self, "name", _parse_model_name(self.name))
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float):
-            raise CovidalError(f"model dropout must be a number in [0, 1), got {self.dropout!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise CovidalError(f"model dropout must satisfy 0 <= p < 1, got {self.dropout}")
-        object.__setattr__(self, "dropout", float(self.dropout))
-        if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 1:
-            raise CovidalError(f"model width must be a positive integer, got {self.width!r}")
+        object.__setattr__(self, "dropout", check_real("model dropout", self.dropout, minimum=0.0, below=1.0))
+        check_int("model width", self.width, minimum=1)
         if self.pretrained is not None:
             if self.name is not ModelKind.FCN8:
                 raise CovidalError(

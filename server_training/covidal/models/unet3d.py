@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from covidal.errors import CovidalError
-from covidal.utils.config import config_from_mapping
+from covidal.validation import check_int, check_ints, config_from_mapping
 
 # Trainable parameters of the default network, as the paper reports.
 PAPER_PARAMETER_COUNT = 4_806_481
@@ -41,17 +41,16 @@ class UNet3DConfig:
 
     def __post_init__(self) -> None:
         # Frozen dataclass: normalise JSON lists to tuples through object.__setattr__.
-        object.__setattr__(self, "channels", _positive_ints(self.channels, "channels"))
-        object.__setattr__(self, "strides", _positive_ints(self.strides, "strides"))
+        object.__setattr__(self, "channels", check_ints("UNet3D channels", self.channels))
         if len(self.channels) < 2:
             raise CovidalError(f"UNet3D channels needs at least two levels, got {list(self.channels)}")
+        object.__setattr__(self, "strides", check_ints("UNet3D strides", self.strides))
         if len(self.strides) != len(self.channels) - 1:
             raise CovidalError(
                 f"UNet3D strides needs len(channels) - 1 = {len(self.channels) - 1} entries, "
                 f"got {len(self.strides)}: {list(self.strides)}"
             )
-        if not _is_int(self.num_res_units) or self.num_res_units < 0:
-            raise CovidalError(f"UNet3D num_res_units must be an integer >= 0, got {self.num_res_units!r}")
+        check_int("UNet3D num_res_units", self.num_res_units, minimum=0)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values, e.g. ``{"channels": [16, ...], "strides": [2, ...], "num_res_units": 2}``."""
@@ -65,17 +64,6 @@ class UNet3DConfig:
             CovidalError: if ``values`` is not a mapping, has unknown keys, or holds invalid values.
         """
         return config_from_mapping(cls, values, "UNet3D config")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _positive_ints(values: object, name: str) -> tuple[int, ...]:
-    """``values`` (a list or tuple of integers > 0) as a tuple, or a CovidalError naming ``name``."""
-    if not isinstance(values, list | tuple) or not all(_is_int(v) and v > 0 for v in values):
-        raise CovidalError(f"UNet3D {name} must be a list of positive integers, got {values!r}")
-    return tuple(values)
 
 
 def build_unet3d(config: UNet3DConfig = UNet3DConfig()) -> nn.Module:

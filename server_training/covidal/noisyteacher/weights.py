@@ -21,6 +21,7 @@ from covidal.noisyteacher.gradients import (
     per_sample_norm,
     trainable_parameters,
 )
+from covidal.validation import check_real
 
 # Absolute slack when comparing a weight with the threshold 1/C_p, so weights exactly at it are kept.
 RECTIFY_TOLERANCE = 1e-12
@@ -124,9 +125,7 @@ def check_lambda(lam: float) -> float:
     Raises:
         ValueError: otherwise.
     """
-    if isinstance(lam, bool) or not isinstance(lam, int | float) or not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lambda (the RGS share of the combined weight) must be a number in [0, 1], got {lam!r}")
-    return float(lam)
+    return check_real("lambda (the RGS share of the combined weight)", lam, minimum=0.0, maximum=1.0)
 
 
 def combine_weights(rgs: Tensor, rgm: Tensor, lam: float) -> Tensor:

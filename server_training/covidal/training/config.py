@@ -10,6 +10,7 @@ import torch
 from covidal.data.window import HUWindow
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.registry import ModelConfig
+from covidal.validation import ConfigError, check_int, check_real
 
 
 class DeviceChoice(StrEnum):
@@ -68,20 +69,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.device = DeviceChoice(self.device)
-        if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
-        if self.validate_every is not None and self.validate_every < 1:
-            raise ValueError(f"validate_every must be at least 1 (or None: once per pass), got {self.validate_every}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning rate must be positive, got {self.learning_rate}")
-        if self.image_size < 32 or self.image_size % 32:
-            raise ValueError(f"image size must be a positive multiple of 32, got {self.image_size}")
-        if self.min_background_points < 1:
-            raise ValueError(f"min_background_points must be at least 1, got {self.min_background_points}")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"validation fraction must be in [0, 1), got {self.val_fraction}")
+        check_int("steps", self.steps, minimum=1)
+        if self.validate_every is not None:
+            check_int("validate_every", self.validate_every, minimum=1)
+        check_int("batch size", self.batch_size, minimum=1)
+        check_real("learning rate", self.learning_rate, above=0.0)
+        if check_int("image size", self.image_size, minimum=32) % 32:
+            raise ConfigError(f"image size must be a positive multiple of 32, got {self.image_size}")
+        check_int("min_background_points", self.min_background_points, minimum=1)
+        check_real("validation fraction", self.val_fraction, minimum=0.0, below=1.0)
 
     def to_dict(self) -> dict:
         data = asdict(self)

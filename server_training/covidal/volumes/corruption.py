@@ -19,7 +19,6 @@ with the Dice of each corrupted label against its original (1.0 when both are em
 from __future__ import annotations
 
 import math
-import numbers
 import shutil
 from enum import StrEnum
 from pathlib import Path
@@ -38,6 +37,7 @@ from covidal.data.io import VOLUME_SUFFIXES, read_volume, volume_suffix, write_v
 from covidal.data.volume import Volume
 from covidal.errors import CovidalError
 from covidal.utils.atomic import atomic_write, atomic_write_json
+from covidal.validation import check_int, check_real
 
 CORRUPTION_FILE = "corruption.json"
 DILATE_MM = 6.0
@@ -212,10 +212,8 @@ def corrupt_label_folder(labels: Path, out: Path, rate: float, kind: Corruption,
 
 
 def _check_rate_and_seed(rate: float, seed: int) -> None:
-    if isinstance(rate, bool) or not (isinstance(rate, numbers.Real) and 0.0 <= rate <= 1.0):
-        raise CovidalError(f"corruption rate must be a number in [0, 1], got {rate}")
-    if isinstance(seed, bool) or not (isinstance(seed, numbers.Integral) and seed >= 0):
-        raise CovidalError(f"seed must be a whole number >= 0, got {seed}")
+    check_real("corruption rate", rate, minimum=0.0, maximum=1.0)
+    check_int("seed", seed, minimum=0)
 
 
 def _corruption_kind(kind) -> Corruption:

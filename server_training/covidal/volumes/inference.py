@@ -11,6 +11,7 @@ from monai.inferers import sliding_window_inference
 
 from covidal.data.volume import Volume
 from covidal.inference import autocast_for
+from covidal.validation import check_int, check_real
 from covidal.volumes.patches import checked_size
 from covidal.volumes.preprocess import Interpolation, PreparedCase, resample_to_grid
 
@@ -36,10 +37,8 @@ class SlidingWindowConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patch_size", checked_size(self.patch_size, "sliding-window patch size"))
-        if not 0.0 <= self.overlap < 1.0:
-            raise ValueError(f"sliding-window overlap must be in [0, 1), got {self.overlap}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"sliding-window batch size must be a whole number >= 1, got {self.batch_size!r}")
+        check_real("sliding-window overlap", self.overlap, minimum=0.0, below=1.0)
+        check_int("sliding-window batch size", self.batch_size, minimum=1)
 
 
 def predict_probability(

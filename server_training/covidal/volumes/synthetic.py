@@ -39,6 +39,7 @@ from covidal.sample_data import (
     insert_lesions,
 )
 from covidal.utils.atomic import atomic_write_json
+from covidal.validation import is_integer
 from covidal.volumes.lungs import segment_lungs
 
 CASES_FILE = "cases.json"
@@ -90,7 +91,7 @@ class CaseSetConfig:
 
 def _int_pair(value, name: str) -> tuple[int, int]:
     pair = tuple(value) if isinstance(value, (tuple, list)) else ()
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
+    if len(pair) != 2 or not all(is_integer(v) for v in pair):
         raise ValueError(f"{name} must be two whole numbers, got {value!r}")
     return int(pair[0]), int(pair[1])
 

@@ -62,7 +62,7 @@ INFECTION_POINT_CASES = [
     # Thickness-2 ring: only its four inner corners reach depth sqrt(2).
     pytest.param((9, 9), RING, [(2, 2)], id="ring-point-not-in-hole"),
     # A bar on the image's top edge: the border is the lesion's edge, so row 1, not row 0.
-    pytest.param((6, 8), box(range(0, 3), range(0, 6)), [(1, 1)], id="touches-image-border"),
+    pytest.param((6, 8), box(range(3), range(6)), [(1, 1)], id="touches-image-border"),
     pytest.param(
         (12, 12),
         box(range(1, 6), range(1, 6)) + [(9, 10)],

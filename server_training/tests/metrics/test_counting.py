@@ -87,9 +87,9 @@ def test_grid_cell_of_a_row_coordinate(height, row, level, expected_cell):
 @pytest.mark.parametrize(
     "centroids, shape, level, message",
     [
-        pytest.param([[0.0, 0.0]], (4, 4), -1, "non-negative integer", id="negative-level"),
-        pytest.param([[0.0, 0.0]], (4, 4), 1.5, "non-negative integer", id="float-level"),
-        pytest.param([[0.0, 0.0]], (4, 4), True, "non-negative integer", id="bool-level"),
+        pytest.param([[0.0, 0.0]], (4, 4), -1, "integer >= 0", id="negative-level"),
+        pytest.param([[0.0, 0.0]], (4, 4), 1.5, "integer >= 0", id="float-level"),
+        pytest.param([[0.0, 0.0]], (4, 4), True, "integer >= 0", id="bool-level"),
         pytest.param([[4.0, 0.0]], (4, 4), 1, "outside an image", id="row-outside"),
         pytest.param([[0.0, -1.0]], (4, 4), 1, "outside an image", id="col-outside"),
         pytest.param([[np.nan, 0.0]], (4, 4), 1, "outside an image", id="nan"),
@@ -127,7 +127,7 @@ def test_compute_game_rejects_bad_input():
         compute_game(np.zeros((4, 4), dtype=bool), np.zeros((4, 5), dtype=bool), 1)
     with pytest.raises(ValueError, match=r"2D mask \[H, W\]"):
         compute_game(np.zeros((2, 4, 4), dtype=bool), np.zeros((2, 4, 4), dtype=bool), 1)
-    with pytest.raises(ValueError, match="non-negative integer"):
+    with pytest.raises(ValueError, match="integer >= 0"):
         compute_game(np.zeros((4, 4), dtype=bool), np.zeros((4, 4), dtype=bool), -2)
     with pytest.raises(ValueError, match="threshold probabilities"):
         count_objects(np.zeros((4, 4), dtype=np.float32))
@@ -174,10 +174,10 @@ def test_counting_metric_reset():
     "levels, message",
     [
         pytest.param((), "at least one", id="empty"),
-        pytest.param((0, -1), "non-negative integer", id="negative"),
-        pytest.param((1.0,), "non-negative integer", id="float"),
-        pytest.param((True,), "non-negative integer", id="bool"),
-        pytest.param(("1",), "non-negative integer", id="string"),
+        pytest.param((0, -1), "integer >= 0", id="negative"),
+        pytest.param((1.0,), "integer >= 0", id="float"),
+        pytest.param((True,), "integer >= 0", id="bool"),
+        pytest.param(("1",), "integer >= 0", id="string"),
         pytest.param((0, 1, 1), "distinct", id="repeated"),
     ],
 )

@@ -107,7 +107,7 @@ def test_counts_do_not_add_to_other_types():
 
 @pytest.mark.parametrize("bad", [dict(tp=-1), dict(fn=1.5), dict(tn=True)])
 def test_counts_reject_non_count_values(bad):
-    with pytest.raises(ValueError, match="non-negative integer"):
+    with pytest.raises(ValueError, match="integer >= 0"):
         ConfusionCounts(**bad)
 
 

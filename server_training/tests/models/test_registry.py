@@ -62,12 +62,12 @@ def test_config_is_frozen():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"dropout": 1.0}, "0 <= p < 1"),
-        ({"width": 0}, "positive integer"),
-        ({"width": 2.5}, "positive integer"),
-        ({"dropout": -0.1}, "0 <= p < 1"),
-        ({"dropout": "0.5"}, "must be a number"),
-        ({"dropout": True}, "must be a number"),
+        ({"dropout": 1.0}, r"in \[0, 1\)"),
+        ({"width": 0}, "integer >= 1"),
+        ({"width": 2.5}, "integer >= 1"),
+        ({"dropout": -0.1}, r"in \[0, 1\)"),
+        ({"dropout": "0.5"}, "must be a finite number"),
+        ({"dropout": True}, "must be a finite number"),
         ({"name": "resnet"}, "unknown 2D model 'resnet'; choose one of: unet, fcn8"),
         ({"name": "unet", "pretrained": "vgg16.pth"}, "pretrained weights are only supported for fcn8"),
     ],

@@ -141,9 +141,9 @@ def test_unknown_mode_raises_listing_the_modes(mode):
 
 @pytest.mark.parametrize("lam", [-0.5, 1.01, float("nan")])
 def test_bad_lambda_raises(lam):
-    with pytest.raises(ValueError, match=r"must be a number in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"must be a finite number in \[0, 1\]"):
         build_weighting("rgsm", FINAL, lam=lam)
-    with pytest.raises(ValueError, match=r"must be a number in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"must be a finite number in \[0, 1\]"):
         RGSMWeighting(FINAL, lam)
 
 

@@ -135,7 +135,7 @@ def test_combine_weights(lam, expected):
 
 @pytest.mark.parametrize("lam", [-0.1, 1.5, math.nan, math.inf, True, "0.5", None])
 def test_lambda_outside_zero_one_raises(lam):
-    with pytest.raises(ValueError, match=r"lambda .* must be a number in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"lambda .* must be a finite number in \[0, 1\]"):
         combine_weights(torch.ones(2) / 2, torch.ones(2) / 2, lam)
 
 

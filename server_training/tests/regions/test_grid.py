@@ -154,5 +154,5 @@ def test_region_id_ordering_and_hashing():
 
 @pytest.mark.parametrize("region", [-1, 1.5, True])
 def test_region_id_bad_region_raises(region):
-    with pytest.raises(ValueError, match="non-negative integer"):
+    with pytest.raises(ValueError, match="integer >= 0"):
         RegionId("a", "1", region)

@@ -129,6 +129,6 @@ def test_a_crashing_worker_fails_the_job_and_the_service_goes_on(service, tmp_pa
         job = store.enqueue_job(project["id"], "train", {"steps": 0})
     failed = wait_for_job(client, project["id"], job.id, finished)
     assert failed["status"] == "failed"
-    assert "CovidalError" in failed["error"] and "steps" in failed["error"]
+    assert "ConfigError" in failed["error"] and "steps" in failed["error"]
     assert "Traceback" in client.job_log(project["id"], job.id)
     assert client.health()["status"] == "ok"

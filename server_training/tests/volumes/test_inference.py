@@ -91,10 +91,10 @@ def test_probability_is_interpolated_linearly_back_to_the_source_slices(tmp_path
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"overlap": 1.0}, r"overlap must be in \[0, 1\)"),
-        ({"overlap": -0.1}, r"overlap must be in \[0, 1\)"),
-        ({"patch_size": (8, 0, 8)}, "sliding-window patch size must be three whole numbers"),
-        ({"batch_size": 0}, "batch size must be a whole number >= 1"),
+        ({"overlap": 1.0}, r"overlap must be a finite number in \[0, 1\)"),
+        ({"overlap": -0.1}, r"overlap must be a finite number in \[0, 1\)"),
+        ({"patch_size": (8, 0, 8)}, r"sliding-window patch size \(D, H, W\) must be 3 integers"),
+        ({"batch_size": 0}, "batch size must be an integer >= 1"),
     ],
 )
 def test_bad_sliding_window_config_is_refused(kwargs, message):

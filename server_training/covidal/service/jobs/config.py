@@ -6,8 +6,6 @@ This module imports no torch: the HTTP routes use it. The 'noisy-teacher' option
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
@@ -15,7 +13,7 @@ from typing import Any
 
 from covidal.errors import CovidalError
 from covidal.models.kinds import SLICE_MODEL_KINDS, VOLUME_MODEL_KINDS, ModelKind
-from covidal.utils.config import config_from_mapping
+from covidal.validation import check_int, check_real, config_from_mapping
 
 DEFAULT_STEPS = 20
 DEFAULT_IMAGE_SIZE = 64
@@ -108,19 +106,16 @@ class TrainJobConfig(JobConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "checkpoint_every", "batch_size", "image_size", "width"):
-            check_int(name, getattr(self, name), 1)
-        check_int("seed", self.seed, 0)
+        check_int("job config steps", self.steps, minimum=1, maximum=MAX_STEPS)
+        for name in ("checkpoint_every", "batch_size", "image_size", "width"):
+            check_int(f"job config {name}", getattr(self, name), minimum=1)
+        check_int("job config seed", self.seed, minimum=0)
         if self.background_sample is not None:
-            check_int("background_sample", self.background_sample, 1)
-        if self.steps > MAX_STEPS:
-            raise CovidalError(f"job config steps must be at most {MAX_STEPS}, got {self.steps}")
+            check_int("job config background_sample", self.background_sample, minimum=1)
         if self.image_size % 32:
             raise CovidalError(f"job config image_size must be a multiple of 32, got {self.image_size}")
-        if not is_real(self.learning_rate) or not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise CovidalError(f"job config learning_rate must be a positive finite number, got {self.learning_rate!r}")
-        if not is_real(self.dropout) or not 0 <= self.dropout < 1:
-            raise CovidalError(f"job config dropout must be a number in [0, 1), got {self.dropout!r}")
+        check_real("job config learning_rate", self.learning_rate, above=0.0)
+        check_real("job config dropout", self.dropout, minimum=0.0, below=1.0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,14 +132,3 @@ def with_project_settings(cls: type, project_settings: Mapping[str, Any],
         raise CovidalError(f"job config must be a JSON object, got {type(overrides).__name__}")
     known = {field.name for field in fields(cls)}
     return {**{key: value for key, value in project_settings.items() if key in known}, **overrides}
-
-
-def is_real(value: object) -> bool:
-    """A real number that is not a bool (JSON ``true`` is not a number here)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def check_int(name: str, value: object, minimum: int) -> None:
-    """CovidalError naming the job config field ``name`` unless ``value`` is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise CovidalError(f"job config {name} must be an integer >= {minimum}, got {value!r}")

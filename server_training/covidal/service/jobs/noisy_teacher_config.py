@@ -6,7 +6,6 @@ a job is started.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,7 +17,8 @@ from covidal.noisyteacher.weighting import (
     parse_student_mode,
     uses_pseudo_labels,
 )
-from covidal.service.jobs.config import MAX_STEPS, JobConfig, check_int, is_real
+from covidal.service.jobs.config import MAX_STEPS, JobConfig
+from covidal.validation import check_int, check_ints, check_real, is_real
 from covidal.volumes.inference import SlidingWindowConfig
 from covidal.volumes.patches import PatchConfig
 from covidal.volumes.preprocess import TARGET_SPACING_MM
@@ -66,17 +66,15 @@ class NoisyTeacherJobConfig(JobConfig):
         except CovidalError as error:
             raise CovidalError(f"job config mode: {error}") from None
         for name in ("epochs", "steps_per_epoch", "batch_size"):
-            check_int(name, getattr(self, name), 1)
-        check_int("seed", self.seed, 0)
+            check_int(f"job config {name}", getattr(self, name), minimum=1)
+        check_int("job config seed", self.seed, minimum=0)
         if self.epochs * self.steps_per_epoch > MAX_STEPS:
             raise CovidalError(f"job config epochs * steps_per_epoch must be at most {MAX_STEPS}, got "
                                f"{self.epochs * self.steps_per_epoch}")
-        if not is_real(self.lam) or not 0 <= self.lam <= 1:
-            raise CovidalError(f"job config lam must be a number in [0, 1], got {self.lam!r}")
-        if not is_real(self.learning_rate) or not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise CovidalError(f"job config learning_rate must be a positive finite number, got {self.learning_rate!r}")
-        object.__setattr__(self, "channels", _ints("channels", self.channels, None))
-        object.__setattr__(self, "patch_size", _ints("patch_size", self.patch_size, 3))
+        check_real("job config lam", self.lam, minimum=0.0, maximum=1.0)
+        check_real("job config learning_rate", self.learning_rate, above=0.0)
+        object.__setattr__(self, "channels", check_ints("job config channels", self.channels))
+        object.__setattr__(self, "patch_size", check_ints("job config patch_size", self.patch_size, count=3))
         object.__setattr__(self, "spacing", _spacing(self.spacing))
         if len(self.channels) < 2:
             raise CovidalError(f"job config channels needs at least two levels, got {list(self.channels)}")
@@ -118,18 +116,8 @@ class NoisyTeacherJobConfig(JobConfig):
         return self.epochs * self.steps_per_epoch
 
 
-def _ints(name: str, values: object, count: int | None) -> tuple[int, ...]:
-    """``values`` (a JSON list) as a tuple of integers >= 1, ``count`` of them when given; CovidalError otherwise."""
-    items = tuple(values) if isinstance(values, list | tuple) else ()
-    whole = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items)
-    if not items or not whole or (count is not None and len(items) != count):
-        amount = f"{count} integers" if count is not None else "a list of integers"
-        raise CovidalError(f"job config {name} must be {amount} >= 1, got {values!r}")
-    return items
-
-
 def _spacing(values: object) -> tuple[float, float, float]:
     items = tuple(values) if isinstance(values, list | tuple) else ()
-    if len(items) != 3 or not all(is_real(v) and math.isfinite(v) and v > 0 for v in items):
+    if len(items) != 3 or not all(is_real(v) and v > 0 for v in items):
         raise CovidalError(f"job config spacing must be three positive millimetre values (i, j, k), got {values!r}")
     return tuple(float(v) for v in items)  # type: ignore[return-value]

@@ -65,6 +65,7 @@ from covidal.service.store.records import (
     to_json,
     volume_from_row,
 )
+from covidal.validation import check_int
 
 DATABASE_NAME = "store.sqlite3"
 FILES_FOLDER = "files"
@@ -112,8 +113,8 @@ class Store:
                        settings: Mapping[str, Any] | None = None, now: float | None = None) -> Project:
         """A new project; Conflict if the name is taken, Invalid for a bad value."""
         values = (check_text(name, "project name", 100), check_text(model_kind, "model_kind", 100),
-                  _positive_int(grid_k, "grid_k"), check_text(strategy, "strategy", 100),
-                  _positive_int(mc_samples, "mc_samples"), check_text(loss, "loss", 100),
+                  check_int("grid_k", grid_k, minimum=1, error=Invalid), check_text(strategy, "strategy", 100),
+                  check_int("mc_samples", mc_samples, minimum=1, error=Invalid), check_text(loss, "loss", 100),
                   to_json({} if settings is None else settings, "project settings"), _now(now))
         with self.database.transaction() as db:
             taken = db.execute("SELECT id FROM projects WHERE name = ?", (values[0],)).fetchone()
@@ -230,7 +231,7 @@ class Store:
             raise ValueError(f"{stored.relative_path!r} was not uploaded to {self.label_folder(project_id)!r}")
         try:
             label_format = _enum(LabelFormat, label_format, "label format")
-            foreground_voxels = _non_negative_int(foreground_voxels, "foreground_voxels")
+            foreground_voxels = check_int("foreground_voxels", foreground_voxels, minimum=0, error=Invalid)
             with self.database.transaction() as db:
                 _volume(db, project_id, volume_id)
                 previous = db.execute("SELECT path FROM labels WHERE volume_id = ?", (volume_id,)).fetchone()
@@ -329,7 +330,7 @@ class Store:
             Invalid: a bad annotator, ``limit`` or ``lease_seconds``.
         """
         annotator = check_text(annotator, "annotator", 100)
-        limit = _positive_int(limit, "limit")
+        limit = check_int("limit", limit, minimum=1, error=Invalid)
         if not (isinstance(lease_seconds, numbers.Real) and math.isfinite(lease_seconds) and lease_seconds > 0):
             raise Invalid(f"lease_seconds must be a positive number of seconds, got {lease_seconds!r}")
         now = _now(now)
@@ -582,18 +583,6 @@ def _now(now: float | None) -> float:
     if isinstance(now, bool) or not isinstance(now, numbers.Real) or not math.isfinite(now):
         raise ValueError(f"now must be finite epoch seconds, got {now!r}")
     return float(now)
-
-
-def _positive_int(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise Invalid(f"{field} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _non_negative_int(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise Invalid(f"{field} must be a non-negative integer, got {value!r}")
-    return int(value)
 
 
 def _enum(kind: type[_E], value: object, field: str) -> _E:

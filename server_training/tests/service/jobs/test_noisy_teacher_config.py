@@ -45,7 +45,7 @@ def test_the_networks_configs():
     ({"epochs": 10_000, "steps_per_epoch": 1_000}, ["at most 1000000"]),
     ({"seed": -1}, ["seed", ">= 0"]),
     ({"lam": "half"}, ["lam", "[0, 1]"]),
-    ({"learning_rate": 0}, ["learning_rate", "positive"]),
+    ({"learning_rate": 0}, ["learning_rate", "> 0"]),
     ({"patch_size": 96}, ["patch_size", "3 integers"]),
     ({"patch_size": [96, 96, 90]}, ["patch_size", "multiples of 16"]),
     ({"channels": [16]}, ["channels", "two levels"]),

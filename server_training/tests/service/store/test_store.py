@@ -63,8 +63,8 @@ def test_settings_updates_merge_top_level_keys(opened):
 
 @pytest.mark.parametrize("change, message", [
     ({"name": " "}, "project name must be 1 to 100 printable characters"),
-    ({"grid_k": 0}, "grid_k must be a positive integer, got 0"),
-    ({"mc_samples": 2.5}, "mc_samples must be a positive integer, got 2.5"),
+    ({"grid_k": 0}, "grid_k must be an integer >= 1, got 0"),
+    ({"mc_samples": 2.5}, "mc_samples must be an integer >= 1, got 2.5"),
     ({"loss": ""}, "loss must be 1 to 100"),
     ({"settings": [1]}, "project settings must be a JSON object"),
 ])
@@ -212,7 +212,7 @@ def test_answered_regions_are_never_leased(project_opener):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"annotator": ""}, "annotator must be 1 to 100 printable characters"),
-    ({"limit": 0}, "limit must be a positive integer, got 0"),
+    ({"limit": 0}, "limit must be an integer >= 1, got 0"),
     ({"lease_seconds": 0}, "lease_seconds must be a positive number of seconds, got 0"),
     ({"lease_seconds": float("inf")}, "lease_seconds must be a positive number"),
 ])
