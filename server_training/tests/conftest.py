@@ -196,8 +196,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, synthetic_slices: SliceSe
     """A run folder (model.pt, train.json, points.json) of a UNet trained 1 step at 32x32 on the slices."""
     from covidal.data.slices import load_slices
     from covidal.losses.registry import LossConfig, LossName
-    from covidal.training.config import TrainConfig
-    from covidal.training.trainer import train
+    from covidal.training.train_config import TrainConfig
+    from covidal.training.train_run import train
 
     run_dir = tmp_path_factory.mktemp("run")
     config = TrainConfig(loss=LossConfig(LossName.POINT), steps=1, batch_size=4, image_size=32,
@@ -216,8 +216,8 @@ def ct_run(tmp_path_factory: pytest.TempPathFactory, synthetic_ct: CtCase) -> Pa
     from covidal.data.slices import load_slices
     from covidal.data.window import HUWindow
     from covidal.losses.registry import LossConfig, LossName
-    from covidal.training.config import TrainConfig
-    from covidal.training.trainer import train
+    from covidal.training.train_config import TrainConfig
+    from covidal.training.train_run import train
 
     run_dir = tmp_path_factory.mktemp("ct_run")
     window = HUWindow(*TRAINED_CT_WINDOW)

@@ -26,27 +26,27 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from covidal.activelearning.config import SimulationConfig
 from covidal.activelearning.curve import TEST_METRICS, CycleRecord, RunCurve, update_curve_file
 from covidal.activelearning.pool import Pool
 from covidal.activelearning.query import PoolPart, QueryOptions, cycle_seed, query_regions
 from covidal.activelearning.seeds import derived_seed
+from covidal.activelearning.simulation_config import SimulationConfig
 from covidal.activelearning.strategies import Strategy, build_strategy
-from covidal.activelearning.strategies.base import SliceStack
+from covidal.activelearning.strategies.strategy import SliceStack
 from covidal.annotation.annotator import SimulatedAnnotator
 from covidal.annotation.effort import ClickEffort, PolygonEffort
 from covidal.annotation.state import AnnotationState, Answer, RegionLabel
 from covidal.data.slices import SliceRecord
 from covidal.errors import CovidalError
-from covidal.inference import evaluate
 from covidal.losses.registry import build_loss
-from covidal.models.base import SegmentationNet
-from covidal.models.registry import build_model
+from covidal.models.slices.build import build_model
+from covidal.models.slices.network import SegmentationNet
 from covidal.regions.grid import RegionGrid, RegionId
 from covidal.training.checkpoint import MODEL_FILE, save_checkpoint
-from covidal.training.config import resolve_device
 from covidal.training.dataset import TrainingSlices
+from covidal.training.inference import evaluate
 from covidal.training.steps import StepTrainer
+from covidal.training.train_config import resolve_device
 from covidal.utils.atomic import atomic_write_json
 
 CURVE_FILE = "curve.json"

@@ -17,8 +17,8 @@ import numpy as np
 from covidal.activelearning.scoring import Reduction
 from covidal.activelearning.seeds import derived_seed
 from covidal.activelearning.selection import SelectionRule, select_regions
-from covidal.activelearning.strategies.base import ScoringContext, SliceStack, Strategy
-from covidal.models.base import SegmentationNet
+from covidal.activelearning.strategies.strategy import ScoringContext, SliceStack, Strategy
+from covidal.models.slices.network import SegmentationNet
 from covidal.regions.grid import RegionGrid
 
 

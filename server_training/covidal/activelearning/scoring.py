@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from covidal.activelearning.sharding import distributed_world, gather_shards, shard_for_rank
-from covidal.data.grid import GridMapping
-from covidal.models.base import SegmentationNet
+from covidal.data.resizing import GridMapping
+from covidal.models.slices.network import SegmentationNet
 from covidal.regions.grid import RegionGrid
 from covidal.uncertainty.mc_dropout import MCSamples, mc_probabilities_cached
 

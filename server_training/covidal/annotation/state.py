@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from covidal.data.grid import GridMapping
 from covidal.data.points import IGNORE_INDEX, PointClass
+from covidal.data.resizing import GridMapping
 from covidal.errors import CovidalError
 from covidal.regions.grid import Box, RegionGrid, RegionId
 from covidal.utils.atomic import atomic_write_json

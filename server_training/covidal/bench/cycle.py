@@ -32,7 +32,7 @@ from covidal.bench.service import write_synthetic_ct
 from covidal.client import BackendUnreachable, ClientError, CovidalClient
 from covidal.errors import CovidalError
 from covidal.regions.grid import RegionGrid
-from covidal.service.jobs.config import DEFAULT_IMAGE_SIZE, DEFAULT_WIDTH
+from covidal.service.jobs.job_config import DEFAULT_IMAGE_SIZE, DEFAULT_WIDTH
 from covidal.service.local import local_service
 from covidal.service.project.layout import ProjectLayout
 from covidal.service.schemas import MAX_CYCLE_REGIONS

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from covidal.data.slices import SliceRecord
 from covidal.errors import CovidalError
-from covidal.inference import evaluate
 from covidal.losses.registry import LossConfig, LossName
 from covidal.training.checkpoint import load_run
-from covidal.training.config import TrainConfig, resolve_device
-from covidal.training.trainer import for_epochs, train
+from covidal.training.inference import evaluate
+from covidal.training.train_config import TrainConfig, resolve_device
+from covidal.training.train_run import for_epochs, train
 
 REPORTED = ("dice", "iou", "ppv", "sensitivity", "specificity")
 

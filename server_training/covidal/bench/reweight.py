@@ -17,10 +17,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from covidal.models.unet3d import UNet3DConfig, build_unet3d, count_trainable_parameters, final_layer_parameter_names
+from covidal.models.volumes.unet import (
+    UNet3DConfig,
+    build_unet3d,
+    count_trainable_parameters,
+    final_layer_parameter_names,
+)
 from covidal.noisyteacher.step import TrainingStep
 from covidal.noisyteacher.stream import PatchBatch
-from covidal.noisyteacher.weighting import StudentMode, build_weighting
+from covidal.noisyteacher.student_modes import StudentMode, build_weighting
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from covidal.cli.options import (
     non_negative_int,
     positive_int,
 )
-from covidal.service.jobs.config import DEFAULT_IMAGE_SIZE, DEFAULT_WIDTH
-from covidal.training.config import resolve_device
+from covidal.service.jobs.job_config import DEFAULT_IMAGE_SIZE, DEFAULT_WIDTH
+from covidal.training.train_config import resolve_device
 from covidal.utils.atomic import atomic_write_json
 
 

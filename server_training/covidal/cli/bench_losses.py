@@ -21,7 +21,7 @@ from covidal.cli.options import (
 )
 from covidal.data.slices import load_slices
 from covidal.losses.registry import LossConfig, LossName
-from covidal.training.config import TrainConfig
+from covidal.training.train_config import TrainConfig
 from covidal.utils.atomic import atomic_write_json
 
 

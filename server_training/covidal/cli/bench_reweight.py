@@ -13,11 +13,11 @@ from pathlib import Path
 
 from covidal.bench.reweight import ReweightBenchConfig, as_dict, bench_reweight, format_config, markdown_table
 from covidal.cli.options import add_device_option, non_negative_int, positive_int
-from covidal.cli.options_3d import int_tuple, patch_size
+from covidal.cli.volumes.options import int_tuple, patch_size
 from covidal.errors import CovidalError
-from covidal.models.unet3d import UNet3DConfig
-from covidal.noisyteacher.weighting import StudentMode
-from covidal.training.config import resolve_device
+from covidal.models.volumes.unet import UNet3DConfig
+from covidal.noisyteacher.student_modes import StudentMode
+from covidal.training.train_config import resolve_device
 from covidal.utils.atomic import atomic_write_json
 
 

@@ -9,13 +9,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from covidal.bench.scoring import (
+from covidal.bench.scoring_speed import (
     ScoringBenchResult,
     bench_scoring,
     format_rate,
     markdown_table,
 )
-from covidal.cli.evaluate import _window
 from covidal.cli.options import (
     add_device_option,
     finite_float,
@@ -24,15 +23,16 @@ from covidal.cli.options import (
     positive_float,
     positive_int,
 )
+from covidal.cli.slices.evaluate import _window
 from covidal.data.slices import load_slices
 from covidal.data.window import HUWindow
 from covidal.errors import CovidalError
-from covidal.models.base import SegmentationNet
 from covidal.models.kinds import ModelKind
-from covidal.models.registry import ModelConfig, build_model
+from covidal.models.slices.build import ModelConfig, build_model
+from covidal.models.slices.network import SegmentationNet
 from covidal.training.checkpoint import load_run
-from covidal.training.config import resolve_device
 from covidal.training.dataset import network_input
+from covidal.training.train_config import resolve_device
 from covidal.utils.atomic import atomic_write_json
 
 DEFAULT_SIZE = 352

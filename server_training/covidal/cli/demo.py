@@ -34,7 +34,7 @@ from covidal.losses.registry import LossName
 from covidal.regions.grid import RegionGrid, RegionId
 from covidal.sample_data import describe, make_demo_case
 from covidal.service.local import local_service
-from covidal.training.config import resolve_device
+from covidal.training.train_config import resolve_device
 from covidal.utils.atomic import atomic_write
 
 CROP_MARGIN = 8  # voxels kept around the lungs' bounding box
@@ -140,7 +140,7 @@ def _region_grid(regions: int) -> RegionGrid:
 
 
 def _training_settings(args: argparse.Namespace) -> dict:
-    """Project settings the training job reads (see ``covidal.service.jobs.config.TrainJobConfig.for_project``)."""
+    """Project settings the training job reads (see ``covidal.service.jobs.job_config.TrainJobConfig.for_project``)."""
     return {"image_size": args.size, "width": args.width, "seed": args.seed,
             "checkpoint_every": max(1, args.steps // 5)}
 

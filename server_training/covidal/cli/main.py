@@ -13,32 +13,17 @@ import sys
 from collections.abc import Sequence
 
 from covidal import __version__
-from covidal.cli import (
-    bench_cycle,
-    bench_losses,
-    bench_reweight,
-    bench_scoring,
-    bench_service,
-    compare,
-    compare_3d,
-    corrupt_labels,
-    demo,
-    evaluate,
-    evaluate_3d,
-    make_cases_3d,
-    noisy_teacher,
-    predict,
-    pseudo_label,
-    serve,
-    simulate,
-    train,
-    train_3d,
-)
+from covidal.cli import bench_cycle, bench_losses, bench_reweight, bench_scoring, bench_service, demo, serve
+from covidal.cli.slices import compare, evaluate, predict, simulate, train
+from covidal.cli.volumes import compare as compare_3d
+from covidal.cli.volumes import corrupt_labels, make_cases, noisy_teacher, pseudo_label
+from covidal.cli.volumes import evaluate as evaluate_3d
+from covidal.cli.volumes import train as train_3d
 from covidal.errors import CovidalError
 
 COMMANDS = (
     train, evaluate, predict, simulate, compare, demo, bench_losses, bench_scoring,
-    make_cases_3d, corrupt_labels, train_3d, pseudo_label, noisy_teacher, evaluate_3d, compare_3d, bench_reweight,
+    make_cases, corrupt_labels, train_3d, pseudo_label, noisy_teacher, evaluate_3d, compare_3d, bench_reweight,
     serve, bench_service, bench_cycle,
 )
 

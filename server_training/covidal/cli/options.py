@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from covidal.data.window import HUWindow
-from covidal.training.config import DeviceChoice
+from covidal.training.train_config import DeviceChoice
 
 
 def positive_int(text: str) -> int:

@@ -62,7 +62,7 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
         raise CovidalError(f"--host {args.host} is reachable from other machines: give --token-file with a secret "
                            "token, or bind to 127.0.0.1")
     if args.device == "cuda":
-        from covidal.training.config import resolve_device
+        from covidal.training.train_config import resolve_device
 
         resolve_device("cuda")  # a clear error now rather than when the first job runs
     return ServiceSettings(args.project_dir, token, args.device, args.max_upload_mb * 2**20, args.lease_seconds,

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from covidal.errors import CovidalError
-from covidal.models.unet3d import build_unet3d
-from covidal.noisyteacher.config import Train3DConfig
+from covidal.models.volumes.unet import build_unet3d
+from covidal.noisyteacher.run_config import Train3DConfig
 from covidal.utils.atomic import atomic_write
 from covidal.utils.checkpoint_file import read_checkpoint
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from covidal.inference import autocast_for
 from covidal.noisyteacher.gradients import GradientDict, batch_gradient, per_sample_gradients
 from covidal.noisyteacher.stream import PatchBatch
-from covidal.noisyteacher.weighting import SampleWeighting
+from covidal.noisyteacher.student_modes import SampleWeighting
+from covidal.training.inference import autocast_for
 
 
 @dataclass(frozen=True)

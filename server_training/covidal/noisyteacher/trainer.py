@@ -18,13 +18,13 @@ from pathlib import Path
 import torch
 
 from covidal.errors import CovidalError
-from covidal.models.unet3d import build_unet3d, final_layer_parameter_names
-from covidal.noisyteacher.config import Train3DConfig
+from covidal.models.volumes.unet import build_unet3d, final_layer_parameter_names
 from covidal.noisyteacher.run import CONFIG_FILE, HISTORY_FILE, MODEL_FILE, STEPS_FILE, save_model
+from covidal.noisyteacher.run_config import Train3DConfig
 from covidal.noisyteacher.step import StepRecord, TrainingStep
 from covidal.noisyteacher.stream import BatchStream
-from covidal.noisyteacher.weighting import build_weighting, uses_pseudo_labels
-from covidal.training.config import resolve_device
+from covidal.noisyteacher.student_modes import build_weighting, uses_pseudo_labels
+from covidal.training.train_config import resolve_device
 from covidal.utils.atomic import atomic_write, atomic_write_json
 from covidal.utils.checkpoint_file import read_checkpoint
 from covidal.volumes.patches import PatchSampler

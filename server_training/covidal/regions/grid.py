@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from covidal.data.grid import GridMapping
+from covidal.data.resizing import GridMapping
 from covidal.validation import ConfigError, check_int, is_integer
 
 DEFAULT_REGIONS = 64

@@ -181,7 +181,7 @@ class JobCreate(_Request):
     steps: int | None = Field(default=None, ge=1, description="'train' jobs: optimiser steps (default: the "
                                                                 "project's 'steps' setting, else 20)")
     config: dict[str, Any] = Field(default_factory=dict, description="more options: of "
-                                   "covidal.service.jobs.config.TrainJobConfig for 'train' (e.g. checkpoint_every, "
+                                   "covidal.service.jobs.job_config.TrainJobConfig for 'train' (e.g. checkpoint_every, "
                                    "batch_size), of covidal.service.jobs.noisy_teacher_config.NoisyTeacherJobConfig "
                                    "for 'noisy-teacher' (e.g. mode, epochs, steps_per_epoch, patch_size)")
 

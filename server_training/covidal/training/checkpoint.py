@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from covidal.errors import CovidalError
-from covidal.models.base import SegmentationNet
-from covidal.models.registry import build_model
-from covidal.training.config import TrainConfig
+from covidal.models.slices.build import build_model
+from covidal.models.slices.network import SegmentationNet
+from covidal.training.train_config import TrainConfig
 from covidal.utils.atomic import atomic_write
 from covidal.utils.checkpoint_file import read_checkpoint
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from covidal.data.grid import (
+from covidal.data.points import PointLabel
+from covidal.data.resizing import (
     GridMapping,
     point_label_map_on_grid,
     resize_image,
     resize_mask,
 )
-from covidal.data.points import PointLabel
 from covidal.data.slices import SliceRecord
 from covidal.losses.base import Batch
 from covidal.training.distributed import SINGLE_PROCESS, Shard, shard_order

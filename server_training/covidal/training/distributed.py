@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from covidal.errors import CovidalError
-from covidal.training.config import DeviceChoice
+from covidal.training.train_config import DeviceChoice
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 

@@ -22,10 +22,10 @@ import torch
 from torch import nn
 
 from covidal.errors import CovidalError
-from covidal.inference import autocast_for
 from covidal.losses.base import Batch, LossResult, SegmentationLoss
 from covidal.training.dataset import TrainingSlices, batch_indices
 from covidal.training.distributed import SINGLE_PROCESS, Shard
+from covidal.training.inference import autocast_for
 from covidal.utils.atomic import atomic_write
 from covidal.utils.checkpoint_file import read_checkpoint
 

@@ -27,7 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from covidal.data.cases import (
+from covidal.data.case_files import (
     case_name,
     files_with_suffixes,
     natural_sorted,

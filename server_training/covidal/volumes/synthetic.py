@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from covidal.data.cases import case_name, files_with_suffixes
+from covidal.data.case_files import case_name, files_with_suffixes
 from covidal.data.io import VOLUME_SUFFIXES, write_volume
 from covidal.data.volume import Volume
 from covidal.errors import CovidalError

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from covidal.activelearning.config import SimulationConfig
 from covidal.activelearning.curve import load_curves
 from covidal.activelearning.loop import CURVE_FILE, simulate
+from covidal.activelearning.simulation_config import SimulationConfig
 from covidal.annotation.state import Answer
 from covidal.data.slices import load_slices
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, LossName
-from covidal.models.registry import ModelConfig
+from covidal.models.slices.build import ModelConfig
 from covidal.training.checkpoint import load_run
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from covidal.activelearning.scoring import Reduction, band_starts, mc_region_scores, reduce_to_regions
-from covidal.data.grid import GridMapping
-from covidal.models.registry import ModelConfig, build_model
+from covidal.data.resizing import GridMapping
+from covidal.models.slices.build import ModelConfig, build_model
 from covidal.regions.grid import RegionGrid
 from covidal.uncertainty.mc_dropout import mc_probabilities_naive, sample_dropout_masks
 from covidal.uncertainty.measures import predictive_entropy

@@ -17,7 +17,7 @@ import torch
 
 from covidal.activelearning.scoring import mc_region_scores
 from covidal.activelearning.sharding import distributed_world, shard_for_rank
-from covidal.models.registry import ModelConfig, build_model
+from covidal.models.slices.build import ModelConfig, build_model
 from covidal.regions.grid import RegionGrid
 from covidal.uncertainty.mc_dropout import sample_dropout_masks
 from covidal.uncertainty.measures import predictive_entropy

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from covidal.bench.reweight import ReweightBenchConfig, bench_reweight, make_batch, markdown_table
-from covidal.models.unet3d import UNet3DConfig
-from covidal.noisyteacher.weighting import StudentMode
+from covidal.models.volumes.unet import UNet3DConfig
+from covidal.noisyteacher.student_modes import StudentMode
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 

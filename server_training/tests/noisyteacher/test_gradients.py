@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from covidal.losses.combo import per_sample_combo_loss
-from covidal.models.unet3d import UNet3DConfig, build_unet3d
+from covidal.models.volumes.unet import UNet3DConfig, build_unet3d
 from covidal.noisyteacher.gradients import (
     batch_gradient,
     flat_dot,

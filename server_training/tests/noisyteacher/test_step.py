@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from covidal.losses.combo import per_sample_combo_loss
-from covidal.models.unet3d import UNet3DConfig, build_unet3d, final_layer_parameter_names
+from covidal.models.volumes.unet import UNet3DConfig, build_unet3d, final_layer_parameter_names
+from covidal.noisyteacher.sample_weights import rgs_weights_reference
 from covidal.noisyteacher.step import TrainingStep
 from covidal.noisyteacher.stream import PatchBatch
-from covidal.noisyteacher.weighting import StudentMode, build_weighting
-from covidal.noisyteacher.weights import rgs_weights_reference
+from covidal.noisyteacher.student_modes import StudentMode, build_weighting
 
 TINY = UNet3DConfig(channels=(4, 8), strides=(2,), num_res_units=1)
 SIZE = 8

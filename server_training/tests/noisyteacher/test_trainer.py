@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from covidal.errors import CovidalError
-from covidal.models.unet3d import UNet3DConfig
-from covidal.noisyteacher.config import Train3DConfig
+from covidal.models.volumes.unet import UNet3DConfig
 from covidal.noisyteacher.run import load_model
+from covidal.noisyteacher.run_config import Train3DConfig
+from covidal.noisyteacher.student_modes import StudentMode
 from covidal.noisyteacher.trainer import train_3d
-from covidal.noisyteacher.weighting import StudentMode
 from covidal.volumes.cases import list_volume_cases
-from covidal.volumes.inference import SlidingWindowConfig
 from covidal.volumes.patches import PatchConfig
 from covidal.volumes.preprocess import prepare_cases
+from covidal.volumes.sliding_window import SlidingWindowConfig
 
 
 def _config(mode: StudentMode, **changes) -> Train3DConfig:

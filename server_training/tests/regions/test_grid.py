@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from covidal.data.grid import GridMapping, resize_mask
+from covidal.data.resizing import GridMapping, resize_mask
 from covidal.regions.grid import Box, RegionGrid, RegionId
 
 AWKWARD = [((7, 5), 4), ((13, 17), 9), ((512, 512), 64), ((100, 351), 64), ((8, 8), 64)]

@@ -8,7 +8,7 @@ import torch
 
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, LossName
-from covidal.models.registry import ModelConfig, build_model
+from covidal.models.slices.build import ModelConfig, build_model
 from covidal.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -16,7 +16,7 @@ from covidal.training.checkpoint import (
     load_run,
     save_checkpoint,
 )
-from covidal.training.config import TrainConfig
+from covidal.training.train_config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from covidal.errors import CovidalError
-from covidal.training.config import DeviceChoice
 from covidal.training.dataset import TrainingSlices
 from covidal.training.distributed import (
     SINGLE_PROCESS,
@@ -14,6 +13,7 @@ from covidal.training.distributed import (
     shard_order,
     torchrun_command,
 )
+from covidal.training.train_config import DeviceChoice
 
 
 @pytest.mark.parametrize(("length", "world_size", "expected"), [

@@ -9,7 +9,7 @@ from covidal.errors import CovidalError
 from covidal.losses.base import LossResult
 from covidal.losses.consistency import ConsistencyLoss, TransformSet
 from covidal.losses.point import PointLoss
-from covidal.models.registry import ModelConfig, build_model
+from covidal.models.slices.build import ModelConfig, build_model
 from covidal.training.dataset import TrainingSlices, batch_indices
 from covidal.training.steps import StepTrainer
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 
-from covidal.activelearning.strategies.base import ScoringContext, SliceStack, Strategy
 from covidal.activelearning.strategies.heuristics import MEASURES, MeasureStrategy, RandomRegions
 from covidal.activelearning.strategies.priors import LungFraction
+from covidal.activelearning.strategies.strategy import ScoringContext, SliceStack, Strategy
 
 
 class StrategyName(StrEnum):

@@ -12,7 +12,7 @@ import numpy as np
 
 from covidal.activelearning.scoring import PixelMeasure, mc_region_scores
 from covidal.activelearning.seeds import derived_seed
-from covidal.activelearning.strategies.base import ScoringContext, SliceStack, Strategy
+from covidal.activelearning.strategies.strategy import ScoringContext, SliceStack, Strategy
 from covidal.uncertainty.mc_dropout import sample_dropout_masks
 from covidal.uncertainty.measures import bald, least_confidence, margin, predictive_entropy
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from covidal.activelearning.scoring import band_starts
-from covidal.activelearning.strategies.base import ScoringContext, SliceStack, Strategy
+from covidal.activelearning.strategies.strategy import ScoringContext, SliceStack, Strategy
 from covidal.regions.grid import RegionGrid
 
 LUNG_HU_RANGE = (-950.0, -300.0)

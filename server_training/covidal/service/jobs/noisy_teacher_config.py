@@ -10,18 +10,18 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from covidal.errors import CovidalError
-from covidal.models.unet3d import UNet3DConfig
-from covidal.noisyteacher.config import Train3DConfig
-from covidal.noisyteacher.weighting import (
+from covidal.models.volumes.unet import UNet3DConfig
+from covidal.noisyteacher.run_config import Train3DConfig
+from covidal.noisyteacher.student_modes import (
     StudentMode,
     parse_student_mode,
     uses_pseudo_labels,
 )
-from covidal.service.jobs.config import MAX_STEPS, JobConfig
+from covidal.service.jobs.job_config import MAX_STEPS, JobConfig
 from covidal.validation import check_int, check_ints, check_real, is_real
-from covidal.volumes.inference import SlidingWindowConfig
 from covidal.volumes.patches import PatchConfig
 from covidal.volumes.preprocess import TARGET_SPACING_MM
+from covidal.volumes.sliding_window import SlidingWindowConfig
 
 DEFAULTS = Train3DConfig()
 

@@ -2,7 +2,7 @@
 
 A ``train`` job trains the project's 2D model on every answered slice for the job's ``steps`` optimiser
 steps; a ``noisy-teacher`` job trains a ``unet3d`` project's 3D model
-(:mod:`covidal.service.jobs.noisy_teacher`). Progress goes to the store (at most once a second, and at
+(:mod:`covidal.service.jobs.noisy_teacher_job`). Progress goes to the store (at most once a second, and at
 every checkpoint) through a :class:`~covidal.service.jobs.progress.JobReporter`, and a job stops cleanly
 when a cancel is asked.
 
@@ -26,18 +26,10 @@ import torch
 
 from covidal.data.window import HUWindow
 from covidal.errors import CovidalError
-from covidal.inference import predict_probabilities
 from covidal.losses.registry import LossConfig, build_loss
-from covidal.models.base import SegmentationNet
-from covidal.models.registry import ModelConfig, build_model
-from covidal.service.jobs.annotations import (
-    ProjectAnnotations,
-    dice_of,
-    known_pixel_counts,
-    project_annotations,
-    project_window,
-)
-from covidal.service.jobs.config import JobKind, TrainJobConfig
+from covidal.models.slices.build import ModelConfig, build_model
+from covidal.models.slices.network import SegmentationNet
+from covidal.service.jobs.job_config import JobKind, TrainJobConfig
 from covidal.service.jobs.progress import (
     Cancelled,
     JobReporter,
@@ -45,14 +37,22 @@ from covidal.service.jobs.progress import (
     finish,
     publish_model,
 )
+from covidal.service.jobs.training_data import (
+    ProjectAnnotations,
+    dice_of,
+    known_pixel_counts,
+    project_annotations,
+    project_window,
+)
 from covidal.service.project.layout import ProjectLayout
 from covidal.service.project.learning_curve import record_job_result
 from covidal.service.store.records import Job, JobStatus, Project
 from covidal.service.store.store import Store
 from covidal.training.checkpoint import save_checkpoint
-from covidal.training.config import TrainConfig
 from covidal.training.dataset import TrainingSlices, network_input
+from covidal.training.inference import predict_probabilities
 from covidal.training.steps import StepReport, StepTrainer
+from covidal.training.train_config import TrainConfig
 
 PARENT_GONE_EXIT = 3
 BATCH_SEED_FACTOR = 1_000_003  # the batch order's seed is seed * this, apart from the other draws of the seed
@@ -93,7 +93,7 @@ def run_job(store: Store, project_dir: Path, job: Job, reporter: JobReporter) ->
     kind.check_model_kind(project.id, project.model_kind)
     try:
         if kind is JobKind.NOISY_TEACHER:
-            from covidal.service.jobs.noisy_teacher import (
+            from covidal.service.jobs.noisy_teacher_job import (
                 run_noisy_teacher_job,  # imports MONAI's 3D networks
             )
 

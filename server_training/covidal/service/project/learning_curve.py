@@ -7,7 +7,7 @@ import io
 import json
 import time
 
-from covidal.service.jobs.config import JobKind
+from covidal.service.jobs.job_config import JobKind
 from covidal.service.project.layout import JobPaths, ProjectLayout
 from covidal.service.schemas import CurvePoint
 from covidal.service.store.records import JobStatus

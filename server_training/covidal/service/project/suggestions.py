@@ -30,7 +30,7 @@ from covidal.errors import CovidalError
 from covidal.models.kinds import ModelKind
 from covidal.regions.grid import RegionGrid
 from covidal.service.cache import ServiceCache, VolumeKey
-from covidal.service.jobs.annotations import answered_regions
+from covidal.service.jobs.training_data import answered_regions
 from covidal.service.project.layout import ProjectLayout
 from covidal.service.settings import ServiceSettings
 from covidal.service.store import records
@@ -146,11 +146,11 @@ def _volume_stack(store: Store, settings: ServiceSettings, cache: ServiceCache, 
                                                             max_expanded)).array
 
     def network_input():
-        from covidal.service import modeling  # torch loads only once a project has a model
+        from covidal.service.project.models import slices  # torch loads only once a project has a model
 
         window, size = model.config.window, model.config.image_size
-        return cache.derived(modeling.NetworkInputKey(key, window, size),
-                             lambda: modeling.network_input_of(voxels(), window, size), modeling.tensor_nbytes)
+        return cache.derived(slices.NetworkInputKey(key, window, size),
+                             lambda: slices.network_input_of(voxels(), window, size), slices.tensor_nbytes)
 
     return SliceStack((_slice_shape(volume),) * volume.geometry.dims[2], network_input, voxels)
 
@@ -161,6 +161,6 @@ def _current_model(project: records.Project, settings: ServiceSettings, cache: S
     path = ProjectLayout(settings.project_dir).current_model(project.id)
     if ModelKind(project.model_kind).dims == 3 or not path.is_file():
         return None
-    from covidal.service import modeling  # torch loads only once a project has a model
+    from covidal.service.project.models import slices  # torch loads only once a project has a model
 
-    return cache.model(path, lambda model_path: modeling.load_model(model_path, settings.device))
+    return cache.model(path, lambda model_path: slices.load_model(model_path, settings.device))

@@ -7,8 +7,8 @@ from typing import Any
 
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossName
-from covidal.service.jobs.annotations import answered_regions
-from covidal.service.jobs.config import JobKind, TrainJobConfig
+from covidal.service.jobs.job_config import JobKind, TrainJobConfig
+from covidal.service.jobs.training_data import answered_regions
 from covidal.service.project.layout import ProjectLayout
 from covidal.service.store.errors import Conflict
 from covidal.service.store.records import Job, JobStatus, Project
@@ -74,9 +74,9 @@ def _train_config(store: Store, project: Project, overrides: dict[str, Any]) -> 
 def _noisy_teacher_config(store: Store, project: Project, overrides: dict[str, Any]) -> dict[str, Any]:
     """The options of a ``noisy-teacher`` job of the project. CovidalError when it lacks volumes or a bad option."""
     # The 3D training modules load only once a 3D job is started.
-    from covidal.noisyteacher.weighting import StudentMode
-    from covidal.service.jobs.noisy_teacher import check_volumes, project_volumes_3d
+    from covidal.noisyteacher.student_modes import StudentMode
     from covidal.service.jobs.noisy_teacher_config import NoisyTeacherJobConfig
+    from covidal.service.jobs.noisy_teacher_job import check_volumes, project_volumes_3d
 
     config = NoisyTeacherJobConfig.for_project(project.settings, overrides)
     for mode in (StudentMode.SUPERVISED, config.mode):

@@ -1,6 +1,6 @@
 """``/projects/{p}/jobs``: start a training job, follow its progress and log, cancel it, resume it.
 
-Kinds (:class:`covidal.service.jobs.config.JobKind`): ``train`` trains a 2D project's point model on the
+Kinds (:class:`covidal.service.jobs.job_config.JobKind`): ``train`` trains a 2D project's point model on the
 answered regions; ``noisy-teacher`` trains a ``unet3d`` project's 3D model (a teacher on the volumes with
 an expert label, pseudo-labels of the others, a student). Jobs run one at a time per device
 (:class:`covidal.service.jobs.runner.JobRunner`), each in a child process. A job that the service was

@@ -1,7 +1,7 @@
 """``/projects/{p}/volumes/{v}/label``: the expert label volume of a volume of a ``unet3d`` project.
 
 An upload is streamed to the file store under a random name (size limit as for volumes, 413), read back
-and checked (:func:`covidal.service.labels.check_label_file`: the volume's exact geometry, whole values
+and checked (:func:`covidal.service.label_checks.check_label_file`: the volume's exact geometry, whole values
 >= 0); a refused file is removed (422) and an accepted one recorded, replacing the volume's earlier label.
 The volumes with a label are the expert volumes of the project's ``noisy-teacher`` jobs.
 """
@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from covidal.models.kinds import ModelKind
-from covidal.service.labels import check_label_file
+from covidal.service.label_checks import check_label_file
 from covidal.service.routes.deps import SettingsDep, StoreDep
 from covidal.service.routes.uploads import receive_upload
 from covidal.service.schemas import LabelOut, label_out

@@ -1,12 +1,12 @@
 """``/projects/{p}/volumes/{v}/prediction``: run the project's current model on a volume and download the result
-(:mod:`covidal.service.project.predictions`)."""
+(:mod:`covidal.service.project.predicting`)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from covidal.service.project import predictions
+from covidal.service.project import predicting
 from covidal.service.routes.deps import LayoutDep, SettingsDep, StoreDep
 from covidal.service.schemas import PredictionOut
 
@@ -18,13 +18,13 @@ router = APIRouter(tags=["predictions"])
 def predict(project_id: int, volume_id: int, store: StoreDep, settings: SettingsDep,
                    layout: LayoutDep) -> PredictionOut:
     """Label the volume with the current model; infected volume (mL) and share of the lungs (heuristic mask)."""
-    return predictions.predict(store, settings, layout, project_id, volume_id)
+    return predicting.predict(store, settings, layout, project_id, volume_id)
 
 
 @router.get("/projects/{project_id}/volumes/{volume_id}/prediction.nrrd", response_class=FileResponse,
             responses={200: {"content": {"application/octet-stream": {}},
                              "description": "uint8 NRRD on the volume's grid, 1 = infection"}})
 def prediction_file(project_id: int, volume_id: int, store: StoreDep, layout: LayoutDep) -> FileResponse:
-    path = predictions.prediction_file(store, layout, project_id, volume_id)
+    path = predicting.prediction_file(store, layout, project_id, volume_id)
     return FileResponse(path, media_type="application/octet-stream",
                         filename=f"prediction-project{project_id}-volume{volume_id}.nrrd")

@@ -17,7 +17,7 @@ from covidal.activelearning.strategies import (
 )
 from covidal.activelearning.strategies.heuristics import MEASURES, MeasureStrategy, RandomRegions
 from covidal.activelearning.strategies.priors import lung_fraction_scores
-from covidal.models.registry import ModelConfig, build_model
+from covidal.models.slices.build import ModelConfig, build_model
 from covidal.regions.grid import RegionGrid
 from covidal.uncertainty.mc_dropout import sample_dropout_masks
 from covidal.uncertainty.measures import predictive_entropy

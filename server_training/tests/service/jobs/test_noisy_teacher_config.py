@@ -7,10 +7,10 @@ import json
 import pytest
 
 from covidal.errors import CovidalError
-from covidal.noisyteacher.weighting import StudentMode
-from covidal.service.jobs.config import JobKind
+from covidal.noisyteacher.student_modes import StudentMode
+from covidal.service.jobs.job_config import JobKind
 from covidal.service.jobs.noisy_teacher_config import NoisyTeacherJobConfig
-from covidal.training.config import DeviceChoice
+from covidal.training.train_config import DeviceChoice
 
 
 def test_defaults_are_the_papers_student_and_network():

@@ -14,7 +14,7 @@ from service_testing import write_volume
 
 from covidal.data.io import read_volume
 from covidal.regions.grid import RegionGrid
-from covidal.service.jobs.config import TrainJobConfig
+from covidal.service.jobs.job_config import TrainJobConfig
 from covidal.service.jobs.progress import JobReporter
 from covidal.service.jobs.worker import run_job
 from covidal.service.project.layout import JobPaths
