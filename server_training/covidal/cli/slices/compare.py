@@ -15,9 +15,9 @@ import json
 import math
 from pathlib import Path
 
-from covidal.activelearning.curve import RunCurve, load_curves
-from covidal.activelearning.plot import plot_curves
-from covidal.activelearning.summary import default_efforts, dice_at_efforts, effort_to_reach, markdown_table
+from covidal.activelearning.simulation.curve import RunCurve, load_curves
+from covidal.activelearning.simulation.plot import plot_curves
+from covidal.activelearning.simulation.summary import default_efforts, dice_at_efforts, effort_to_reach, markdown_table
 from covidal.cli.options import non_negative_float
 from covidal.errors import CovidalError
 from covidal.utils.atomic import atomic_write_bytes

@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from covidal.activelearning.curve import load_curves
-from covidal.activelearning.loop import CURVE_FILE, simulate
-from covidal.activelearning.plot import plot_curves
 from covidal.activelearning.scoring import Reduction
 from covidal.activelearning.selection import DEFAULT_MAX_PER_SLICE
-from covidal.activelearning.simulation_config import SIMULATION_LOSSES, SimulationConfig
+from covidal.activelearning.simulation.curve import load_curves
+from covidal.activelearning.simulation.loop import CURVE_FILE, simulate
+from covidal.activelearning.simulation.plot import plot_curves
+from covidal.activelearning.simulation.simulation_config import SIMULATION_LOSSES, SimulationConfig
 from covidal.activelearning.strategies import StrategyName
 from covidal.bench.losses import split_for_bench
 from covidal.cli.options import (

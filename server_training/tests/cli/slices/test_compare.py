@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from covidal.activelearning.curve import CycleRecord, RunCurve, update_curve_file
+from covidal.activelearning.simulation.curve import CycleRecord, RunCurve, update_curve_file
 from covidal.cli.main import OneLineErrorParser
 from covidal.cli.slices import compare
 from covidal.errors import CovidalError

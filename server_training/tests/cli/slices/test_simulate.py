@@ -2,7 +2,7 @@ import json
 
 from PIL import Image
 
-from covidal.activelearning.curve import load_curves
+from covidal.activelearning.simulation.curve import load_curves
 
 TINY = ["--regions", "16", "--init-slices", "1", "--cycles", "1", "--per-cycle", "2", "--mc-samples", "3",
         "--steps", "2", "--batch-size", "2", "--size", "32", "--width", "4", "--device", "cpu", "--quiet"]

@@ -11,10 +11,10 @@ import pytest
 from job_testing import answer_slices, finished, tiny_project, wait_for_job
 from service_testing import unique_name, write_volume
 
-from covidal.activelearning.loop import select_for_cycle
-from covidal.activelearning.pool import Pool
 from covidal.activelearning.query import cycle_seed
-from covidal.activelearning.simulation_config import SimulationConfig
+from covidal.activelearning.simulation.loop import select_for_cycle
+from covidal.activelearning.simulation.pool import Pool
+from covidal.activelearning.simulation.simulation_config import SimulationConfig
 from covidal.activelearning.strategies import build_strategy
 from covidal.data.io import read_volume
 from covidal.data.slices import load_volume_slices

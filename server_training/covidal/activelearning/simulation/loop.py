@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from covidal.activelearning.curve import TEST_METRICS, CycleRecord, RunCurve, update_curve_file
-from covidal.activelearning.pool import Pool
 from covidal.activelearning.query import PoolPart, QueryOptions, cycle_seed, query_regions
 from covidal.activelearning.seeds import derived_seed
-from covidal.activelearning.simulation_config import SimulationConfig
+from covidal.activelearning.simulation.curve import TEST_METRICS, CycleRecord, RunCurve, update_curve_file
+from covidal.activelearning.simulation.pool import Pool
+from covidal.activelearning.simulation.simulation_config import SimulationConfig
 from covidal.activelearning.strategies import Strategy, build_strategy
 from covidal.activelearning.strategies.strategy import SliceStack
 from covidal.annotation.annotator import SimulatedAnnotator

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from covidal.activelearning.curve import TEST_METRICS, RunCurve, RunGroup, group_runs, shared_full_effort
+from covidal.activelearning.simulation.curve import TEST_METRICS, RunCurve, RunGroup, group_runs, shared_full_effort
 from covidal.utils.atomic import atomic_write_bytes
 
 FIGURE_INCHES = (8.0, 5.0)

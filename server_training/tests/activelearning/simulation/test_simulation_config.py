@@ -1,7 +1,7 @@
 import pytest
 
 from covidal.activelearning.scoring import Reduction
-from covidal.activelearning.simulation_config import SimulationConfig
+from covidal.activelearning.simulation.simulation_config import SimulationConfig
 from covidal.activelearning.strategies import StrategyName
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.slices.build import ModelConfig

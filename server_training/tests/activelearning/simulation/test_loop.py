@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from covidal.activelearning.curve import load_curves
-from covidal.activelearning.loop import CURVE_FILE, simulate
-from covidal.activelearning.simulation_config import SimulationConfig
+from covidal.activelearning.simulation.curve import load_curves
+from covidal.activelearning.simulation.loop import CURVE_FILE, simulate
+from covidal.activelearning.simulation.simulation_config import SimulationConfig
 from covidal.annotation.state import Answer
 from covidal.data.slices import load_slices
 from covidal.errors import CovidalError

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from covidal.activelearning.pool import Pool, slice_key
+from covidal.activelearning.simulation.pool import Pool, slice_key
 from covidal.data.slices import SliceRecord
 from covidal.errors import CovidalError
 

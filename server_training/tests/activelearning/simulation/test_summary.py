@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from covidal.activelearning.curve import CycleRecord, RunCurve
-from covidal.activelearning.summary import (
+from covidal.activelearning.simulation.curve import CycleRecord, RunCurve
+from covidal.activelearning.simulation.summary import (
     SeedValues,
     default_efforts,
     dice_at,

@@ -10,8 +10,8 @@ import pytest
 from matplotlib.collections import PolyCollection
 from PIL import Image
 
-from covidal.activelearning.curve import CycleRecord, RunCurve
-from covidal.activelearning.plot import DPI, FIGURE_INCHES, curve_figure, mean_curves, plot_curves
+from covidal.activelearning.simulation.curve import CycleRecord, RunCurve
+from covidal.activelearning.simulation.plot import DPI, FIGURE_INCHES, curve_figure, mean_curves, plot_curves
 
 EXPECTED_PIXELS = (round(FIGURE_INCHES[0] * DPI), round(FIGURE_INCHES[1] * DPI))
 

@@ -8,7 +8,7 @@ import multiprocessing
 
 import pytest
 
-from covidal.activelearning.curve import (
+from covidal.activelearning.simulation.curve import (
     CURVE_FORMAT,
     CURVE_VERSION,
     CycleRecord,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from covidal.activelearning.curve import RunCurve, RunGroup, group_runs, shared_full_effort
+from covidal.activelearning.simulation.curve import RunCurve, RunGroup, group_runs, shared_full_effort
 
 DEFAULT_EFFORT_COUNT = 5
 NICE_STEPS = (1, 2, 5, 10)
