@@ -10,10 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from covidal.cli.options import add_device_option
-from covidal.cli.volumes.data import load_cases
-from covidal.noisyteacher.run import load_model
-from covidal.training.train_config import resolve_device
+from covidal.cli.volumes.data import add_model_and_images, model_and_cases
 from covidal.utils.atomic import atomic_write_json
 from covidal.volumes.evaluation import VolumeScore, evaluate_cases
 
@@ -21,19 +18,15 @@ from covidal.volumes.evaluation import VolumeScore, evaluate_cases
 def add_parser(commands) -> None:
     parser = commands.add_parser("evaluate-3d", help="evaluate a 3D model: Dice and HD95 per volume",
                                  description=__doc__.split(":", 1)[1].strip())
-    parser.add_argument("--model", type=Path, required=True, help="run folder written by `covidal train-3d` or `noisy-teacher`")
-    parser.add_argument("--images", type=Path, required=True, help="folder of volumes (files or DICOM series folders)")
+    add_model_and_images(parser, "run folder written by `covidal train-3d` or `noisy-teacher`")
     parser.add_argument("--labels", type=Path, required=True, help="reference label volumes, matched by name")
     parser.add_argument("--json", type=Path, required=True, help="where to write the scores")
-    add_device_option(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    loaded = load_model(args.model, device)
+    loaded, device, cases = model_and_cases(args, args.labels, "test")
     config = loaded.config
-    cases = load_cases(args.images, args.labels, config.spacing, config.window, "test")
     report = evaluate_cases(loaded.model, cases, config.sliding_window, device, config.amp, on_volume=_print_volume)
     report["settings"] = {
         "model": str(Path(args.model).resolve()), "mode": config.mode.value, "epoch": loaded.epoch,
