@@ -53,8 +53,8 @@ def _autograd_gradient(model: torch.nn.Module, expert: PatchBatch, pseudo: Patch
 
 def _assert_close(actual: dict, expected: dict) -> None:
     assert actual.keys() == expected.keys()
-    for name in actual:
-        torch.testing.assert_close(actual[name], expected[name], rtol=1e-7, atol=1e-10, msg=name)
+    for name, value in actual.items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-7, atol=1e-10, msg=name)
 
 
 def test_teacher_step_applies_the_expert_gradient():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from covidal.cli.options import add_data_options, add_device_option
@@ -56,4 +57,4 @@ def _window(args: argparse.Namespace, trained: HUWindow) -> HUWindow:
 
 
 def _fmt(value) -> str:
-    return "n/a" if value is None or value != value else f"{value:.4f}"
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"

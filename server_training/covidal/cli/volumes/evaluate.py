@@ -8,6 +8,7 @@ reference is empty; the average HD95 is over the volumes where it is defined.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from covidal.cli.volumes.data import add_model_and_images, model_and_cases
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     }
     atomic_write_json(args.json, report)
     hd95 = report["hd95_mm"]
-    print(f"dice={report['dice']:.4f} hd95_mm={'n/a' if hd95 != hd95 else f'{hd95:.2f}'} "
+    print(f"dice={report['dice']:.4f} hd95_mm={'n/a' if math.isnan(hd95) else f'{hd95:.2f}'} "
           f"({len(report['volumes'])} volumes) -> {args.json}")
     return 0
 

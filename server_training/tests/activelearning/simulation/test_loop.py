@@ -18,9 +18,9 @@ from covidal.training.checkpoint import load_run
 
 
 def tiny_config(**options) -> SimulationConfig:
-    defaults = dict(regions=16, init_slices=1, cycles=2, per_cycle=4, max_per_slice=2, mc_samples=3,
-                    steps_per_cycle=2, batch_size=2, image_size=32, model=ModelConfig(width=4),
-                    loss=LossConfig(LossName.POINT), device="cpu")
+    defaults = {"regions": 16, "init_slices": 1, "cycles": 2, "per_cycle": 4, "max_per_slice": 2, "mc_samples": 3,
+                    "steps_per_cycle": 2, "batch_size": 2, "image_size": 32, "model": ModelConfig(width=4),
+                    "loss": LossConfig(LossName.POINT), "device": "cpu"}
     return SimulationConfig(**{**defaults, **options})
 
 

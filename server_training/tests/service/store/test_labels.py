@@ -53,5 +53,5 @@ def test_startup_removes_labels_never_recorded_and_the_check_sees_a_missing_file
     assert store.recover().removed_files == (orphan,)
     label, _ = store.set_label(project.id, volume.id, put_label(store, project.id), "nrrd", 1)
     store.files.path(label.path).unlink()
-    assert store.integrity_check() == [f"label of volume {volume.id} of project {project.id}: file {label.path} "
-                                       "is missing"]
+    assert store.integrity_check() == [(f"label of volume {volume.id} of project {project.id}: file {label.path} "
+                                        "is missing")]
