@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
+
+from covidal.validation import check_int, check_real
 
 DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
 DEFAULT_LEASE_SECONDS = 15 * 60.0
@@ -41,11 +42,6 @@ class ServiceSettings:
             raise ValueError("the token must be a non-empty string without surrounding whitespace")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
-        if isinstance(self.max_upload_bytes, bool) or not isinstance(self.max_upload_bytes, int) \
-                or self.max_upload_bytes < 1:
-            raise ValueError(f"max_upload_bytes must be a positive integer, got {self.max_upload_bytes!r}")
-        if not (isinstance(self.lease_seconds, (int, float)) and math.isfinite(self.lease_seconds)
-                and self.lease_seconds > 0):
-            raise ValueError(f"lease_seconds must be a positive number, got {self.lease_seconds!r}")
-        if isinstance(self.cache_bytes, bool) or not isinstance(self.cache_bytes, int) or self.cache_bytes < 0:
-            raise ValueError(f"cache_bytes must be a non-negative integer, got {self.cache_bytes!r}")
+        check_int("max_upload_bytes", self.max_upload_bytes, minimum=1)
+        check_real("lease_seconds", self.lease_seconds, above=0.0)
+        check_int("cache_bytes", self.cache_bytes, minimum=0)

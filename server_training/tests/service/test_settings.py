@@ -14,5 +14,5 @@ def test_the_cache_holds_2_gib_by_default_and_0_turns_it_off(tmp_path):
 
 @pytest.mark.parametrize("cache_bytes", [-1, 1.5, True, "1"])
 def test_a_bad_cache_size_is_refused(tmp_path, cache_bytes):
-    with pytest.raises(ValueError, match="cache_bytes must be a non-negative integer"):
+    with pytest.raises(ValueError, match="cache_bytes must be an integer >= 0"):
         ServiceSettings(tmp_path, cache_bytes=cache_bytes)

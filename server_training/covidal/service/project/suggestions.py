@@ -67,8 +67,8 @@ def open_cycle(store: Store, settings: ServiceSettings, cache: ServiceCache, pro
         strategy = LungFraction() if model is None else build_strategy(project.strategy)
         queried = query_regions(parts, strategy, None if model is None else model.model,
                                 QueryOptions(grid, rule, project.mc_samples), seed)
-    except CovidalError as error:
-        raise Invalid(str(error)) from None
+    except CovidalError:
+        raise  # already said in the user's terms (a bad setting, an unreadable volume): 422
     except ValueError as error:
         raise Invalid(f"cannot cut the slices into {project.grid_k} regions: {error}") from None
     if not queried:
