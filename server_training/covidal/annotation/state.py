@@ -29,7 +29,6 @@ grid. Labels are written in :class:`RegionId` order; unknown keys are ignored.
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from covidal.data.resizing import GridMapping
 from covidal.errors import CovidalError
 from covidal.regions.grid import Box, RegionGrid, RegionId
 from covidal.utils.atomic import atomic_write_json
+from covidal.utils.documents import check_document, read_document
 
 FORMAT_NAME = "covidal.annotations"
 FORMAT_VERSION = 1
@@ -364,13 +364,7 @@ class AnnotationState:
             CovidalError: naming the file: missing, unreadable or not JSON, or
                 any problem listed in :meth:`from_dict`.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise CovidalError(f"annotations file {path} does not exist or is not a file; check the path")
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CovidalError(f"cannot read annotations file {path}: {error}") from error
+        document = read_document(path, FORMAT_NAME, FORMAT_VERSION, "annotations file", "check the path")
         return _parse_document(document, grid, slice_shapes, source=str(path))
 
 
@@ -391,15 +385,7 @@ def _parse_document(
     data: Any, grid: RegionGrid, slice_shapes: Mapping[SliceKey, tuple[int, int]], source: str
 ) -> AnnotationState:
     """An :class:`AnnotationState` from a document; CovidalError prefixed with ``source``."""
-    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-        raise CovidalError(
-            f'{source} is not an annotations file: expected a JSON object with "format": "{FORMAT_NAME}"'
-        )
-    version = data.get("version")
-    if not _is_int(version) or version != FORMAT_VERSION:
-        raise CovidalError(
-            f"{source} has annotations format version {version!r}; this program reads version {FORMAT_VERSION}"
-        )
+    data = check_document(data, FORMAT_NAME, FORMAT_VERSION, source)
     regions = data.get("regions")
     if not _is_int(regions) or regions != grid.regions:
         raise CovidalError(

@@ -41,6 +41,7 @@ from scipy import ndimage
 
 from covidal.errors import CovidalError
 from covidal.utils.atomic import atomic_write
+from covidal.utils.documents import read_document
 
 FORMAT_NAME = "covidal.points"
 FORMAT_VERSION = 1
@@ -288,32 +289,11 @@ def load_points(path: Path) -> list[PointLabel]:
             row/col, an empty slice id, or a label other than 0/1.
     """
     path = Path(path)
-    document = _read_json(path)
-    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
-        raise CovidalError(f"{path} is not a points file: expected a JSON object with \"format\": \"{FORMAT_NAME}\"")
-    version = document.get("version")
-    if version != FORMAT_VERSION or not _is_int(version):
-        raise CovidalError(
-            f"{path} has points format version {version!r}; this program reads version {FORMAT_VERSION}"
-        )
+    document = read_document(path, FORMAT_NAME, FORMAT_VERSION, "points file", "check the path")
     entries = document.get("points")
     if not isinstance(entries, list):
         raise CovidalError(f"{path}: \"points\" must be a list of point objects")
     return [_parse_point(entry, position, path) for position, entry in enumerate(entries)]
-
-
-def _read_json(path: Path) -> Any:
-    """Parsed JSON of ``path``; CovidalError when missing, unreadable or not JSON."""
-    if not path.exists():
-        raise CovidalError(f"points file {path} does not exist; check the path")
-    if not path.is_file():
-        raise CovidalError(f"points file {path} is not a file; give the path of a .json points file")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise CovidalError(f"cannot read points file {path}: {error}") from error
-    except json.JSONDecodeError as error:
-        raise CovidalError(f"points file {path} is not valid JSON: {error}") from error
 
 
 def _parse_point(entry: Any, position: int, path: Path) -> PointLabel:

@@ -332,7 +332,7 @@ def test_save_load_round_trip(tmp_path):
 def test_from_dict_round_trip_and_errors():
     state = _awkward_state()
     assert AnnotationState.from_dict(state.to_dict(), RegionGrid(4), SHAPES).labels() == state.labels()
-    with pytest.raises(CovidalError, match="not an annotations file"):
+    with pytest.raises(CovidalError, match="not a covidal.annotations document"):
         AnnotationState.from_dict([], RegionGrid(4), SHAPES)
 
 
@@ -351,8 +351,8 @@ def _label_entry(**changes):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{not json", "cannot read"),
-        (json.dumps({"format": "covidal.points", "version": 1}), "not an annotations file"),
+        ("{not json", "cannot be read or is not valid JSON"),
+        (json.dumps({"format": "covidal.points", "version": 1}), "not a covidal.annotations document"),
         (json.dumps(_document(version=2)), "version 2"),
         (json.dumps(_document(version="1")), "version"),
         (json.dumps(_document(regions=9)), "9 regions"),

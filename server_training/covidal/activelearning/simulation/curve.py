@@ -25,6 +25,7 @@ from pathlib import Path
 
 from covidal.errors import CovidalError
 from covidal.utils.atomic import atomic_write_json
+from covidal.utils.documents import read_document
 from covidal.validation import check_int, check_real
 
 CURVE_FORMAT = "covidal.curve"
@@ -213,13 +214,8 @@ def load_curves(path: Path) -> list[RunCurve]:
         CovidalError: naming ``path`` if it is missing, not JSON, of another format
             or version, or holds a malformed run or two runs with the same name.
     """
-    path = Path(path)
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CovidalError(f"no curve file {path} (written by `covidal simulate --out DIR` as DIR/curve.json)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CovidalError(f"cannot read curve file {path}: {error}") from None
+    document = read_document(path, CURVE_FORMAT, CURVE_VERSION, "curve file",
+                             "`covidal simulate --out DIR` writes DIR/curve.json")
     try:
         return _runs_from_document(document)
     except (ValueError, TypeError) as error:
@@ -250,13 +246,7 @@ def update_curve_file(path: Path, run: RunCurve) -> None:
         atomic_write_json(path, {"format": CURVE_FORMAT, "version": CURVE_VERSION, "runs": [r.to_dict() for r in runs]})
 
 
-def _runs_from_document(document: object) -> list[RunCurve]:
-    if not isinstance(document, dict):
-        raise ValueError("expected a JSON object")
-    if document.get("format") != CURVE_FORMAT:
-        raise ValueError(f"format is {document.get('format')!r}, expected {CURVE_FORMAT!r}")
-    if document.get("version") != CURVE_VERSION:
-        raise ValueError(f"version {document.get('version')!r} is not supported (expected {CURVE_VERSION})")
+def _runs_from_document(document: dict) -> list[RunCurve]:
     if not isinstance(document.get("runs"), list):
         raise ValueError("'runs' must be a list")
     runs = []

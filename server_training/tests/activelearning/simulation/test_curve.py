@@ -107,7 +107,7 @@ def test_update_refuses_to_overwrite_a_malformed_file(tmp_path):
 
 
 def test_missing_file_is_an_error_naming_it(tmp_path):
-    with pytest.raises(CovidalError, match=r"no curve file .*nowhere\.json"):
+    with pytest.raises(CovidalError, match=r"curve file .*nowhere\.json does not exist"):
         load_curves(tmp_path / "nowhere.json")
 
 

@@ -99,7 +99,7 @@ def test_missing_inputs_are_clear_errors(two_folders):
     png = two_folders / "c.png"
     assert "does not exist" in _one_line_error(two_folders / "nowhere", "--out", png)
     (two_folders / "empty").mkdir()
-    assert "no curve file" in _one_line_error(two_folders / "empty", "--out", png)
+    assert "curve.json does not exist" in _one_line_error(two_folders / "empty", "--out", png)
     assert "does not exist" in _one_line_error(two_folders / "a", "--out", png, "--supervised", two_folders / "none.json")
     assert not png.exists()
 
