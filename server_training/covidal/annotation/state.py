@@ -44,6 +44,7 @@ from covidal.errors import CovidalError
 from covidal.regions.grid import Box, RegionGrid, RegionId
 from covidal.utils.atomic import atomic_write_json
 from covidal.utils.documents import check_document, read_document
+from covidal.validation import check_int, is_integer
 
 FORMAT_NAME = "covidal.annotations"
 FORMAT_VERSION = 1
@@ -103,10 +104,8 @@ def describe(region: RegionId) -> str:
 
 
 def check_seed(seed: int) -> int:
-    """``seed`` as an int; ValueError unless it is a non-negative integer."""
-    if not _is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
+    """``seed`` as an int; ConfigError unless it is a non-negative integer."""
+    return check_int("seed", seed, minimum=0)
 
 
 def region_rng(seed: int, region: RegionId) -> np.random.Generator:
@@ -293,8 +292,8 @@ class AnnotationState:
             ValueError: unknown slice, ``train_size`` below 8, a
                 ``background_sample`` that is not a positive integer, or a negative seed.
         """
-        if background_sample is not None and (not _is_int(background_sample) or background_sample < 1):
-            raise ValueError(f"background_sample must be a positive integer or None, got {background_sample!r}")
+        if background_sample is not None:
+            check_int("background_sample", background_sample, minimum=1)
         check_seed(seed)
         shape = self.shape_of(key)
         mapping = GridMapping(shape, train_size)
@@ -387,7 +386,7 @@ def _parse_document(
     """An :class:`AnnotationState` from a document; CovidalError prefixed with ``source``."""
     data = check_document(data, FORMAT_NAME, FORMAT_VERSION, source)
     regions = data.get("regions")
-    if not _is_int(regions) or regions != grid.regions:
+    if not is_integer(regions) or regions != grid.regions:
         raise CovidalError(
             f"{source} was written for {regions!r} regions per slice but the grid has {grid.regions}; "
             "use the same number of regions as when the answers were recorded"
@@ -427,11 +426,6 @@ def _parse_label(entry: Any, where: str) -> RegionLabel:
 
 def _checked_point(point: Any) -> tuple[int, int]:
     """``point`` as a ``(row, col)`` tuple of ints; ValueError unless two non-negative integers."""
-    if not (isinstance(point, (tuple, list)) and len(point) == 2 and all(_is_int(v) and v >= 0 for v in point)):
+    if not (isinstance(point, (tuple, list)) and len(point) == 2 and all(is_integer(v) and v >= 0 for v in point)):
         raise ValueError(f"a point must be a (row, col) pair of non-negative integers, got {point!r}")
     return (int(point[0]), int(point[1]))
-
-
-def _is_int(value: Any) -> bool:
-    """True for Python/numpy integers, false for bools (JSON true is not a number here)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))

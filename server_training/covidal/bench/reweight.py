@@ -26,6 +26,7 @@ from covidal.models.volumes.unet import (
 from covidal.noisyteacher.step import TrainingStep
 from covidal.noisyteacher.stream import PatchBatch
 from covidal.noisyteacher.student_modes import StudentMode, build_weighting
+from covidal.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,9 @@ class ReweightBenchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.rounds < 1 or self.warmup < 0:
-            raise ValueError("batch size and rounds must be at least 1, warmup at least 0")
+        check_int("batch size", self.batch_size, minimum=1)
+        check_int("rounds", self.rounds, minimum=1)
+        check_int("warmup", self.warmup, minimum=0)
         if len(self.patch) != 3 or min(self.patch) < 1:
             raise ValueError(f"patch must be three sizes of at least 1, got {self.patch}")
         modes = tuple(StudentMode(m) for m in self.modes)

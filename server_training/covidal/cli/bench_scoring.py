@@ -116,7 +116,7 @@ def _images(args: argparse.Namespace, size: int, window: HUWindow) -> Tensor:
         generator = torch.Generator().manual_seed(args.seed)
         return torch.randn(args.slices, 1, size, size, generator=generator)
     records = load_slices(args.images, None, window)[: args.slices]
-    real = network_input(records, size)
+    real = network_input([record.image for record in records], size)
     return real[torch.arange(args.slices) % len(real)]
 
 

@@ -42,6 +42,7 @@ from scipy import ndimage
 from covidal.errors import CovidalError
 from covidal.utils.atomic import atomic_write
 from covidal.utils.documents import read_document
+from covidal.validation import check_int, is_integer
 
 FORMAT_NAME = "covidal.points"
 FORMAT_VERSION = 1
@@ -76,17 +77,9 @@ class PointLabel:
         if not isinstance(self.slice_id, str) or not self.slice_id:
             raise ValueError(f"slice_id must be a non-empty string, got {self.slice_id!r}")
         for name in ("row", "col"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-            object.__setattr__(self, name, int(value))
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=0))
         # Accept a plain 0/1 so callers need not wrap it; store the enum.
         object.__setattr__(self, "label", PointClass(self.label))
-
-
-def _is_int(value: Any) -> bool:
-    """True for Python/numpy integers, false for bools (JSON true is not a coordinate)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 # --- protocol -----------------------------------------------------------------
@@ -112,8 +105,7 @@ def derive_points(
     Raises:
         ValueError: ``mask`` is not a non-empty 2D array, or ``min_background < 1``.
     """
-    if not _is_int(min_background) or min_background < 1:
-        raise ValueError(f"min_background must be a positive integer, got {min_background!r}")
+    check_int("min_background", min_background, minimum=1)
     infected = _as_2d_bool(mask)
     infection = [
         PointLabel(slice_id, row, col, PointClass.INFECTION) for row, col in _component_centres(infected)
@@ -146,8 +138,7 @@ def derive_points_for_slices(
     Raises:
         ValueError: negative or non-integer ``seed``, or a bad mask.
     """
-    if not _is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_int("seed", seed, minimum=0)
     points: list[PointLabel] = []
     for slice_id in sorted(masks):
         rng = np.random.default_rng([int(seed), zlib.crc32(slice_id.encode("utf-8"))])
@@ -308,9 +299,9 @@ def _parse_point(entry: Any, position: int, path: Path) -> PointLabel:
     if not isinstance(slice_id, str) or not slice_id:
         raise CovidalError(f"{where}: \"slice\" must be a non-empty string, got {slice_id!r}")
     for key in ("row", "col"):
-        if not _is_int(entry[key]) or entry[key] < 0:
+        if not is_integer(entry[key]) or entry[key] < 0:
             raise CovidalError(f"{where}: \"{key}\" must be a non-negative integer, got {entry[key]!r}")
     label = entry["label"]
-    if not _is_int(label) or label not in (0, 1):
+    if not is_integer(label) or label not in (0, 1):
         raise CovidalError(f"{where}: \"label\" must be 0 (background) or 1 (infection), got {label!r}")
     return PointLabel(slice_id, entry["row"], entry["col"], PointClass(label))

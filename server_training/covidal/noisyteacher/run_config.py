@@ -10,6 +10,7 @@ from covidal.data.window import HUWindow
 from covidal.models.volumes.unet import UNet3DConfig
 from covidal.noisyteacher.student_modes import StudentMode
 from covidal.training.train_config import DeviceChoice
+from covidal.validation import check_int, check_real
 from covidal.volumes.patches import PatchConfig
 from covidal.volumes.preprocess import CT_WINDOW, TARGET_SPACING_MM
 from covidal.volumes.sliding_window import SlidingWindowConfig
@@ -65,18 +66,14 @@ class Train3DConfig:
         object.__setattr__(self, "device", DeviceChoice(self.device))
         object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
         for name in ("batch_size", "epochs", "steps_per_epoch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 <= self.lam <= 1.0:
-            raise ValueError(f"lambda must be in [0, 1], got {self.lam}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning rate must be positive, got {self.learning_rate}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight decay must not be negative, got {self.weight_decay}")
+            check_int(name, getattr(self, name), minimum=1)
+        check_real("lambda", self.lam, minimum=0.0, maximum=1.0)
+        check_real("learning rate", self.learning_rate, above=0.0)
+        check_real("weight decay", self.weight_decay, minimum=0.0)
         if len(self.spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in self.spacing):
             raise ValueError(f"spacing must be three positive millimetre values, got {self.spacing}")
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise ValueError(f"chunk size must be at least 1, got {self.chunk_size}")
+        if self.chunk_size is not None:
+            check_int("chunk size", self.chunk_size, minimum=1)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,10 +26,10 @@ def standardise(image: np.ndarray) -> np.ndarray:
     return ((image - image.mean()) / (std if std > 1e-6 else 1.0)).astype(np.float32)
 
 
-def network_input(records: Sequence[SliceRecord], size: int) -> torch.Tensor:
-    """Resized, standardised images ``[N, 1, S, S]`` (float32)."""
-    stacked = np.stack([standardise(resize_image(record.image, size)) for record in records])
-    return torch.from_numpy(stacked)[:, None]
+def network_input(images: Iterable[np.ndarray], size: int) -> torch.Tensor:
+    """float32 ``[N, 1, S, S]``: each ``[H, W]`` image in [0, 1] resized and standardised, one at a time (so a
+    generator that windows a CT slice by slice never holds a float copy of the whole CT)."""
+    return torch.from_numpy(np.stack([standardise(resize_image(image, size)) for image in images]))[:, None]
 
 
 @dataclass
@@ -61,7 +61,7 @@ class TrainingSlices:
         masks = None
         if with_masks:
             masks = torch.from_numpy(np.stack([resize_mask(r.mask, size) for r in records]).astype(np.float32))
-        return cls(network_input(records, size), torch.from_numpy(np.stack(labels)), masks)
+        return cls(network_input([r.image for r in records], size), torch.from_numpy(np.stack(labels)), masks)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -43,7 +43,7 @@ def predict_probabilities(
     batches = range(0, len(records), batch_size)
     for start in tqdm(batches, desc="predict", unit="batch", disable=not progress, leave=False):
         chunk = records[start : start + batch_size]
-        images = network_input(chunk, image_size).to(device)
+        images = network_input([record.image for record in chunk], image_size).to(device)
         with autocast_for(device):
             logits = model(images)
         probs = torch.softmax(logits.float(), dim=1)

@@ -180,14 +180,18 @@ def train(
         "points": {"infection": sum(p.label == 1 for p in train_points), "background": sum(p.label == 0 for p in train_points)},
     }
     bar = tqdm(total=config.steps, desc="train", unit="step", disable=not (progress and shard.is_main))
-    window = _LossWindow()
+    window: list[StepReport] = []
+    started = time.perf_counter()
 
     def on_step(report: StepReport) -> None:
+        nonlocal started
         bar.update()
-        window.add(report)
+        window.append(report)
         if report.step % validate_every and report.step != config.steps:
             return
-        record = window.close(report.step, shard, device)
+        record = _mean_record(window, report.step, time.perf_counter() - started, shard, device)
+        window.clear()
+        started = time.perf_counter()
         if shard.is_main:
             record.val = evaluate(model, val_records, config.image_size, device).to_dict() if val_records else None
             _keep_if_best(result, record, model, config)
@@ -205,25 +209,13 @@ def train(
     return result
 
 
-class _LossWindow:
-    """The losses of the steps since the last validation."""
-
-    def __init__(self) -> None:
-        self._reports: list[StepReport] = []
-        self._started = time.perf_counter()
-
-    def add(self, report: StepReport) -> None:
-        self._reports.append(report)
-
-    def close(self, step: int, shard: Shard, device: torch.device) -> ValidationRecord:
-        """Their mean loss and mean terms (over the ranks too), and start a new window."""
-        names = list(self._reports[0].parts)
-        means = [sum(r.loss for r in self._reports) / len(self._reports),
-                 *(sum(r.parts[name] for r in self._reports) / len(self._reports) for name in names)]
-        loss, *parts = mean_over_ranks(means, shard, device)
-        record = ValidationRecord(step, loss, dict(zip(names, parts)), time.perf_counter() - self._started)
-        self._reports, self._started = [], time.perf_counter()
-        return record
+def _mean_record(reports: list[StepReport], step: int, seconds: float, shard: Shard,
+                 device: torch.device) -> ValidationRecord:
+    """The mean loss and mean terms of ``reports`` (the steps since the last validation), over the ranks too."""
+    names = list(reports[0].parts)
+    means = np.mean([[r.loss, *(r.parts[name] for name in names)] for r in reports], axis=0).tolist()
+    loss, *parts = mean_over_ranks(means, shard, device)
+    return ValidationRecord(step, loss, dict(zip(names, parts)), seconds)
 
 
 def _keep_if_best(result: TrainResult, record: ValidationRecord, model: nn.Module, config: TrainConfig) -> None:

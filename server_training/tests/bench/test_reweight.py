@@ -40,7 +40,7 @@ def test_benchmark_batches_hold_a_lesion_each():
     assert all(0 < int(label.sum()) < label.numel() for label in batch.labels)
 
 
-@pytest.mark.parametrize(("options", "message"), [({"batch_size": 0}, "at least 1"), ({"patch": (8, 8)}, "three sizes"),
+@pytest.mark.parametrize(("options", "message"), [({"batch_size": 0}, "batch size must be an integer >= 1"), ({"patch": (8, 8)}, "three sizes"),
                                                   ({"modes": ("fast",)}, "fast")])
 def test_bad_options_are_refused(options, message):
     with pytest.raises(ValueError, match=message):

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from reference_weights import rgs_weights_reference
 
 from covidal.losses.combo import ComboLoss, per_sample_combo_loss
 from covidal.models.volumes.unet import (
@@ -23,7 +24,6 @@ from covidal.noisyteacher.sample_weights import (
     rectify,
     rgm_weights,
     rgs_weights,
-    rgs_weights_reference,
 )
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")

@@ -6,10 +6,10 @@ import copy
 
 import pytest
 import torch
+from reference_weights import rgs_weights_reference
 
 from covidal.losses.combo import per_sample_combo_loss
 from covidal.models.volumes.unet import UNet3DConfig, build_unet3d, final_layer_parameter_names
-from covidal.noisyteacher.sample_weights import rgs_weights_reference
 from covidal.noisyteacher.step import TrainingStep
 from covidal.noisyteacher.stream import PatchBatch
 from covidal.noisyteacher.student_modes import StudentMode, build_weighting

@@ -45,7 +45,7 @@ def test_standardise_gives_zero_mean_unit_std():
 
 def test_network_input_shape_and_per_slice_standardisation():
     records = [record("a", (40, 48), 0), record("b", (64, 30), 1)]
-    tensor = network_input(records, SIZE)
+    tensor = network_input([r.image for r in records], SIZE)
     assert tensor.shape == (2, 1, SIZE, SIZE) and tensor.dtype == torch.float32
     for one in tensor:
         assert abs(float(one.mean())) < 1e-4 and float(one.std(unbiased=False)) == pytest.approx(1.0, abs=1e-4)

@@ -49,7 +49,7 @@ class Pool:
         if missing:
             raise CovidalError(f"the simulated annotator needs reference masks; {len(missing)} pool slice(s) have none "
                                f"(e.g. {missing[0]})")
-        return cls(list(records), network_input(records, image_size))
+        return cls(list(records), network_input([r.image for r in records], image_size))
 
     @property
     def keys(self) -> list[SliceKey]:

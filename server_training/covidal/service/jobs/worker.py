@@ -157,7 +157,7 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
 def _training_slices(config: TrainJobConfig, data: ProjectAnnotations) -> TrainingSlices:
     maps = [data.state.label_map_on_grid((s.case_id, s.slice_id), config.image_size, config.background_sample,
                                          config.seed) for s in data.slices]
-    return TrainingSlices(network_input(data.slices, config.image_size), torch.from_numpy(np.stack(maps)), None)
+    return TrainingSlices(network_input([s.image for s in data.slices], config.image_size), torch.from_numpy(np.stack(maps)), None)
 
 
 def _known_pixel_dice(model: SegmentationNet, data: ProjectAnnotations, image_size: int,

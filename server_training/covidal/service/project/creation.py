@@ -13,6 +13,7 @@ from covidal.service.store.errors import Invalid
 from covidal.service.store.records import Project
 from covidal.service.store.store import Store
 from covidal.service.volumes import check_plain_name
+from covidal.validation import check_choice
 
 
 def create_project(store: Store, name: str, model_kind: str, grid_k: int, strategy: str, mc_samples: int, loss: str,
@@ -28,8 +29,8 @@ def create_project(store: Store, name: str, model_kind: str, grid_k: int, strate
         RegionGrid(grid_k)
     except ValueError as error:
         raise Invalid(f"grid_k: {error}") from None
-    _check_choice(strategy, StrategyName, "strategy")
-    _check_choice(loss, LossName, "loss")
+    check_choice("strategy", strategy, StrategyName, error=Invalid)
+    check_choice("loss", loss, LossName, error=Invalid)
     cycle_settings(settings)
     return store.create_project(name, model_kind=model_kind, grid_k=grid_k, strategy=strategy, mc_samples=mc_samples,
                                 loss=loss, settings=settings)
@@ -43,9 +44,3 @@ def update_settings(store: Store, project_id: int, changes: Mapping[str, Any]) -
     """
     cycle_settings({**store.get_project(project_id).settings, **changes})
     return store.update_project_settings(project_id, changes)
-
-
-def _check_choice(value: str, choices: type, field: str) -> None:
-    if value not in {choice.value for choice in choices}:
-        allowed = ", ".join(choice.value for choice in choices)
-        raise Invalid(f"{field} must be one of {allowed}; got {value!r}")

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from covidal.service.store.errors import Invalid
-from covidal.validation import is_integer, is_real
+from covidal.validation import check_int, check_real, is_integer, is_real
 
 Point = tuple[int, int, int]
 """``(i, j, k)`` voxel indices."""
@@ -263,17 +263,13 @@ class JobProgress:
     stage: str | None = None
 
     def __post_init__(self) -> None:
-        if not is_integer(self.epoch) or self.epoch < 0:
-            raise Invalid(f"job progress epoch must be a non-negative integer, got {self.epoch!r}")
-        if self.epochs is not None and (not is_integer(self.epochs) or self.epochs < self.epoch):
-            raise Invalid(f"job progress epochs must be an integer >= epoch {self.epoch}, got {self.epochs!r}")
-        for name in ("loss", "val_dice", "eta_seconds"):
+        check_int("job progress epoch", self.epoch, minimum=0, error=Invalid)
+        if self.epochs is not None:
+            check_int("job progress epochs", self.epochs, minimum=self.epoch, error=Invalid)
+        for name, bounds in (("loss", {}), ("val_dice", {"minimum": 0.0, "maximum": 1.0}), ("eta_seconds", {"minimum": 0.0})):
             if getattr(self, name) is not None:
-                object.__setattr__(self, name, _floats(f"job progress {name}", (getattr(self, name),), 1)[0])
-        if self.val_dice is not None and not 0 <= self.val_dice <= 1:
-            raise Invalid(f"job progress val_dice must lie in [0, 1], got {self.val_dice!r}")
-        if self.eta_seconds is not None and self.eta_seconds < 0:
-            raise Invalid(f"job progress eta_seconds must be >= 0, got {self.eta_seconds!r}")
+                object.__setattr__(self, name, check_real(f"job progress {name}", getattr(self, name), **bounds,
+                                                          error=Invalid))
         if self.stage is not None:
             check_text(self.stage, "job progress stage", 50)
 

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import numbers
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
@@ -65,7 +63,7 @@ from covidal.service.store.records import (
     to_json,
     volume_from_row,
 )
-from covidal.validation import check_int
+from covidal.validation import check_int, check_real
 
 DATABASE_NAME = "store.sqlite3"
 FILES_FOLDER = "files"
@@ -331,8 +329,7 @@ class Store:
         """
         annotator = check_text(annotator, "annotator", 100)
         limit = check_int("limit", limit, minimum=1, error=Invalid)
-        if not (isinstance(lease_seconds, numbers.Real) and math.isfinite(lease_seconds) and lease_seconds > 0):
-            raise Invalid(f"lease_seconds must be a positive number of seconds, got {lease_seconds!r}")
+        check_real("lease_seconds", lease_seconds, above=0.0, error=Invalid)
         now = _now(now)
         with self.database.transaction() as db:
             cycle = _cycle(db, project_id, cycle_id)
@@ -378,9 +375,7 @@ class Store:
             raise Invalid("an infection answer needs one or more points [i, j, k] on the infection")
         if answer is Answer.BACKGROUND and points:
             raise Invalid("a background tag covers the whole region and takes no points")
-        if not (isinstance(effort_seconds, numbers.Real) and not isinstance(effort_seconds, bool)
-                and math.isfinite(effort_seconds) and effort_seconds >= 0):
-            raise Invalid(f"effort_seconds must be a finite number >= 0, got {effort_seconds!r}")
+        check_real("effort_seconds", effort_seconds, minimum=0.0, error=Invalid)
         content = (suggestion_id, annotator, answer, points, float(effort_seconds))
         now = _now(now)
         with self.database.transaction() as db:
@@ -580,9 +575,7 @@ def _file_problems(files: FileStore, where: str, relative: str, sha256: str) -> 
 def _now(now: float | None) -> float:
     if now is None:
         return time.time()
-    if isinstance(now, bool) or not isinstance(now, numbers.Real) or not math.isfinite(now):
-        raise ValueError(f"now must be finite epoch seconds, got {now!r}")
-    return float(now)
+    return check_real("now (epoch seconds)", now)
 
 
 def _enum(kind: type[_E], value: object, field: str) -> _E:

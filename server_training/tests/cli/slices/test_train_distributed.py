@@ -65,7 +65,7 @@ def test_two_process_ddp_run_equals_one_process_with_twice_the_batch(cli, synthe
         assert ddp_pass["loss"] == pytest.approx(one_pass["loss"], rel=1e-6)
         assert ddp_pass["loss_parts"] == pytest.approx(one_pass["loss_parts"], rel=1e-6)
 
-    images = network_input(load_slices(synthetic_slices.images, synthetic_slices.masks), 32)
+    images = network_input([r.image for r in load_slices(synthetic_slices.images, synthetic_slices.masks)], 32)
     ddp_out, one_out, small_out = (outputs(tmp_path / name, images) for name in ("ddp", "one", "small"))
     np.testing.assert_allclose(ddp_out, one_out, atol=1e-4)
     # the comparison can tell: one process with the per-rank batch (B = 1) trains to a different model

@@ -73,11 +73,11 @@ def test_a_spec_needs_a_region_box():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"epoch": -1}, "epoch must be a non-negative integer, got -1"),
-    ({"epoch": 3, "epochs": 2}, "epochs must be an integer >= epoch 3, got 2"),
-    ({"epoch": 1, "loss": math.inf}, "loss must be 1 finite numbers"),
-    ({"epoch": 1, "val_dice": 1.5}, r"val_dice must lie in \[0, 1\], got 1.5"),
-    ({"epoch": 1, "eta_seconds": -2}, "eta_seconds must be >= 0, got -2.0"),
+    ({"epoch": -1}, "epoch must be an integer >= 0, got -1"),
+    ({"epoch": 3, "epochs": 2}, "epochs must be an integer >= 3, got 2"),
+    ({"epoch": 1, "loss": math.inf}, "loss must be a finite number, got inf"),
+    ({"epoch": 1, "val_dice": 1.5}, r"val_dice must be a finite number in \[0, 1\], got 1.5"),
+    ({"epoch": 1, "eta_seconds": -2}, "eta_seconds must be a finite number >= 0, got -2"),
 ])
 def test_bad_progress_is_refused(kwargs, message):
     with pytest.raises(Invalid, match=message):

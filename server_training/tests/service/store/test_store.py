@@ -213,8 +213,8 @@ def test_answered_regions_are_never_leased(project_opener):
 @pytest.mark.parametrize("kwargs, message", [
     ({"annotator": ""}, "annotator must be 1 to 100 printable characters"),
     ({"limit": 0}, "limit must be an integer >= 1, got 0"),
-    ({"lease_seconds": 0}, "lease_seconds must be a positive number of seconds, got 0"),
-    ({"lease_seconds": float("inf")}, "lease_seconds must be a positive number"),
+    ({"lease_seconds": 0}, "lease_seconds must be a finite number > 0, got 0"),
+    ({"lease_seconds": float("inf")}, "lease_seconds must be a finite number > 0"),
 ])
 def test_bad_lease_requests_are_refused(opened, kwargs, message):
     store, project, _, cycle = opened

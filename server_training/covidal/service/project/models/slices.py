@@ -6,21 +6,19 @@ a model, so a service that never trains starts without torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from covidal.data.resizing import resize_image
-from covidal.data.slices import SliceRecord
+from covidal.data.slices import load_volume_slices
 from covidal.data.volume import Volume
 from covidal.data.window import HUWindow, to_unit_intensity
 from covidal.errors import CovidalError
 from covidal.service.cache import VolumeKey
 from covidal.training.checkpoint import LoadedRun, load_run
-from covidal.training.dataset import standardise
+from covidal.training.dataset import network_input
 from covidal.training.inference import predict_probabilities
 from covidal.volumes.lungs import segment_lungs
 
@@ -28,12 +26,6 @@ from covidal.volumes.lungs import segment_lungs
 def load_model(path: Path, device: str) -> LoadedRun:
     """The model saved at ``path`` on ``device`` (eval mode). CovidalError if it cannot be read."""
     return load_run(Path(path), torch.device(device))
-
-
-def volume_slices(array: np.ndarray, window: HUWindow) -> list[SliceRecord]:
-    """One record per axial slice ``k`` of ``array`` ``[K, J, I]`` (HU), ``slice_id`` ``str(k)``."""
-    unit = to_unit_intensity(array, window)
-    return [SliceRecord(str(k), unit[k], None, "volume", k) for k in range(unit.shape[0])]
 
 
 @dataclass(frozen=True)
@@ -45,23 +37,14 @@ class NetworkInputKey:
     image_size: int
 
 
-NetworkInputs = Callable[[int, np.ndarray], torch.Tensor]
-"""``inputs(volume id, array [K, J, I]) -> [K, 1, S, S]``: the volume's network input, e.g. from a cache."""
-
-
 def network_input_of(array: np.ndarray, window: HUWindow, image_size: int) -> torch.Tensor:
-    """float32 ``[K, 1, S, S]``: every axial slice of ``array`` ``[K, J, I]`` (HU) windowed, resized, standardised.
-
-    The same values as :func:`covidal.training.dataset.network_input` of :func:`volume_slices`, computed a
-    slice at a time: windowing a whole CT at once makes a float32 copy of it (300 MB for 512 x 512 x 300)
-    and was about four times slower.
+    """float32 ``[K, 1, S, S]``: the axial slices of ``array`` ``[K, J, I]`` (HU) windowed one at a time (windowing
+    a whole 512 x 512 x 300 CT at once makes a 300 MB float copy and was four times slower), resized, standardised.
 
     Raises:
         CovidalError: a slice holds NaN or infinite values.
     """
-    stacked = np.stack([standardise(resize_image(to_unit_intensity(array[k], window), image_size))
-                        for k in range(array.shape[0])])
-    return torch.from_numpy(stacked)[:, None]
+    return network_input((to_unit_intensity(k_slice, window) for k_slice in array), image_size)
 
 
 def tensor_nbytes(tensor: torch.Tensor) -> int:
@@ -89,8 +72,8 @@ def predict_labels(run: LoadedRun, volume: Volume) -> np.ndarray:
     """uint8 ``[K, J, I]``: 1 where the model's infection probability is at least 0.5, slice by slice."""
     device = next(run.model.parameters()).device
     labels = np.zeros(volume.array.shape, dtype=np.uint8)
-    for record, probability in predict_probabilities(run.model, volume_slices(volume.array, run.config.window),
-                                                     run.config.image_size, device):
+    records = load_volume_slices(volume, None, "volume", run.config.window)
+    for record, probability in predict_probabilities(run.model, records, run.config.image_size, device):
         labels[record.slice_index] = probability >= 0.5
     return labels
 
