@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import slicer
 import vtk
-from covidal.sample_data import make_demo_case
+from covidal.sample_data.demo import make_demo_case
 from covidal.service.local import local_service
 from vtk.util.numpy_support import numpy_to_vtk
 

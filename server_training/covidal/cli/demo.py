@@ -32,7 +32,7 @@ from covidal.data.io import geometry_difference, read_volume
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossName
 from covidal.regions.grid import RegionGrid, RegionId
-from covidal.sample_data import describe, make_demo_case
+from covidal.sample_data.demo import describe, make_demo_case
 from covidal.service.local import local_service
 from covidal.training.train_config import resolve_device
 from covidal.utils.atomic import atomic_write

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from covidal.cli.options import non_negative_int, positive_int
 from covidal.errors import CovidalError
-from covidal.volumes.synthetic import CaseSetConfig, make_lesion_cases, read_case_set
+from covidal.sample_data.synthetic_cases import CaseSetConfig, make_lesion_cases, read_case_set
 
 
 def add_parser(commands) -> None:

@@ -7,7 +7,7 @@ import json
 
 import SimpleITK as sitk
 
-from covidal.sample_data import fetch_reference_ct
+from covidal.sample_data.demo import fetch_reference_ct
 
 
 def test_default_is_the_whole_ct_with_a_summary_saying_synthetic(cli, tmp_path):

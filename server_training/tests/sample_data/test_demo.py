@@ -18,10 +18,10 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from covidal import sample_data
 from covidal.data.volume import Volume
 from covidal.errors import CovidalError
-from covidal.sample_data import (
+from covidal.sample_data import demo as sample_data
+from covidal.sample_data.demo import (
     DemoCase,
     describe,
     fetch_reference_ct,

@@ -18,19 +18,19 @@ import SimpleITK as sitk
 
 from covidal.data.volume import Volume
 from covidal.errors import CovidalError
-from covidal.sample_data import (
+from covidal.sample_data.demo import (
     DEMO_RECIPE_VERSION,
     REFERENCE_CT_SHA256,
     fetch_reference_ct,
 )
-from covidal.volumes.lungs import segment_lungs
-from covidal.volumes.synthetic import (
+from covidal.sample_data.synthetic_cases import (
     CASES_FILE,
     CaseSetConfig,
     case_names,
     lesion_seed,
     make_lesion_cases,
 )
+from covidal.volumes.lungs import segment_lungs
 
 SLAB = (60, 84)  # 24 slices through the middle of the lungs
 VOXEL_ML = 1.5**3 / 1000.0

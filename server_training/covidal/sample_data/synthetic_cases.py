@@ -1,9 +1,9 @@
 """A set of 3D cases for semi-supervised training: real chest CT anatomy with SYNTHETIC lesions.
 
 Real COVID-19 CT volumes with infection masks are not available here, so every case is the
-one real chest CT of :mod:`covidal.sample_data` (TotalSegmentator's example CT, fetched and
-cached by :func:`~covidal.sample_data.fetch_reference_ct`) with its own synthetic lesions
-(:func:`~covidal.sample_data.insert_lesions`, recipe version ``DEMO_RECIPE_VERSION``):
+one real chest CT of :mod:`covidal.sample_data.demo` (TotalSegmentator's example CT, fetched and
+cached by :func:`~covidal.sample_data.demo.fetch_reference_ct`) with its own synthetic lesions
+(:func:`~covidal.sample_data.demo.insert_lesions`, recipe version ``DEMO_RECIPE_VERSION``):
 
 * case ``n`` has its own lesion seed, :func:`lesion_seed` of ``(config.seed, n)``, and draws its
   lesion count in ``config.lesions_range`` from that seed's generator;
@@ -30,7 +30,7 @@ from covidal.data.case_files import case_name, files_with_suffixes
 from covidal.data.io import VOLUME_SUFFIXES, write_volume
 from covidal.data.volume import Volume
 from covidal.errors import CovidalError
-from covidal.sample_data import (
+from covidal.sample_data.demo import (
     DEMO_RECIPE_VERSION,
     REFERENCE_CT_NAME,
     REFERENCE_CT_SHA256,
@@ -121,7 +121,7 @@ def make_lesion_cases(out: Path, config: CaseSetConfig, cache_dir: Path | None =
     Args:
         out: output folder (created if needed).
         config: what to generate.
-        cache_dir: where the reference CT is cached; default ``covidal.sample_data.default_cache_dir()``.
+        cache_dir: where the reference CT is cached; default ``covidal.sample_data.demo.default_cache_dir()``.
 
     Returns:
         The case names, ``case_00`` ..., in order.
@@ -238,7 +238,7 @@ def _provenance(mirrored: bool, slices: tuple[int, int] | None, seed: int) -> st
         anatomy += f", axial slices {slices[0]}:{slices[1]}"
     if mirrored:
         anatomy += ", mirrored left-right"
-    return f"{anatomy}; SYNTHETIC lesions (covidal.sample_data recipe v{DEMO_RECIPE_VERSION}, lesion seed {seed})"
+    return f"{anatomy}; SYNTHETIC lesions (covidal.sample_data.demo recipe v{DEMO_RECIPE_VERSION}, lesion seed {seed})"
 
 
 def _set_record(config: CaseSetConfig, cases: list[dict]) -> dict:
