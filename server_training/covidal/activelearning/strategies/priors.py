@@ -9,6 +9,7 @@ from covidal.activelearning.strategies.strategy import ScoringContext, SliceStac
 from covidal.regions.grid import RegionGrid
 
 LUNG_HU_RANGE = (-950.0, -300.0)
+CHUNK = 8  # slices whose lung mask is made at once
 
 
 class LungFraction(Strategy):
@@ -31,13 +32,15 @@ def lung_fraction_scores(array: np.ndarray, grid: RegionGrid) -> np.ndarray:
         ValueError: a slice smaller than the grid's side.
     """
     slices, rows, columns = array.shape
-    boxes = grid.boxes((rows, columns))
     row_starts, column_starts = band_starts(grid, (rows, columns))
     low, high = LUNG_HU_RANGE
-    inside = (array >= low) & (array <= high)
-    # Whole counts, per column band then per row band: 10x faster than a bincount over a per-voxel
-    # region index, which needs two int64 / float64 copies of the whole CT.
-    by_column_band = np.add.reduceat(inside, column_starts, axis=2, dtype=np.int64)
-    counts = np.add.reduceat(by_column_band, row_starts, axis=1).reshape(slices, grid.regions)
-    sizes = np.array([(box.row1 - box.row0) * (box.col1 - box.col0) for box in boxes])
-    return counts / sizes
+    counts = np.empty((slices, grid.side, grid.side), dtype=np.int64)
+    # Whole counts, per column band then per row band (10x faster than a bincount over a per-voxel region
+    # index), CHUNK slices at a time: a mask of the whole CT (78 MB for 512 x 512 x 300) costs its first
+    # touch of fresh memory, 0.8 s, against 0.1 s for the whole computation in chunks.
+    for start in range(0, slices, CHUNK):
+        chunk = array[start : start + CHUNK]
+        by_column_band = np.add.reduceat((chunk >= low) & (chunk <= high), column_starts, axis=2, dtype=np.int64)
+        counts[start : start + CHUNK] = np.add.reduceat(by_column_band, row_starts, axis=1)
+    sizes = np.array([(box.row1 - box.row0) * (box.col1 - box.col0) for box in grid.boxes((rows, columns))])
+    return counts.reshape(slices, grid.regions) / sizes
