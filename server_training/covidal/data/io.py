@@ -277,7 +277,12 @@ def _read_volume_file(path: Path) -> sitk.Image:
         raise CovidalError(f"cannot read volume {path}: {_last_line(error)}") from error
 
 
-def _read_dicom_series(folder: Path) -> sitk.Image:
+def dicom_series_files(folder: Path) -> tuple[str, ...]:
+    """The files of the one DICOM series directly in ``folder``, in slice order (GDCM).
+
+    Raises:
+        CovidalError: the folder holds no DICOM series, or several.
+    """
     series_ids = _dicom_series_ids(folder)
     if not series_ids:
         raise CovidalError(
@@ -289,8 +294,12 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
             f"{folder} holds {len(series_ids)} DICOM series ({', '.join(series_ids)}); "
             "move each series into its own folder"
         )
+    return tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
+
+
+def _read_dicom_series(folder: Path) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
+    reader.SetFileNames(dicom_series_files(folder))
     try:
         return reader.Execute()
     except RuntimeError as error:

@@ -63,11 +63,11 @@ def new_project(client, grid_k: int = 4) -> dict:
 
 
 def raw_request(base_url: str, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, object]:
+                headers: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, object]:
     """``(status, decoded JSON or bytes)`` of a request sent with plain urllib, error statuses included."""
     request = urllib.request.Request(base_url + path, data=body, headers=headers or {}, method=method)
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             status, content = response.status, response.read()
     except urllib.error.HTTPError as error:
         status, content = error.code, error.read()

@@ -31,6 +31,10 @@ DEFAULT_STEPS = 20
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_WIDTH = 16
 MAX_STEPS = 1_000_000
+# Upper bounds of the settings that size a job's memory: far above any useful value, far below an exhausted machine.
+MAX_IMAGE_SIZE = 1024
+MAX_WIDTH = 256
+MAX_BATCH_SIZE = 256
 MODEL_FILE = "model.pt"
 STATE_FILE = "state.pt"
 
@@ -97,12 +101,12 @@ class TrainJobConfig(JobConfig):
     Attributes:
         steps: optimiser steps in all (a resumed job runs the ones left), 1..:data:`MAX_STEPS`.
         checkpoint_every: steps between checkpoints and progress reports (>= 1).
-        batch_size: slices per step (>= 1).
+        batch_size: slices per step, 1..:data:`MAX_BATCH_SIZE`.
         learning_rate: Adam step size (> 0, finite).
-        image_size: side of the square training grid, a multiple of 32.
-        width: base channel count of the 2D U-Net (ignored by fcn8).
+        image_size: side of the square training grid, a multiple of 32 up to :data:`MAX_IMAGE_SIZE`.
+        width: base channel count of the 2D U-Net (ignored by fcn8), 1..:data:`MAX_WIDTH`.
         dropout: head dropout, in [0, 1); MC-dropout scoring needs it above 0.
-        background_sample: pixels drawn per background region, or None for all of them.
+        background_sample: pixels drawn per background region (at most ``MAX_IMAGE_SIZE ** 2``), or None for all.
         seed: seeds the initial weights, the batch order and the loss.
 
     Raises:
@@ -120,13 +124,12 @@ class TrainJobConfig(JobConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "checkpoint_every", "batch_size", "image_size", "width"):
-            check_int(name, getattr(self, name), 1)
+        for name, maximum in (("steps", MAX_STEPS), ("checkpoint_every", None), ("batch_size", MAX_BATCH_SIZE),
+                              ("image_size", MAX_IMAGE_SIZE), ("width", MAX_WIDTH)):
+            check_int(name, getattr(self, name), 1, maximum)
         check_int("seed", self.seed, 0)
         if self.background_sample is not None:
-            check_int("background_sample", self.background_sample, 1)
-        if self.steps > MAX_STEPS:
-            raise CovidalError(f"job config steps must be at most {MAX_STEPS}, got {self.steps}")
+            check_int("background_sample", self.background_sample, 1, MAX_IMAGE_SIZE**2)
         if self.image_size % 32:
             raise CovidalError(f"job config image_size must be a multiple of 32, got {self.image_size}")
         if not is_real(self.learning_rate) or not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
@@ -191,7 +194,10 @@ def is_real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_int(name: str, value: object, minimum: int) -> None:
-    """CovidalError naming the job config field ``name`` unless ``value`` is an integer >= ``minimum``."""
+def check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
+    """CovidalError naming the job config field ``name`` unless ``value`` is an integer >= ``minimum`` (and at most
+    ``maximum`` when given)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise CovidalError(f"job config {name} must be an integer >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise CovidalError(f"job config {name} must be at most {maximum}, got {value!r}")

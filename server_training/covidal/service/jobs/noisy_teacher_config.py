@@ -24,6 +24,12 @@ from covidal.volumes.patches import PatchConfig
 from covidal.volumes.preprocess import TARGET_SPACING_MM
 
 DEFAULTS = Train3DConfig()
+# Bounds of the settings that size a 3D job's memory (the defaults: batch 2, patch 96, channels up to 256, 5 levels)
+MAX_BATCH_SIZE = 64
+MAX_PATCH_SIDE = 256
+MAX_CHANNELS = 1024
+MAX_LEVELS = 7
+MIN_SPACING_MM = 0.25  # the training grid; finer would resample a CT to billions of voxels
 
 
 @dataclass(frozen=True)
@@ -37,12 +43,13 @@ class NoisyTeacherJobConfig(JobConfig):
         lam: the RGS share of the ``rgsm`` modes' weights, in [0, 1].
         epochs: epochs of each network (>= 1); each epoch ends with a checkpoint to resume from.
         steps_per_epoch: Adam steps per epoch (>= 1).
-        batch_size: patches per batch (>= 1); a student step takes one expert and one pseudo-labelled batch.
+        batch_size: patches per batch, 1..:data:`MAX_BATCH_SIZE`; a student step takes one expert and one
+            pseudo-labelled batch.
         patch_size: ``[D, H, W]`` = ``[k, j, i]`` voxels of the training patches and the sliding window, each a
-            multiple of ``2 ** (len(channels) - 1)`` (every U-Net level halves the grid).
+            multiple of ``2 ** (len(channels) - 1)`` (every U-Net level halves the grid) up to :data:`MAX_PATCH_SIDE`.
         learning_rate: Adam step size (> 0, finite).
-        spacing: the training grid in mm, ``(i, j, k)``, each > 0.
-        channels: the 3D U-Net's channels per level (at least two levels, each >= 1).
+        spacing: the training grid in mm, ``(i, j, k)``, each at least :data:`MIN_SPACING_MM`.
+        channels: the 3D U-Net's channels per level (2..:data:`MAX_LEVELS` levels, each 1..:data:`MAX_CHANNELS`).
         seed: seeds the initial weights and the patches (>= 0).
 
     Raises:
@@ -65,8 +72,9 @@ class NoisyTeacherJobConfig(JobConfig):
             object.__setattr__(self, "mode", parse_student_mode(self.mode))
         except CovidalError as error:
             raise CovidalError(f"job config mode: {error}") from None
-        for name in ("epochs", "steps_per_epoch", "batch_size"):
+        for name in ("epochs", "steps_per_epoch"):
             check_int(name, getattr(self, name), 1)
+        check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         check_int("seed", self.seed, 0)
         if self.epochs * self.steps_per_epoch > MAX_STEPS:
             raise CovidalError(f"job config epochs * steps_per_epoch must be at most {MAX_STEPS}, got "
@@ -75,11 +83,11 @@ class NoisyTeacherJobConfig(JobConfig):
             raise CovidalError(f"job config lam must be a number in [0, 1], got {self.lam!r}")
         if not is_real(self.learning_rate) or not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise CovidalError(f"job config learning_rate must be a positive finite number, got {self.learning_rate!r}")
-        object.__setattr__(self, "channels", _ints("channels", self.channels, None))
-        object.__setattr__(self, "patch_size", _ints("patch_size", self.patch_size, 3))
+        object.__setattr__(self, "channels", _ints("channels", self.channels, None, MAX_CHANNELS))
+        object.__setattr__(self, "patch_size", _ints("patch_size", self.patch_size, 3, MAX_PATCH_SIDE))
         object.__setattr__(self, "spacing", _spacing(self.spacing))
-        if len(self.channels) < 2:
-            raise CovidalError(f"job config channels needs at least two levels, got {list(self.channels)}")
+        if not 2 <= len(self.channels) <= MAX_LEVELS:
+            raise CovidalError(f"job config channels needs 2 to {MAX_LEVELS} levels, got {list(self.channels)}")
         multiple = 2 ** (len(self.channels) - 1)
         if any(size % multiple for size in self.patch_size):
             raise CovidalError(f"job config patch_size must be multiples of {multiple} (the {len(self.channels)} "
@@ -118,18 +126,20 @@ class NoisyTeacherJobConfig(JobConfig):
         return self.epochs * self.steps_per_epoch
 
 
-def _ints(name: str, values: object, count: int | None) -> tuple[int, ...]:
-    """``values`` (a JSON list) as a tuple of integers >= 1, ``count`` of them when given; CovidalError otherwise."""
+def _ints(name: str, values: object, count: int | None, maximum: int) -> tuple[int, ...]:
+    """``values`` (a JSON list) as a tuple of integers 1..``maximum``, ``count`` of them when given; CovidalError
+    otherwise."""
     items = tuple(values) if isinstance(values, list | tuple) else ()
-    whole = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items)
+    whole = all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= maximum for v in items)
     if not items or not whole or (count is not None and len(items) != count):
         amount = f"{count} integers" if count is not None else "a list of integers"
-        raise CovidalError(f"job config {name} must be {amount} >= 1, got {values!r}")
+        raise CovidalError(f"job config {name} must be {amount} from 1 to at most {maximum}, got {values!r}")
     return items
 
 
 def _spacing(values: object) -> tuple[float, float, float]:
     items = tuple(values) if isinstance(values, list | tuple) else ()
-    if len(items) != 3 or not all(is_real(v) and math.isfinite(v) and v > 0 for v in items):
-        raise CovidalError(f"job config spacing must be three positive millimetre values (i, j, k), got {values!r}")
+    if len(items) != 3 or not all(is_real(v) and math.isfinite(v) and v >= MIN_SPACING_MM for v in items):
+        raise CovidalError(f"job config spacing must be three millimetre values (i, j, k), each at least "
+                           f"{MIN_SPACING_MM}, got {values!r}")
     return tuple(float(v) for v in items)  # type: ignore[return-value]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import SimpleITK as sitk
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 
 from covidal.data.volume import Volume
 from covidal.regions.grid import RegionGrid
@@ -30,6 +30,7 @@ from covidal.service.cache import ServiceCache, VolumeKey
 from covidal.service.jobs.annotations import answered_regions
 from covidal.service.jobs.config import current_model_path
 from covidal.service.proposals import RegionScorer, propose_regions
+from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import CacheDep, SettingsDep, StoreDep
 from covidal.service.schemas import (
     CycleCreate,
@@ -44,12 +45,12 @@ from covidal.service.store import records
 from covidal.service.store.errors import Invalid
 from covidal.service.store.records import RegionBox, SuggestionSpec
 from covidal.service.store.store import Store
-from covidal.service.volumes import ZIP_EXPANSION_LIMIT, read_stored_volume
+from covidal.service.volumes import read_stored_volume
 
 if TYPE_CHECKING:
     import torch
 
-router = APIRouter(tags=["cycles"])
+router = api_router("cycles")
 
 
 @router.post("/projects/{project_id}/cycles", status_code=201)
@@ -61,7 +62,7 @@ def create_cycle(project_id: int, body: CycleCreate, store: StoreDep, settings: 
     pool = pool or store.list_volumes(project_id)
     if not pool:
         raise Invalid(f"project {project_id} has no volumes yet: upload one before asking for suggestions")
-    volumes = _read_pool(store, cache, pool, settings.max_upload_bytes * ZIP_EXPANSION_LIMIT)
+    volumes = _read_pool(store, cache, pool, settings.decode_limits.max_zip_bytes)
     answered = {(a.volume_id, a.k, a.region) for a in answered_regions(store, project_id)}
     try:
         proposed = propose_regions(volumes, RegionGrid(project.grid_k), body.count, seed=project.id,

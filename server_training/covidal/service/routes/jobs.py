@@ -12,20 +12,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossName
 from covidal.service.jobs.annotations import answered_regions
 from covidal.service.jobs.config import JobKind, JobPaths, TrainJobConfig
+from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import SettingsDep, StoreDep
 from covidal.service.schemas import JobCreate, JobOut, job_out
 from covidal.service.store.errors import Conflict, Invalid
 from covidal.service.store.records import JobStatus, Project
 from covidal.service.store.store import Store
 
-router = APIRouter(tags=["jobs"])
+router = api_router("jobs")
 MAX_LOG_BYTES = 1 << 20
 
 

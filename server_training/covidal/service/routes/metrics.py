@@ -5,16 +5,17 @@ from __future__ import annotations
 import io
 import json
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from covidal.service.jobs.config import JobKind, JobPaths
+from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import SettingsDep, StoreDep
 from covidal.service.schemas import CurvePoint
 from covidal.service.settings import ServiceSettings
 from covidal.service.store.records import JobStatus
 from covidal.service.store.store import Store
 
-router = APIRouter(tags=["metrics"])
+router = api_router("metrics")
 
 
 @router.get("/projects/{project_id}/metrics/curve")

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from covidal.data.io import write_volume
 from covidal.service.jobs.annotations import read_project_volume
 from covidal.service.jobs.config import current_model_path
+from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import SettingsDep, StoreDep
 from covidal.service.schemas import ModelKind, PredictionOut
 from covidal.service.store.errors import Conflict, NotFound
 
-router = APIRouter(tags=["predictions"])
+router = api_router("predictions")
 
 
 def prediction_path(project_dir: Path, project_id: int, volume_id: int) -> Path:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-
 from covidal.losses.registry import LossName
 from covidal.regions.grid import RegionGrid
+from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import StoreDep
 from covidal.service.schemas import ProjectCreate, ProjectOut, project_out
 from covidal.service.store.errors import Invalid
 from covidal.service.volumes import check_plain_name
 from covidal.strategies.registry import StrategyName
 
-router = APIRouter(tags=["projects"])
+router = api_router("projects")
 
 
 @router.post("/projects", status_code=201)
