@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from process_testing import serve
 from service_testing import new_project, raw_request
-from upload_strategies import upload_bodies
+from upload_strategies import fuzz_settings, upload_bodies
 from volume3d_testing import unet3d_project
 
 from covidal.bench.hostile_inputs import (
@@ -133,9 +133,7 @@ def test_non_finite_voxels_are_422(served, tmp_path):
 
 
 @given(body=upload_bodies())
-@settings(
-    max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
-)
+@fuzz_settings(FUZZ_EXAMPLES)
 def test_random_upload_bodies_get_a_201_or_a_4xx_and_the_server_lives(served, body):
     volume_format, content = body
     status, answer = raw_request(

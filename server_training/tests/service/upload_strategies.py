@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from covidal.bench.hostile_inputs import dicom_series, nifti1_header
@@ -222,4 +223,11 @@ def upload_bodies() -> st.SearchStrategy[tuple[str, bytes]]:
     )
     return st.tuples(bodies, st.sampled_from([None] * 6 + ["nrrd", "nifti", "dicom-zip"])).map(
         lambda drawn: (drawn[1] or drawn[0][0], drawn[0][1])
+    )
+
+
+def fuzz_settings(examples: int) -> settings:
+    """Hypothesis settings of the upload fuzz tests: ``examples`` drawn, repeatable (derandomized), no deadline."""
+    return settings(
+        max_examples=examples, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
     )

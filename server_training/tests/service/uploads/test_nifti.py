@@ -9,9 +9,9 @@ import struct
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from upload_strategies import nifti_bodies
+from upload_strategies import fuzz_settings, nifti_bodies
 
 from covidal.bench.hostile_inputs import nifti1_header
 from covidal.service.store.errors import Invalid
@@ -123,13 +123,7 @@ def test_finite_and_truncated_float_volumes(tmp_path, name):
 
 
 @given(body=nifti_bodies(), cut=st.integers(0, 600))
-@settings(
-    max_examples=PARSER_EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+@fuzz_settings(PARSER_EXAMPLES)
 def test_drawn_headers_are_refused_cleanly_or_accepted_within_bounds(body, cut):
     raw = gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
     head = raw[: max(cut, 1)] if cut < 544 else raw[:544]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from upload_strategies import nrrd_bodies, nrrd_headers
+from upload_strategies import fuzz_settings, nrrd_bodies, nrrd_headers
 
 from covidal.bench.hostile_inputs import nrrd
 from covidal.service.store.errors import Invalid
@@ -92,13 +92,7 @@ def test_refused_headers_are_one_line_invalid(body, words):
 
 
 @given(drawn=nrrd_headers(), data=st.binary(max_size=32))
-@settings(
-    max_examples=PARSER_EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+@fuzz_settings(PARSER_EXAMPLES)
 def test_drawn_headers_are_refused_cleanly_or_accepted_as_safe(drawn, data):
     text, _, _, _ = drawn
     try:
@@ -118,13 +112,7 @@ def test_drawn_headers_are_refused_cleanly_or_accepted_as_safe(drawn, data):
 
 
 @given(body=nrrd_bodies())
-@settings(
-    max_examples=PARSER_EXAMPLES // 4,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+@fuzz_settings(PARSER_EXAMPLES // 4)
 def test_drawn_bodies_never_raise_anything_but_invalid(body):
     try:
         parse_nrrd_header(body[:MAX_HEADER_BYTES])
