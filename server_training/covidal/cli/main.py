@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from covidal import __version__
 from covidal.cli import (
     bench_cycle,
+    bench_hostile,
     bench_losses,
     bench_reweight,
     bench_scoring,
@@ -39,7 +40,7 @@ from covidal.errors import CovidalError
 COMMANDS = (
     train, evaluate, predict, simulate, compare, demo, bench_losses, bench_scoring,
     make_cases_3d, corrupt_labels, train_3d, pseudo_label, noisy_teacher, evaluate_3d, compare_3d, bench_reweight,
-    serve, bench_service, bench_cycle,
+    serve, bench_service, bench_cycle, bench_hostile,
 )
 
 

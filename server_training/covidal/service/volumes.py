@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -61,15 +63,14 @@ def read_stored_volume(path: Path, volume_format: VolumeFormat, max_expanded_byt
             volume = read_upload(extract_dicom_zip(path, Path(folder), max_expanded_bytes), "the DICOM series")
     else:
         volume = read_upload(path, "the file")
-    return check_intensities(volume)
+    check_intensities(volume.array.dtype)
+    return volume
 
 
-def check_intensities(volume: Volume) -> Volume:
-    """``volume`` if its voxels are integer or float intensities; Invalid naming the dtype otherwise."""
-    dtype = volume.array.dtype
+def check_intensities(dtype: np.dtype) -> None:
+    """Invalid naming ``dtype`` unless voxels of it are integer or float intensities."""
     if dtype == np.bool_ or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise Invalid(f"the upload holds {dtype} voxels; expected integer or float intensities (e.g. HU)")
-    return volume
 
 
 def geometry_of(volume: Volume) -> VolumeGeometry:
@@ -119,8 +120,16 @@ def check_zip_members(members: list[zipfile.ZipInfo], max_expanded_bytes: int) -
 
 
 def read_upload(path: Path, label: str) -> Volume:
-    """:func:`read_volume`, its errors as Invalid with ``label`` for the server's path (meaningless to a client)."""
-    try:
+    """:func:`read_volume`, its errors as :func:`reader_errors` gives them."""
+    with reader_errors(path, label):
         return read_volume(path)
+
+
+@contextmanager
+def reader_errors(path: Path, label: str) -> Iterator[None]:
+    """A reader's CovidalError inside the block as Invalid, with ``label`` for the server's ``path`` (meaningless
+    to a client)."""
+    try:
+        yield
     except CovidalError as error:
         raise Invalid(f"the upload is not a readable 3D volume: {str(error).replace(str(path), label)}") from error

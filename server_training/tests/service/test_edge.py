@@ -9,6 +9,7 @@ import time
 import pytest
 from service_testing import lung_ct, new_project, raw_request, write_volume
 
+from covidal.bench.raw_http import stalled_upload
 from covidal.client import CovidalClient
 from covidal.service.settings import ServiceSettings
 from covidal.service.store.store import Store
@@ -84,21 +85,6 @@ def test_configured_extra_hosts_are_answered(service_starter, tmp_path):
     assert raw_request(running.base_url, "GET", "/health", None, {"Host": "other.local"})[0] == 400
 
 
-def _stall(base_url: str, path: str) -> socket.socket:
-    """An upload that sends its headers and 4 KiB of a 1 MB body, then nothing."""
-    host, port = base_url.removeprefix("http://").split(":")
-    connection = socket.create_connection((host, int(port)), timeout=30)
-    connection.sendall(
-        (
-            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/octet-stream\r\n"
-            "Content-Length: 1000000\r\n\r\n"
-        ).encode()
-        + b"NRRD0004\n"
-        + bytes(4096)
-    )
-    return connection
-
-
 def _answer(connection: socket.socket) -> bytes:
     received = b""
     while chunk := connection.recv(65536):
@@ -110,7 +96,7 @@ def test_a_stalled_upload_is_408_after_the_body_timeout_and_leaves_nothing(servi
     running = service_starter(ServiceSettings(tmp_path / "project", body_timeout_s=1.0))
     project = new_project(running.client)
     start = time.monotonic()
-    connection = _stall(running.base_url, f"/projects/{project['id']}/volumes?name=slow&format=nrrd")
+    connection = stalled_upload(running.base_url, f"/projects/{project['id']}/volumes?name=slow&format=nrrd")
     with connection:
         answer = _answer(connection)
     assert answer.startswith(b"HTTP/1.1 408") and b"1 s" in answer, answer[:300]
@@ -124,7 +110,7 @@ def test_uploads_beyond_the_concurrency_bound_are_503_while_others_answer(servic
     running = service_starter(ServiceSettings(tmp_path / "project", max_concurrent_uploads=2))
     project = new_project(running.client)
     path = f"/projects/{project['id']}/volumes?name=slow&format=nrrd"
-    stalled = [_stall(running.base_url, path) for _ in range(2)]
+    stalled = [stalled_upload(running.base_url, path) for _ in range(2)]
     try:
         time.sleep(0.5)
         body = write_volume(lung_ct(), tmp_path / "lung.nrrd").read_bytes()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from covidal.bench.hostile_inputs import (
     file_reading_uploads,
     nan_uploads,
 )
+from covidal.bench.raw_http import stalled_upload
 from covidal.service.store.store import Store
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="a POSIX service process")
@@ -149,24 +149,9 @@ def test_random_upload_bodies_get_a_201_or_a_4xx_and_the_server_lives(served, bo
         assert isinstance(answer, dict) and "\n" not in str(answer["detail"]), answer
 
 
-def _stall(base_url: str, project_id: int, number: int) -> socket.socket:
-    """An upload that sends its headers and 4 KiB of a 10 MB body, then nothing."""
-    host, port = base_url.removeprefix("http://").split(":")
-    connection = socket.create_connection((host, int(port)), timeout=30)
-    connection.sendall(
-        (
-            f"POST /projects/{project_id}/volumes?name=stall{number}&format=nrrd HTTP/1.1\r\n"
-            f"Host: {host}:{port}\r\nContent-Type: application/octet-stream\r\n"
-            f"Content-Length: 10000000\r\n\r\n"
-        ).encode()
-        + b"NRRD0004\n"
-        + bytes(4096)
-    )
-    return connection
-
-
 def test_stalled_uploads_leave_the_rest_of_the_api_answering(served):
-    stalled = [_stall(served.client.base_url, served.project_id, n) for n in range(STALLED_UPLOADS)]
+    path = f"/projects/{served.project_id}/volumes?name=stalled&format=nrrd"
+    stalled = [stalled_upload(served.client.base_url, path) for _ in range(STALLED_UPLOADS)]
     try:
         time.sleep(1.0)  # every stalled request has reached its route
         for path in ("/health", "/projects", f"/projects/{served.project_id}/volumes"):

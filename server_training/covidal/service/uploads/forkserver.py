@@ -2,7 +2,7 @@
 
 A single-threaded process that imports the readers (SimpleITK, numpy) once, then waits on the socket ``FD``
 (``SOCK_SEQPACKET``) for requests: each is a pickled :class:`~covidal.service.uploads.decode.DecodeRequest`
-sent with one file descriptor, the connection the answer goes to. For each it forks a child that serves the
+(from the service: trusted) sent with one file descriptor, the socket the answer goes to. For each it forks a child that serves the
 request (:func:`~covidal.service.uploads.decode.serve_request`) and exits; forking from this small process is
 fast (milliseconds) and safe (no other threads), unlike forking the multi-threaded service. It exits when the
 service closes the socket, which happens when the service exits, however it exits.
@@ -15,13 +15,10 @@ import pickle
 import signal
 import socket
 import sys
-from multiprocessing.connection import Connection
 
 import SimpleITK as sitk
 
-from covidal.service.uploads.decode import serve_request
-
-MAX_REQUEST_BYTES = 1 << 16
+from covidal.service.uploads.decode import MAX_MESSAGE_BYTES, serve_request
 
 
 def main(argv: list[str]) -> None:
@@ -31,7 +28,7 @@ def main(argv: list[str]) -> None:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # reading is sequential; fewer threads, less memory
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(control, MAX_REQUEST_BYTES, 1)
+            message, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE_BYTES, 1)
         except OSError:
             return
         if not message:
@@ -50,8 +47,8 @@ def _child(control: socket.socket, fd: int, message: bytes) -> None:
     try:
         control.close()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        with Connection(fd) as connection:
-            serve_request(connection, pickle.loads(message))
+        with socket.socket(fileno=fd) as channel:
+            serve_request(channel, pickle.loads(message))
         code = 0
     finally:
         os._exit(code)

@@ -4,11 +4,19 @@
 :mod:`.forkserver`, which this module starts on first use (or at the service's start, :func:`start_decoder`)
 and starts again if it has died. The child gets :data:`MEMORY_MARGIN_BYTES` plus :data:`READER_COPIES`
 times the decoded size of address space, ``limits.timeout_s`` of CPU time and the same of wall-clock time
-(then it is killed); whatever happens to it, the service answers one 4xx.
+(then it is killed); whatever happens to it, the service answers one 4xx. The voxels come back as an
+anonymous file the service maps (:mod:`.decode`), so a large volume is not copied through a socket.
+
+Where processes cannot be forked or descriptors passed (not POSIX), the upload is decoded in this process
+after the header check, with a warning in the log: the header check still stops what it knows of.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import math
+import mmap
 import os
 import pickle
 import signal
@@ -17,7 +25,6 @@ import subprocess
 import sys
 import threading
 import time
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +32,16 @@ import numpy as np
 from covidal.data.volume import Volume
 from covidal.service.store.errors import Invalid
 from covidal.service.store.records import VolumeFormat
-from covidal.service.uploads.decode import REFUSALS, DecodeRequest
+from covidal.service.uploads.decode import MAX_MESSAGE_BYTES, REFUSALS, DecodeRequest, decode_upload
 from covidal.service.uploads.headers import UploadHeader, check_upload_header
-from covidal.service.uploads.limits import DecodeLimits
+from covidal.service.uploads.limits import DECODED_BYTES_PER_VOXEL, DecodeLimits
 
+LOG = logging.getLogger("covidal.service")
 MEMORY_MARGIN_BYTES = 512 * 2**20  # the interpreter's own allocations while it decodes (zip and gzip buffers)
-READER_COPIES = 3  # a reader's buffer, its numpy copy, and a check's temporary
+READER_COPIES = 3  # a reader's buffer, its numpy copy, and the file the voxels go back in
 MAX_MESSAGE_CHARS = 500
 _STARTUP_TIMEOUT_S = 60.0  # the fork server imports SimpleITK and numpy before it reads a request
+SANDBOXED = os.name == "posix" and hasattr(os, "fork") and hasattr(socket, "send_fds")
 
 
 def read_upload_safely(path: Path, volume_format: VolumeFormat, limits: DecodeLimits) -> Volume:
@@ -57,8 +66,9 @@ class Decoder:
 
     def start(self) -> None:
         """Start the fork server unless it runs (it then imports the readers while nothing waits for it)."""
-        with self._lock:
-            self._start_locked()
+        if SANDBOXED:
+            with self._lock:
+                self._start_locked()
 
     def stop(self) -> None:
         """Close the socket (the fork server exits) and wait for it; decodes in progress finish."""
@@ -72,15 +82,21 @@ class Decoder:
 
     def decode(self, path: Path, header: UploadHeader, limits: DecodeLimits) -> Volume:
         """Decode the upload at ``path`` in a child; errors as :func:`read_upload_safely`."""
-        memory = MEMORY_MARGIN_BYTES + READER_COPIES * header.decoded_bytes(limits)
-        request = pickle.dumps(DecodeRequest(str(Path(path).resolve()), header, limits, memory))
-        ours, theirs = socket.socketpair()
-        try:
-            self._send(request, theirs.fileno())
-        finally:
-            theirs.close()
-        with Connection(ours.detach()) as connection:
-            return _receive(connection, limits, memory)
+        if not SANDBOXED:
+            LOG.warning("decoding an upload in the service's own process: this platform cannot fork a decoder")
+            return decode_upload(path, header, limits)
+        decoded = header.decoded_bytes(limits)
+        memory = MEMORY_MARGIN_BYTES + READER_COPIES * decoded
+        request = DecodeRequest(
+            str(Path(path).resolve()), header, limits, memory, max(limits.max_zip_bytes, decoded) + 1
+        )
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with ours:
+            try:
+                self._send(pickle.dumps(request), theirs.fileno())
+            finally:
+                theirs.close()
+            return _receive(ours, limits, memory)
 
     def _send(self, request: bytes, fd: int) -> None:
         with self._lock:
@@ -125,40 +141,69 @@ def start_decoder() -> None:
     DECODER.start()
 
 
-def _receive(connection: Connection, limits: DecodeLimits, memory: int) -> Volume:
-    """The child's answer as a Volume (or its refusal raised); a missing or late answer is Invalid."""
+def _receive(channel: socket.socket, limits: DecodeLimits, memory: int) -> Volume:
+    """The child's answer as a Volume (or its refusal raised); a missing, malformed or late answer is Invalid."""
     deadline = time.monotonic() + limits.timeout_s
-    pid = _next(connection, deadline + _STARTUP_TIMEOUT_S, None, limits, memory)
-    answer = _next(connection, deadline, pid, limits, memory)
-    if answer[0] == "refused":
-        raise REFUSALS.get(answer[1], Invalid)(_one_line(answer[2]))
-    _, shape, dtype, spacing, origin, direction = answer
-    array = np.empty(shape, np.dtype(dtype))
+    pid = _message(channel, deadline + _STARTUP_TIMEOUT_S, None, limits, memory)[0].get("pid")
+    answer, fds = _message(channel, deadline, pid, limits, memory)
+    _kill(pid)  # it is done; nothing it does from here on may reach the service
     try:
-        connection.recv_bytes_into(array.reshape(-1).view(np.uint8))
-    except (EOFError, OSError):
+        if "refused" in answer:
+            kind, message = answer["refused"]
+            raise REFUSALS.get(kind, Invalid)(_one_line(message))
+        return _mapped_volume(answer["volume"], fds)
+    except (KeyError, TypeError, ValueError, OSError):
         raise Invalid(_no_answer(limits, memory)) from None
-    return Volume(array, spacing, origin, direction)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
-def _next(connection: Connection, deadline: float, pid: int | None, limits: DecodeLimits, memory: int):
-    """The child's next message; Invalid when it ends without one or sends none before ``deadline`` (then it is
-    killed)."""
-    if not connection.poll(max(deadline - time.monotonic(), 0)):
-        if pid is not None:
-            _kill(pid)
-        raise Invalid(f"decoding the upload took longer than {limits.timeout_s:g} s (covidal serve --decode-timeout)")
+def _message(
+    channel: socket.socket, deadline: float, pid: int | None, limits: DecodeLimits, memory: int
+) -> tuple[dict, list[int]]:
+    """The child's next JSON message and the descriptors sent with it; Invalid when it ends without one or sends
+    none before ``deadline`` (then it is killed)."""
+    channel.settimeout(max(deadline - time.monotonic(), 0.001))
     try:
-        return connection.recv()
-    except (EOFError, OSError):
-        raise Invalid(_no_answer(limits, memory)) from None
-
-
-def _kill(pid: int) -> None:
+        data, fds, _, _ = socket.recv_fds(channel, MAX_MESSAGE_BYTES, 1)
+    except TimeoutError:
+        _kill(pid)
+        raise Invalid(
+            f"decoding the upload took longer than {limits.timeout_s:g} s (covidal serve --decode-timeout)"
+        ) from None
+    except OSError:
+        data, fds = b"", []
     try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        message = json.loads(data) if data else None
+    except ValueError:
+        message = None
+    if not isinstance(message, dict):
+        for fd in fds:
+            os.close(fd)
+        raise Invalid(_no_answer(limits, memory))
+    return message, fds
+
+
+def _mapped_volume(answer: dict, fds: list[int]) -> Volume:
+    """The Volume the child described, its voxels mapped from the file it sent; ValueError if they do not fit."""
+    shape, dtype = tuple(int(size) for size in answer["shape"]), np.dtype(answer["dtype"])
+    if len(shape) != 3 or min(shape) < 1 or dtype.kind not in "iuf" or dtype.itemsize > DECODED_BYTES_PER_VOXEL:
+        raise ValueError(f"the decoder answered a {dtype} volume of shape {shape}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if len(fds) != 1 or os.fstat(fds[0]).st_size < nbytes:
+        raise ValueError("the decoder's voxels are missing or short")
+    voxels = mmap.mmap(fds[0], nbytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    array = np.frombuffer(voxels, dtype, math.prod(shape)).reshape(shape)
+    return Volume(array, answer["spacing"], answer["origin"], answer["direction"])
+
+
+def _kill(pid: object) -> None:
+    if isinstance(pid, int) and pid > 1:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _no_answer(limits: DecodeLimits, memory: int) -> str:
@@ -168,6 +213,6 @@ def _no_answer(limits: DecodeLimits, memory: int) -> str:
     )
 
 
-def _one_line(message: str) -> str:
+def _one_line(message: object) -> str:
     text = " ".join(str(message).split())
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
