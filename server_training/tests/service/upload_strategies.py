@@ -46,6 +46,16 @@ HOSTILE_TEXT = st.sampled_from(
         "\u00e9",
     ]
 )
+# Whitespace-separated values as an ASCII NRRD holds them; one of about 1,000 characters crashed ITK's reader.
+ASCII_VALUES = st.lists(
+    st.one_of(
+        st.integers(-1000, 1000).map(str),
+        st.text("0123456789.eE+-naifA", min_size=1, max_size=20),
+        st.text("0123456789A", min_size=900, max_size=1300),
+    ),
+    min_size=1,
+    max_size=8,
+).map(lambda values: " ".join(values).encode() + b"\n")
 SMALL_SIZES = st.lists(st.integers(1, 6), min_size=3, max_size=3)
 NIFTI_DTYPES = [np.uint8, np.int16, np.int32, np.float32, np.float64, np.int8, np.uint16]
 
@@ -120,12 +130,14 @@ def nrrd_bodies(draw) -> bytes:
     header, sizes, type_name, encoding = draw(nrrd_headers())
     count = int(np.prod(sizes)) if sizes and all(0 < size <= 64 for size in sizes) else 8
     raw = draw(st.binary(min_size=count * NRRD_TYPES.get(type_name, 1), max_size=count * NRRD_TYPES.get(type_name, 1)))
-    data = draw(st.sampled_from(["fit", "short", "long", "random"]))
+    text = encoding.lower() in ("ascii", "text")
+    data = "text" if text and draw(st.booleans()) else draw(st.sampled_from(["fit", "short", "long", "random"]))
     payload = {
         "fit": raw,
         "short": raw[: len(raw) // 2],
         "long": raw + b"extra",
         "random": draw(st.binary(max_size=64)),
+        "text": draw(ASCII_VALUES),  # what ascii/text encodings hold, long values included
     }[data]
     if encoding.startswith("g") and data != "random":
         payload = gzip.compress(payload)
