@@ -10,9 +10,10 @@ Phases, on a server started for the run (a second one for the last phase):
 2. **Stalls**: ``stalled`` uploads send 4 KiB of their body and stop; meanwhile ordinary requests are sent.
    Counted: how many of them were answered (and the slowest), how many uploads were held or refused (503).
 3. **Normal uploads**: real and synthetic volumes, each uploaded ``repeats`` times to new projects. The same run
-   times, in this process, the in-process read the service did before (``read_stored_volume``) and the safe
-   read it does now (``read_upload_safely``: header check, child decode); the upload time before is estimated
-   as the upload time less the safe read plus the direct read.
+   times, in this process, ``3 * repeats`` times each and interleaved, the in-process read the service did
+   before (``read_stored_volume``) and the safe read it does now (``read_upload_safely``: header check, child
+   decode); the upload time before is estimated as the median upload time less the median safe read plus the
+   median direct read.
 4. **kill -9**: a client answers suggestions while the server is killed (SIGKILL) ``kills`` times; after each
    restart on the same folder the acknowledged answers are looked up. Counted: acknowledged and lost.
 
@@ -33,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -60,6 +62,7 @@ from covidal.service.volumes import read_stored_volume
 
 OCTET_STREAM = {"Content-Type": "application/octet-stream"}
 STALL_PROBES = 20
+READ_REPEATS = 3  # in-process reads per upload: cheaper, and their small difference needs more of them
 SAMPLE_EVERY_S = 0.05
 LIMITS = DecodeLimits(DEFAULT_MAX_VOXELS, DEFAULT_DECODE_TIMEOUT_S)  # covidal serve's defaults, as run here
 
@@ -149,6 +152,7 @@ class HostileBenchResult:
     acknowledged: int
     lost: int
     kills: int
+    idle_mib: float
     peak_hostile_mib: float
     peak_end_mib: float
     peak_tree_mib: float
@@ -220,6 +224,7 @@ def bench_hostile(config: HostileBenchConfig, out: Path | None = None) -> Hostil
         sampler.start()
         stack.callback(sampler.stop)
         server = _Server(stack, folder, sampler)
+        idle = _status_kib(server.running.process.pid, "VmRSS") / 1024
         counts = _hostile_phase(server, folder, config)
         stall = _stall_phase(server, config.stalled) if config.stalled else None
         peak_hostile = server.peak_mib()
@@ -233,6 +238,7 @@ def bench_hostile(config: HostileBenchConfig, out: Path | None = None) -> Hostil
         acknowledged,
         lost,
         config.kills,
+        idle,
         peak_hostile,
         peak_end,
         sampler.peak_tree_bytes / 2**20,
@@ -467,9 +473,15 @@ def _normal_uploads(client: CovidalClient, files: list[_NormalFile], repeats: in
                 raise CovidalError(f"bench-hostile: {normal.name} was not created anew")
             dims = tuple(volume["dims"])
         direct_s, safe_s = [], []
-        for _ in range(repeats):  # interleaved, so drift of the machine hits both alike
-            direct_s.append(_timed(read_stored_volume, normal.path, normal.format, LIMITS.max_zip_bytes))
-            safe_s.append(_timed(read_upload_safely, normal.path, normal.format, LIMITS))
+        direct = partial(_timed, read_stored_volume, normal.path, normal.format, LIMITS.max_zip_bytes)
+        safe = partial(_timed, read_upload_safely, normal.path, normal.format, LIMITS)
+        for repeat in range(READ_REPEATS * repeats):  # interleaved, each first in turn: drift hits both alike
+            if repeat % 2:
+                safe_s.append(safe())
+                direct_s.append(direct())
+            else:
+                direct_s.append(direct())
+                safe_s.append(safe())
         timings.append(
             UploadTiming(
                 normal.name,
@@ -595,8 +607,9 @@ def summary(result: HostileBenchResult) -> str:
         )
     lines += [
         (
-            f"peak server memory: {result.peak_hostile_mib:.0f} MiB resident after the hostile set, "
-            f"{result.peak_end_mib:.0f} MiB after the normal uploads (service process, VmHWM); "
+            f"peak server memory: {result.peak_hostile_mib:.0f} MiB resident after the hostile set ("
+            f"{result.idle_mib:.0f} MiB idle after start), {result.peak_end_mib:.0f} MiB after the normal uploads "
+            "(service process, VmHWM); "
             f"{result.peak_tree_mib:.0f} MiB with its decoders (sampled)"
         ),
         (

@@ -11,7 +11,8 @@ from covidal.bench.hostile import HostileBenchConfig, bench_hostile, summary
 from covidal.cli.options import non_negative_int
 from covidal.utils.atomic import atomic_write_json
 
-DEFAULT_DICOM = Path("../shared/data/dicom/tcia_chest_ct_48")
+# the real series beside the checkout (``../shared`` from the repository's root, as CI has it)
+DEFAULT_DICOM = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "dicom" / "tcia_chest_ct_48"
 
 
 def add_parser(commands) -> None:
