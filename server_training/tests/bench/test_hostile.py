@@ -46,8 +46,11 @@ def test_a_small_run_of_every_phase(tmp_path):
 
 
 def test_the_upload_time_change_is_the_safe_reads_extra_time_over_the_upload_before():
-    timing = UploadTiming("ct", (1, 1, 1), 1.0, upload_s=1.2, direct_read_s=0.3, safe_read_s=0.5)
-    assert timing.change == pytest.approx(0.2 / 1.0)
+    timing = UploadTiming(
+        "ct", (1, 1, 1), 1.0, upload_s=(1.2, 1.1, 9.0), direct_read_s=(0.3, 0.2, 0.4), safe_read_s=(0.5, 0.45, 0.6)
+    )
+    assert timing.change() == pytest.approx((0.5 - 0.3) / (1.2 - 0.5 + 0.3))
+    assert timing.change(min) == pytest.approx((0.45 - 0.2) / (1.1 - 0.45 + 0.2))
 
 
 @pytest.mark.parametrize(
