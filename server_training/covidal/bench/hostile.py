@@ -50,7 +50,7 @@ from covidal.bench.hostile_inputs import (
 from covidal.bench.kill import Submitter, lost_answers
 from covidal.bench.raw_http import raw_request, stalled_upload
 from covidal.bench.service import write_synthetic_ct
-from covidal.client import CovidalClient, zip_dicom_folder
+from covidal.client import zip_dicom_folder
 from covidal.errors import CovidalError
 from covidal.service.local import LocalService, running_service
 from covidal.service.settings import DEFAULT_DECODE_TIMEOUT_S, DEFAULT_MAX_VOXELS
@@ -162,7 +162,11 @@ class HostileBenchResult:
 
 
 class MemorySampler(threading.Thread):
-    """Samples, every 50 ms, the resident memory of a process and its descendants (Linux /proc); the peak sum."""
+    """Samples, every 50 ms, the resident memory of a process and its descendants (Linux /proc); the peak sum.
+
+    ``pid`` None pauses it: its scans of /proc take CPU time and this process's GIL, which would disturb reads
+    timed in this process.
+    """
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -172,8 +176,9 @@ class MemorySampler(threading.Thread):
 
     def run(self) -> None:
         while not self._done.wait(SAMPLE_EVERY_S):
-            if self.pid is not None:
-                self.peak_tree_bytes = max(self.peak_tree_bytes, sum(_rss_bytes(pid) for pid in _tree(self.pid)))
+            pid = self.pid
+            if pid is not None:
+                self.peak_tree_bytes = max(self.peak_tree_bytes, sum(_rss_bytes(pid) for pid in _tree(pid)))
 
     def stop(self) -> None:
         self._done.set()
@@ -230,7 +235,7 @@ def bench_hostile(config: HostileBenchConfig, out: Path | None = None) -> Hostil
         counts = _hostile_phase(server, folder, config)
         stall = _stall_phase(server, config.stalled) if config.stalled else None
         peak_hostile = server.peak_mib()
-        uploads = _normal_uploads(server.running.client, _normal_files(folder, config), config.repeats)
+        uploads = _normal_uploads(server, _normal_files(folder, config), config.repeats)
         peak_end = server.peak_mib()
         acknowledged, lost = _kill_phase(folder / "kill", config.kills, config.seed, sampler)
     return HostileBenchResult(
@@ -459,7 +464,8 @@ def _normal_files(folder: Path, config: HostileBenchConfig) -> list[_NormalFile]
     return files
 
 
-def _normal_uploads(client: CovidalClient, files: list[_NormalFile], repeats: int) -> list[UploadTiming]:
+def _normal_uploads(server: _Server, files: list[_NormalFile], repeats: int) -> list[UploadTiming]:
+    client = server.running.client
     start_decoder()
     timings = []
     for number, normal in enumerate(files):
@@ -475,6 +481,7 @@ def _normal_uploads(client: CovidalClient, files: list[_NormalFile], repeats: in
                 raise CovidalError(f"bench-hostile: {normal.name} was not created anew")
             dims = tuple(volume["dims"])
         direct_s, safe_s = [], []
+        server.sampler.pid = None  # no /proc scans while this process times reads
         direct = partial(_timed, read_stored_volume, normal.path, normal.format, LIMITS.max_zip_bytes)
         safe = partial(_timed, read_upload_safely, normal.path, normal.format, LIMITS)
         for repeat in range(READ_REPEATS * repeats):  # interleaved, each first in turn: drift hits both alike
@@ -484,6 +491,7 @@ def _normal_uploads(client: CovidalClient, files: list[_NormalFile], repeats: in
             else:
                 direct_s.append(direct())
                 safe_s.append(safe())
+        server.sampler.pid = server.running.process.pid
         megabytes = normal.path.stat().st_size / 2**20
         timings.append(UploadTiming(normal.name, dims, megabytes, tuple(upload_s), tuple(direct_s), tuple(safe_s)))
     return timings

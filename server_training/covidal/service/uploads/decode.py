@@ -1,11 +1,11 @@
 """Decoding one upload, in a child process forked by :mod:`.forkserver`: limits first, then the readers.
 
-The child talks to the service over a ``SOCK_SEQPACKET`` socket, one JSON message at a time (JSON, not
-pickle: what a child that read hostile bytes says is data, never code). It sends ``{"pid": ...}``, sets its
-resource limits, decodes the upload and sends either ``{"volume": {"shape", "dtype", "spacing", "origin",
-"direction"}}`` with one file descriptor attached, an anonymous file holding the voxels (the service maps it,
-no copy through the socket), or ``{"refused": [error class name, message]}``. A reader that crashes or is
-killed by a limit sends nothing more: the service reads the missing answer as a refusal.
+The child sets its resource limits (memory, CPU time, file size, and an alarm that ends it after the wall-clock
+timeout), decodes the upload and answers on a ``SOCK_SEQPACKET`` socket with one JSON message (JSON, not
+pickle: what a child that read hostile bytes says is data, never code): either ``{"volume": {"shape", "dtype",
+"spacing", "origin", "direction"}}`` with one file descriptor attached, an anonymous file holding the voxels
+(the service maps it, no copy through the socket), or ``{"refused": [error class name, message]}``. A reader
+that crashes or is ended by a limit sends nothing: the service reads the missing answer as a refusal.
 """
 
 from __future__ import annotations
@@ -92,8 +92,7 @@ def decode_image(path: Path, header: UploadHeader, limits: DecodeLimits) -> sitk
 
 
 def serve_request(channel: socket.socket, request: DecodeRequest) -> None:
-    """The child's whole life: pid, limits, decode, answer (see the module docstring)."""
-    send(channel, {"pid": os.getpid()})
+    """The child's whole life: limits, decode, answer (see the module docstring)."""
     limit_resources(request)
     voxels_file = None
     try:
@@ -124,11 +123,14 @@ def send(channel: socket.socket, message: dict, fds: list[int] | tuple[int, ...]
 
 
 def limit_resources(request: DecodeRequest) -> None:
-    """Hold this process to ``request.memory_bytes`` more address space, ``limits.timeout_s`` of CPU time, files of
-    at most ``request.file_bytes`` and no core dump; the hard limits too, for good."""
+    """Hold this process to ``request.memory_bytes`` more address space, ``limits.timeout_s`` of CPU time and of
+    wall-clock time (SIGXCPU, SIGALRM: either ends it), files of at most ``request.file_bytes`` and no core dump;
+    the hard limits too, for good."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     seconds = math.ceil(request.limits.timeout_s)
     resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(seconds)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails (EFBIG) rather than killing
     resource.setrlimit(resource.RLIMIT_FSIZE, (request.file_bytes, request.file_bytes))
     address_space = _address_space_bytes()

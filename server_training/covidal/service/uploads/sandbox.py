@@ -3,8 +3,8 @@
 :func:`read_upload_safely` is what the routes call. The child is forked by the fork server of
 :mod:`.forkserver`, which this module starts on first use (or at the service's start, :func:`start_decoder`)
 and starts again if it has died. The child gets :data:`MEMORY_MARGIN_BYTES` plus :data:`READER_COPIES`
-times the decoded size of address space, ``limits.timeout_s`` of CPU time and the same of wall-clock time
-(then it is killed); whatever happens to it, the service answers one 4xx. The voxels come back as an
+times the decoded size of address space, and ``limits.timeout_s`` of CPU time and of wall-clock time (it ends
+itself then); whatever happens to it, the service answers one 4xx. The voxels come back as an
 anonymous file the service maps (:mod:`.decode`), so a large volume is not copied through a socket.
 
 Where processes cannot be forked or descriptors passed (not POSIX), the upload is decoded in this process
@@ -19,7 +19,6 @@ import math
 import mmap
 import os
 import pickle
-import signal
 import socket
 import subprocess
 import sys
@@ -40,7 +39,8 @@ LOG = logging.getLogger("covidal.service")
 MEMORY_MARGIN_BYTES = 512 * 2**20  # the interpreter's own allocations while it decodes (zip and gzip buffers)
 READER_COPIES = 3  # a reader's buffer, its numpy copy, and the file the voxels go back in
 MAX_MESSAGE_CHARS = 500
-_STARTUP_TIMEOUT_S = 60.0  # the fork server imports SimpleITK and numpy before it reads a request
+_STOP_TIMEOUT_S = 10.0
+_GRACE_S = 5.0  # past the child's own alarm: time for it to end and for its end to be seen
 SANDBOXED = os.name == "posix" and hasattr(os, "fork") and hasattr(socket, "send_fds")
 
 
@@ -77,7 +77,7 @@ class Decoder:
                 self._control.close()
                 self._control = None
             if self._process is not None:
-                self._process.wait(_STARTUP_TIMEOUT_S)
+                self._process.wait(_STOP_TIMEOUT_S)
                 self._process = None
 
     def decode(self, path: Path, header: UploadHeader, limits: DecodeLimits) -> Volume:
@@ -92,11 +92,12 @@ class Decoder:
         )
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with ours:
+            start = time.monotonic()  # before the child can start its clock
             try:
                 self._send(pickle.dumps(request), theirs.fileno())
             finally:
                 theirs.close()
-            return _receive(ours, limits, memory)
+            return _receive(ours, limits, memory, start)
 
     def _send(self, request: bytes, fd: int) -> None:
         with self._lock:
@@ -141,48 +142,37 @@ def start_decoder() -> None:
     DECODER.start()
 
 
-def _receive(channel: socket.socket, limits: DecodeLimits, memory: int) -> Volume:
-    """The child's answer as a Volume (or its refusal raised); a missing, malformed or late answer is Invalid."""
-    deadline = time.monotonic() + limits.timeout_s
-    pid = _message(channel, deadline + _STARTUP_TIMEOUT_S, None, limits, memory)[0].get("pid")
-    answer, fds = _message(channel, deadline, pid, limits, memory)
-    _kill(pid)  # it is done; nothing it does from here on may reach the service
+def _receive(channel: socket.socket, limits: DecodeLimits, memory: int, start: float) -> Volume:
+    """The child's answer as a Volume (or its refusal raised); a missing, malformed or late answer is Invalid.
+    ``start``: when the request was sent (monotonic clock)."""
+    answer, fds = _answer(channel, start + limits.timeout_s + _GRACE_S)
     try:
+        if answer is None:
+            raise Invalid(_no_answer(limits, memory, time.monotonic() - start))
         if "refused" in answer:
             kind, message = answer["refused"]
             raise REFUSALS.get(kind, Invalid)(_one_line(message))
         return _mapped_volume(answer["volume"], fds)
     except (KeyError, TypeError, ValueError, OSError):
-        raise Invalid(_no_answer(limits, memory)) from None
+        raise Invalid(_no_answer(limits, memory, 0.0)) from None
     finally:
         for fd in fds:
             os.close(fd)
 
 
-def _message(
-    channel: socket.socket, deadline: float, pid: int | None, limits: DecodeLimits, memory: int
-) -> tuple[dict, list[int]]:
-    """The child's next JSON message and the descriptors sent with it; Invalid when it ends without one or sends
-    none before ``deadline`` (then it is killed)."""
+def _answer(channel: socket.socket, deadline: float) -> tuple[dict | None, list[int]]:
+    """The child's JSON answer and the descriptors sent with it, or None when it ends (or the deadline passes)
+    without one."""
     channel.settimeout(max(deadline - time.monotonic(), 0.001))
     try:
         data, fds, _, _ = socket.recv_fds(channel, MAX_MESSAGE_BYTES, 1)
-    except TimeoutError:
-        _kill(pid)
-        raise Invalid(
-            f"decoding the upload took longer than {limits.timeout_s:g} s (covidal serve --decode-timeout)"
-        ) from None
-    except OSError:
-        data, fds = b"", []
+    except OSError:  # TimeoutError included: the child's own alarm should have ended it before
+        return None, []
     try:
         message = json.loads(data) if data else None
     except ValueError:
         message = None
-    if not isinstance(message, dict):
-        for fd in fds:
-            os.close(fd)
-        raise Invalid(_no_answer(limits, memory))
-    return message, fds
+    return (message if isinstance(message, dict) else None), fds
 
 
 def _mapped_volume(answer: dict, fds: list[int]) -> Volume:
@@ -198,18 +188,13 @@ def _mapped_volume(answer: dict, fds: list[int]) -> Volume:
     return Volume(array, answer["spacing"], answer["origin"], answer["direction"])
 
 
-def _kill(pid: object) -> None:
-    if isinstance(pid, int) and pid > 1:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _no_answer(limits: DecodeLimits, memory: int) -> str:
+def _no_answer(limits: DecodeLimits, memory: int, elapsed_s: float) -> str:
+    """Why a child ended without an answer: past its time (it ends itself then), or a crash or its memory limit."""
+    if elapsed_s >= limits.timeout_s:
+        return f"decoding the upload took longer than {limits.timeout_s:g} s (covidal serve --decode-timeout)"
     return (
         f"the upload could not be decoded: the reader stopped without an answer (it crashed on the file, or went "
-        f"past its limits of {memory // 2**20} MiB of memory or {limits.timeout_s:g} s)"
+        f"past its memory limit of {memory // 2**20} MiB)"
     )
 
 
