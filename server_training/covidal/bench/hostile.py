@@ -10,10 +10,10 @@ Phases, on a server started for the run (a second one for the last phase):
 2. **Stalls**: ``stalled`` uploads send 4 KiB of their body and stop; meanwhile ordinary requests are sent.
    Counted: how many of them were answered (and the slowest), how many uploads were held or refused (503).
 3. **Normal uploads**: real and synthetic volumes, each uploaded ``repeats`` times to new projects. The same run
-   times, in this process, ``3 * repeats`` times each and interleaved, the in-process read the service did
+   times, in this process, ``3 * repeats`` times each and side by side, the in-process read the service did
    before (``read_stored_volume``) and the safe read it does now (``read_upload_safely``: header check, child
-   decode); the upload time before is estimated as the median upload time less the median safe read plus the
-   median direct read.
+   decode); the safe read's extra time is the median of the pairs' differences, and the upload time before is
+   estimated as the median upload time less that extra time.
 4. **kill -9**: a client answers suggestions while the server is killed (SIGKILL) ``kills`` times; after each
    restart on the same folder the acknowledged answers are looked up. Counted: acknowledged and lost.
 
@@ -139,10 +139,22 @@ class UploadTiming:
     direct_read_s: tuple[float, ...]
     safe_read_s: tuple[float, ...]
 
-    def change(self, statistic: Callable[[tuple[float, ...]], float] = statistics.median) -> float:
-        """The upload time's relative change: the safe read's extra time over the estimated upload time before,
-        each time taken as ``statistic`` of its runs (median; min is the least disturbed by other work)."""
-        upload, direct, safe = (statistic(times) for times in (self.upload_s, self.direct_read_s, self.safe_read_s))
+    @property
+    def extra_s(self) -> float:
+        """The safe read's extra time: the median of the differences of reads timed side by side (so a slow spell
+        of the machine, which hits both of a pair, cancels out)."""
+        return statistics.median(safe - direct for direct, safe in zip(self.direct_read_s, self.safe_read_s))
+
+    @property
+    def change(self) -> float:
+        """The upload time's relative change: :attr:`extra_s` over the upload time before (the median upload less
+        the extra time)."""
+        return self.extra_s / (statistics.median(self.upload_s) - self.extra_s)
+
+    @property
+    def change_of_minima(self) -> float:
+        """The same from the minimum of each time (the runs least disturbed by other work)."""
+        upload, direct, safe = (min(times) for times in (self.upload_s, self.direct_read_s, self.safe_read_s))
         return (safe - direct) / (upload - safe + direct)
 
 
@@ -621,12 +633,12 @@ def summary(result: HostileBenchResult) -> str:
     ]
     if result.uploads:
         lines.append(
-            "normal uploads (medians; before = upload - safe read + direct read, same run; the change also "
-            "from the minimum of each):"
+            "normal uploads (medians; extra = median of the paired differences safe - direct read; change = "
+            "extra / (upload - extra), and from the minimum of each time):"
         )
         lines.append(
             f"  {'file':<38} {'voxels (i, j, k)':<18} {'MiB':>6} {'upload s':>9} {'direct s':>9} "
-            f"{'safe s':>8} {'change':>7} {'(min)':>7}"
+            f"{'safe s':>8} {'extra ms':>9} {'change':>7} {'(min)':>7}"
         )
         for timing in result.uploads:
             dims = "x".join(str(size) for size in timing.dims)
@@ -635,7 +647,7 @@ def summary(result: HostileBenchResult) -> str:
             )
             lines.append(
                 f"  {timing.name:<38} {dims:<18} {timing.megabytes:>6.1f} {upload:>9.3f} {direct:>9.3f} {safe:>8.3f} "
-                f"{timing.change():>+7.1%} {timing.change(min):>+7.1%}"
+                f"{timing.extra_s * 1000:>9.0f} {timing.change:>+7.1%} {timing.change_of_minima:>+7.1%}"
             )
     lines.append(f"wall time: {result.wall_s:.0f} s")
     return "\n".join(lines)

@@ -47,10 +47,11 @@ def test_a_small_run_of_every_phase(tmp_path):
 
 def test_the_upload_time_change_is_the_safe_reads_extra_time_over_the_upload_before():
     timing = UploadTiming(
-        "ct", (1, 1, 1), 1.0, upload_s=(1.2, 1.1, 9.0), direct_read_s=(0.3, 0.2, 0.4), safe_read_s=(0.5, 0.45, 0.6)
+        "ct", (1, 1, 1), 1.0, upload_s=(1.2, 1.1, 9.0), direct_read_s=(0.3, 0.2, 0.9), safe_read_s=(0.5, 0.45, 0.95)
     )
-    assert timing.change() == pytest.approx((0.5 - 0.3) / (1.2 - 0.5 + 0.3))
-    assert timing.change(min) == pytest.approx((0.45 - 0.2) / (1.1 - 0.45 + 0.2))
+    assert timing.extra_s == pytest.approx(0.2)  # the pairs differ by 0.2, 0.25 and 0.05
+    assert timing.change == pytest.approx(0.2 / (1.2 - 0.2))
+    assert timing.change_of_minima == pytest.approx((0.45 - 0.2) / (1.1 - 0.45 + 0.2))
 
 
 @pytest.mark.parametrize(
