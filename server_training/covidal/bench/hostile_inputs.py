@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import locale
 import random
 import struct
 import tempfile
@@ -298,6 +299,15 @@ def dicom_series(volume: np.ndarray, folder: Path) -> dict[str, bytes]:
     image = sitk.GetImageFromArray(volume)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
+    saved_locale = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_slices(writer, image, series)
+    finally:  # GDCM's writer sets this process's locale to "C" (text files would then be read as ASCII)
+        locale.setlocale(locale.LC_ALL, saved_locale)
+    return {path.name: path.read_bytes() for path in sorted(series.iterdir())}
+
+
+def _write_slices(writer: sitk.ImageFileWriter, image: sitk.Image, series: Path) -> None:
     for k in range(image.GetDepth()):
         plane = image[:, :, k]
         for key, value in (
@@ -310,7 +320,6 @@ def dicom_series(volume: np.ndarray, folder: Path) -> dict[str, bytes]:
             plane.SetMetaData(key, value)
         writer.SetFileName(str(series / f"{k:03d}.dcm"))
         writer.Execute(plane)
-    return {path.name: path.read_bytes() for path in sorted(series.iterdir())}
 
 
 def _zip(members: dict[str, bytes]) -> bytes:

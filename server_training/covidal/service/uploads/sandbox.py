@@ -41,7 +41,21 @@ READER_COPIES = 3  # a reader's buffer, its numpy copy, and the file the voxels 
 MAX_MESSAGE_CHARS = 500
 _STOP_TIMEOUT_S = 10.0
 _GRACE_S = 5.0  # past the child's own alarm: time for it to end and for its end to be seen
-SANDBOXED = os.name == "posix" and hasattr(os, "fork") and hasattr(socket, "send_fds")
+
+
+def _can_sandbox() -> bool:
+    """Whether this platform forks and passes descriptors over SOCK_SEQPACKET sockets (Linux does; not Windows)."""
+    if os.name != "posix" or not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
+        return False
+    try:
+        for end in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET):
+            end.close()
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+SANDBOXED = _can_sandbox()
 
 
 def read_upload_safely(path: Path, volume_format: VolumeFormat, limits: DecodeLimits) -> Volume:
