@@ -8,7 +8,7 @@ Slicer. Nothing blocks the interface: backend requests (and hashing and writing 
 thread as logic operations (``CovidActiveLearningLib.operations``) whose scene changes happen here, on the GUI
 thread, when a timer polls them; the backend's start, its installation and training are polled the same way.
 
-The browser harness in ``Testing/Harness`` drives the same core logic with Slicer's own views and markups
+The browser harness in ``Testing/harness`` drives the same core logic with Slicer's own views and markups
 widgets; this file is the other driver of it, and both take their keys from ``CovidActiveLearningLib.shortcuts``.
 
 Slicer 5.8 and older bundle Python 3.9, which the core cannot run on: this file then imports only
@@ -51,7 +51,7 @@ if UNSUPPORTED is None:  # the core needs Python 3.11 (Slicer 5.10+); see CovidA
     from CovidActiveLearningLib.mrml import application_context
     from CovidActiveLearningLib.operations import BackgroundOperation
     from CovidActiveLearningLib.shortcuts import SHORTCUTS, shortcut_for
-    from CovidActiveLearningLib.training import JobStatus
+    from CovidActiveLearningLib.training import TrainingWatch
 
 POLL_INTERVAL_MS = 1000
 OPERATION_POLL_MS = 50
@@ -163,10 +163,9 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self._pointsNode = None
         self._shortcuts = []
         self._backends = None  # BackendSupervisor: the local backend and its installation
-        self._training = False
+        self._training = None  # TrainingWatch of the queued job
         self._running = None  # (BackgroundOperation, onDone, busy) of the action waiting for the backend
         self._lastRetry = time.monotonic()
-        self._trainingPoll = None  # BackgroundOperation of the last training progress request
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -181,6 +180,7 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = CovidActiveLearningLogic()
+        self._training = TrainingWatch(self.logic.poll_training_operation)
         self._backends = BackendSupervisor(startup_environment=slicer.util.startupEnvironment())
         # As MONAI Label's Slicer module shows its point lists' place buttons (MONAILabelWidget.setup): the compact
         # widget with only its place button; the logic arms persistent place mode at every region change.
@@ -247,7 +247,7 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
     def onSceneStartClose(self, caller, event):
         self.logic.pause_effort()
         self.setParameterNode(None)
-        self._training = False
+        self._training.stop()
 
     def onSceneEndClose(self, caller, event):
         self.logic.scene_closed()
@@ -393,7 +393,7 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         return self.logic.start_training_operation(self._parameterNode.trainingSteps), self._trainingQueued
 
     def _trainingQueued(self, jobId):
-        self._training = True
+        self._training.start()
         self.ui.trainingStatusLabel.text = f"Training job {jobId} queued."
 
     @_background
@@ -428,8 +428,7 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             _showError(poll.error)
         if poll.ready_url:
             self._connectTo(poll.ready_url)
-        if self._training:
-            self._pollTraining()
+        self._showTraining(self._training.poll())
         self._retryUnsent()
         self.ui.progressLabel.text = self.logic.progress_line()
 
@@ -468,21 +467,13 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         finally:
             self._refresh()
 
-    def _pollTraining(self):
-        if self._trainingPoll is None:
-            self._trainingPoll = BackgroundOperation(self.logic.poll_training_operation())
-        if not self._trainingPoll.poll():
-            return
-        poll, self._trainingPoll = self._trainingPoll, None
-        try:
-            status = poll.result()
-        except UserFacingError as error:  # the backend may be restarting: keep polling, say why nothing moves
-            self.ui.trainingStatusLabel.text = str(error)
-            return
-        self.ui.trainingProgressBar.value = round(100 * status.fraction)
-        self.ui.trainingStatusLabel.text = status.text
-        self._training = not (status.finished or status.status is JobStatus.INTERRUPTED)
-        self._refresh()
+    def _showTraining(self, status):
+        if isinstance(status, UserFacingError):  # the backend may be restarting: keep polling, say why nothing moves
+            self.ui.trainingStatusLabel.text = str(status)
+        elif status is not None:
+            self.ui.trainingProgressBar.value = round(100 * status.fraction)
+            self.ui.trainingStatusLabel.text = status.text
+            self._refresh()
 
     def _showLog(self, text):
         if self.ui.backendLogTextEdit.toPlainText() != text:
@@ -500,7 +491,7 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             for column, value in enumerate(cells):
                 table.setItem(index, column, qt.QTableWidgetItem(str(value)))
         states = self.logic.actions(busy=self._running is not None and self._running[2],
-                                    training=self._training).as_dict()
+                                    training=self._training.active).as_dict()
         for name, action in BUTTON_ACTIONS.items():
             getattr(self.ui, name).enabled = states[action]
         self.ui.placeWidget.enabled = states["background"]
@@ -536,7 +527,7 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 class CovidActiveLearningTest(ScriptedLoadableModuleTest):
     """In Slicer (Reload and Test, and ctest in an extension build): what only the application can show. The
     Qt-free logic is tested headless with pytest against a real backend (Testing/Python), and with Slicer's own
-    views and markups widgets in a browser (the top-level Testing/Harness); neither has Qt, this does."""
+    views and markups widgets in a browser (the top-level Testing/harness); neither has Qt, this does."""
 
     def runTest(self):
         if UNSUPPORTED:

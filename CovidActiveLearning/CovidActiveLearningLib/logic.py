@@ -243,7 +243,7 @@ class CovidActiveLearningCoreLogic:
         return self.points.node()
 
     def placing_infection_points(self) -> bool:
-        """Whether a click in a view in place mode adds to 'Infection points' (it is the active place node)."""
+        """Whether a left click in a view now adds to 'Infection points' (active place node, place mode)."""
         return self.points.is_place_target(self.context.markups)
 
     def start_placing(self) -> None:

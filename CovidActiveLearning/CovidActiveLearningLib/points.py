@@ -27,6 +27,7 @@ from CovidActiveLearningLib.regions import SuggestedRegion
 
 INFECTION_POINTS_NAME = "Infection points"
 FIDUCIAL_CLASS = "vtkMRMLMarkupsFiducialNode"
+INTERACTION_NODE_ID = "vtkMRMLInteractionNodeSingleton"  # the scene's interaction node, in Slicer and headless
 _TAG = re.compile(r"^suggestion (\d+) voxel (-?\d+) (-?\d+) (-?\d+)$")
 
 
@@ -56,8 +57,11 @@ class InfectionPoints:
         markups_logic.StartPlaceMode(True)
 
     def is_place_target(self, markups_logic) -> bool:
-        """Whether a click in place mode goes to this list (it is the active place node)."""
-        return markups_logic.GetActiveListID() == self.node().GetID()
+        """Whether a left click in a view now adds a point to this list: it is the active place node and the
+        interaction node is in place mode."""
+        interaction = self._scene.GetNodeByID(INTERACTION_NODE_ID)
+        return (markups_logic.GetActiveListID() == self.node().GetID() and interaction is not None
+                and interaction.GetCurrentInteractionMode() == interaction.Place)
 
     def placed_point_id(self, index: int) -> str | None:
         """The id of control point ``index`` when it is a newly placed click (position defined, not yet accepted);

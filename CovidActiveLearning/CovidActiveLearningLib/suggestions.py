@@ -53,7 +53,7 @@ HEATMAP_OPACITY = 0.4  # the heat map's opacity over the CT until the clinician 
 LEGEND_TITLE = "Uncertainty"
 # Zoom on a region: the shorter side of each slice view spans this many times the region's larger in-plane
 # side, and never less than MIN_FIELD_OF_VIEW_MM, so the box shows with its surroundings.
-REGION_CONTEXT = 4.0
+REGION_CONTEXT = 2.0
 MIN_FIELD_OF_VIEW_MM = 60.0
 
 
@@ -205,16 +205,19 @@ class SuggestionLayer:
         heatmap.SetAttribute(CYCLE_NUMBER_ATTRIBUTE, str(cycle_number))
         self._hierarchy.SetItemParent(self._hierarchy_item(heatmap), self._cycle_folder(cycle_number))
         self._style_heatmap(heatmap)
-        for other in self._heatmaps():
-            legend = self._context.colors.GetColorLegendDisplayNode(other)
-            if legend is not None:
-                legend.SetVisibility(int(other is heatmap))
         for composite in _nodes_of_class(self._scene, "vtkMRMLSliceCompositeNode"):
             showed_heatmap = composite.GetForegroundVolumeID() in heatmap_ids
             composite.SetBackgroundVolumeID(volume_node.GetID())
             composite.SetForegroundVolumeID(heatmap.GetID())
             if not showed_heatmap:
                 composite.SetForegroundOpacity(HEATMAP_OPACITY)
+        # The legend last: Slicer's colour-legend displayable manager draws a legend when the legend node changes,
+        # and draws nothing for a volume that no view shows yet (so a legend made before the layers stayed hidden).
+        self._add_legend(heatmap)
+        for other in self._heatmaps():
+            legend = self._context.colors.GetColorLegendDisplayNode(other)
+            if legend is not None:
+                legend.SetVisibility(int(other is heatmap))
         return heatmap
 
     def heatmap_ids(self) -> list[str]:
@@ -292,6 +295,8 @@ class SuggestionLayer:
         display.AutoThresholdOff()
         display.SetThreshold(lowest, highest)  # 0 (outside every region) is transparent over the CT
         display.ApplyThresholdOn()
+
+    def _add_legend(self, heatmap) -> None:
         legend = self._context.colors.AddDefaultColorLegendDisplayNode(heatmap)
         legend.SetTitleText(LEGEND_TITLE)
         legend.SetLabelFormat("%.3g")

@@ -306,3 +306,25 @@ def test_the_panel_enables_what_can_run_and_close_removes_the_temporary_folder(m
     assert folder.is_dir()
     logic.close()
     assert not folder.exists()
+
+
+def test_a_training_watch_follows_the_job_to_its_end_without_blocking(mrml, backend, chest_files):
+    from CovidActiveLearningLib.training import TrainingWatch
+
+    ct_node = read_volume(mrml.scene, chest_files[0])
+    logic = open_logic(mrml, backend, "watch")
+    logic.get_suggestions(ct_node, 2)
+    logic.tag_background()
+    logic.submit()
+    watch = TrainingWatch(logic.poll_training_operation)
+    assert watch.poll() is None  # nothing queued: nothing to ask
+    logic.start_training(steps=2)
+    watch.start()
+    statuses, deadline = [], time.monotonic() + TRAINING_TIMEOUT_S
+    while watch.active:
+        assert time.monotonic() < deadline
+        status = watch.poll()  # returns at once; a status when a request came back
+        if status is not None:
+            statuses.append(status)
+        time.sleep(0.05)
+    assert statuses[-1].status.value == "done" and statuses[-1].fraction == 1.0

@@ -115,12 +115,15 @@ def test_a_point_removed_before_its_acceptance_is_a_clear_error_and_ids_survive_
 
 def test_placing_makes_the_list_the_active_place_node_in_persistent_place_mode(mrml, points):
     interaction = mrml.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+    assert not points.is_place_target(mrml.markups)  # the new list is the active one, but not in place mode
     points.start_placing(mrml.markups)
     mrml.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "a region box")  # Slicer makes a new ROI the active list
     assert not points.is_place_target(mrml.markups)
     points.start_placing(mrml.markups)
     assert points.is_place_target(mrml.markups)
     assert interaction.GetCurrentInteractionMode() == interaction.Place and interaction.GetPlaceModePersistence()
+    interaction.SetCurrentInteractionMode(interaction.ViewTransform)
+    assert not points.is_place_target(mrml.markups)
 
 
 @pytest.mark.parametrize(("region", "voxel", "volume", "message"), [
