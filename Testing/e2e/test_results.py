@@ -34,6 +34,8 @@ def test_submit_train_predict_and_export_on_an_oblique_ct(fresh, backend, obliqu
     CovidalClient(backend).create_project(project, model_kind="unet", grid_k=16, strategy="entropy", mc_samples=2,
                                           loss="point", settings=TINY_MODEL)  # the backend's side: a small model
     load(fresh, ct_path)
+    fresh.click_button("Send volume")
+    fresh.wait_for_text("volume-status", "The backend has the volume")
     regions = get_suggestions(fresh, REGIONS)
     given = {}
     for number, _ in enumerate(regions, start=1):  # every region as the clinician: a click on a lesion, or Background

@@ -43,6 +43,7 @@ from CovidActiveLearningLib.logic import DEFAULT_URL, CovidActiveLearningCoreLog
 from CovidActiveLearningLib.mrml import MrmlContext
 from CovidActiveLearningLib.operations import BackgroundOperation
 from CovidActiveLearningLib.shortcuts import action_for_key, shortcut_for
+from CovidActiveLearningLib.suggestions import HEATMAP_OPACITY
 from CovidActiveLearningLib.training import TrainingWatch
 from CovidActiveLearningLib.volumes import read_dicom_series, read_volume
 
@@ -320,7 +321,9 @@ class HarnessApp:
             "regions_per_cycle": 10, "training_steps": 200, "train_after_submit": True, "export_folder": "",
             "backend_status": "Not connected.", "volume_status": "", "current_region": "", "progress": "",
             "notice": "", "error": "", "submit_status": "", "training_status": "", "training_progress": 0,
-            "infected": "", "export_status": "", "answers": [], "enabled": {}, "placing": ""})
+            "infected": "", "export_status": "", "answers": [], "enabled": {}, "placing": "",
+            "heatmap_opacity": HEATMAP_OPACITY})
+        self.state.change("heatmap_opacity")(self._on_heatmap_opacity)
         with SinglePageWithDrawerLayout(self.server) as layout:
             layout.title.set_text("Covid Active Learning: browser harness")
             layout.drawer.width = DRAWER_WIDTH
@@ -334,6 +337,11 @@ class HarnessApp:
                     for name in ("Yellow", "Green"):
                         with html.Div(id=f"view-{name}", style="flex: 1; display: flex; position: relative"):
                             self._view(name)
+
+    def _on_heatmap_opacity(self, heatmap_opacity, **_):
+        """The panel's slider, as the module's: the foreground opacity of every slice view."""
+        for view in self.slice_views().values():
+            view.set_foreground_opacity(float(heatmap_opacity))
 
     def _view(self, name: str):
         client.ServerTemplate(name=self.server.translator.translate_key(VIEWS[name].singleton_tag))
@@ -368,6 +376,8 @@ class HarnessApp:
             button(f"Previous ({shortcut_for('previous').label})", self.on_previous, "navigate")
             button(f"Next ({shortcut_for('next').label})", self.on_next, "navigate")
         line("current_region")
+        v3.VSlider(label="Heat map opacity", v_model=("heatmap_opacity",), min=0, max=1, step=0.05, density="compact",
+                   hide_details=True)
         html.Div("Labelling", classes="text-subtitle-2 mt-2")
         line("placing")
         line("notice", style="color: #c0392b")

@@ -27,7 +27,7 @@ from harness.app import HarnessApp
 CHROMIUM = Path(os.environ.get("COVIDAL_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
-VIEWPORT = {"width": 1400, "height": 860}
+VIEWPORT = (1400, 860)
 CALL_TIMEOUT_S = 120
 HOVER_STEPS = 6
 
@@ -37,16 +37,18 @@ class HarnessSession:
 
     Args:
         screenshots: folder for :meth:`screenshot` files.
+        viewport: the page's size in CSS pixels (the views' render windows follow it).
 
     Raises:
         RuntimeError: Chromium is missing, or the app or page did not come up (with the cause).
     """
 
-    def __init__(self, screenshots: Path) -> None:
+    def __init__(self, screenshots: Path, viewport: tuple[int, int] = VIEWPORT) -> None:
         if not CHROMIUM.is_file():
             raise RuntimeError(f"{CHROMIUM} is missing: `apt-get install chromium` (scripts/setup.sh does it)")
         self.screenshots = Path(screenshots)
         self.screenshots.mkdir(parents=True, exist_ok=True)
+        self._viewport = {"width": viewport[0], "height": viewport[1]}
         self.app: HarnessApp | None = None
         self.page = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -179,6 +181,29 @@ class HarnessSession:
         print(f"screenshot: {path}")
         return path
 
+    def capture_view(self, path: Path, view: str = "Red", colors: int = 128) -> Path:
+        """Write what Slicer's view renders (its render window, lossless, not the page's streamed JPEG) to the PNG
+        ``path``, reduced to ``colors`` colours so that it stays small; returns the path."""
+        from PIL import Image
+        from slicer import vtkMRMLLayerDisplayableManager
+        from vtkmodules.util.numpy_support import vtk_to_numpy
+        from vtkmodules.vtkCommonDataModel import vtkImageData
+
+        def grab(app):
+            window = app.slice_views()[view].render_window()
+            window.Render()
+            image = vtkImageData()
+            vtkMRMLLayerDisplayableManager.RenderWindowBufferToImage(window, image)  # leaves the window untouched
+            columns, rows, _ = image.GetDimensions()
+            pixels = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(rows, columns, -1)[::-1, :, :3]
+            return np.ascontiguousarray(pixels)
+
+        self.run(asyncio.sleep(0.3))
+        picture = Image.fromarray(self.call(grab)).quantize(colors, method=Image.Quantize.MEDIANCUT)
+        picture.save(path, optimize=True)
+        print(f"view capture: {path}")
+        return Path(path)
+
     def close(self) -> None:
         if self._loop is None or not self._thread.is_alive():
             return
@@ -212,7 +237,7 @@ class HarnessSession:
         await server.ready
         self._playwright = await async_playwright().start()
         self._browser = await self._playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        self.page = await self._browser.new_page(viewport=VIEWPORT)
+        self.page = await self._browser.new_page(viewport=self._viewport)
         await self.page.goto(f"http://127.0.0.1:{server.port}/")
         await self.page.locator("#view-Red img").wait_for(state="visible", timeout=CALL_TIMEOUT_S * 1000)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import py_compile
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -263,3 +264,54 @@ def test_the_widget_and_its_classes_stand_back_when_the_slicer_is_too_old():
         if isinstance(method, ast.FunctionDef) and method.name in {"setup", "cleanup", "enter", "exit"}:
             first = method.body[1] if method.name == "setup" else method.body[0]
             assert isinstance(first, ast.If) and ast.unparse(first.test) == "UNSUPPORTED", method.name
+
+
+# The extension's addresses: from the repository's GitHub address, never a made-up organisation
+
+REPOSITORY_ROOT = MODULE_DIR.parent
+ADDRESSES = REPOSITORY_ROOT / "CMake" / "CovidActiveLearningAddresses.cmake"
+
+
+def extension_addresses(tmp_path: Path, *definitions: str, source_dir: Path | None = None) -> tuple[dict, str]:
+    """Run the addresses file in CMake's script mode; returns ``({variable: value}, CMake's stderr)``."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake is not installed")
+    script = tmp_path / "print.cmake"
+    script.write_text(f"include({ADDRESSES.as_posix()})\n" + "".join(
+        f'message(STATUS "{name}=${{{name}}}")\n'
+        for name in ("EXTENSION_HOMEPAGE", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS")))
+    source = [f"-DCOVIDAL_SOURCE_DIR={source_dir}"] if source_dir else []
+    result = subprocess.run([cmake, *definitions, *source, "-P", str(script)], check=True, capture_output=True,
+                            text=True, timeout=60)
+    values = dict(line.removeprefix("-- ").split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    return values, result.stderr
+
+
+def test_the_addresses_come_from_the_given_repository_and_name_every_screenshot(tmp_path):
+    values, _ = extension_addresses(tmp_path, "-DCOVIDAL_GITHUB_REPOSITORY=someone/covid-al")
+    raw = "https://raw.githubusercontent.com/someone/covid-al/main"
+    assert values["EXTENSION_HOMEPAGE"] == "https://github.com/someone/covid-al"
+    assert values["EXTENSION_ICONURL"] == f"{raw}/Resources/CovidActiveLearning.png"
+    shots = values["EXTENSION_SCREENSHOTURLS"].split()
+    assert shots and all(shot.startswith(f"{raw}/Resources/Screenshots/") for shot in shots)
+    for address in [values["EXTENSION_ICONURL"], *shots]:  # each names a file of this repository
+        assert (REPOSITORY_ROOT / address.removeprefix(f"{raw}/")).is_file(), address
+
+
+def test_the_addresses_come_from_a_github_origin_and_are_left_empty_without_one(tmp_path):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    subprocess.run(["git", "init", "-q", str(checkout)], check=True)
+    values, warning = extension_addresses(tmp_path, source_dir=checkout)
+    assert values == {"EXTENSION_HOMEPAGE": "", "EXTENSION_ICONURL": "", "EXTENSION_SCREENSHOTURLS": ""}
+    assert "no GitHub repository known" in warning
+    subprocess.run(["git", "-C", str(checkout), "remote", "add", "origin", "git@github.com:owner/repo.git"], check=True)
+    values, _ = extension_addresses(tmp_path, source_dir=checkout)
+    assert values["EXTENSION_HOMEPAGE"] == "https://github.com/owner/repo"
+
+
+def test_the_top_level_cmake_names_no_placeholder_address():
+    text = (REPOSITORY_ROOT / "CMakeLists.txt").read_text()
+    assert "github.com" not in text and "githubusercontent" not in text
+    assert "CMake/CovidActiveLearningAddresses.cmake" in text
