@@ -6,8 +6,9 @@ Debian's Chromium. Three pictures of the red (axial) view, each captured from it
 
 - ``suggestions.png``: the suggested region with the most infection, highlighted, over the heat map and its legend;
 - ``infection_point.png``: the same region after a mouse click on infection in the browser;
-- ``prediction.png``: after every region was answered from the lesion mask (the simulated clinician), a short
-  training and *Predict*: the 'Infection' segment.
+- ``prediction.png``: after every region was answered from the lesion mask (the simulated clinician: a region
+  with infection gets up to ``CLICKS_PER_REGION`` clicks on it, the others a background tag), a short training
+  and *Predict*: the 'Infection' segment.
 
 The CT is the demo case: a real chest CT (TotalSegmentator 2.18.0 sdist, Apache-2.0) with SYNTHETIC lesions,
 fetched and cached as ``covidal demo`` does. It is a picture, not a test: the tests are in Testing/e2e.
@@ -37,9 +38,10 @@ from harness.session import HarnessSession
 from steps import click_voxel, get_suggestions, load
 
 PROJECT = "screenshots"
-MODEL = {"image_size": 96, "width": 16}  # the demo's small U-Net, trained with the demo's LC-FCN loss
+MODEL = {"image_size": 96, "width": 16}  # the demo's small U-Net
+CLICKS_PER_REGION = 12
 VIEWPORT = (1180, 560)  # the red view comes out about 530 x 500 pixels
-TRAINING_TIMEOUT_S = 900
+TRAINING_TIMEOUT_S = 2400
 
 
 def main() -> int:
@@ -48,14 +50,14 @@ def main() -> int:
     # The first cycle ranks slices by lung voxels, not infection, one region per slice: asking for many makes sure
     # some region holds a lesion to click on.
     parser.add_argument("--regions", type=int, default=190, help="regions the cycle asks for")
-    parser.add_argument("--steps", type=int, default=300, help="training steps before the prediction")
+    parser.add_argument("--steps", type=int, default=150, help="training steps before the prediction")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     case = make_demo_case()
     lesions = sitk.GetArrayFromImage(sitk.ReadImage(str(case.lesions)))  # [K, J, I]
     with (tempfile.TemporaryDirectory(prefix="covidal-screenshots-") as folder,
           local_service(Path(folder) / "projects", Path(folder) / "serve.log") as client):
-        client.create_project(PROJECT, model_kind="unet", grid_k=16, strategy="entropy", mc_samples=2, loss="lcfcn",
+        client.create_project(PROJECT, model_kind="unet", grid_k=16, strategy="entropy", mc_samples=2, loss="point",
                               settings=MODEL)
         session = HarnessSession(Path(folder) / "pages", viewport=VIEWPORT)
         try:
@@ -94,7 +96,9 @@ def render(session: HarnessSession, client: CovidalClient, ct: Path, lesions: np
     session.click_button("Predict")
     session.wait_for_text("infected", "Infected:", timeout=300)
     session.call(lambda app: app.logic.go_to_region(region.id))
-    session.run(session.page.get_by_role("slider", name="Heat map opacity").press("Home"))  # the segment, not the map
+    opacity = session.page.locator(".v-slider", has_text="Heat map opacity").get_by_role("slider")
+    session.run(opacity.press("Home"))  # the heat map at opacity 0: the segment shows
+    session.wait_until(lambda app: app.slice_views()["Red"].get_foreground_opacity() == 0, what="the slider")
     session.capture_view(args.out / "prediction.png")
     print(session.text("infected"))
 
@@ -123,11 +127,12 @@ def answer_the_rest(app, lesions: np.ndarray) -> None:
         if logic.book.answer_for(region.id) is not None:
             continue
         logic.go_to_region(region.id)
-        voxel = lesion_voxel(lesions, region)
-        if voxel is None:
+        box = region.box
+        j, i = np.nonzero(lesions[box.k, box.j0:box.j1, box.i0:box.i1])
+        if len(i) == 0:
             logic.tag_background()
-        else:
-            logic.add_point_ras(ijk_to_ras(app.volume, voxel))
+        for index in np.linspace(0, len(i) - 1, min(len(i), CLICKS_PER_REGION)).round().astype(int):
+            logic.add_point_ras(ijk_to_ras(app.volume, (box.i0 + int(i[index]), box.j0 + int(j[index]), box.k)))
     app.refresh()
 
 

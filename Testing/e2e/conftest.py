@@ -4,6 +4,7 @@ Chromium driven by Playwright) for the whole run, a real ``covidal serve`` on lo
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,15 @@ from support import local_backend, shared_dicom_or_skip, synthetic_chest, write_
 SCREENSHOTS = ROOT / "Testing" / "e2e" / "screenshots"  # git-ignored; each test prints the path of its own
 # The backend's model for these tests: a small U-Net on a 64-pixel grid, so a training job takes seconds on a CPU.
 TINY_MODEL = {"image_size": 64, "width": 8, "checkpoint_every": 2, "batch_size": 2}
+WRITTEN: list[tuple[str, Path]] = []  # (test, screenshot), listed at the end of the run
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Where each test's screenshot is, so a person can look at what was clicked."""
+    if WRITTEN:
+        terminalreporter.section("screenshots of the views")
+        for test, path in WRITTEN:
+            terminalreporter.write_line(f"{test}: {path}")
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +43,8 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def harness() -> Iterator[HarnessSession]:
     """The harness app and one Chromium page on it, shared by every test (a browser session costs seconds of CPU)."""
-    session = HarnessSession(SCREENSHOTS)
+    session = HarnessSession(SCREENSHOTS, on_screenshot=lambda path: WRITTEN.append(
+        (os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0], path)))
     yield session
     session.close()
 

@@ -38,17 +38,20 @@ class HarnessSession:
     Args:
         screenshots: folder for :meth:`screenshot` files.
         viewport: the page's size in CSS pixels (the views' render windows follow it).
+        on_screenshot: called with the path of each screenshot written.
 
     Raises:
         RuntimeError: Chromium is missing, or the app or page did not come up (with the cause).
     """
 
-    def __init__(self, screenshots: Path, viewport: tuple[int, int] = VIEWPORT) -> None:
+    def __init__(self, screenshots: Path, viewport: tuple[int, int] = VIEWPORT,
+                 on_screenshot: Callable[[Path], None] | None = None) -> None:
         if not CHROMIUM.is_file():
             raise RuntimeError(f"{CHROMIUM} is missing: `apt-get install chromium` (scripts/setup.sh does it)")
         self.screenshots = Path(screenshots)
         self.screenshots.mkdir(parents=True, exist_ok=True)
         self._viewport = {"width": viewport[0], "height": viewport[1]}
+        self._on_screenshot = on_screenshot or (lambda path: None)
         self.app: HarnessApp | None = None
         self.page = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -179,6 +182,7 @@ class HarnessSession:
         self.run(asyncio.sleep(0.4))  # the last render reaches the page
         self.run(self.page.screenshot(path=str(path)))
         print(f"screenshot: {path}")
+        self._on_screenshot(path)
         return path
 
     def capture_view(self, path: Path, view: str = "Red", colors: int = 128) -> Path:
