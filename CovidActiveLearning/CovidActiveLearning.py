@@ -4,20 +4,24 @@ The thin Slicer layer: the module's description, its parameter node, a widget th
 ``Resources/UI/CovidActiveLearning.ui`` and forwards every action to the logic, and the logic itself, which is
 the Qt-free :class:`CovidActiveLearningLib.logic.CovidActiveLearningCoreLogic`. Every algorithm lives in
 ``CovidActiveLearningLib``; training runs in the separate ``covidal serve`` backend, so torch never loads in
-Slicer. Nothing blocks the interface: backend requests run in a worker thread as logic operations
-(``CovidActiveLearningLib.operations``) whose scene changes happen here, on the GUI thread, when a timer
-polls them; the backend's start, its installation and training are polled the same way.
+Slicer. Nothing blocks the interface: backend requests (and hashing and writing a CT for upload) run in a worker
+thread as logic operations (``CovidActiveLearningLib.operations``) whose scene changes happen here, on the GUI
+thread, when a timer polls them; the backend's start, its installation and training are polled the same way.
+
+The browser harness in ``Testing/harness`` drives the same core logic with Slicer's own views and markups
+widgets; this file is the other driver of it, and both take their keys from ``CovidActiveLearningLib.shortcuts``.
+
+Slicer 5.8 and older bundle Python 3.9, which the core cannot run on: this file then imports only
+``CovidActiveLearningLib.compat`` and the module's panel shows why it cannot run.
 """
 
 import functools
 import time
 from pathlib import Path
-from typing import Annotated
 
 import qt
 import slicer
-from slicer import vtkMRMLScalarVolumeNode
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+import vtk
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -26,18 +30,40 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from CovidActiveLearningLib.backend_process import BackendSource, BackendSupervisor, checkout_source, loopback_port
-from CovidActiveLearningLib.errors import UserFacingError
-from CovidActiveLearningLib.logic import DEFAULT_URL, CovidActiveLearningCoreLogic
-from CovidActiveLearningLib.mrml import application_context
-from CovidActiveLearningLib.operations import BackgroundOperation
-from CovidActiveLearningLib.training import JobStatus
+from CovidActiveLearningLib.compat import unsupported_reason
+
+UNSUPPORTED = unsupported_reason(slicer_version=slicer.app.applicationVersion)
+
+if UNSUPPORTED is None:  # the core needs Python 3.11 (Slicer 5.10+); see CovidActiveLearningLib/compat.py
+    from typing import Annotated
+
+    from slicer import vtkMRMLScalarVolumeNode
+    from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+
+    from CovidActiveLearningLib.backend_process import (
+        BackendSource,
+        BackendSupervisor,
+        checkout_source,
+        loopback_port,
+    )
+    from CovidActiveLearningLib.errors import UserFacingError
+    from CovidActiveLearningLib.logic import DEFAULT_URL, CovidActiveLearningCoreLogic
+    from CovidActiveLearningLib.mrml import application_context
+    from CovidActiveLearningLib.operations import BackgroundOperation
+    from CovidActiveLearningLib.shortcuts import SHORTCUTS, shortcut_for
+    from CovidActiveLearningLib.training import TrainingWatch
 
 POLL_INTERVAL_MS = 1000
 OPERATION_POLL_MS = 50
 RETRY_INTERVAL_S = 30  # answers a failed Submit kept are sent again this often, quietly
-LOG_LINES = 200
-SHORTCUTS = (("B", "onBackground"), ("N", "onNext"), ("P", "onPrevious"))
+NOTICE_MS = 6000  # how long a refused click's reason stays in the status bar
+# Panel buttons and the action of CovidActiveLearningLib.logic.ActionStates that enables each.
+BUTTON_ACTIONS = {"sendVolumeButton": "send_volume", "getSuggestionsButton": "get_suggestions",
+                  "previousButton": "navigate", "nextButton": "navigate", "backgroundButton": "background",
+                  "undoButton": "undo", "submitButton": "submit", "startTrainingButton": "start_training",
+                  "cancelTrainingButton": "cancel_training", "predictButton": "predict", "exportButton": "export",
+                  "learningCurveButton": "learning_curve", "connectButton": "connect"}
+SHORTCUT_SLOTS = {"background": "onBackground", "next": "onNext", "previous": "onPrevious"}
 
 
 class CovidActiveLearning(ScriptedLoadableModule):
@@ -47,43 +73,53 @@ class CovidActiveLearning(ScriptedLoadableModule):
         parent.categories = ["Segmentation"]
         parent.dependencies = ["Volumes", "Markups", "Segmentations", "Colors", "Plots"]
         parent.contributors = ["CovidActiveLearning developers"]
-        parent.helpText = (
+        parent.helpText = UNSUPPORTED or (
             "Segment COVID-19 lung infection in chest CT: the backend suggests small regions, you answer each "
-            "with one click on infection or Background (B), Next (N) / Previous (P); the backend trains from "
-            "your points. See the README: https://github.com/CovidActiveLearning/CovidActiveLearning")
+            "with one click on infection or Background (Shift+B), Next (N) / Previous (P); the backend trains from "
+            "your points. See the README in the extension's source tree.")
         parent.acknowledgementText = ("Point supervision and region-based active learning after Laradji et al. "
                                       "(2020, 2021).")
 
 
-@parameterNodeWrapper
-class CovidActiveLearningParameterNode:
-    """The module's settings, saved with the scene (the backend token is not: it stays in the widget)."""
+if UNSUPPORTED is None:
+    @parameterNodeWrapper
+    class CovidActiveLearningParameterNode:
+        """The module's settings, saved with the scene (the backend token is not: it stays in the widget)."""
 
-    inputVolume: vtkMRMLScalarVolumeNode
-    backendUrl: str = DEFAULT_URL
-    backendDevice: Annotated[str, Choice(["cpu", "cuda"])] = "cpu"
-    projectName: str = "covid"
-    regionsPerSlice: Annotated[int, Choice([4, 9, 16, 25, 36, 49, 64])] = 16  # the backend needs a square
-    regionsPerCycle: Annotated[int, WithinRange(1, 500)] = 10
-    trainingSteps: Annotated[int, WithinRange(1, 100000)] = 200
-    trainAfterSubmit: bool = True
-    heatmapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
+        inputVolume: vtkMRMLScalarVolumeNode
+        backendUrl: str = DEFAULT_URL
+        backendDevice: Annotated[str, Choice(["cpu", "cuda"])] = "cpu"
+        projectName: str = "covid"
+        regionsPerSlice: Annotated[int, Choice([4, 9, 16, 25, 36, 49, 64])] = 16  # the backend needs a square
+        regionsPerCycle: Annotated[int, WithinRange(1, 500)] = 10
+        trainingSteps: Annotated[int, WithinRange(1, 100000)] = 200
+        trainAfterSubmit: bool = True
+        heatmapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
+
+    # The core logic first: ScriptedLoadableModuleLogic.__init__ calls super().__init__() without arguments,
+    # which must reach object, not the core logic (it needs the scene).
+    class CovidActiveLearningLogic(CovidActiveLearningCoreLogic, ScriptedLoadableModuleLogic):
+        """The Qt-free core logic on the application's scene, plus Slicer's parameter-node handling."""
+
+        def __init__(self):
+            ScriptedLoadableModuleLogic.__init__(self)
+            CovidActiveLearningCoreLogic.__init__(self, application_context())
+
+        def getParameterNode(self):
+            return CovidActiveLearningParameterNode(super().getParameterNode())
 
 
 def _action(method):
-    """A widget action: a UserFacingError becomes a message box, control points the logic adds meanwhile are not
-    taken for clicks, and the labelling panel is refreshed afterwards."""
+    """A widget action: a UserFacingError becomes a message box, and the panel is refreshed afterwards."""
 
     @functools.wraps(method)
     def run(self, *args):
-        self._inLogic = True
         try:
             with slicer.util.WaitCursor():
                 method(self, *args)
         except UserFacingError as error:
             _showError(error)
         finally:
-            self._inLogic = False
             self._refresh()
 
     return run
@@ -126,22 +162,35 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self._parameterNodeGuiTag = None
         self._pointsNode = None
         self._shortcuts = []
-        self._inLogic = False
         self._backends = None  # BackendSupervisor: the local backend and its installation
-        self._training = False
+        self._training = None  # TrainingWatch of the queued job
         self._running = None  # (BackgroundOperation, onDone, busy) of the action waiting for the backend
         self._lastRetry = time.monotonic()
-        self._trainingPoll = None  # BackgroundOperation of the last training progress request
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        if UNSUPPORTED:
+            label = qt.QLabel(UNSUPPORTED)
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            self.layout.addStretch(1)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/CovidActiveLearning.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = CovidActiveLearningLogic()
+        self._training = TrainingWatch(self.logic.poll_training_operation)
         self._backends = BackendSupervisor(startup_environment=slicer.util.startupEnvironment())
+        # As MONAI Label's Slicer module shows its point lists' place buttons (MONAILabelWidget.setup): the compact
+        # widget with only its place button; the logic arms persistent place mode at every region change.
+        self.ui.placeWidget.buttonsVisible = False
+        self.ui.placeWidget.placeButton().show()
         self.ui.placeWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceMultipleMarkups
+        for name, action in (("backgroundButton", "background"), ("nextButton", "next"),
+                             ("previousButton", "previous")):
+            button = getattr(self.ui, name)
+            button.text = f"{button.text} ({shortcut_for(action).label})"
         buttons = {"connectButton": self.onConnect, "startBackendButton": self.onStartBackend,
                    "installBackendButton": self.onInstallBackend, "sendVolumeButton": self.onSendVolume,
                    "getSuggestionsButton": self.onGetSuggestions, "previousButton": self.onPrevious,
@@ -156,7 +205,7 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             "valueChanged(double)", lambda opacity: slicer.util.setSliceViewerLayers(foregroundOpacity=opacity))
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        slicer.app.connect("aboutToQuit()", self._backends.stop)
+        slicer.app.connect("aboutToQuit()", self.onAboutToQuit)
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self._poll)
@@ -168,27 +217,43 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self._refresh()
 
     def cleanup(self):
+        if UNSUPPORTED:
+            return
         self._timer.stop()
         self._operationTimer.stop()
         self._removeShortcuts()
         self._backends.stop()
         self.removeObservers()
+        self.logic.close()
 
     def enter(self):
+        if UNSUPPORTED:
+            return
         self.initializeParameterNode()
         self._installShortcuts()
+        self.logic.resume_effort()
 
     def exit(self):
+        if UNSUPPORTED:
+            return
+        self.logic.pause_effort()  # time outside the module is not effort
         self._removeShortcuts()
         self.setParameterNode(None)
 
+    def onAboutToQuit(self):
+        self.logic.pause_effort()
+        self._backends.stop()
+
     def onSceneStartClose(self, caller, event):
+        self.logic.pause_effort()
         self.setParameterNode(None)
-        self._training = False
+        self._training.stop()
 
     def onSceneEndClose(self, caller, event):
+        self.logic.scene_closed()
         if self.parent.isEntered:
             self.initializeParameterNode()
+        self._refresh()
 
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())
@@ -248,9 +313,8 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
     def _inProject(self, operation):
         """Open the project named in the panel, then run ``operation`` (an operation of the logic)."""
-        yield from self.logic.open_project_operation(self._parameterNode.projectName,
-                                                     self._parameterNode.regionsPerSlice)
-        return (yield from operation)
+        parameters = self._parameterNode
+        return self.logic.in_project_operation(parameters.projectName, parameters.regionsPerSlice, operation)
 
     @_background
     def onSendVolume(self):
@@ -279,15 +343,27 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
     # Labelling
 
-    def onPointPlaced(self, caller, event):
-        # Points the logic itself adds are not clicks. A click is taken after the event: the logic may remove the
-        # point (outside the region), which is not safe while the markups widget is still placing it.
-        if not self._inLogic:
-            qt.QTimer.singleShot(0, self._acceptPlacedPoint)
+    @vtk.calldata_type(vtk.VTK_INT)
+    def onPointPlaced(self, caller, event, index):
+        # The event names the point by its index; in persistent place mode the markups widget adds a preview point
+        # on the next mouse move, so the point is remembered by id now and taken after the event (the logic may
+        # remove it, which is not safe while the markups widget is still placing it).
+        pointId = self.logic.placed_point_id(index)
+        if pointId is not None:
+            qt.QTimer.singleShot(0, lambda: self._acceptPlacedPoint(pointId))
 
-    @_action
-    def _acceptPlacedPoint(self):
-        self.logic.accept_placed_point()
+    def _acceptPlacedPoint(self, pointId):
+        try:
+            self.logic.accept_placed_point(pointId)
+            self._notice("")
+        except UserFacingError as error:  # a click outside the box: said in the panel, no dialog to dismiss
+            self._notice(str(error))
+        self._refresh()
+
+    def _notice(self, text):
+        self.ui.labellingNoticeLabel.text = text
+        if text:
+            slicer.util.showStatusMessage(text, NOTICE_MS)
 
     @_action
     def onBackground(self):
@@ -300,13 +376,15 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
     @_background
     def onSubmit(self):
-        return self._submitThenTrain(), lambda report: setattr(self.ui.submitStatusLabel, "text", report.summary())
+        parameters = self._parameterNode
+        steps = parameters.trainingSteps if parameters.trainAfterSubmit else None
+        return self.logic.submit_and_train_operation(steps), self._submitted
 
-    def _submitThenTrain(self):
-        report = yield from self.logic.submit_operation()
-        if self._parameterNode.trainAfterSubmit and report.sent + report.replayed > 0:
-            self._trainingQueued((yield from self.logic.start_training_operation(self._parameterNode.trainingSteps)))
-        return report
+    def _submitted(self, outcome):
+        report, jobId = outcome
+        self.ui.submitStatusLabel.text = report.summary()
+        if jobId is not None:
+            self._trainingQueued(jobId)
 
     # Training and results
 
@@ -315,7 +393,7 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         return self.logic.start_training_operation(self._parameterNode.trainingSteps), self._trainingQueued
 
     def _trainingQueued(self, jobId):
-        self._training = True
+        self._training.start()
         self.ui.trainingStatusLabel.text = f"Training job {jobId} queued."
 
     @_background
@@ -325,14 +403,12 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
     @_background
     def onPredict(self):
         return self.logic.import_prediction_operation(self._parameterNode.inputVolume), \
-            lambda prediction: setattr(self.ui.infectedVolumeLabel, "text",
-                                       f"Infected: {prediction.infected_ml:.1f} mL ({prediction.voxels} voxels)")
+            lambda prediction: setattr(self.ui.infectedVolumeLabel, "text", prediction.summary())
 
     @_action
     def onExport(self):
         files = self.logic.export(self.ui.exportPathLineEdit.currentPath, self._parameterNode.inputVolume)
-        written = [str(path) for path in (files.segmentation, files.labelmap, files.points) if path]
-        slicer.util.infoDisplay("Exported:\n" + "\n".join(written))
+        slicer.util.infoDisplay("Exported:\n" + "\n".join(str(path) for path in files.paths()))
 
     @_background
     def onLearningCurve(self):
@@ -352,10 +428,9 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             _showError(poll.error)
         if poll.ready_url:
             self._connectTo(poll.ready_url)
-        if self._training:
-            self._pollTraining()
+        self._showTraining(self._training.poll())
         self._retryUnsent()
-        self._showProgress()
+        self.ui.progressLabel.text = self.logic.progress_line()
 
     def _retryUnsent(self):
         if self._running is None and self.logic.has_unsent() and time.monotonic() - self._lastRetry > RETRY_INTERVAL_S:
@@ -368,6 +443,7 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self._operationTimer.start()
         if busy:
             qt.QApplication.setOverrideCursor(qt.Qt.BusyCursor)
+        self._refresh()
 
     @_background
     def _connectTo(self, url):
@@ -376,7 +452,6 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
     def _pollOperation(self):
         """Every 50 ms while an action waits for the backend: its scene changes and its result, here."""
         running, onDone, busy = self._running
-        self._inLogic = True
         try:
             if not running.poll():
                 return
@@ -390,36 +465,24 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         except UserFacingError as error:
             _showError(error)
         finally:
-            self._inLogic = False
             self._refresh()
 
-    def _pollTraining(self):
-        if self._trainingPoll is None:
-            self._trainingPoll = BackgroundOperation(self.logic.poll_training_operation())
-        if not self._trainingPoll.poll():
-            return
-        poll, self._trainingPoll = self._trainingPoll, None
-        try:
-            status = poll.result()
-        except UserFacingError as error:  # the backend may be restarting: keep polling, say why nothing moves
-            self.ui.trainingStatusLabel.text = str(error)
-            return
-        self.ui.trainingProgressBar.value = round(100 * status.fraction)
-        self.ui.trainingStatusLabel.text = status.text
-        self._training = not (status.finished or status.status is JobStatus.INTERRUPTED)
+    def _showTraining(self, status):
+        if isinstance(status, UserFacingError):  # the backend may be restarting: keep polling, say why nothing moves
+            self.ui.trainingStatusLabel.text = str(status)
+        elif status is not None:
+            self.ui.trainingProgressBar.value = round(100 * status.fraction)
+            self.ui.trainingStatusLabel.text = status.text
+            self._refresh()
 
     def _showLog(self, text):
         if self.ui.backendLogTextEdit.toPlainText() != text:
             self.ui.backendLogTextEdit.setPlainText(text)
             self.ui.backendLogTextEdit.moveCursor(qt.QTextCursor.End)
 
-    def _showProgress(self):
-        self.ui.progressLabel.text = f"{self.logic.progress_text()}; {self.logic.effort_seconds():.0f} s of effort"
-
     def _refresh(self):
-        """The current region, the answers table and the progress, after every action."""
-        region = self.logic.current_region
-        self.ui.currentRegionLabel.text = f"{region.label()}, slice {region.box.k}" if region else "No suggestions yet."
+        """The current region, the answers table, the progress and which buttons work, after every action."""
+        self.ui.currentRegionLabel.text = self.logic.current_region_text()
         rows = self.logic.answer_rows()
         table = self.ui.answersTable
         table.setRowCount(len(rows))
@@ -427,8 +490,14 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             cells = (row.rank, row.suggestion_id, row.kind, row.points, f"{row.effort_seconds:.0f}", row.status_text)
             for column, value in enumerate(cells):
                 table.setItem(index, column, qt.QTableWidgetItem(str(value)))
-        self.ui.cancelTrainingButton.enabled = self._training
-        self._showProgress()
+        states = self.logic.actions(busy=self._running is not None and self._running[2],
+                                    training=self._training.active).as_dict()
+        for name, action in BUTTON_ACTIONS.items():
+            getattr(self.ui, name).enabled = states[action]
+        self.ui.placeWidget.enabled = states["background"]
+        # Heat maps are volumes too: keep them out of the CT selector.
+        self.ui.inputVolumeSelector.sortFilterProxyModel().hiddenNodeIDs = self.logic.layer.heatmap_ids()
+        self.ui.progressLabel.text = self.logic.progress_line()
         self._observePoints()
 
     def _observePoints(self):
@@ -443,10 +512,10 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             self.ui.placeWidget.setCurrentNode(node)
 
     def _installShortcuts(self):
-        for key, slotName in SHORTCUTS:
-            shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
-            shortcut.connect("activated()", getattr(self, slotName))
-            self._shortcuts.append(shortcut)
+        for shortcut in SHORTCUTS:
+            key = qt.QShortcut(qt.QKeySequence(shortcut.qt_sequence), slicer.util.mainWindow())
+            key.connect("activated()", getattr(self, SHORTCUT_SLOTS[shortcut.action]))
+            self._shortcuts.append(key)
 
     def _removeShortcuts(self):
         for shortcut in self._shortcuts:
@@ -455,26 +524,18 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self._shortcuts = []
 
 
-# The core logic first: ScriptedLoadableModuleLogic.__init__ calls super().__init__() without arguments, which
-# must reach object, not the core logic (it needs the scene).
-class CovidActiveLearningLogic(CovidActiveLearningCoreLogic, ScriptedLoadableModuleLogic):
-    """The Qt-free core logic on the application's scene, plus Slicer's parameter-node handling."""
-
-    def __init__(self):
-        ScriptedLoadableModuleLogic.__init__(self)
-        CovidActiveLearningCoreLogic.__init__(self, application_context())
-
-    def getParameterNode(self):
-        return CovidActiveLearningParameterNode(super().getParameterNode())
-
-
 class CovidActiveLearningTest(ScriptedLoadableModuleTest):
-    """In Slicer (Reload and Test, and ctest in an extension build): the module's parts load and refuse clearly.
-    The Qt-free logic is tested headless with pytest against a real backend (Testing/Python)."""
+    """In Slicer (Reload and Test, and ctest in an extension build): what only the application can show. The
+    Qt-free logic is tested headless with pytest against a real backend (Testing/Python), and with Slicer's own
+    views and markups widgets in a browser (the top-level Testing/harness); neither has Qt, this does."""
 
     def runTest(self):
+        if UNSUPPORTED:
+            self.skipTest(UNSUPPORTED)
         slicer.mrmlScene.Clear()
         self.test_parameter_defaults_and_clear_refusals()
+        slicer.mrmlScene.Clear()
+        self.test_the_panel_places_clicks_in_infection_points()
 
     def test_parameter_defaults_and_clear_refusals(self):
         import numpy as np
@@ -487,4 +548,47 @@ class CovidActiveLearningTest(ScriptedLoadableModuleTest):
             logic.send_volume(volume)
         with self.assertRaisesRegex(UserFacingError, "Get suggestions first"):
             logic.tag_background()
+        with self.assertRaisesRegex(UserFacingError, "Get suggestions first"):
+            logic.add_point_ras((0.0, 0.0, 0.0))
+        self.assertIsNone(logic.undo())
+        states = logic.actions()
+        self.assertFalse(states.send_volume or states.submit or states.navigate or states.export)
         self.assertIs(logic.infection_points_node(), logic.infection_points_node())
+        logic.close()
+
+    def test_the_panel_places_clicks_in_infection_points(self):
+        """The module's own widget: the place button shows, and a left click in the red view goes through Slicer's
+        markups widget and the panel's observer to an answer of the current region. No backend: the cycle is
+        made here, as the backend would send it."""
+        import numpy as np
+
+        from CovidActiveLearningLib.geometry import ijk_to_ras
+        from CovidActiveLearningLib.logic import Cycle
+        from CovidActiveLearningLib.regions import SuggestedRegion, VoxelBox
+
+        slicer.util.selectModule("CovidActiveLearning")
+        widget = slicer.modules.CovidActiveLearningWidget
+        logic = widget.logic
+        self.assertTrue(widget.ui.placeWidget.placeButton().visible)
+        volume = slicer.util.addVolumeFromArray(np.full((4, 64, 64), -800, np.int16), name="chest")
+        region = SuggestedRegion(id=7, cycle_id=1, volume_id=1, box=VoxelBox(2, 0, 64, 0, 64), score=0.5, rank=1)
+        logic.layer.show_cycle(volume, 1, [region])
+        logic.cycle = Cycle(1, 1, volume.GetID(), (region,))
+        logic.book.start_cycle(1)
+        logic.next_region()  # one region: back to it, which arms placing
+        self.assertTrue(logic.placing_infection_points())
+        interaction = slicer.app.applicationLogic().GetInteractionNode()
+        self.assertEqual(interaction.GetCurrentInteractionMode(), interaction.Place)
+        view = slicer.app.layoutManager().sliceWidget("Red").sliceView()
+        size = view.size
+        slicer.util.clickAndDrag(view, start=(size.width() // 2, size.height() // 2),
+                                 end=(size.width() // 2, size.height() // 2), steps=4)
+        slicer.app.processEvents()
+        answer = logic.book.answer_for(region.id)
+        self.assertIsNotNone(answer, "a click in the red view in place mode must answer the region")
+        i, j, k = answer.points[0]
+        self.assertEqual(k, 2)
+        points = logic.infection_points_node()
+        ras = [0.0, 0.0, 0.0]
+        points.GetNthControlPointPositionWorld(0, ras)
+        self.assertLess(np.abs(np.subtract(ijk_to_ras(volume, (i, j, k)), ras)).max(), 1.0)

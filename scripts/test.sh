@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Set everything up, then run the whole test suite (CPU only): the backend's tests, then the
-# Slicer module's Qt-free logic against a headless slicer-core scene and a real `covidal serve`.
+# Set everything up, then run the whole test suite (CPU only): the backend's tests, the Slicer module's Qt-free
+# logic against a headless slicer-core scene and a real `covidal serve`, and the end-to-end tests through Slicer's
+# real views in a browser (Testing/e2e; each writes a screenshot to Testing/e2e/screenshots/).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup.sh"
 cd "$root/server_training"
 "$root/.venv/bin/python" -m pytest -q "$@"
 cd "$root/CovidActiveLearning/Testing/Python"
+"$root/.venv/bin/python" -m pytest -q
+cd "$root/Testing/e2e"
 exec "$root/.venv/bin/python" -m pytest -q

@@ -183,10 +183,22 @@ class AnswerBook:
         self._save(document)
 
     def end(self) -> None:
-        """No region is shown any more (the clinician left the module): the effort clock stops."""
+        """No region is shown any more (the clinician left the module, closed the scene, quit): the effort clock
+        stops until the next :meth:`begin`. Nothing happens when it is not running."""
+        if self._current is None:
+            return
         document = self._load()
         self._stop_clock(document)
         self._save(document)
+
+    @property
+    def clock_running(self) -> bool:
+        """Whether effort is being counted for a region now."""
+        return self._current is not None
+
+    def can_undo(self) -> bool:
+        """Whether :meth:`undo` has a point or tag of an unsent answer to take back."""
+        return bool(self._load().actions)
 
     # The clinician's actions
 

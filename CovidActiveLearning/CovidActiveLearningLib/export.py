@@ -30,6 +30,10 @@ class ExportedFiles:
     labelmap: Path
     points: Path | None
 
+    def paths(self) -> list[Path]:
+        """The files written, in the order above."""
+        return [path for path in (self.segmentation, self.labelmap, self.points) if path is not None]
+
 
 def export_results(context: MrmlContext, segmentation_node, reference_volume, points_node, folder: Path,
                    stem: str) -> ExportedFiles:

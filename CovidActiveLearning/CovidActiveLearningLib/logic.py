@@ -13,7 +13,7 @@ from __future__ import annotations
 import getpass
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from CovidActiveLearningLib.answers import AnswerBook, AnswerRow
@@ -23,14 +23,14 @@ from CovidActiveLearningLib.errors import UserFacingError
 from CovidActiveLearningLib.export import ExportedFiles, export_results
 from CovidActiveLearningLib.geometry import check_backend_geometry
 from CovidActiveLearningLib.mrml import MrmlContext
-from CovidActiveLearningLib.operations import Operation, remote, run_now
+from CovidActiveLearningLib.operations import Operation, in_worker, remote, run_now
 from CovidActiveLearningLib.outbox import SubmitReport, submit_operation
 from CovidActiveLearningLib.points import InfectionPoints
 from CovidActiveLearningLib.prediction import PredictionImport, import_prediction
 from CovidActiveLearningLib.regions import SuggestedRegion
 from CovidActiveLearningLib.suggestions import SuggestionLayer
 from CovidActiveLearningLib.training import TrainingStatus
-from CovidActiveLearningLib.volumes import check_annotatable, content_hash, write_nrrd
+from CovidActiveLearningLib.volumes import HashCache, check_annotatable, content_hash, snapshot, write_nrrd
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 VOLUME_ID_ATTRIBUTE = "CovidActiveLearning.VolumeId"  # "<backend url>|<project id>|<content hash>|<volume id>"
@@ -44,6 +44,30 @@ class Cycle:
     number: int
     volume_node_id: str
     regions: tuple[SuggestedRegion, ...]
+
+
+@dataclass(frozen=True)
+class ActionStates:
+    """Which of the panel's actions can run now; every driver enables its buttons from it.
+
+    ``busy``: a backend action is still running (one at a time); ``training``: a job is being polled.
+    """
+
+    connect: bool
+    send_volume: bool
+    get_suggestions: bool
+    navigate: bool
+    background: bool
+    undo: bool
+    submit: bool
+    start_training: bool
+    cancel_training: bool
+    predict: bool
+    export: bool
+    learning_curve: bool
+
+    def as_dict(self) -> dict[str, bool]:
+        return asdict(self)
 
 
 class CovidActiveLearningCoreLogic:
@@ -68,7 +92,20 @@ class CovidActiveLearningCoreLogic:
         self.points = InfectionPoints(context.scene)
         self.job_id: int | None = None
         self.prediction: PredictionImport | None = None
-        self._downloads = Path(tempfile.mkdtemp(prefix="covidal-slicer-"))
+        self._hashes = HashCache()
+        # Files in transit (uploads, heat maps, predictions) are deleted once used; the folder goes with close().
+        self._folder = tempfile.TemporaryDirectory(prefix="covidal-slicer-")
+        self._downloads = Path(self._folder.name)
+
+    def close(self) -> None:
+        """Remove the logic's temporary folder (the module widget's cleanup; a closed logic cannot send files)."""
+        self._folder.cleanup()
+
+    def scene_closed(self) -> None:
+        """The scene was cleared: its cycle's volume, boxes and prediction are gone (the backend keeps its data)."""
+        self.cycle = None
+        self.prediction = None
+        self._hashes = HashCache()
 
     # Backend and project. Each request-making method is an operation (see operations.py) with a plain
     # synchronous twin; the widget runs the operations in the background so Slicer never freezes.
@@ -105,24 +142,40 @@ class CovidActiveLearningCoreLogic:
         self.project_id = int(project["id"])
         return self.project_id
 
+    def in_project_operation(self, name: str, regions_per_slice: int, operation: Operation) -> Operation:
+        """Open the project ``name`` (see :meth:`open_project`), then run ``operation`` (an operation of this
+        logic); returns its value."""
+        yield from self.open_project_operation(name, regions_per_slice)
+        return (yield from operation)
+
     # Volumes
 
     def send_volume(self, volume_node) -> int:
         """The backend's id of the volume, uploading it the first time (matched by content hash).
 
+        The content hash and the upload file are computed off the GUI thread (``in_worker``), and the hash
+        once per session while the voxels do not change.
+
         Raises:
-            UserFacingError: nothing or no CT volume selected, a 2D image, no project, backend errors.
+            UserFacingError: nothing or no CT volume selected, a 2D image, a heat map, no project, backend errors.
         """
         return run_now(self.send_volume_operation(volume_node))
 
     def send_volume_operation(self, volume_node) -> Operation[int]:
         check_annotatable(volume_node)
+        if self.layer.is_heatmap(volume_node):
+            raise UserFacingError(f"'{volume_node.GetName()}' is a cycle's uncertainty heat map, not a CT; select "
+                                  "the CT volume.")
         project_id = self._project()
-        digest = content_hash(volume_node)
+        volume = snapshot(volume_node)
+        digest = self._hashes.get(volume)
+        if digest is None:
+            digest = yield in_worker(content_hash, volume)
+            self._hashes.put(volume, digest)
         cached = (volume_node.GetAttribute(VOLUME_ID_ATTRIBUTE) or "").split("|")
         if cached[:3] == [self.client.base_url, str(project_id), digest]:
             return int(cached[3])
-        path = write_nrrd(volume_node, self._downloads / f"upload-{digest[:16]}.nrrd")
+        path = yield in_worker(write_nrrd, volume, self._downloads / f"upload-{digest[:16]}.nrrd")
         try:
             volume, _ = yield remote(self.client.upload_volume, project_id, path, _upload_name(volume_node))
         finally:
@@ -134,7 +187,8 @@ class CovidActiveLearningCoreLogic:
     # Suggestions and navigation
 
     def get_suggestions(self, volume_node, count: int) -> list[SuggestedRegion]:
-        """Start a cycle on the volume, lease its regions, show them and go to the first one."""
+        """Start a cycle on the volume, lease its regions, show them, go to the first one and start placing
+        clicks in 'Infection points' (see :meth:`InfectionPoints.start_placing`)."""
         return run_now(self.get_suggestions_operation(volume_node, count))
 
     def get_suggestions_operation(self, volume_node, count: int) -> Operation[list[SuggestedRegion]]:
@@ -149,10 +203,13 @@ class CovidActiveLearningCoreLogic:
             raise UserFacingError("Every region of this cycle is leased to another annotator; ask again later.")
         heatmap = yield remote(self.client.download_heatmap, project_id, cycle["id"], volume_id,
                                self._downloads / f"heatmap-{cycle['id']}.nrrd")
+        try:
+            self.layer.show_cycle(volume_node, int(cycle["number"]), regions)
+            self.layer.show_heatmap(volume_node, heatmap, int(cycle["number"]))
+        finally:
+            heatmap.unlink(missing_ok=True)
         self.cycle = Cycle(int(cycle["id"]), int(cycle["number"]), volume_node.GetID(), regions)
         self.book.start_cycle(self.cycle.id)
-        self.layer.show_cycle(volume_node, self.cycle.number, regions)
-        self.layer.show_heatmap(volume_node, heatmap, self.cycle.number)
         self._go_to(0)
         return list(regions)
 
@@ -185,29 +242,47 @@ class CovidActiveLearningCoreLogic:
     def infection_points_node(self):
         return self.points.node()
 
-    def accept_placed_point(self) -> tuple[int, int, int]:
-        """Take the point the clinician just placed in 'Infection points' as a click on infection.
+    def placing_infection_points(self) -> bool:
+        """Whether a left click in a view now adds to 'Infection points' (active place node, place mode)."""
+        return self.points.is_place_target(self.context.markups)
+
+    def start_placing(self) -> None:
+        """Make 'Infection points' the active list in persistent place mode (also done at every region change)."""
+        self.points.start_placing(self.context.markups)
+
+    def placed_point_id(self, index: int) -> str | None:
+        """For the ``PointPositionDefinedEvent`` observer: the id of the control point the event's index names
+        when it is a new click (None for a preview point or a point the logic placed). Accept it after the
+        event with :meth:`accept_placed_point`."""
+        return self.points.placed_point_id(index)
+
+    def accept_placed_point(self, point_id: str) -> tuple[int, int, int] | None:
+        """Take the control point ``point_id`` the clinician placed in 'Infection points' as a click on infection.
+
+        Returns:
+            its voxel ``(i, j, k)``; None when it answers a region already (nothing to do).
 
         Raises:
             UserFacingError: no current region, or the point lies outside it (the point is removed).
         """
         region = self._current()
-        voxel = self.points.accept_last_point(self._volume_node(), region, self.book)
-        self.layer.mark_answered(region.id, True)
+        voxel = self.points.accept_placed(point_id, self._volume_node(), region, self.book)
+        if voxel is not None:
+            self._mark_answered(region.id, True)
         return voxel
 
     def add_point_ras(self, ras) -> tuple[int, int, int]:
         """A click on infection at RAS ``ras`` (mm) in the current region (scripted use and tests)."""
         region = self._current()
         voxel = self.points.add_point_ras(self._volume_node(), region, self.book, ras)
-        self.layer.mark_answered(region.id, True)
+        self._mark_answered(region.id, True)
         return voxel
 
     def tag_background(self) -> None:
         """Tag the current region as background and move on to the next unanswered one."""
         region = self._current()
         self.book.tag_background(region)
-        self.layer.mark_answered(region.id, True)
+        self._mark_answered(region.id, True)
         self._go_to_next_unanswered()
 
     def undo(self) -> str | None:
@@ -216,7 +291,7 @@ class CovidActiveLearningCoreLogic:
         if undone is not None:
             self.points.sync_from_book(self.book)
             for region in self.cycle.regions if self.cycle else ():
-                self.layer.mark_answered(region.id, self.book.answer_for(region.id) is not None)
+                self._mark_answered(region.id, self.book.answer_for(region.id) is not None)
         return undone
 
     def answer_rows(self) -> list[AnswerRow]:
@@ -227,6 +302,42 @@ class CovidActiveLearningCoreLogic:
 
     def effort_seconds(self) -> float:
         return self.book.effort_seconds()
+
+    def progress_line(self) -> str:
+        """The line under the answers table: ``"2 of 5 answered; 14 s of effort"``."""
+        return f"{self.progress_text()}; {self.effort_seconds():.0f} s of effort"
+
+    def current_region_text(self) -> str:
+        region = self.current_region
+        return f"{region.label()}, slice {region.box.k}" if region else "No suggestions yet."
+
+    def pause_effort(self) -> None:
+        """Stop the effort clock: the clinician left the module, closed the scene or quit Slicer."""
+        self.book.end()
+
+    def resume_effort(self) -> None:
+        """Count effort on the current region again (the clinician came back to the module)."""
+        region = self.current_region
+        if region is not None and not self.book.clock_running and self.book.current_cycle == region.cycle_id:
+            self.book.begin(region)
+
+    def actions(self, busy: bool = False, training: bool = False) -> ActionStates:
+        """Which panel actions can run now.
+
+        Args:
+            busy: a backend action is still running (the panel runs one at a time).
+            training: a training job is running (its progress is being polled).
+        """
+        connected = self.client is not None
+        in_project = connected and self.project_id is not None
+        answering = self.cycle is not None
+        return ActionStates(
+            connect=not busy, send_volume=connected and not busy, get_suggestions=connected and not busy,
+            navigate=answering, background=answering, undo=self.book.can_undo(),
+            submit=in_project and not busy and bool(self.book.pending()),
+            start_training=in_project and not busy and not training, cancel_training=training,
+            predict=in_project and not busy, export=self.prediction is not None,
+            learning_curve=in_project and not busy)
 
     # Submit and training
 
@@ -240,6 +351,17 @@ class CovidActiveLearningCoreLogic:
 
     def submit_operation(self) -> Operation[SubmitReport]:
         return submit_operation(self.book, self._client(), self._project(), self.annotator)
+
+    def submit_and_train_operation(self, training_steps: int | None) -> Operation[tuple[SubmitReport, int | None]]:
+        """Submit, then (with ``training_steps``, when something new reached the backend) queue a training job.
+
+        Returns:
+            the submit report and the queued job's id (None when no job was started).
+        """
+        report = yield from self.submit_operation()
+        if training_steps is None or report.sent + report.replayed == 0:
+            return report, None
+        return report, (yield from self.start_training_operation(training_steps))
 
     def start_training(self, steps: int | None = None) -> int:
         """Queue a training job on every answer sent so far; returns its id."""
@@ -277,7 +399,10 @@ class CovidActiveLearningCoreLogic:
         yield remote(self.client.predict_volume, self._project(), volume_id)
         path = yield remote(self.client.download_prediction, self._project(), volume_id,
                             self._downloads / f"prediction-{volume_id}.nrrd")
-        self.prediction = import_prediction(self.context, volume_node, path, f"{volume_node.GetName()} infection")
+        try:
+            self.prediction = import_prediction(self.context, volume_node, path, f"{volume_node.GetName()} infection")
+        finally:
+            path.unlink(missing_ok=True)
         return self.prediction
 
     def export(self, folder: str | Path, volume_node=None) -> ExportedFiles:
@@ -301,12 +426,29 @@ class CovidActiveLearningCoreLogic:
     # Internals
 
     def _go_to(self, index: int) -> SuggestedRegion:
+        """Make region ``index`` current: effort clock, highlight, views centred and zoomed, clicks armed."""
         self._index = index % len(self.cycle.regions)
         region = self.cycle.regions[self._index]
         self.book.begin(region)
+        self._show_boxes()
         self.layer.highlight(region.id)
         self.layer.center_on(self._volume_node(), region)
+        self.points.start_placing(self.context.markups)
         return region
+
+    def _mark_answered(self, suggestion_id: int, answered: bool) -> None:
+        self._show_boxes()
+        self.layer.mark_answered(suggestion_id, answered)
+
+    def _show_boxes(self) -> None:
+        """Draw the cycle's boxes again when the clinician deleted one (answered ones drawn answered)."""
+        if not self.layer.missing_rois(self.cycle.regions):
+            return
+        self.layer.show_cycle(self._volume_node(), self.cycle.number, self.cycle.regions)
+        for region in self.cycle.regions:
+            self.layer.mark_answered(region.id, self.book.answer_for(region.id) is not None)
+        self.layer.highlight(self.current_region.id)
+        self.points.start_placing(self.context.markups)  # a new ROI became the active list
 
     def _go_to_next_unanswered(self) -> None:
         count = len(self.cycle.regions)

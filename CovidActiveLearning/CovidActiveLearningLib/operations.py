@@ -2,7 +2,8 @@
 
 An operation is a generator: it ``yield``s each backend request as a :class:`Remote` and gets
 its result back (or its exception raised at the ``yield``); the code between the yields changes
-the scene. Two drivers run the same operation:
+the scene. Slow local work that touches no MRML node (hashing a CT, writing its upload file) is
+yielded the same way (:func:`in_worker`), so it too runs off the GUI thread. Two drivers run the same operation:
 
 - :func:`run_now` runs every request in place (scripts, tests);
 - :class:`BackgroundOperation` runs each request in a worker thread and the scene code on the
@@ -25,7 +26,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Remote:
-    """One backend request, ``function(*args, **kwargs)``; it touches no MRML node.
+    """One backend request (or, with :func:`in_worker`, a local computation), ``function(*args, **kwargs)``; it
+    touches no MRML node.
 
     With ``raw`` its :class:`ClientError`/:class:`BackendUnreachable` reach the operation as they
     are (to decide per status); otherwise they become a :class:`UserFacingError` sentence.
@@ -52,6 +54,12 @@ class Remote:
 def remote(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Remote:
     """A :class:`Remote` whose backend errors become sentences for the clinician."""
     return Remote(function, args, kwargs)
+
+
+def in_worker(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Remote:
+    """A local computation that touches no MRML node, run where requests run (its errors reach the operation
+    as they are)."""
+    return Remote(function, args, kwargs, raw=True)
 
 
 Operation = Generator[Remote, Any, T]

@@ -3,6 +3,13 @@
 Each accepted control point is tagged in its description with the suggestion id and voxel it
 answers (``suggestion 17 voxel 12 30 2``), labelled ``R<rank>-<n>`` and locked, so a drag cannot
 move it away from the voxel the answer book holds. A refused point is removed at once.
+
+Placing follows Slicer's markups: the list is made the active place node and the interaction node
+goes into persistent place mode (``vtkSlicerMarkupsLogic::SetActiveList`` and ``StartPlaceMode``, what
+the toolbar's place button does). In persistent place mode Slicer's markups widget keeps a *preview*
+control point under the mouse (position status ``PositionPreview``, the list's last point), so a click
+is identified by the index that ``PointPositionDefinedEvent`` carries, never by "the last point", and
+points that are not defined are never touched here.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from CovidActiveLearningLib.regions import SuggestedRegion
 
 INFECTION_POINTS_NAME = "Infection points"
 FIDUCIAL_CLASS = "vtkMRMLMarkupsFiducialNode"
+INTERACTION_NODE_ID = "vtkMRMLInteractionNodeSingleton"  # the scene's interaction node, in Slicer and headless
 _TAG = re.compile(r"^suggestion (\d+) voxel (-?\d+) (-?\d+) (-?\d+)$")
 
 
@@ -38,23 +46,58 @@ class InfectionPoints:
             node.CreateDefaultDisplayNodes()
         return node
 
-    def accept_last_point(self, volume_node, region: SuggestedRegion, book: AnswerBook) -> Voxel:
-        """Take the control point the clinician just placed (PointPositionDefinedEvent) as a click on infection.
+    def start_placing(self, markups_logic) -> None:
+        """Make the list Slicer's active place node and enter persistent place mode, so that every left click in
+        a view adds a point to it (an ROI added to the scene becomes the active list: call this after adding one).
+
+        Args:
+            markups_logic: the scene's ``vtkSlicerMarkupsLogic``.
+        """
+        markups_logic.SetActiveList(self.node())
+        markups_logic.StartPlaceMode(True)
+
+    def is_place_target(self, markups_logic) -> bool:
+        """Whether a left click in a view now adds a point to this list: it is the active place node and the
+        interaction node is in place mode."""
+        interaction = self._scene.GetNodeByID(INTERACTION_NODE_ID)
+        return (markups_logic.GetActiveListID() == self.node().GetID() and interaction is not None
+                and interaction.GetCurrentInteractionMode() == interaction.Place)
+
+    def placed_point_id(self, index: int) -> str | None:
+        """The id of control point ``index`` when it is a newly placed click (position defined, not yet accepted);
+        None for a preview point, an index out of range or a point that answers a region already.
+
+        Call it from the ``PointPositionDefinedEvent`` observer with the index the event carries; the id stays
+        valid when earlier points are removed before :meth:`accept_placed` runs.
+        """
+        node = self.node()
+        if not 0 <= index < node.GetNumberOfControlPoints():
+            return None
+        if node.GetNthControlPointPositionStatus(index) != node.PositionDefined or _tag_of(node, index) is not None:
+            return None
+        return node.GetNthControlPointID(index)
+
+    def accept_placed(self, point_id: str, volume_node, region: SuggestedRegion, book: AnswerBook) -> Voxel | None:
+        """Take the placed control point ``point_id`` (see :meth:`placed_point_id`) as a click on infection.
 
         Returns:
-            the voxel ``(i, j, k)`` it answers.
+            the voxel ``(i, j, k)`` it answers; None when the point answers a region already (a point this
+            class placed itself, e.g. by :meth:`add_point_ras` or :meth:`sync_from_book`).
 
         Raises:
-            UserFacingError: no point placed, no volume, the point outside the volume or the region, or the
+            UserFacingError: the point is gone, no volume, the point outside the volume or the region, or the
                 book refused it (see :meth:`AnswerBook.add_point`); the control point is then removed.
         """
         node = self.node()
-        if node.GetNumberOfControlPoints() == 0:
-            raise UserFacingError(f"No point has been placed in '{INFECTION_POINTS_NAME}'.")
-        return self._accept(node, node.GetNumberOfControlPoints() - 1, volume_node, region, book)
+        index = node.GetNthControlPointIndexByID(point_id)
+        if index < 0:
+            raise UserFacingError("The point was removed before it could be taken; click again inside the box.")
+        if _tag_of(node, index) is not None:
+            return None
+        return self._accept(node, index, volume_node, region, book)
 
     def add_point_ras(self, volume_node, region: SuggestedRegion, book: AnswerBook, ras) -> Voxel:
-        """As :meth:`accept_last_point`, for a point at RAS ``ras`` ``[3]`` (mm) placed by a script."""
+        """As :meth:`accept_placed`, for a point at RAS ``ras`` ``[3]`` (mm) placed by a script."""
         node = self.node()
         index = node.AddControlPointWorld(vtk.vtkVector3d(*(float(value) for value in ras)), "")
         return self._accept(node, index, volume_node, region, book)
@@ -71,8 +114,8 @@ class InfectionPoints:
     def sync_from_book(self, book: AnswerBook, volumes: Mapping[int, object] | None = None) -> None:
         """Make the list show exactly the book's infection points.
 
-        Control points that answer nothing in the book (undone, or never accepted) are removed.
-        With ``volumes`` (backend volume id -> volume node), points of the book missing from the
+        Defined control points that answer nothing in the book (undone, or never accepted) are removed; a
+        preview point (the markups widget's point under the mouse in place mode) is left alone. With ``volumes`` (backend volume id -> volume node), points of the book missing from the
         list are placed again at their voxel centres (a scene whose list was deleted).
         """
         node = self.node()
@@ -81,6 +124,8 @@ class InfectionPoints:
         shown = set()
         for index in reversed(range(node.GetNumberOfControlPoints())):
             tag = _tag_of(node, index)
+            if node.GetNthControlPointPositionStatus(index) != node.PositionDefined:
+                continue
             if tag in wanted and tag not in shown:
                 shown.add(tag)
             else:

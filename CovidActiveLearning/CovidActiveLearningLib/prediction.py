@@ -38,6 +38,10 @@ class PredictionImport:
     voxels: int
     infected_ml: float
 
+    def summary(self) -> str:
+        """The panel's line: ``"Infected: 12.3 mL (4567 voxels)"``."""
+        return f"Infected: {self.infected_ml:.1f} mL ({self.voxels} voxels)"
+
 
 def import_prediction(context: MrmlContext, reference_volume, labelmap_path: Path, name: str) -> PredictionImport:
     """Show the prediction file ``labelmap_path`` as the segmentation node ``name`` over ``reference_volume``.

@@ -49,8 +49,12 @@ TRUE = "1"
 
 SCORE_COLOR_NODE_ID = "vtkMRMLColorTableNodeWarm1"  # yellow -> red, built in (also headless)
 ANSWERED_COLOR = (0.6, 0.6, 0.6)
-HEATMAP_OPACITY = 0.4
+HEATMAP_OPACITY = 0.4  # the heat map's opacity over the CT until the clinician changes it
 LEGEND_TITLE = "Uncertainty"
+# Zoom on a region: the shorter side of each slice view spans this many times the region's larger in-plane
+# side, and never less than MIN_FIELD_OF_VIEW_MM, so the box shows with its surroundings.
+REGION_CONTEXT = 2.0
+MIN_FIELD_OF_VIEW_MM = 60.0
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,11 @@ class SuggestionLayer:
         roi.SetAttribute(ANSWERED_ATTRIBUTE, TRUE if answered else "0")
         self._restyle_all()
 
+    def missing_rois(self, regions: Sequence[SuggestedRegion]) -> list[SuggestedRegion]:
+        """The regions whose ROI is no longer in the scene (the clinician deleted it)."""
+        shown = {roi.GetAttribute(SUGGESTION_ID_ATTRIBUTE) for roi in self._all_rois()}
+        return [region for region in regions if str(region.id) not in shown]
+
     def highlighted_id(self) -> int | None:
         """The suggestion id of the highlighted ROI, or None."""
         roi = next((roi for roi in self._all_rois() if roi.GetAttribute(HIGHLIGHTED_ATTRIBUTE) == TRUE), None)
@@ -172,9 +181,10 @@ class SuggestionLayer:
 
         The node ``Cycle {n} uncertainty`` goes in the cycle's folder, coloured with the score scale,
         its window from the lowest to the highest positive score, voxels scoring 0 transparent, as
-        the foreground (opacity ``HEATMAP_OPACITY``) of every slice view over ``volume_node``, with a
-        colour legend titled ``Uncertainty``. An earlier heat map of the same cycle is replaced;
-        other cycles' heat maps stay in the scene with their legends hidden.
+        the foreground of every slice view over ``volume_node``, with a colour legend titled
+        ``Uncertainty``. A view that showed a heat map keeps its foreground opacity (the clinician
+        may have changed it); the others get ``HEATMAP_OPACITY``. An earlier heat map of the same cycle
+        is replaced; other cycles' heat maps stay in the scene with their legends hidden.
 
         Returns:
             The heat map's ``vtkMRMLScalarVolumeNode``.
@@ -182,6 +192,7 @@ class SuggestionLayer:
         Raises:
             UserFacingError: the file is unreadable, or its grid is not the volume's.
         """
+        heatmap_ids = {node.GetID() for node in self._heatmaps()}
         for old in self._heatmaps():
             if old.GetAttribute(CYCLE_NUMBER_ATTRIBUTE) == str(cycle_number):
                 _remove_with_display_nodes(self._scene, old)
@@ -194,25 +205,43 @@ class SuggestionLayer:
         heatmap.SetAttribute(CYCLE_NUMBER_ATTRIBUTE, str(cycle_number))
         self._hierarchy.SetItemParent(self._hierarchy_item(heatmap), self._cycle_folder(cycle_number))
         self._style_heatmap(heatmap)
+        for composite in _nodes_of_class(self._scene, "vtkMRMLSliceCompositeNode"):
+            showed_heatmap = composite.GetForegroundVolumeID() in heatmap_ids
+            composite.SetBackgroundVolumeID(volume_node.GetID())
+            composite.SetForegroundVolumeID(heatmap.GetID())
+            if not showed_heatmap:
+                composite.SetForegroundOpacity(HEATMAP_OPACITY)
+        # The legend last: Slicer's colour-legend displayable manager draws a legend when the legend node changes,
+        # and draws nothing for a volume that no view shows yet (so a legend made before the layers stayed hidden).
+        self._add_legend(heatmap)
         for other in self._heatmaps():
             legend = self._context.colors.GetColorLegendDisplayNode(other)
             if legend is not None:
                 legend.SetVisibility(int(other is heatmap))
-        for composite in _nodes_of_class(self._scene, "vtkMRMLSliceCompositeNode"):
-            composite.SetBackgroundVolumeID(volume_node.GetID())
-            composite.SetForegroundVolumeID(heatmap.GetID())
-            composite.SetForegroundOpacity(HEATMAP_OPACITY)
         return heatmap
+
+    def heatmap_ids(self) -> list[str]:
+        """Node ids of every cycle's heat map (not CT volumes: the CT selector hides them)."""
+        return [node.GetID() for node in self._heatmaps()]
+
+    @staticmethod
+    def is_heatmap(volume_node) -> bool:
+        return volume_node is not None and volume_node.GetAttribute(CYCLE_NUMBER_ATTRIBUTE) is not None
 
     # Navigation
 
     def center_on(self, volume_node, region: SuggestedRegion) -> None:
-        """Centre every slice view on the region: each view is turned to the volume's nearest voxel plane
-        (so the axial view shows exactly slice ``k``, also on an oblique CT) and jumps to the box centre."""
+        """Centre and zoom every slice view on the region: each view is turned to the volume's nearest voxel
+        plane (so the axial view shows exactly slice ``k``, also on an oblique CT), jumps to the box centre,
+        and its shorter side spans ``REGION_CONTEXT`` times the box's larger side (at least
+        ``MIN_FIELD_OF_VIEW_MM``)."""
         center = box_center_ras(volume_node, region.box)
+        width, height, _ = box_size_mm(volume_node, region.box)
+        span = max(REGION_CONTEXT * max(width, height), MIN_FIELD_OF_VIEW_MM)
         for slice_node in _nodes_of_class(self._scene, "vtkMRMLSliceNode"):
             slice_node.RotateToVolumePlane(volume_node)
             slice_node.JumpSliceByCentering(*center)
+            _zoom(slice_node, span)
 
     # Internals
 
@@ -266,6 +295,8 @@ class SuggestionLayer:
         display.AutoThresholdOff()
         display.SetThreshold(lowest, highest)  # 0 (outside every region) is transparent over the CT
         display.ApplyThresholdOn()
+
+    def _add_legend(self, heatmap) -> None:
         legend = self._context.colors.AddDefaultColorLegendDisplayNode(heatmap)
         legend.SetTitleText(LEGEND_TITLE)
         legend.SetLabelFormat("%.3g")
@@ -321,6 +352,15 @@ def _check_region_inside(volume_node, region: SuggestedRegion) -> None:
     if not (voxel_inside(volume_node, first) and voxel_inside(volume_node, last)):
         raise UserFacingError(f"Suggestion {region.id} ({box}) lies outside '{volume_node.GetName()}' "
                               f"{volume_dims(volume_node)}; upload the volume again.")
+
+
+def _zoom(slice_node, span_mm: float) -> None:
+    """Set the field of view so that the view's shorter side spans ``span_mm``, keeping the view's aspect."""
+    columns, rows, _ = slice_node.GetDimensions()
+    field = slice_node.GetFieldOfView()
+    columns, rows = max(columns, 1), max(rows, 1)
+    scale = span_mm / min(columns, rows)
+    slice_node.SetFieldOfView(columns * scale, rows * scale, field[2])
 
 
 def _apply_style(display, style: RoiStyle) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from CovidActiveLearningLib.errors import UserFacingError
+from CovidActiveLearningLib.operations import BackgroundOperation, Operation
 
 
 class JobStatus(StrEnum):
@@ -76,6 +79,45 @@ class TrainingStatus:
         if self.error:
             parts.append(self.error)
         return ", ".join(parts)
+
+
+class TrainingWatch:
+    """A training job followed from a GUI timer: at most one progress request in flight, none blocking.
+
+    Args:
+        poll_operation: makes the operation that fetches the job's status (the logic's
+            ``poll_training_operation``).
+    """
+
+    def __init__(self, poll_operation: Callable[[], Operation[TrainingStatus]]) -> None:
+        self._poll_operation = poll_operation
+        self._request: BackgroundOperation | None = None
+        self.active = False
+
+    def start(self) -> None:
+        """A job was queued: follow it."""
+        self.active = True
+
+    def stop(self) -> None:
+        self.active, self._request = False, None
+
+    def poll(self) -> TrainingStatus | UserFacingError | None:
+        """Call from the timer. Returns the job's status when a request came back (then ``active`` says whether
+        it still runs), the error when the backend did not answer (it may be restarting: the watch goes on),
+        else None."""
+        if not self.active:
+            return None
+        if self._request is None:
+            self._request = BackgroundOperation(self._poll_operation())
+        if not self._request.poll():
+            return None
+        request, self._request = self._request, None
+        try:
+            status = request.result()
+        except UserFacingError as error:
+            return error
+        self.active = not (status.finished or status.status is JobStatus.INTERRUPTED)
+        return status
 
 
 def _optional(value: Any, convert) -> Any:

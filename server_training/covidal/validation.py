@@ -61,18 +61,18 @@ def check_real(name: str, value: object, minimum: float | None = None, maximum: 
     return float(value)
 
 
-def check_ints(name: str, values: object, count: int | None = None, minimum: int = 1,
+def check_ints(name: str, values: object, count: int | None = None, minimum: int = 1, maximum: int | None = None,
                error: type[Exception] = ConfigError) -> tuple[int, ...]:
-    """``values`` (a list or tuple) as a tuple of integers >= ``minimum``, ``count`` of them when given.
+    """``values`` (a list or tuple) as a tuple of integers within the bounds, ``count`` of them when given.
 
     Raises:
-        ``error``: naming ``name`` and the values.
+        ``error``: naming ``name``, the bounds and the values.
     """
     items = tuple(values) if isinstance(values, list | tuple) else ()
-    if not items or not all(is_integer(v) and v >= minimum for v in items) or (count is not None and
-                                                                                 len(items) != count):
+    if not items or not all(is_integer(v) and _within(v, minimum, maximum, None, None) for v in items) or (
+            count is not None and len(items) != count):
         amount = "a list of" if count is None else str(count)
-        raise error(f"{name} must be {amount} integers >= {minimum}, got {values!r}")
+        raise error(f"{name} must be {amount} integers{_bounds(minimum, maximum, None, None)}, got {values!r}")
     return tuple(int(v) for v in items)
 
 

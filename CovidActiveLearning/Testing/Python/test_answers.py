@@ -243,3 +243,16 @@ def test_a_damaged_answers_node_gives_a_clear_message(book, mrml):
     mrml.scene.GetFirstNodeByName(ANSWERS_NODE_NAME).SetText("{not json")
     with pytest.raises(UserFacingError, match="answers saved in this scene .* cannot be read"):
         AnswerBook(mrml.scene)
+
+
+def test_end_stops_the_clock_without_touching_an_empty_scene(mrml, clock):
+    book = AnswerBook(mrml.scene, clock)
+    book.end()  # nothing shown yet: nothing to stop, no answers node made
+    assert mrml.scene.GetFirstNodeByName(ANSWERS_NODE_NAME) is None and not book.clock_running
+    book.start_cycle(CYCLE)
+    book.begin(R1)
+    assert book.clock_running and not book.can_undo()
+    book.tag_background(R1)
+    assert book.can_undo()
+    book.end()
+    assert not book.clock_running

@@ -202,3 +202,129 @@ def test_the_widget_path_runs_requests_in_the_background(mrml, backend, chest_fi
     logic.tag_background()
     report = BackgroundOperation(logic.submit_operation()).wait(30)
     assert report.sent == 1
+
+
+def test_clicks_go_to_infection_points_after_the_boxes_arrive(mrml, backend, chest_files):
+    """Slicer makes every ROI added to the scene the active markups list; after Get suggestions (several ROIs) and
+    after each region change, a click in place mode must still go to 'Infection points'."""
+    ct_node = read_volume(mrml.scene, chest_files[0])
+    logic = open_logic(mrml, backend, "placing")
+    interaction = mrml.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+    logic.get_suggestions(ct_node, 4)
+    assert mrml.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsROINode") == 4
+    assert logic.placing_infection_points()
+    assert interaction.GetCurrentInteractionMode() == interaction.Place and interaction.GetPlaceModePersistence()
+    interaction.SetCurrentInteractionMode(interaction.ViewTransform)  # the clinician left place mode to pan
+    mrml.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "a box of the clinician's")
+    logic.next_region()
+    assert logic.placing_infection_points() and interaction.GetCurrentInteractionMode() == interaction.Place
+
+
+def run_recording(operation) -> tuple[object, list[str]]:
+    """Run ``operation`` in place like ``run_now``, recording the name of each function it handed off."""
+    handed_off, outcome = [], (None, None)
+    while True:
+        try:
+            request = operation.send(outcome[0]) if outcome[1] is None else operation.throw(outcome[1])
+        except StopIteration as stop:
+            return stop.value, handed_off
+        handed_off.append(request.function.__name__)
+        try:
+            outcome = (request(), None)
+        except Exception as error:  # noqa: BLE001 - handed back as the operation's own driver does
+            outcome = (None, error)
+
+
+def test_send_volume_hashes_and_writes_in_the_worker_and_hashes_once(mrml, backend, chest_files):
+    """Hashing and the gzip NRRD are handed off like requests (the widget runs them in its worker thread, the GUI
+    thread only takes their results); an unchanged CT is not hashed again, an edited one is."""
+    ct_node = read_volume(mrml.scene, chest_files[0])
+    logic = open_logic(mrml, backend, "send-off-thread")
+    volume_id, handed_off = run_recording(logic.send_volume_operation(ct_node))
+    assert handed_off == ["content_hash", "write_nrrd", "upload_volume"]
+    again, handed_off = run_recording(logic.send_volume_operation(ct_node))
+    assert (again, handed_off) == (volume_id, [])  # no hash, no file, no request
+    regions, handed_off = run_recording(logic.get_suggestions_operation(ct_node, 2))
+    assert "content_hash" not in handed_off and len(regions) == 2
+    slicer.util.arrayFromVolume(ct_node)[0, 0, 0] += 100
+    slicer.util.arrayFromVolumeModified(ct_node)
+    edited, handed_off = run_recording(logic.send_volume_operation(ct_node))
+    assert handed_off == ["content_hash", "write_nrrd", "upload_volume"] and edited != volume_id
+    assert not any(logic._downloads.iterdir())  # upload and heat-map files are deleted once used
+
+
+def test_effort_stops_while_the_clinician_is_away(mrml, backend, chest_files, clock):
+    ct_node = read_volume(mrml.scene, chest_files[0])
+    logic = CovidActiveLearningCoreLogic(mrml, annotator="dr-test", clock=clock)
+    logic.connect(backend)
+    logic.open_project("effort", settings=TINY_MODEL)
+    logic.get_suggestions(ct_node, 2)
+    clock.advance(4)
+    logic.pause_effort()  # the clinician left the module (or closed the scene, or quit)
+    clock.advance(600)
+    assert logic.effort_seconds() == 4
+    logic.resume_effort()
+    clock.advance(3)
+    logic.tag_background()
+    assert logic.effort_seconds() == 7 and logic.book.answers()[0].effort_seconds == 7
+
+
+def test_a_deleted_box_is_drawn_again_and_a_heat_map_is_not_a_ct(mrml, backend, chest_files):
+    ct_node = read_volume(mrml.scene, chest_files[0])
+    logic = open_logic(mrml, backend, "deleted-box")
+    regions = logic.get_suggestions(ct_node, 3)
+    mrml.scene.RemoveNode(logic.layer.roi_for(regions[0].id))  # the clinician deleted the current box
+    logic.tag_background()  # marks it answered: no KeyError, the box is back, drawn answered
+    assert logic.layer.missing_rois(regions) == [] and logic.placing_infection_points()
+    assert logic.layer.roi_for(regions[0].id).GetAttribute("CovidActiveLearning.Answered") == "1"
+    assert logic.layer.highlighted_id() == regions[1].id
+    heatmap = mrml.scene.GetNodeByID(logic.layer.heatmap_ids()[0])
+    with pytest.raises(UserFacingError, match="uncertainty heat map, not a CT"):
+        logic.get_suggestions(heatmap, 2)
+
+
+def test_the_panel_enables_what_can_run_and_close_removes_the_temporary_folder(mrml, backend, chest_files):
+    ct_node = read_volume(mrml.scene, chest_files[0])
+    logic = CovidActiveLearningCoreLogic(mrml, annotator="dr-test")
+
+    def enabled(states) -> set[str]:
+        return {name for name, value in states.as_dict().items() if value}
+
+    assert enabled(logic.actions()) == {"connect"}
+    logic.connect(backend)
+    logic.open_project("actions", settings=TINY_MODEL)
+    logic.get_suggestions(ct_node, 2)
+    assert enabled(logic.actions()) == {"connect", "send_volume", "get_suggestions", "navigate", "background",
+                                        "start_training", "predict", "learning_curve"}
+    logic.tag_background()
+    assert {"undo", "submit"} <= enabled(logic.actions())
+    assert enabled(logic.actions(busy=True, training=True)) == {"navigate", "background", "undo",
+                                                                 "cancel_training"}
+    logic.submit()
+    assert not {"undo", "submit"} & enabled(logic.actions())
+    folder = logic._downloads
+    assert folder.is_dir()
+    logic.close()
+    assert not folder.exists()
+
+
+def test_a_training_watch_follows_the_job_to_its_end_without_blocking(mrml, backend, chest_files):
+    from CovidActiveLearningLib.training import TrainingWatch
+
+    ct_node = read_volume(mrml.scene, chest_files[0])
+    logic = open_logic(mrml, backend, "watch")
+    logic.get_suggestions(ct_node, 2)
+    logic.tag_background()
+    logic.submit()
+    watch = TrainingWatch(logic.poll_training_operation)
+    assert watch.poll() is None  # nothing queued: nothing to ask
+    logic.start_training(steps=2)
+    watch.start()
+    statuses, deadline = [], time.monotonic() + TRAINING_TIMEOUT_S
+    while watch.active:
+        assert time.monotonic() < deadline
+        status = watch.poll()  # returns at once; a status when a request came back
+        if status is not None:
+            statuses.append(status)
+        time.sleep(0.05)
+    assert statuses[-1].status.value == "done" and statuses[-1].fraction == 1.0

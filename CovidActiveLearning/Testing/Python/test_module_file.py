@@ -7,10 +7,11 @@ from __future__ import annotations
 import ast
 import py_compile
 import re
+import shutil
 import subprocess
 import sys
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -96,7 +97,7 @@ def test_importing_the_whole_lib_loads_neither_torch_nor_monai():
               f"for name in {modules!r}:\n    __import__(name)\n"
               "loaded = sorted(m for m in ('torch', 'monai', 'covidal', 'qt', 'ctk') if m in sys.modules)\n"
               "print('loaded:', loaded, len(sys.modules))")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "loaded: []" in result.stdout
 
@@ -116,10 +117,39 @@ def ui_names_the_module_uses() -> set[str]:
         if (isinstance(owner, ast.Attribute) and owner.attr == "ui"
                 and isinstance(owner.value, ast.Name) and owner.value.id == "self"):
             names.add(node.attr)
-    buttons = next(node for node in ast.walk(tree) if isinstance(node, ast.Assign)
-                   and any(isinstance(target, ast.Name) and target.id == "buttons" for target in node.targets))
-    names |= {key.value for key in buttons.value.keys}
+    for dictionary in ("buttons", "BUTTON_ACTIONS"):
+        names |= set(_literal_dict(tree, dictionary))
     return names
+
+
+def _literal_dict(tree: ast.AST, name: str) -> dict:
+    """The dict literal assigned to ``name`` (keys and values as written: constants, or the source of names)."""
+    node = next(node for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                and any(isinstance(target, ast.Name) and target.id == name for target in node.targets))
+    return {key.value: value.value if isinstance(value, ast.Constant) else ast.unparse(value)
+            for key, value in zip(node.value.keys, node.value.values)}
+
+
+def test_every_enabled_button_follows_an_action_state_of_the_logic():
+    from dataclasses import fields
+
+    from CovidActiveLearningLib.logic import ActionStates
+
+    states = {field.name for field in fields(ActionStates)}
+    button_actions = _literal_dict(ast.parse(MODULE_FILE.read_text()), "BUTTON_ACTIONS")
+    assert set(button_actions.values()) <= states
+    assert states - set(button_actions.values()) == set()  # every state drives a button
+
+
+def test_every_shortcut_has_a_widget_slot():
+    from CovidActiveLearningLib.shortcuts import SHORTCUTS
+
+    tree = ast.parse(MODULE_FILE.read_text())
+    slots = _literal_dict(tree, "SHORTCUT_SLOTS")
+    assert set(slots) == {shortcut.action for shortcut in SHORTCUTS}
+    widget = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "CovidActiveLearningWidget")
+    methods = {node.name for node in widget.body if isinstance(node, ast.FunctionDef)}
+    assert set(slots.values()) <= methods
 
 
 def test_every_widget_the_module_uses_is_in_the_ui():
@@ -147,7 +177,7 @@ def test_the_ui_has_the_sections_and_connects_the_scene():
 def test_every_parameter_is_bound_to_one_widget():
     """Each field of the parameter node has exactly one widget with that SlicerParameterName, and vice versa."""
     tree = ast.parse(MODULE_FILE.read_text())
-    wrapper = next(node for node in tree.body if isinstance(node, ast.ClassDef)
+    wrapper = next(node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
                    and node.name == "CovidActiveLearningParameterNode")
     fields = [node.target.id for node in wrapper.body if isinstance(node, ast.AnnAssign)]
     root = ElementTree.parse(UI_FILE).getroot()
@@ -186,3 +216,102 @@ def test_cmake_lists_the_resources_and_generic_tests():
     for resource in resources:
         assert (MODULE_DIR / resource.replace("${MODULE_NAME}", "CovidActiveLearning")).is_file(), resource
     assert "WITH_GENERIC_TESTS" in text
+
+
+# Older Slicer: the module must explain itself instead of failing on the core's Python 3.11 code
+
+MODULE_IMPORTS_FOR_EVERY_SLICER = {"functools", "time", "pathlib", "qt", "slicer", "vtk",
+                                   "slicer.ScriptedLoadableModule", "slicer.util", "CovidActiveLearningLib.compat"}
+
+
+def _guard_blocks(tree: ast.Module) -> list[ast.If]:
+    """The module-level ``if UNSUPPORTED is None:`` blocks."""
+    return [node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "UNSUPPORTED is None"]
+
+
+def test_only_what_every_slicer_has_is_imported_before_the_version_check():
+    """Outside the guard the module file imports what Slicer 4.11+ bundles and compat.py; the core (StrEnum, Python
+    3.11), ``typing.Annotated`` and ``slicer.parameterNodeWrapper`` are imported only inside it."""
+    tree = ast.parse(MODULE_FILE.read_text())
+    guarded = {id(node) for block in _guard_blocks(tree) for node in ast.walk(block)}
+    unguarded = set()
+    for node in tree.body:
+        if id(node) in guarded:
+            continue
+        if isinstance(node, ast.Import):
+            unguarded |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            unguarded.add(node.module)
+    assert unguarded <= MODULE_IMPORTS_FOR_EVERY_SLICER, unguarded - MODULE_IMPORTS_FOR_EVERY_SLICER
+    inside = {node.module for block in _guard_blocks(tree) for node in ast.walk(block) if isinstance(node, ast.ImportFrom)}
+    assert {"typing", "slicer.parameterNodeWrapper", "CovidActiveLearningLib.logic"} <= inside
+
+
+def test_the_version_check_and_the_module_file_parse_as_slicer_5_8_python():
+    """Slicer 5.8 bundles Python 3.9: both files must at least parse there, so the check can run and speak."""
+    for path in (MODULE_FILE, LIB_DIR / "compat.py"):
+        ast.parse(path.read_text(), str(path), feature_version=(3, 9))
+    ast.parse((LIB_DIR / "compat.py").read_text(), feature_version=(3, 6))  # Slicer 4.11's Python
+
+
+def test_the_widget_and_its_classes_stand_back_when_the_slicer_is_too_old():
+    """Everything that needs the core is defined inside the guard, and the widget's entry points return early."""
+    tree = ast.parse(MODULE_FILE.read_text())
+    guarded = {node.name for block in _guard_blocks(tree) for node in block.body if isinstance(node, ast.ClassDef)}
+    assert guarded == {"CovidActiveLearningParameterNode", "CovidActiveLearningLogic"}
+    widget = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "CovidActiveLearningWidget")
+    for method in widget.body:
+        if isinstance(method, ast.FunctionDef) and method.name in {"setup", "cleanup", "enter", "exit"}:
+            first = method.body[1] if method.name == "setup" else method.body[0]
+            assert isinstance(first, ast.If) and ast.unparse(first.test) == "UNSUPPORTED", method.name
+
+
+# The extension's addresses: from the repository's GitHub address, never a made-up organisation
+
+REPOSITORY_ROOT = MODULE_DIR.parent
+ADDRESSES = REPOSITORY_ROOT / "CMake" / "CovidActiveLearningAddresses.cmake"
+
+
+def extension_addresses(tmp_path: Path, *definitions: str, source_dir: Path | None = None) -> tuple[dict, str]:
+    """Run the addresses file in CMake's script mode; returns ``({variable: value}, CMake's stderr)``."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake is not installed")
+    script = tmp_path / "print.cmake"
+    script.write_text(f"include({ADDRESSES.as_posix()})\n" + "".join(
+        f'message(STATUS "{name}=${{{name}}}")\n'
+        for name in ("EXTENSION_HOMEPAGE", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS")))
+    source = [f"-DCOVIDAL_SOURCE_DIR={source_dir}"] if source_dir else []
+    result = subprocess.run([cmake, *definitions, *source, "-P", str(script)], check=True, capture_output=True,
+                            text=True, timeout=60)
+    values = dict(line.removeprefix("-- ").split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    return values, result.stderr
+
+
+def test_the_addresses_come_from_the_given_repository_and_name_every_screenshot(tmp_path):
+    values, _ = extension_addresses(tmp_path, "-DCOVIDAL_GITHUB_REPOSITORY=someone/covid-al")
+    raw = "https://raw.githubusercontent.com/someone/covid-al/main"
+    assert values["EXTENSION_HOMEPAGE"] == "https://github.com/someone/covid-al"
+    assert values["EXTENSION_ICONURL"] == f"{raw}/Resources/CovidActiveLearning.png"
+    shots = values["EXTENSION_SCREENSHOTURLS"].split()
+    assert shots and all(shot.startswith(f"{raw}/Resources/Screenshots/") for shot in shots)
+    for address in [values["EXTENSION_ICONURL"], *shots]:  # each names a file of this repository
+        assert (REPOSITORY_ROOT / address.removeprefix(f"{raw}/")).is_file(), address
+
+
+def test_the_addresses_come_from_a_github_origin_and_are_left_empty_without_one(tmp_path):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    subprocess.run(["git", "init", "-q", str(checkout)], check=True)
+    values, warning = extension_addresses(tmp_path, source_dir=checkout)
+    assert values == {"EXTENSION_HOMEPAGE": "", "EXTENSION_ICONURL": "", "EXTENSION_SCREENSHOTURLS": ""}
+    assert "no GitHub repository known" in warning
+    subprocess.run(["git", "-C", str(checkout), "remote", "add", "origin", "git@github.com:owner/repo.git"], check=True)
+    values, _ = extension_addresses(tmp_path, source_dir=checkout)
+    assert values["EXTENSION_HOMEPAGE"] == "https://github.com/owner/repo"
+
+
+def test_the_top_level_cmake_names_no_placeholder_address():
+    text = (REPOSITORY_ROOT / "CMakeLists.txt").read_text()
+    assert "github.com" not in text and "githubusercontent" not in text
+    assert "CMake/CovidActiveLearningAddresses.cmake" in text

@@ -63,13 +63,67 @@ def test_a_click_in_ras_becomes_the_voxel_under_it(ct_node, book, points, voxel,
     assert node.GetNthControlPointLocked(0)
 
 
+def place(node, ras) -> int:
+    """A control point added as the markups widget adds a click: position defined; returns its index."""
+    return node.AddControlPointWorld(vtk.vtkVector3d(*ras), "")
+
+
+def preview(node, ras) -> int:
+    """The markups widget's preview point in persistent place mode: the list's last point, not yet defined."""
+    index = node.AddControlPointWorld(vtk.vtkVector3d(*ras), "")
+    node.SetNthControlPointPositionWorld(index, *ras, node.PositionPreview)
+    return index
+
+
 def test_a_placed_point_is_accepted_like_a_click(ct_node, book, points):
     node = points.node()
     for number, voxel in enumerate([(22, 12, 3), (27, 17, 3)], start=1):
-        node.AddControlPointWorld(vtk.vtkVector3d(*ijk_to_ras(ct_node, voxel)), "")  # as the place widget does
-        assert points.accept_last_point(ct_node, REGION, book) == voxel
+        point_id = points.placed_point_id(place(node, ijk_to_ras(ct_node, voxel)))
+        assert points.accept_placed(point_id, ct_node, REGION, book) == voxel
         assert node.GetNthControlPointLabel(number - 1) == f"R2-{number}"
     assert book.answer_for(REGION.id).points == ((22, 12, 3), (27, 17, 3))
+
+
+def test_the_click_is_the_point_the_event_named_not_the_preview_after_it(ct_node, book, points):
+    """Persistent place mode: after the click the widget adds a preview point under the mouse before the
+    deferred acceptance runs; the click's own point is taken, the preview is neither taken nor removed."""
+    node = points.node()
+    clicked = place(node, ijk_to_ras(ct_node, (23, 14, 3)))
+    point_id = points.placed_point_id(clicked)  # recorded when PointPositionDefinedEvent names index 0
+    under_mouse = preview(node, ijk_to_ras(ct_node, (40, 30, 3)))  # outside the region
+    assert points.placed_point_id(under_mouse) is None
+    assert points.accept_placed(point_id, ct_node, REGION, book) == (23, 14, 3)
+    assert node.GetNumberOfControlPoints() == 2
+    assert node.GetNthControlPointPositionStatus(1) == node.PositionPreview
+    book.undo()
+    points.sync_from_book(book)  # the undone click goes, the live preview stays
+    assert node.GetNumberOfControlPoints() == 1
+    assert node.GetNthControlPointPositionStatus(0) == node.PositionPreview
+
+
+def test_a_point_removed_before_its_acceptance_is_a_clear_error_and_ids_survive_removals(ct_node, book, points):
+    node = points.node()
+    first = points.placed_point_id(place(node, ijk_to_ras(ct_node, (30, 12, 3))))  # outside: refused, removed
+    second = points.placed_point_id(place(node, ijk_to_ras(ct_node, (24, 12, 3))))
+    with pytest.raises(UserFacingError, match="outside region 2"):
+        points.accept_placed(first, ct_node, REGION, book)
+    assert points.accept_placed(second, ct_node, REGION, book) == (24, 12, 3)  # its index moved from 1 to 0
+    with pytest.raises(UserFacingError, match="removed before it could be taken"):
+        points.accept_placed(first, ct_node, REGION, book)
+    assert points.accept_placed(second, ct_node, REGION, book) is None  # taken already: nothing to do
+
+
+def test_placing_makes_the_list_the_active_place_node_in_persistent_place_mode(mrml, points):
+    interaction = mrml.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+    assert not points.is_place_target(mrml.markups)  # the new list is the active one, but not in place mode
+    points.start_placing(mrml.markups)
+    mrml.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "a region box")  # Slicer makes a new ROI the active list
+    assert not points.is_place_target(mrml.markups)
+    points.start_placing(mrml.markups)
+    assert points.is_place_target(mrml.markups)
+    assert interaction.GetCurrentInteractionMode() == interaction.Place and interaction.GetPlaceModePersistence()
+    interaction.SetCurrentInteractionMode(interaction.ViewTransform)
+    assert not points.is_place_target(mrml.markups)
 
 
 @pytest.mark.parametrize(("region", "voxel", "volume", "message"), [
@@ -96,15 +150,10 @@ def test_a_refused_click_is_removed_and_says_why(ct_node, book, points, region, 
 def test_a_second_click_on_the_same_voxel_is_refused(ct_node, book, points):
     points.add_point_ras(ct_node, REGION, book, ijk_to_ras(ct_node, (25, 15, 3)))
     node = points.node()
-    node.AddControlPointWorld(vtk.vtkVector3d(*ijk_to_ras(ct_node, (25.3, 14.8, 3))), "")
+    point_id = points.placed_point_id(place(node, ijk_to_ras(ct_node, (25.3, 14.8, 3))))
     with pytest.raises(UserFacingError, match="already has a point"):
-        points.accept_last_point(ct_node, REGION, book)
+        points.accept_placed(point_id, ct_node, REGION, book)
     assert node.GetNumberOfControlPoints() == 1
-
-
-def test_no_placed_point_is_a_clear_error(ct_node, book, points):
-    with pytest.raises(UserFacingError, match="No point has been placed"):
-        points.accept_last_point(ct_node, REGION, book)
 
 
 def test_the_list_follows_undo_and_comes_back_after_deletion(mrml, ct_node, book, points):

@@ -16,7 +16,9 @@ from CovidActiveLearningLib.suggestions import (
     DIMMED_OPACITY,
     HEATMAP_OPACITY,
     HIGHLIGHT_LINE,
+    MIN_FIELD_OF_VIEW_MM,
     NORMAL_LINE,
+    REGION_CONTEXT,
     SCORE_COLOR_NODE_ID,
     SuggestionLayer,
     score_levels,
@@ -315,3 +317,37 @@ def test_backend_regions_and_heat_map_line_up_voxel_for_voxel(layer, mrml, backe
     for k, j, i in np.argwhere(scores > 0):  # every scored voxel lies in an ROI
         assert any(roi.IsPointInROIWorld(ijk_to_ras(ct, (i, j, k))) for roi in rois)
     assert slice_views["Red"][1].GetForegroundVolumeID() == heatmap.GetID()
+
+
+def test_the_opacity_the_clinician_set_survives_the_next_cycles_heat_map(layer, oblique_ct, slice_views, tmp_path,
+                                                                         write_heatmap):
+    first = layer.show_heatmap(oblique_ct, write_heatmap(tmp_path / "one.nrrd", [(CHEST_BOXES[0], 0.8)]), 1)
+    red, yellow = slice_views["Red"][1], slice_views["Yellow"][1]
+    red.SetForegroundOpacity(0.9)  # the slider or Slicer's slice controller
+    yellow.SetForegroundVolumeID(None)  # a view the clinician cleared gets the default again
+    second = layer.show_heatmap(oblique_ct, write_heatmap(tmp_path / "two.nrrd", [(CHEST_BOXES[1], 0.4)]), 2)
+    assert red.GetForegroundVolumeID() == second.GetID() and red.GetForegroundOpacity() == pytest.approx(0.9)
+    assert yellow.GetForegroundOpacity() == pytest.approx(HEATMAP_OPACITY)
+    assert sorted(layer.heatmap_ids()) == sorted([first.GetID(), second.GetID()])
+    assert layer.is_heatmap(second) and not layer.is_heatmap(oblique_ct) and not layer.is_heatmap(None)
+
+
+def test_center_on_zooms_each_view_to_the_region_with_its_surroundings(layer, ct_and_boxes, slice_views):
+    volume, boxes = ct_and_boxes
+    for slice_node, _ in slice_views.values():
+        slice_node.SetDimensions(400, 300, 1)
+    box = boxes[0]
+    layer.center_on(volume, region(box, 0.5, 1))
+    width, height, _ = box_size_mm(volume, box)
+    span = max(REGION_CONTEXT * max(width, height), MIN_FIELD_OF_VIEW_MM)
+    for slice_node, _ in slice_views.values():
+        field = slice_node.GetFieldOfView()
+        assert field[1] == pytest.approx(span) and field[0] == pytest.approx(span * 400 / 300)  # the view's aspect
+
+
+def test_a_deleted_box_is_reported_missing(layer, mrml, oblique_ct):
+    regions = [region(box, 0.5, rank) for rank, box in enumerate(CHEST_BOXES, start=1)]
+    rois = layer.show_cycle(oblique_ct, 1, regions)
+    assert layer.missing_rois(regions) == []
+    mrml.scene.RemoveNode(rois[1])
+    assert layer.missing_rois(regions) == [regions[1]]

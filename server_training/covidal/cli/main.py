@@ -13,7 +13,16 @@ import sys
 from collections.abc import Sequence
 
 from covidal import __version__
-from covidal.cli import bench_cycle, bench_losses, bench_reweight, bench_scoring, bench_service, demo, serve
+from covidal.cli import (
+    bench_cycle,
+    bench_hostile,
+    bench_losses,
+    bench_reweight,
+    bench_scoring,
+    bench_service,
+    demo,
+    serve,
+)
 from covidal.cli.slices import compare, evaluate, predict, simulate, train
 from covidal.cli.volumes import compare as compare_3d
 from covidal.cli.volumes import corrupt_labels, make_cases, noisy_teacher, pseudo_label
@@ -24,7 +33,7 @@ from covidal.errors import CovidalError
 COMMANDS = (
     train, evaluate, predict, simulate, compare, demo, bench_losses, bench_scoring,
     make_cases, corrupt_labels, train_3d, pseudo_label, noisy_teacher, evaluate_3d, compare_3d, bench_reweight,
-    serve, bench_service, bench_cycle,
+    serve, bench_service, bench_cycle, bench_hostile,
 )
 
 

@@ -65,10 +65,36 @@ def read_volume(path: Path) -> Volume:
             unreadable or truncated file, a folder without exactly one DICOM
             series, not 3D, has several components per voxel, or holds NaN/inf.
     """
+    return Volume.from_sitk(read_image(path))
+
+
+def read_image(path: Path) -> sitk.Image:
+    """What :func:`read_volume` reads, as the SimpleITK image (no numpy copy of its voxels); errors as there."""
     path = Path(path)
     if not path.exists():
         raise CovidalError(f"{path} does not exist")
-    image = _read_dicom_series(path) if path.is_dir() else _read_volume_file(path)
+    if path.is_dir():
+        return read_dicom_image(dicom_series_files(path), path)
+    return _checked_image(_read_volume_file(path), path)
+
+
+def read_dicom_image(files: tuple[str, ...], folder: Path) -> sitk.Image:
+    """The 3D image of one DICOM series' ``files`` (as :func:`dicom_series_files` lists those of ``folder``).
+
+    Raises:
+        CovidalError: as :func:`read_volume` (messages name ``folder``).
+    """
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        image = reader.Execute()
+    except RuntimeError as error:
+        raise CovidalError(f"cannot read the DICOM series in {folder}: {_last_line(error)}") from error
+    return _checked_image(image, folder)
+
+
+def _checked_image(image: sitk.Image, path: Path) -> sitk.Image:
+    """``image`` if it is 3D, scalar and finite; CovidalError naming ``path`` otherwise."""
     if image.GetDimension() != 3:
         raise CovidalError(f"{path} is {image.GetDimension()}D; expected a 3D volume")
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -76,10 +102,10 @@ def read_volume(path: Path) -> Volume:
             f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
             "expected a scalar (single-component) volume"
         )
-    volume = Volume.from_sitk(image)
-    if np.issubdtype(volume.array.dtype, np.floating) and not np.isfinite(volume.array).all():
+    voxels = sitk.GetArrayViewFromImage(image)  # valid while ``image`` lives
+    if np.issubdtype(voxels.dtype, np.floating) and not np.isfinite(voxels).all():
         raise CovidalError(f"{path} holds NaN or infinite voxels; fix or replace them before use")
-    return volume
+    return image
 
 
 def read_label_volume(path: Path, reference: Volume) -> Volume:
@@ -277,7 +303,12 @@ def _read_volume_file(path: Path) -> sitk.Image:
         raise CovidalError(f"cannot read volume {path}: {_last_line(error)}") from error
 
 
-def _read_dicom_series(folder: Path) -> sitk.Image:
+def dicom_series_files(folder: Path) -> tuple[str, ...]:
+    """The files of the one DICOM series directly in ``folder``, in slice order (GDCM).
+
+    Raises:
+        CovidalError: the folder holds no DICOM series, or several.
+    """
     series_ids = _dicom_series_ids(folder)
     if not series_ids:
         raise CovidalError(
@@ -289,12 +320,7 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
             f"{folder} holds {len(series_ids)} DICOM series ({', '.join(series_ids)}); "
             "move each series into its own folder"
         )
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
-    try:
-        return reader.Execute()
-    except RuntimeError as error:
-        raise CovidalError(f"cannot read the DICOM series in {folder}: {_last_line(error)}") from error
+    return tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
 
 
 def _dicom_series_ids(folder: Path) -> tuple[str, ...]:

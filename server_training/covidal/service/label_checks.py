@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from covidal.service.store.errors import Invalid
-from covidal.service.store.records import VolumeGeometry
-from covidal.service.volumes import geometry_of, read_upload
+from covidal.service.store.records import VolumeFormat, VolumeGeometry
+from covidal.service.uploads.limits import DecodeLimits
+from covidal.service.uploads.sandbox import read_upload_safely
+from covidal.service.volumes import geometry_of
 
 GEOMETRY_TOLERANCE = 1e-4  # spacing (mm) and direction cosines; origin (mm) gets 100 times more, as same_geometry
 
@@ -28,14 +30,17 @@ class LabelSummary:
     max_label: int
 
 
-def check_label_file(path: Path, geometry: VolumeGeometry, volume_id: int) -> LabelSummary:
-    """Read the uploaded label at ``path`` and check it against its volume's ``geometry``.
+def check_label_file(path: Path, label_format: VolumeFormat, geometry: VolumeGeometry, volume_id: int,
+                     limits: DecodeLimits) -> LabelSummary:
+    """Read the uploaded label at ``path`` (:func:`~covidal.service.uploads.sandbox.read_upload_safely`) and check
+    it against its volume's ``geometry``.
 
     Raises:
-        Invalid: not a readable 3D scalar volume, a geometry other than the volume's (naming the property and
-            both values), or values that are not whole numbers >= 0.
+        Invalid: anything ``read_upload_safely`` refuses, a geometry other than the volume's (naming the property
+            and both values), or values that are not whole numbers >= 0.
+        UploadTooLarge: more voxels than ``limits`` allow.
     """
-    label = read_upload(path, "the label file")
+    label = read_upload_safely(path, label_format, limits)
     difference = geometry_difference(geometry_of(label), geometry)
     if difference is not None:
         raise Invalid(f"the label does not fit volume {volume_id}: {difference}; a label must have its volume's "

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from covidal.client import BackendUnreachable, CovidalClient
@@ -28,15 +29,37 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class LocalService:
+    """A running ``covidal serve`` child: its process, a client of it, and the file its output goes to."""
+
+    process: subprocess.Popen
+    client: CovidalClient
+    log_path: Path
+
+
 @contextmanager
 def local_service(project_dir: Path, log_path: Path, device: str = "cpu", start_timeout: float = START_TIMEOUT_S,
                   environment: Mapping[str, str] | None = None,
                   serve_options: Sequence[str] = ()) -> Iterator[CovidalClient]:
     """Start ``covidal serve --project-dir project_dir`` on 127.0.0.1 and a free port; yield a client of it.
 
+    See :func:`running_service`, which this wraps.
+    """
+    with running_service(project_dir, log_path, device, start_timeout, environment, serve_options) as running:
+        yield running.client
+
+
+@contextmanager
+def running_service(project_dir: Path, log_path: Path, device: str = "cpu", start_timeout: float = START_TIMEOUT_S,
+                    environment: Mapping[str, str] | None = None,
+                    serve_options: Sequence[str] = ()) -> Iterator[LocalService]:
+    """Start ``covidal serve --project-dir project_dir`` on 127.0.0.1 and a free port; yield it as a LocalService.
+
     The server's output goes to ``log_path``; ``environment`` is added to this process's environment
-    for it, and ``serve_options`` to its command line (e.g. ``("--cache-mb", "0")``). On leaving the block, normally or by an error,
-    the server is asked to stop (SIGTERM) and killed if it has not stopped after a while.
+    for it, and ``serve_options`` to its command line (e.g. ``("--cache-mb", "0")``). On leaving the block,
+    normally or by an error, the server is asked to stop (SIGTERM) and killed if it has not stopped after a
+    while (nothing happens to one the block killed already).
 
     Raises:
         CovidalError: the server exited or did not answer within ``start_timeout`` s (its log's tail is shown).
@@ -45,15 +68,16 @@ def local_service(project_dir: Path, log_path: Path, device: str = "cpu", start_
     command = [sys.executable, "-m", "covidal.cli.main", "serve", "--project-dir", str(project_dir),
                "--host", HOST, "--port", str(port), "--device", device, *serve_options]
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env={**os.environ, **(environment or {})})
         try:
             client = CovidalClient(f"http://{HOST}:{port}", timeout=120)
             _wait_until_healthy(client, process, log_path, start_timeout)
-            yield client
+            yield LocalService(process, client, log_path)
         finally:
-            stop_process(process, STOP_TIMEOUT_S)
+            if process.poll() is None:
+                stop_process(process, STOP_TIMEOUT_S)
 
 
 def _wait_until_healthy(client: CovidalClient, process: subprocess.Popen, log_path: Path, timeout: float) -> None:

@@ -16,6 +16,7 @@ from covidal.models.kinds import ModelKind
 from covidal.service.store import records
 
 MAX_CYCLE_REGIONS = 10_000
+MAX_GRID_K = 4096  # 64 x 64 regions per slice: 8-pixel squares on a 512 x 512 CT
 
 
 class _Request(BaseModel):
@@ -25,7 +26,7 @@ class _Request(BaseModel):
 class ProjectCreate(_Request):
     name: str = Field(min_length=1, max_length=100)
     model_kind: ModelKind
-    grid_k: int = Field(ge=1, description="regions per slice, a perfect square (e.g. 64)")
+    grid_k: int = Field(ge=1, le=MAX_GRID_K, description="regions per slice, a perfect square (e.g. 64)")
     strategy: str = Field(description="a selection strategy of covidal.activelearning.strategies, e.g. 'entropy'")
     mc_samples: int = Field(ge=1, le=1000)
     loss: str = Field(description="a loss of covidal.losses.registry, e.g. 'point'")

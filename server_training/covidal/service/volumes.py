@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -21,9 +23,8 @@ from covidal.service.store.errors import Invalid
 from covidal.service.store.records import VolumeFormat, VolumeGeometry, check_text
 
 GZIP_MAGIC = b"\x1f\x8b"
-# A zip member list or expanded size beyond these is refused before anything is extracted (zip bombs).
+# A zip member list beyond this is refused before anything is extracted (the expanded size too: zip bombs).
 MAX_ZIP_MEMBERS = 10_000
-ZIP_EXPANSION_LIMIT = 8  # expanded bytes may reach this many times the upload limit
 
 
 class UploadTooLarge(Invalid):
@@ -62,10 +63,14 @@ def read_stored_volume(path: Path, volume_format: VolumeFormat, max_expanded_byt
             volume = read_upload(extract_dicom_zip(path, Path(folder), max_expanded_bytes), "the DICOM series")
     else:
         volume = read_upload(path, "the file")
-    dtype = volume.array.dtype
+    check_intensities(volume.array.dtype)
+    return volume
+
+
+def check_intensities(dtype: np.dtype) -> None:
+    """Invalid naming ``dtype`` unless voxels of it are integer or float intensities."""
     if dtype == np.bool_ or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise Invalid(f"the upload holds {dtype} voxels; expected integer or float intensities (e.g. HU)")
-    return volume
 
 
 def geometry_of(volume: Volume) -> VolumeGeometry:
@@ -77,15 +82,17 @@ def extract_dicom_zip(path: Path, folder: Path, max_expanded_bytes: int) -> Path
 
     Raises:
         Invalid: not a zip, a member name that is absolute or has ``..`` (path traversal), too many
-            members or too many expanded bytes, no folder with a DICOM series, or several.
+            members, no folder with a DICOM series, or several. UploadTooLarge: too many expanded bytes.
     """
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
-            _check_members(members, max_expanded_bytes)
+            check_zip_members(members, max_expanded_bytes)
             archive.extractall(folder)
     except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError) as error:
-        raise Invalid(f"the upload is not a readable zip file: {error}") from error
+        # an OSError names the extraction folder, a server path: only its reason is the client's business
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise Invalid(f"the upload is not a readable zip file: {reason}") from None
     series = [candidate for candidate in (folder, *sorted(p for p in folder.rglob("*") if p.is_dir()))
               if is_dicom_series_dir(candidate)]
     if not series:
@@ -96,7 +103,9 @@ def extract_dicom_zip(path: Path, folder: Path, max_expanded_bytes: int) -> Path
     return series[0]
 
 
-def _check_members(members: list[zipfile.ZipInfo], max_expanded_bytes: int) -> None:
+def check_zip_members(members: list[zipfile.ZipInfo], max_expanded_bytes: int) -> None:
+    """Invalid for too many members or a name that leads out of the extraction folder; UploadTooLarge when the
+    members' declared sizes (which extraction holds them to) add up to more than ``max_expanded_bytes``."""
     if len(members) > MAX_ZIP_MEMBERS:
         raise Invalid(f"the zip has {len(members)} members; at most {MAX_ZIP_MEMBERS} are accepted")
     for member in members:
@@ -106,12 +115,21 @@ def _check_members(members: list[zipfile.ZipInfo], max_expanded_bytes: int) -> N
             raise Invalid(f"the zip member name {name!r} points outside the zip's folder; refused")
     expanded = sum(member.file_size for member in members)
     if expanded > max_expanded_bytes:
-        raise Invalid(f"the zip expands to {expanded} bytes, over the limit of {max_expanded_bytes}")
+        raise UploadTooLarge(f"the zip expands to {expanded} bytes, over the limit of {max_expanded_bytes} bytes "
+                             "(4 per voxel of covidal serve --max-voxels)")
 
 
 def read_upload(path: Path, label: str) -> Volume:
-    """:func:`read_volume`, its errors as Invalid with ``label`` for the server's path (meaningless to a client)."""
-    try:
+    """:func:`read_volume`, its errors as :func:`reader_errors` gives them."""
+    with reader_errors(path, label):
         return read_volume(path)
+
+
+@contextmanager
+def reader_errors(path: Path, label: str) -> Iterator[None]:
+    """A reader's CovidalError inside the block as Invalid, with ``label`` for the server's ``path`` (meaningless
+    to a client)."""
+    try:
+        yield
     except CovidalError as error:
         raise Invalid(f"the upload is not a readable 3D volume: {str(error).replace(str(path), label)}") from error

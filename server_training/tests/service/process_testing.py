@@ -14,14 +14,19 @@ from service_testing import free_port
 from covidal.client import BackendUnreachable, CovidalClient
 
 
-def serve(project_dir: Path) -> tuple[subprocess.Popen, CovidalClient]:
-    """``covidal serve`` in a process group of its own (its job's worker joins it); waits until it answers."""
+def serve(project_dir: Path, *options: str, log: Path | None = None) -> tuple[subprocess.Popen, CovidalClient]:
+    """``covidal serve`` in a process group of its own (its job's worker joins it); waits until it answers.
+
+    ``options`` go on its command line; its output goes to ``log`` when given."""
     port = free_port()
     command = [sys.executable, "-m", "covidal.cli.main", "serve", "--project-dir", str(project_dir),
-               "--port", str(port)]
+               "--port", str(port), *options]
+    output = subprocess.DEVNULL if log is None else open(log, "ab")  # noqa: SIM115 - the child holds it
     process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2], start_new_session=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=output,
+                               stderr=subprocess.STDOUT)
+    if log is not None:
+        output.close()
     client = CovidalClient(f"http://127.0.0.1:{port}", timeout=30)
     deadline = time.monotonic() + 60
     while True:

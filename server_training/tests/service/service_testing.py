@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from covidal.bench.raw_http import raw_request  # noqa: F401 - the tests import it from here
 from covidal.service.local import free_port  # noqa: F401 - the tests import it from here
 
 VOLUME_SPACING = (0.7, 0.8, 2.5)  # (i, j, k) mm
@@ -60,18 +58,3 @@ def unique_name(prefix: str) -> str:
 def new_project(client, grid_k: int = 4) -> dict:
     return client.create_project(unique_name("lungs"), model_kind="unet", grid_k=grid_k, strategy="entropy",
                                  mc_samples=4, loss="point")
-
-
-def raw_request(base_url: str, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, object]:
-    """``(status, decoded JSON or bytes)`` of a request sent with plain urllib, error statuses included."""
-    request = urllib.request.Request(base_url + path, data=body, headers=headers or {}, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            status, content = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, content = error.code, error.read()
-    try:
-        return status, json.loads(content)
-    except ValueError:
-        return status, content

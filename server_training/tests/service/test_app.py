@@ -15,6 +15,8 @@ from covidal.client import ClientError
 from covidal.data.io import read_volume
 from covidal.service.store.store import Store
 
+OCTET_STREAM = {"Content-Type": "application/octet-stream"}
+
 
 @pytest.fixture(scope="module")
 def lung_case(service, tmp_path_factory) -> tuple[dict, dict, Path]:
@@ -203,6 +205,24 @@ def test_malformed_requests_are_422(service, method, path, body):
     assert status == 422 and answer["detail"], answer
 
 
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "/projects", ('{"name": "nan", "model_kind": "unet", "grid_k": 4, "strategy": "entropy", '
+                           '"mc_samples": NaN, "loss": "point"}')),
+    ("POST", "/projects", ('{"name": "inf", "model_kind": "unet", "grid_k": 4, "strategy": "entropy", '
+                           '"mc_samples": 2, "loss": "point", "settings": {"window": [-Infinity, 1e999]}}')),
+    ("PATCH", "/projects/1/settings", '{"window": [NaN, 100]}'),
+    ("POST", "/projects/1/cycles", '{"count": Infinity}'),
+    ("POST", "/projects/1/jobs", '{"kind": "train", "config": {"learning_rate": NaN}}'),
+    ("POST", "/projects/1/annotations", ('{"suggestion_id": 1, "annotator": "a", "answer": "background", '
+                                         '"effort_seconds": -Infinity, "idempotency_key": "k"}')),
+])
+def test_non_finite_numbers_in_json_are_422(service, lung_case, method, path, body):
+    """JSON has no NaN or Infinity (Python's parser accepts them, and 1e999 overflows to infinity)."""
+    status, answer = raw_request(service.base_url, method, path, body.encode(), {"Content-Type": "application/json"})
+    assert status == 422, (status, answer)
+    assert "finite" in answer["detail"] and "\n" not in answer["detail"], answer
+
+
 def test_openapi_schema_is_served(service):
     status, schema = raw_request(service.base_url, "GET", "/openapi.json")
     assert status == 200 and "/projects/{project_id}/cycles/{cycle_id}/suggestions" in schema["paths"]
@@ -221,11 +241,15 @@ def _bad_uploads(folder: Path) -> dict[str, tuple[str, bytes, tuple[str, ...]]]:
     good = write_volume(lung_ct(), folder / "good.nrrd").read_bytes()
     nan = lung_ct().astype(np.float32)
     nan[1, 2, 3] = np.nan
+    infinite = lung_ct().astype(np.float64)
+    infinite[0, 0, 0] = -np.inf
     return {
-        "corrupt": ("nrrd", b"NRRD0004\ntype: banana\n\n" + bytes(100), ("not a readable 3D volume",)),
+        "corrupt": ("nrrd", b"NRRD0004\ntype: banana\n\n" + bytes(100), ("NRRD header",)),
         "truncated": ("nrrd", good[: len(good) - 200], ("not a readable 3D volume",)),
         "flat": ("nrrd", write_volume(np.zeros((8, 8), np.int16), folder / "flat.nrrd").read_bytes(), ("2D",)),
         "nan": ("nrrd", write_volume(nan, folder / "nan.nrrd").read_bytes(), ("NaN",)),
+        "nan-nifti": ("nifti", write_volume(nan, folder / "nan.nii").read_bytes(), ("NaN",)),
+        "inf-nifti-gz": ("nifti", write_volume(infinite, folder / "inf.nii.gz").read_bytes(), ("infinite",)),
         "complex": ("nrrd", write_volume(lung_ct().astype(np.complex64), folder / "c.nrrd").read_bytes(), ("voxel",)),
         "nodicom": ("dicom-zip", _zip_bytes({"notes.txt": b"hello"}), ("no DICOM series",)),
         "traversal": ("dicom-zip", _zip_bytes({"../evil.dcm": b"x"}), ("outside",)),
@@ -234,12 +258,14 @@ def _bad_uploads(folder: Path) -> dict[str, tuple[str, bytes, tuple[str, ...]]]:
     }
 
 
-@pytest.mark.parametrize("case", ["corrupt", "truncated", "flat", "nan", "complex", "nodicom", "traversal", "notzip", "empty"])
+@pytest.mark.parametrize("case", ["corrupt", "truncated", "flat", "nan", "nan-nifti", "inf-nifti-gz", "complex",
+                                  "nodicom", "traversal", "notzip", "empty"])
 def test_bad_uploads_are_422_and_leave_nothing(service, tmp_path, case):
     volume_format, body, words = _bad_uploads(tmp_path)[case]
     project = new_project(service.client)
     status, answer = raw_request(service.base_url, "POST",
-                                 f"/projects/{project['id']}/volumes?name={case}&format={volume_format}", body)
+                                 f"/projects/{project['id']}/volumes?name={case}&format={volume_format}", body,
+                                 OCTET_STREAM)
     assert status == 422, answer
     for word in words:
         assert word.lower() in answer["detail"].lower(), answer
@@ -256,7 +282,7 @@ def test_bad_uploads_are_422_and_leave_nothing(service, tmp_path, case):
 def test_bad_upload_queries_are_refused_before_storing(service, lung_case, query, status, word):
     project, _, path = lung_case
     code, answer = raw_request(service.base_url, "POST", f"/projects/{project['id']}/volumes?{query}",
-                               path.read_bytes())
+                               path.read_bytes(), OCTET_STREAM)
     assert code == status and word in json.dumps(answer), answer
     assert_store_clean(service, project["id"], volumes=1)
 
@@ -264,5 +290,5 @@ def test_bad_upload_queries_are_refused_before_storing(service, lung_case, query
 def test_upload_to_an_unknown_project_is_404(service, lung_case):
     _, _, path = lung_case
     code, answer = raw_request(service.base_url, "POST", "/projects/999999/volumes?name=x&format=nrrd",
-                               path.read_bytes())
+                               path.read_bytes(), OCTET_STREAM)
     assert code == 404 and "project 999999" in answer["detail"]

@@ -54,7 +54,8 @@ def test_upload_over_the_limit_is_413_and_leaves_nothing(service_starter, tmp_pa
     # Without a Content-Length (chunked), the limit is enforced while streaming.
     chunks = (big.read_bytes()[start:start + 300] for start in range(0, big.stat().st_size, 300))
     status, answer = raw_request(running.base_url, "POST", f"/projects/{project['id']}/volumes?name=b&format=nrrd",
-                                 chunks, {"Transfer-Encoding": "chunked"})
+                                 chunks, {"Transfer-Encoding": "chunked",
+                                                          "Content-Type": "application/octet-stream"})
     assert status == 413 and "limit" in answer["detail"]
     with Store(running.settings.project_dir) as store:
         assert store.integrity_check() == [] and store.list_volumes(project["id"]) == []

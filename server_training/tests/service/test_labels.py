@@ -85,6 +85,8 @@ BAD_LABELS = {
                  ["negative", "-1"]),
     "fraction": (lambda label, path: write_image(_with(label.astype(np.float32), (0, 0, 0), 0.5), path),
                  ["not whole numbers", "0.5"]),
+    "nan": (lambda label, path: write_image(_with(label.astype(np.float32), (0, 0, 0), np.nan),
+                                            path.with_suffix(".nii.gz")), ["NaN"]),
     "not a volume": (lambda label, path: _written(path, b"NRRD0004\nthis is not a volume\n"),
                      ["not a readable 3D volume"]),
     "2D": (lambda label, path: write_volume(label[0], path), ["2D"]),
@@ -116,11 +118,12 @@ def test_labels_are_refused_where_they_do_not_belong(service, labelled, tmp_path
         client.upload_label(pid, 999999, label)
     with assert_client_error(404, "no expert label", "PUT"):
         client.download_label(flat["id"], ct["id"], tmp_path / "none.nrrd")
+    octet_stream = {"Content-Type": "application/octet-stream"}
     status, answer = raw_request(service.base_url, "PUT", f"/projects/{pid}/volumes/{volumes[1]['id']}/label"
-                                 "?format=dicom-zip", label.read_bytes())
+                                 "?format=dicom-zip", label.read_bytes(), octet_stream)
     assert status == 422 and "nrrd" in str(answer)
     status, answer = raw_request(service.base_url, "PUT", f"/projects/{pid}/volumes/{volumes[1]['id']}/label"
-                                 "?format=nrrd", b"")
+                                 "?format=nrrd", b"", octet_stream)
     assert status == 422 and "empty" in answer["detail"]
 
 

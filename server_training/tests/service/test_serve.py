@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+from job_testing import answer_slices, finished, tiny_project, wait_for_job
+from process_testing import serve
 from service_testing import free_port, raw_request
 
 from covidal.cli.main import build_parser
@@ -79,3 +81,41 @@ def test_served_process_requires_its_token(tmp_path):
     finally:
         process.terminate()
         process.wait(20)
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o640, True), (0o600, False), (0o400, False)])
+def test_a_token_file_others_can_read_is_warned_about(tmp_path, capsys, mode, warned):
+    token = tmp_path / "token"
+    token.write_text("abc123\n")
+    token.chmod(mode)
+    args = build_parser().parse_args(["serve", "--project-dir", str(tmp_path / "p"), "--token-file", str(token)])
+    assert settings_from_args(args).token == "abc123"
+    err = capsys.readouterr().err
+    if warned:
+        assert "warning" in err and str(token) in err and "chmod 600" in err and err.count("\n") == 1, err
+    else:
+        assert err == ""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_everything_the_service_writes_is_its_owners_alone(tmp_path):
+    """Folders 0700 and files 0600 (store, volumes, job logs, checkpoints, models), whatever the caller's umask."""
+    project_dir = tmp_path / "project"
+    previous = os.umask(0o022)
+    try:
+        process, client = serve(project_dir)
+    finally:
+        os.umask(previous)
+    try:
+        project, _ = tiny_project(client, tmp_path / "ct.nrrd")
+        answer_slices(client, project["id"], {0, 1})
+        job = client.start_training(project["id"], steps=2)
+        assert wait_for_job(client, project["id"], job["id"], finished)["status"] == "done"
+    finally:
+        process.terminate()
+        process.wait(30)
+    written = [project_dir, *project_dir.rglob("*")]
+    assert any(path.suffix == ".pt" for path in written) and any(path.name == "log.txt" for path in written)
+    loose = {str(path.relative_to(tmp_path)): oct(path.stat().st_mode & 0o777) for path in written
+             if path.stat().st_mode & 0o777 != (0o700 if path.is_dir() else 0o600)}
+    assert not loose, loose

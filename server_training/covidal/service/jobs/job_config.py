@@ -19,6 +19,10 @@ DEFAULT_STEPS = 20
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_WIDTH = 16
 MAX_STEPS = 1_000_000
+# Upper bounds of the settings that size a job's memory: far above any useful value, far below an exhausted machine.
+MAX_IMAGE_SIZE = 1024
+MAX_WIDTH = 256
+MAX_BATCH_SIZE = 256
 
 
 class JobKind(StrEnum):
@@ -83,12 +87,12 @@ class TrainJobConfig(JobConfig):
     Attributes:
         steps: optimiser steps in all (a resumed job runs the ones left), 1..:data:`MAX_STEPS`.
         checkpoint_every: steps between checkpoints and progress reports (>= 1).
-        batch_size: slices per step (>= 1).
+        batch_size: slices per step, 1..:data:`MAX_BATCH_SIZE`.
         learning_rate: Adam step size (> 0, finite).
-        image_size: side of the square training grid, a multiple of 32.
-        width: base channel count of the 2D U-Net (ignored by fcn8).
+        image_size: side of the square training grid, a multiple of 32 up to :data:`MAX_IMAGE_SIZE`.
+        width: base channel count of the 2D U-Net (ignored by fcn8), 1..:data:`MAX_WIDTH`.
         dropout: head dropout, in [0, 1); MC-dropout scoring needs it above 0.
-        background_sample: pixels drawn per background region, or None for all of them.
+        background_sample: pixels drawn per background region (at most ``MAX_IMAGE_SIZE ** 2``), or None for all.
         seed: seeds the initial weights, the batch order and the loss.
 
     Raises:
@@ -106,12 +110,12 @@ class TrainJobConfig(JobConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_int("job config steps", self.steps, minimum=1, maximum=MAX_STEPS)
-        for name in ("checkpoint_every", "batch_size", "image_size", "width"):
-            check_int(f"job config {name}", getattr(self, name), minimum=1)
+        for name, maximum in (("steps", MAX_STEPS), ("checkpoint_every", None), ("batch_size", MAX_BATCH_SIZE),
+                              ("image_size", MAX_IMAGE_SIZE), ("width", MAX_WIDTH)):
+            check_int(f"job config {name}", getattr(self, name), minimum=1, maximum=maximum)
         check_int("job config seed", self.seed, minimum=0)
         if self.background_sample is not None:
-            check_int("job config background_sample", self.background_sample, minimum=1)
+            check_int("job config background_sample", self.background_sample, minimum=1, maximum=MAX_IMAGE_SIZE**2)
         if self.image_size % 32:
             raise CovidalError(f"job config image_size must be a multiple of 32, got {self.image_size}")
         check_real("job config learning_rate", self.learning_rate, above=0.0)

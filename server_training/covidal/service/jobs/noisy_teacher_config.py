@@ -24,6 +24,12 @@ from covidal.volumes.preprocess import TARGET_SPACING_MM
 from covidal.volumes.sliding_window import SlidingWindowConfig
 
 DEFAULTS = Train3DConfig()
+# Bounds of the settings that size a 3D job's memory (the defaults: batch 2, patch 96, channels up to 256, 5 levels)
+MAX_BATCH_SIZE = 64
+MAX_PATCH_SIDE = 256
+MAX_CHANNELS = 1024
+MAX_LEVELS = 7
+MIN_SPACING_MM = 0.25  # the training grid; finer would resample a CT to billions of voxels
 
 
 @dataclass(frozen=True)
@@ -37,12 +43,13 @@ class NoisyTeacherJobConfig(JobConfig):
         lam: the RGS share of the ``rgsm`` modes' weights, in [0, 1].
         epochs: epochs of each network (>= 1); each epoch ends with a checkpoint to resume from.
         steps_per_epoch: Adam steps per epoch (>= 1).
-        batch_size: patches per batch (>= 1); a student step takes one expert and one pseudo-labelled batch.
+        batch_size: patches per batch, 1..:data:`MAX_BATCH_SIZE`; a student step takes one expert and one
+            pseudo-labelled batch.
         patch_size: ``[D, H, W]`` = ``[k, j, i]`` voxels of the training patches and the sliding window, each a
-            multiple of ``2 ** (len(channels) - 1)`` (every U-Net level halves the grid).
+            multiple of ``2 ** (len(channels) - 1)`` (every U-Net level halves the grid) up to :data:`MAX_PATCH_SIDE`.
         learning_rate: Adam step size (> 0, finite).
-        spacing: the training grid in mm, ``(i, j, k)``, each > 0.
-        channels: the 3D U-Net's channels per level (at least two levels, each >= 1).
+        spacing: the training grid in mm, ``(i, j, k)``, each at least :data:`MIN_SPACING_MM`.
+        channels: the 3D U-Net's channels per level (2..:data:`MAX_LEVELS` levels, each 1..:data:`MAX_CHANNELS`).
         seed: seeds the initial weights and the patches (>= 0).
 
     Raises:
@@ -65,19 +72,21 @@ class NoisyTeacherJobConfig(JobConfig):
             object.__setattr__(self, "mode", parse_student_mode(self.mode))
         except CovidalError as error:
             raise CovidalError(f"job config mode: {error}") from None
-        for name in ("epochs", "steps_per_epoch", "batch_size"):
+        for name in ("epochs", "steps_per_epoch"):
             check_int(f"job config {name}", getattr(self, name), minimum=1)
+        check_int("job config batch_size", self.batch_size, minimum=1, maximum=MAX_BATCH_SIZE)
         check_int("job config seed", self.seed, minimum=0)
         if self.epochs * self.steps_per_epoch > MAX_STEPS:
             raise CovidalError(f"job config epochs * steps_per_epoch must be at most {MAX_STEPS}, got "
                                f"{self.epochs * self.steps_per_epoch}")
         check_real("job config lam", self.lam, minimum=0.0, maximum=1.0)
         check_real("job config learning_rate", self.learning_rate, above=0.0)
-        object.__setattr__(self, "channels", check_ints("job config channels", self.channels))
-        object.__setattr__(self, "patch_size", check_ints("job config patch_size", self.patch_size, count=3))
+        object.__setattr__(self, "channels", check_ints("job config channels", self.channels, maximum=MAX_CHANNELS))
+        object.__setattr__(self, "patch_size", check_ints("job config patch_size", self.patch_size, count=3,
+                                                          maximum=MAX_PATCH_SIDE))
         object.__setattr__(self, "spacing", _spacing(self.spacing))
-        if len(self.channels) < 2:
-            raise CovidalError(f"job config channels needs at least two levels, got {list(self.channels)}")
+        if not 2 <= len(self.channels) <= MAX_LEVELS:
+            raise CovidalError(f"job config channels needs 2 to {MAX_LEVELS} levels, got {list(self.channels)}")
         multiple = 2 ** (len(self.channels) - 1)
         if any(size % multiple for size in self.patch_size):
             raise CovidalError(f"job config patch_size must be multiples of {multiple} (the {len(self.channels)} "
@@ -118,6 +127,7 @@ class NoisyTeacherJobConfig(JobConfig):
 
 def _spacing(values: object) -> tuple[float, float, float]:
     items = tuple(values) if isinstance(values, list | tuple) else ()
-    if len(items) != 3 or not all(is_real(v) and v > 0 for v in items):
-        raise CovidalError(f"job config spacing must be three positive millimetre values (i, j, k), got {values!r}")
+    if len(items) != 3 or not all(is_real(v) and v >= MIN_SPACING_MM for v in items):
+        raise CovidalError(f"job config spacing must be three millimetre values (i, j, k), each at least "
+                           f"{MIN_SPACING_MM}, got {values!r}")
     return tuple(float(v) for v in items)  # type: ignore[return-value]

@@ -37,7 +37,7 @@ from covidal.service.store import records
 from covidal.service.store.errors import Invalid
 from covidal.service.store.records import RegionBox, SuggestionSpec
 from covidal.service.store.store import Store
-from covidal.service.volumes import ZIP_EXPANSION_LIMIT, read_stored_volume
+from covidal.service.volumes import read_stored_volume
 from covidal.validation import check_int
 
 
@@ -139,7 +139,7 @@ def _volume_stack(store: Store, settings: ServiceSettings, cache: ServiceCache, 
     """The volume's axial slices; its voxels and network input are read (or taken from the cache) only when a
     strategy asks for them, so a cache that holds none keeps one volume's voxels in memory at a time."""
     key = VolumeKey(volume.id, volume.sha256)
-    max_expanded = settings.max_upload_bytes * ZIP_EXPANSION_LIMIT
+    max_expanded = settings.decode_limits.max_zip_bytes
 
     def voxels() -> np.ndarray:
         return cache.volume(key, lambda: read_stored_volume(store.files.path(volume.path), volume.format,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
+from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import StoreDep
 from covidal.service.schemas import AnnotationCreate, AnnotationOut, annotation_out
 
-router = APIRouter(tags=["annotations"])
+router = api_router("annotations")
 
 
 @router.post("/projects/{project_id}/annotations", status_code=201,

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 
 from covidal.service.project.suggestions import heatmap_nrrd, open_cycle
+from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import CacheDep, SettingsDep, StoreDep
 from covidal.service.schemas import (
     CycleCreate,
@@ -17,7 +18,7 @@ from covidal.service.schemas import (
     suggestion_out,
 )
 
-router = APIRouter(tags=["cycles"])
+router = api_router("cycles")
 
 
 @router.post("/projects/{project_id}/cycles", status_code=201)

@@ -10,14 +10,14 @@ checkpoint.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from covidal.service.project import training
+from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import LayoutDep, StoreDep
 from covidal.service.schemas import JobCreate, JobOut, job_out
 
-router = APIRouter(tags=["jobs"])
+router = api_router("jobs")
 
 
 @router.post("/projects/{project_id}/jobs", status_code=201,

@@ -1,7 +1,7 @@
 """``/projects/{p}/volumes/{v}/label``: the expert label volume of a volume of a ``unet3d`` project.
 
-An upload is streamed to the file store under a random name (size limit as for volumes, 413), read back
-and checked (:func:`covidal.service.label_checks.check_label_file`: the volume's exact geometry, whole values
+An upload is received as a volume's is (``application/octet-stream``, size and voxel limits, 413), read back
+safely and checked (:func:`covidal.service.label_checks.check_label_file`: the volume's exact geometry, whole values
 >= 0); a refused file is removed (422) and an accepted one recorded, replacing the volume's earlier label.
 The volumes with a label are the expert volumes of the project's ``noisy-teacher`` jobs.
 """
@@ -12,29 +12,33 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Annotated, BinaryIO
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from covidal.models.kinds import ModelKind
 from covidal.service.label_checks import check_label_file
+from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import SettingsDep, StoreDep
-from covidal.service.routes.uploads import receive_upload
+from covidal.service.routes.uploads import receive_upload, upload_slot
 from covidal.service.schemas import LabelOut, label_out
 from covidal.service.store.errors import Conflict, Invalid
 from covidal.service.store.files import CHUNK_BYTES, StoredFile
 from covidal.service.store.records import Label, LabelFormat, Volume, VolumeFormat
 from covidal.service.store.store import Store
+from covidal.service.uploads.limits import DecodeLimits
 from covidal.service.volumes import stored_suffix
 
-router = APIRouter(tags=["labels"])
+router = api_router("labels")
 
 
 @router.put("/projects/{project_id}/volumes/{volume_id}/label", status_code=201,
             responses={200: {"description": "the volume's earlier label was replaced"},
-                       413: {"description": "over the upload limit"},
+                       413: {"description": "over the upload or voxel limit"},
+                       415: {"description": "not sent as application/octet-stream"},
                        422: {"description": "not a unet3d project, not a 3D volume, another geometry than the "
-                                            "volume's, values that are not whole numbers >= 0"}},
+                                            "volume's, values that are not whole numbers >= 0"},
+                       503: {"description": "too many uploads at once"}},
             openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
                 "schema": {"type": "string", "format": "binary"}}}}})
 async def upload_label(project_id: int, volume_id: int, request: Request, response: Response, store: StoreDep,
@@ -46,10 +50,11 @@ async def upload_label(project_id: int, volume_id: int, request: Request, respon
     if project.model_kind != ModelKind.UNET3D:
         raise Invalid(f"project {project_id} trains the {project.model_kind!r} model from answered regions; expert "
                       f"label volumes are for '{ModelKind.UNET3D.value}' projects (their noisy-teacher jobs)")
-    stored = await receive_upload(request, store.files, Store.label_folder(project_id),
-                                  partial(stored_suffix, VolumeFormat(format.value)), settings.max_upload_bytes,
-                                  "the label file")
-    label, created = await run_in_threadpool(_record, store, volume, stored, format)
+    async with upload_slot(request):
+        stored = await receive_upload(request, store.files, Store.label_folder(project_id),
+                                      partial(stored_suffix, VolumeFormat(format.value)), settings.max_upload_bytes,
+                                      "the label file")
+        label, created = await run_in_threadpool(_record, store, volume, stored, format, settings.decode_limits)
     response.status_code = 201 if created else 200
     return label_out(label)
 
@@ -62,7 +67,7 @@ def download_label(project_id: int, volume_id: int, store: StoreDep) -> Streamin
     label = store.get_label(project_id, volume_id)
     path = store.files.path(label.path)
     try:  # opened before answering: a label replaced meanwhile stays readable through the open file
-        handle = open(path, "rb")  # noqa: SIM115 - closed by _chunks once the response is sent
+        handle = open(path, "rb")  # noqa: SIM115 - the streamed response closes it
     except FileNotFoundError:
         raise Conflict(f"the label of volume {volume_id} was replaced while it was being read; ask again") from None
     filename = f"label-volume{volume_id}{''.join(path.suffixes)}"
@@ -77,10 +82,12 @@ def list_labels(project_id: int, store: StoreDep) -> list[LabelOut]:
     return [label_out(label) for label in store.list_labels(project_id)]
 
 
-def _record(store: Store, volume: Volume, stored: StoredFile, label_format: LabelFormat) -> tuple[Label, bool]:
+def _record(store: Store, volume: Volume, stored: StoredFile, label_format: LabelFormat,
+            limits: DecodeLimits) -> tuple[Label, bool]:
     """Check the stored upload against ``volume`` and record it: ``(label, created)``; removed if refused."""
     try:
-        summary = check_label_file(store.files.path(stored.relative_path), volume.geometry, volume.id)
+        summary = check_label_file(store.files.path(stored.relative_path), VolumeFormat(label_format.value),
+                                   volume.geometry, volume.id, limits)
     except BaseException:
         store.files.remove(stored.relative_path)
         raise

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from covidal.service.project.learning_curve import curve_png, curve_points
+from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import LayoutDep, StoreDep
 from covidal.service.schemas import CurvePoint
 
-router = APIRouter(tags=["metrics"])
+router = api_router("metrics")
 
 
 @router.get("/projects/{project_id}/metrics/curve")

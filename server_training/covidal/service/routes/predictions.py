@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from covidal.service.project import predicting
+from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import LayoutDep, SettingsDep, StoreDep
 from covidal.service.schemas import PredictionOut
 
-router = APIRouter(tags=["predictions"])
+router = api_router("predictions")
 
 
 @router.post("/projects/{project_id}/volumes/{volume_id}/prediction",

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-
 from covidal.service.project import creation
+from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import StoreDep
 from covidal.service.schemas import ProjectCreate, ProjectOut, project_out
 
-router = APIRouter(tags=["projects"])
+router = api_router("projects")
 
 
 @router.post("/projects", status_code=201)

@@ -1,16 +1,67 @@
-"""Receiving a raw request body as a file of the store: streamed, refused past the size limit (413)."""
+"""Receiving a raw request body as a file of the store: sent as ``application/octet-stream``, at most
+``max_concurrent_uploads`` at once, streamed, refused past the size limit (413).
+
+The media type rule keeps web pages out: a page can post a form or ``text/plain`` to the loopback service
+without the browser asking first, but not ``application/octet-stream``. The bound on concurrent uploads keeps
+uploads that stall (each holds a worker thread while its body trickles in, until the body timeout of
+:mod:`covidal.service.edge`) from taking the threads the rest of the API answers with.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import anyio.from_thread
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from covidal.service.store.errors import Invalid
+from covidal.service.store.errors import Busy, Invalid
 from covidal.service.store.files import FileStore, StoredFile
 from covidal.service.volumes import UploadTooLarge
+
+UPLOAD_MEDIA_TYPE = "application/octet-stream"
+
+
+class UnsupportedMediaType(Invalid):
+    """An upload sent as another media type than ``application/octet-stream`` (415)."""
+
+
+class UploadSlots:
+    """Counts the uploads in progress (received or decoded); one past ``size`` is refused with Busy (503).
+
+    Used from the event loop only, so the count needs no lock.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.taken = 0
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        if self.taken >= self.size:
+            raise Busy(f"{self.taken} uploads are in progress, the most this service takes at once (covidal serve "
+                       "--max-uploads): send it again in a moment")
+        self.taken += 1
+        try:
+            yield
+        finally:
+            self.taken -= 1
+
+
+@asynccontextmanager
+async def upload_slot(request: Request) -> AsyncIterator[None]:
+    """Check the request's media type, then hold one of the app's upload slots for the block.
+
+    Raises:
+        UnsupportedMediaType: not ``application/octet-stream``. Busy: every slot is taken.
+    """
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != UPLOAD_MEDIA_TYPE:
+        raise UnsupportedMediaType(f"send the file as the request body with 'Content-Type: {UPLOAD_MEDIA_TYPE}'"
+                                   f"{f' (got {media_type!r})' if media_type else ''}")
+    with request.app.state.upload_slots.hold():
+        yield
 
 
 async def receive_upload(request: Request, files: FileStore, kind: str, suffix_of: Callable[[bytes], str],

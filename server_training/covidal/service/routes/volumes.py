@@ -1,10 +1,11 @@
 """``/projects/{p}/volumes``: upload (the raw file as the request body), list, metadata, download.
 
-An upload is streamed to the file store under a random name, refused past the
-size limit (413), then read back: a file that is not a readable 3D scalar
-volume is removed and refused (422). The same content uploaded again returns
-the existing volume (200 instead of 201). The volume read back goes into the
-service's cache, so the project's next cycle need not read it again.
+An upload (``application/octet-stream``, 415 otherwise; 503 past the concurrent uploads) is streamed to the
+file store under a random name, refused past the size limit (413), then read back safely
+(:func:`~covidal.service.uploads.sandbox.read_upload_safely`: its header checked, 413 past the voxel limit,
+decoded in a limited child process): a file that is not a readable 3D scalar volume is removed and refused
+(422). The same content uploaded again returns the existing volume (200 instead of 201). The volume read back
+goes into the service's cache, so the project's next cycle need not read it again.
 """
 
 from __future__ import annotations
@@ -12,31 +13,30 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from covidal.service.cache import ServiceCache, VolumeKey
+from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import CacheDep, SettingsDep, StoreDep
-from covidal.service.routes.uploads import receive_upload
+from covidal.service.routes.uploads import receive_upload, upload_slot
 from covidal.service.schemas import VolumeOut, volume_out
 from covidal.service.store.files import StoredFile
 from covidal.service.store.records import VolumeFormat
 from covidal.service.store.store import Store
-from covidal.service.volumes import (
-    ZIP_EXPANSION_LIMIT,
-    check_plain_name,
-    geometry_of,
-    read_stored_volume,
-    stored_suffix,
-)
+from covidal.service.uploads.limits import DecodeLimits
+from covidal.service.uploads.sandbox import read_upload_safely
+from covidal.service.volumes import check_plain_name, geometry_of, stored_suffix
 
-router = APIRouter(tags=["volumes"])
+router = api_router("volumes")
 
 
 @router.post("/projects/{project_id}/volumes", status_code=201,
              responses={200: {"description": "the same content was uploaded before: that volume"},
-                        413: {"description": "over the upload limit"}, 422: {"description": "not a 3D volume"}},
+                        413: {"description": "over the upload or voxel limit"},
+                        415: {"description": "not sent as application/octet-stream"},
+                        422: {"description": "not a 3D volume"}, 503: {"description": "too many uploads at once"}},
              openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
                  "schema": {"type": "string", "format": "binary"}}}}})
 async def upload_volume(project_id: int, request: Request, response: Response, store: StoreDep,
@@ -45,11 +45,11 @@ async def upload_volume(project_id: int, request: Request, response: Response, s
     """Store the request body (NRRD, NIfTI, or a zip of one DICOM series folder) as a volume of the project."""
     name = check_plain_name(name, "volume name")
     await run_in_threadpool(store.get_project, project_id)
-    limit = settings.max_upload_bytes
-    stored = await receive_upload(request, store.files, Store.volume_folder(project_id),
-                                  partial(stored_suffix, format), limit, "the volume file")
-    volume, created = await run_in_threadpool(_record, store, cache, project_id, name, stored, format,
-                                              limit * ZIP_EXPANSION_LIMIT)
+    async with upload_slot(request):
+        stored = await receive_upload(request, store.files, Store.volume_folder(project_id),
+                                      partial(stored_suffix, format), settings.max_upload_bytes, "the volume file")
+        volume, created = await run_in_threadpool(_record, store, cache, project_id, name, stored, format,
+                                                  settings.decode_limits)
     response.status_code = 201 if created else 200
     return volume_out(volume)
 
@@ -76,7 +76,7 @@ def download_volume(project_id: int, volume_id: int, store: StoreDep) -> FileRes
 
 
 def _record(store: Store, cache: ServiceCache, project_id: int, name: str, stored: StoredFile,
-            volume_format: VolumeFormat, max_expanded_bytes: int):
+            volume_format: VolumeFormat, limits: DecodeLimits):
     """Read the stored upload and record it as a volume: ``(volume, created)``; the file is removed if refused.
     The voxels read go into ``cache``."""
     try:
@@ -84,7 +84,7 @@ def _record(store: Store, cache: ServiceCache, project_id: int, name: str, store
         if existing is not None:  # skip reading a file that is already known
             store.files.remove(stored.relative_path)
             return existing, False
-        volume = read_stored_volume(store.files.path(stored.relative_path), volume_format, max_expanded_bytes)
+        volume = read_upload_safely(store.files.path(stored.relative_path), volume_format, limits)
     except BaseException:
         store.files.remove(stored.relative_path)
         raise

@@ -87,12 +87,16 @@ class Recovery:
 class Store:
     """A store folder, opened (and migrated) for use by one process; several processes may open the same folder.
 
+    The folder is made (or made again) readable by its owner only (0700).
+
     Raises:
         StoreError: the database cannot be opened or was written by a newer covidal.
     """
 
     def __init__(self, root: Path, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
         self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)  # clinicians' data: its user's alone, whatever the folder's mode was before
         self.database = Database(self.root / DATABASE_NAME, busy_timeout_s)
         self.files = FileStore(self.root / FILES_FOLDER)
 

@@ -48,9 +48,9 @@ def test_the_networks_configs():
     ({"learning_rate": 0}, ["learning_rate", "> 0"]),
     ({"patch_size": 96}, ["patch_size", "3 integers"]),
     ({"patch_size": [96, 96, 90]}, ["patch_size", "multiples of 16"]),
-    ({"channels": [16]}, ["channels", "two levels"]),
-    ({"channels": [16, 0]}, ["channels", ">= 1"]),
-    ({"spacing": [1.6, 1.6, -3.2]}, ["spacing", "positive"]),
+    ({"channels": [16]}, ["channels", "2 to 7 levels"]),
+    ({"channels": [16, 0]}, ["channels", "integers in [1, 1024]"]),
+    ({"spacing": [1.6, 1.6, -3.2]}, ["spacing", "at least 0.25"]),
     ({"epoch": 3}, ["unknown job config keys", "epochs"]),
 ])
 def test_bad_options_are_named(values, words):
