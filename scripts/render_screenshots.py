@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
 from covidal.client import CovidalClient
 from covidal.sample_data.demo import make_demo_case
 from covidal.service.local import local_service

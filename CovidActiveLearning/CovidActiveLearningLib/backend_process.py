@@ -10,6 +10,7 @@ polls them from a timer. Nothing is installed unless the clinician confirmed the
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shlex
 import shutil
@@ -95,7 +96,7 @@ def python_version(python: Path | str, environment: Mapping[str, str] | None = N
     """``(major, minor)`` of the interpreter ``python``, or None when it does not run."""
     try:
         result = subprocess.run([str(python), "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True,
-                                text=True, timeout=20, env=child_environment(environment), stdin=subprocess.DEVNULL)
+                                text=True, timeout=20, check=False, env=child_environment(environment), stdin=subprocess.DEVNULL)
         if result.returncode != 0:
             return None
         major, minor = result.stdout.split()
@@ -194,7 +195,7 @@ class BackendEnvironment:
         check = ("import importlib.util, sys; "
                  f"sys.exit(0 if all(importlib.util.find_spec(m) for m in {REQUIRED_MODULES!r}) else 1)")
         try:
-            return subprocess.run([str(self.python), "-c", check], capture_output=True, timeout=60,
+            return subprocess.run([str(self.python), "-c", check], capture_output=True, timeout=60, check=False,
                                   env=child_environment(environment), stdin=subprocess.DEVNULL).returncode == 0
         except (OSError, subprocess.SubprocessError):
             return False
@@ -386,10 +387,9 @@ class LocalBackend:
         _RUNNING.discard(self)
 
     def __del__(self) -> None:
-        try:
+        # During interpreter shutdown anything may already be gone.
+        with contextlib.suppress(Exception):
             self.stop(timeout=5)
-        except Exception:  # noqa: BLE001 - during interpreter shutdown anything may already be gone
-            pass
 
 
 @dataclass(frozen=True)

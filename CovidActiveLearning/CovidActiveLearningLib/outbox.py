@@ -70,9 +70,9 @@ def submit_operation(book: AnswerBook, client: CovidalClient, project_id: int,
     for pending in book.pending():
         answer = book.seal(pending.suggestion_id)
         try:
-            _, created = yield Remote(client.submit_annotation, (project_id, answer.suggestion_id), dict(
-                annotator=annotator, answer=answer.kind.value, points=[list(point) for point in answer.points],
-                effort_seconds=answer.effort_seconds, idempotency_key=answer.idempotency_key), raw=True)
+            _, created = yield Remote(client.submit_annotation, (project_id, answer.suggestion_id), {
+                "annotator": annotator, "answer": answer.kind.value, "points": [list(point) for point in answer.points],
+                "effort_seconds": answer.effort_seconds, "idempotency_key": answer.idempotency_key}, raw=True)
         except BackendUnreachable as error:
             unreachable = str(error)
             break

@@ -102,4 +102,4 @@ def test_an_error_of_the_operation_is_raised_by_result():
     with pytest.raises(UserFacingError, match="Select a CT volume"):
         BackgroundOperation(operation()).wait(5)
     with pytest.raises(UserFacingError, match="refused"):
-        BackgroundOperation((x for x in [remote(fail, ClientError(404, "no such project"))])).wait(5)
+        BackgroundOperation(x for x in [remote(fail, ClientError(404, "no such project"))]).wait(5)

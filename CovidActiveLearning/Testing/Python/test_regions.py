@@ -20,8 +20,8 @@ def test_box_contains_is_half_open(voxel, inside):
     assert VoxelBox(4, 8, 16, 0, 6).contains(voxel) is inside
 
 
-@pytest.mark.parametrize("bad", [dict(k=0, i0=3, i1=3, j0=0, j1=2), dict(k=-1, i0=0, i1=1, j0=0, j1=1),
-                                 dict(k=0, i0=0, i1=2, j0=5, j1=1)])
+@pytest.mark.parametrize("bad", [{"k": 0, "i0": 3, "i1": 3, "j0": 0, "j1": 2}, {"k": -1, "i0": 0, "i1": 1, "j0": 0, "j1": 1},
+                                 {"k": 0, "i0": 0, "i1": 2, "j0": 5, "j1": 1}])
 def test_empty_or_negative_boxes_are_refused(bad):
     with pytest.raises(ValueError, match="voxel box"):
         VoxelBox(**bad)
