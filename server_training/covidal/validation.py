@@ -35,8 +35,13 @@ def is_real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def check_int(name: str, value: object, minimum: int | None = None, maximum: int | None = None,
-              error: type[Exception] = ConfigError) -> int:
+def check_int(
+    name: str,
+    value: object,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    error: type[Exception] = ConfigError,
+) -> int:
     """``value`` as an int if it is an integer within the bounds (inclusive).
 
     Raises:
@@ -47,9 +52,15 @@ def check_int(name: str, value: object, minimum: int | None = None, maximum: int
     return int(value)
 
 
-def check_real(name: str, value: object, minimum: float | None = None, maximum: float | None = None,
-               above: float | None = None, below: float | None = None,
-               error: type[Exception] = ConfigError) -> float:
+def check_real(
+    name: str,
+    value: object,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    error: type[Exception] = ConfigError,
+) -> float:
     """``value`` as a float if it is a finite real number within the bounds: ``minimum`` and ``maximum``
     inclusive, ``above`` and ``below`` exclusive.
 
@@ -61,16 +72,25 @@ def check_real(name: str, value: object, minimum: float | None = None, maximum: 
     return float(value)
 
 
-def check_ints(name: str, values: object, count: int | None = None, minimum: int = 1, maximum: int | None = None,
-               error: type[Exception] = ConfigError) -> tuple[int, ...]:
+def check_ints(
+    name: str,
+    values: object,
+    count: int | None = None,
+    minimum: int = 1,
+    maximum: int | None = None,
+    error: type[Exception] = ConfigError,
+) -> tuple[int, ...]:
     """``values`` (a list or tuple) as a tuple of integers within the bounds, ``count`` of them when given.
 
     Raises:
         ``error``: naming ``name``, the bounds and the values.
     """
     items = tuple(values) if isinstance(values, list | tuple) else ()
-    if not items or not all(is_integer(v) and _within(v, minimum, maximum, None, None) for v in items) or (
-            count is not None and len(items) != count):
+    if (
+        not items
+        or not all(is_integer(v) and _within(v, minimum, maximum, None, None) for v in items)
+        or (count is not None and len(items) != count)
+    ):
         amount = "a list of" if count is None else str(count)
         raise error(f"{name} must be {amount} integers{_bounds(minimum, maximum, None, None)}, got {values!r}")
     return tuple(int(v) for v in items)
@@ -107,8 +127,12 @@ def config_from_mapping(cls: type[Config], values: object, what: str) -> Config:
 
 
 def _within(value, minimum, maximum, above, below) -> bool:
-    return ((minimum is None or value >= minimum) and (maximum is None or value <= maximum)
-            and (above is None or value > above) and (below is None or value < below))
+    return (
+        (minimum is None or value >= minimum)
+        and (maximum is None or value <= maximum)
+        and (above is None or value > above)
+        and (below is None or value < below)
+    )
 
 
 def _bounds(minimum, maximum, above, below) -> str:

@@ -139,8 +139,22 @@ def write_volume_set(folder: Path, count: int, seed: int = 0) -> VolumeSet:
 
 
 # Settings that make a 3D run take about a second: a two-level U-Net on 8^3 patches of a coarse grid.
-TINY_3D_OPTIONS = ("--spacing", "2,2,4", "--patch", "8", "--channels", "4,8", "--batch", "2",
-                   "--epochs", "2", "--steps-per-epoch", "2", "--device", "cpu")
+TINY_3D_OPTIONS = (
+    "--spacing",
+    "2,2,4",
+    "--patch",
+    "8",
+    "--channels",
+    "4,8",
+    "--batch",
+    "2",
+    "--epochs",
+    "2",
+    "--steps-per-epoch",
+    "2",
+    "--device",
+    "cpu",
+)
 
 
 @pytest.fixture(scope="session")
@@ -200,8 +214,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, synthetic_slices: SliceSe
     from covidal.training.train_run import train
 
     run_dir = tmp_path_factory.mktemp("run")
-    config = TrainConfig(loss=LossConfig(LossName.POINT), steps=1, batch_size=4, image_size=32,
-                         val_fraction=0.34, device="cpu")
+    config = TrainConfig(
+        loss=LossConfig(LossName.POINT), steps=1, batch_size=4, image_size=32, val_fraction=0.34, device="cpu"
+    )
     with torch_threads(1):
         train(load_slices(synthetic_slices.images, synthetic_slices.masks), config, run_dir, progress=False)
     return run_dir
@@ -221,8 +236,15 @@ def ct_run(tmp_path_factory: pytest.TempPathFactory, synthetic_ct: CtCase) -> Pa
 
     run_dir = tmp_path_factory.mktemp("ct_run")
     window = HUWindow(*TRAINED_CT_WINDOW)
-    config = TrainConfig(loss=LossConfig(LossName.POINT), steps=1, batch_size=4, image_size=32,
-                         val_fraction=0.0, device="cpu", window=window)
+    config = TrainConfig(
+        loss=LossConfig(LossName.POINT),
+        steps=1,
+        batch_size=4,
+        image_size=32,
+        val_fraction=0.0,
+        device="cpu",
+        window=window,
+    )
     with torch_threads(1):
         train(load_slices(synthetic_ct.ct, synthetic_ct.labels, window), config, run_dir, progress=False)
     return run_dir

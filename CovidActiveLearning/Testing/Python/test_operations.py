@@ -36,10 +36,13 @@ def catches_conflicts():
     return "not reached"
 
 
-@pytest.mark.parametrize("error, message", [
-    (BackendUnreachable("connection refused"), "The backend does not answer (connection refused)"),
-    (ClientError(422, "point outside the region"), "The backend refused: point outside the region"),
-])
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        (BackendUnreachable("connection refused"), "The backend does not answer (connection refused)"),
+        (ClientError(422, "point outside the region"), "The backend refused: point outside the region"),
+    ],
+)
 def test_backend_errors_become_sentences(error, message):
     def operation():
         yield remote(fail, error)

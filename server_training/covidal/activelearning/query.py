@@ -89,13 +89,22 @@ def query_regions(
     scores, open_regions, owners = [], [], []
     for index, part in enumerate(parts):
         if part.open_regions.shape != (len(part.stack), grid.regions):
-            raise ValueError(f"part {index}: open regions {part.open_regions.shape} do not match "
-                             f"{len(part.stack)} slices of {grid.regions} regions")
+            raise ValueError(
+                f"part {index}: open regions {part.open_regions.shape} do not match "
+                f"{len(part.stack)} slices of {grid.regions} regions"
+            )
         open_slices = part.open_regions.any(axis=1)
         if not open_slices.any():
             continue
-        context = ScoringContext(grid, model, options.samples, derived_seed(seed, "part", index), open_slices,
-                                 options.reduction, options.batch_size)
+        context = ScoringContext(
+            grid,
+            model,
+            options.samples,
+            derived_seed(seed, "part", index),
+            open_slices,
+            options.reduction,
+            options.batch_size,
+        )
         scores.append(np.asarray(strategy.region_scores(part.stack, context), dtype=np.float64))
         open_regions.append(part.open_regions)
         owners += [(index, k) for k in range(len(part.stack))]

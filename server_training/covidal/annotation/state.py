@@ -367,9 +367,7 @@ class AnnotationState:
         return _parse_document(document, grid, slice_shapes, source=str(path))
 
 
-def _fill_background(
-    target: np.ndarray, box: Box, sample: int | None, region: RegionId, seed: int
-) -> None:
+def _fill_background(target: np.ndarray, box: Box, sample: int | None, region: RegionId, seed: int) -> None:
     """Set a background region's training-grid ``box`` of ``target`` ``[S, S]`` to 0, all or a sample."""
     window = target[box.slices]  # a view: writing it writes target
     if sample is None or sample >= window.size:

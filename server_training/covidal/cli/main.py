@@ -31,9 +31,26 @@ from covidal.cli.volumes import train as train_3d
 from covidal.errors import CovidalError
 
 COMMANDS = (
-    train, evaluate, predict, simulate, compare, demo, bench_losses, bench_scoring,
-    make_cases, corrupt_labels, train_3d, pseudo_label, noisy_teacher, evaluate_3d, compare_3d, bench_reweight,
-    serve, bench_service, bench_cycle, bench_hostile,
+    train,
+    evaluate,
+    predict,
+    simulate,
+    compare,
+    demo,
+    bench_losses,
+    bench_scoring,
+    make_cases,
+    corrupt_labels,
+    train_3d,
+    pseudo_label,
+    noisy_teacher,
+    evaluate_3d,
+    compare_3d,
+    bench_reweight,
+    serve,
+    bench_service,
+    bench_cycle,
+    bench_hostile,
 )
 
 
@@ -69,7 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if os.environ.get("COVIDAL_DEBUG"):
             raise
-        print(f"covidal: unexpected error: {error.__class__.__name__}: {error} (COVIDAL_DEBUG=1 shows the traceback)", file=sys.stderr)
+        print(
+            f"covidal: unexpected error: {error.__class__.__name__}: {error} (COVIDAL_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

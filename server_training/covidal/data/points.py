@@ -107,9 +107,7 @@ def derive_points(
     """
     check_int("min_background", min_background, minimum=1)
     infected = _as_2d_bool(mask)
-    infection = [
-        PointLabel(slice_id, row, col, PointClass.INFECTION) for row, col in _component_centres(infected)
-    ]
+    infection = [PointLabel(slice_id, row, col, PointClass.INFECTION) for row, col in _component_centres(infected)]
     wanted_background = max(len(infection), min_background)
     background = [
         PointLabel(slice_id, row, col, PointClass.BACKGROUND)
@@ -118,9 +116,7 @@ def derive_points(
     return infection + background
 
 
-def derive_points_for_slices(
-    masks: Mapping[str, np.ndarray], seed: int, min_background: int = 1
-) -> list[PointLabel]:
+def derive_points_for_slices(masks: Mapping[str, np.ndarray], seed: int, min_background: int = 1) -> list[PointLabel]:
     """:func:`derive_points` for many slices, reproducible from ``seed``.
 
     Each slice draws from its own generator seeded by ``(seed, crc32(slice_id))``,
@@ -264,9 +260,7 @@ def save_points(path: Path, points: Sequence[PointLabel]) -> None:
     document = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
-        "points": [
-            {"slice": p.slice_id, "row": p.row, "col": p.col, "label": int(p.label)} for p in points
-        ],
+        "points": [{"slice": p.slice_id, "row": p.row, "col": p.col, "label": int(p.label)} for p in points],
     }
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8"))
 
@@ -283,7 +277,7 @@ def load_points(path: Path) -> list[PointLabel]:
     document = read_document(path, FORMAT_NAME, FORMAT_VERSION, "points file", "check the path")
     entries = document.get("points")
     if not isinstance(entries, list):
-        raise CovidalError(f"{path}: \"points\" must be a list of point objects")
+        raise CovidalError(f'{path}: "points" must be a list of point objects')
     return [_parse_point(entry, position, path) for position, entry in enumerate(entries)]
 
 
@@ -297,11 +291,11 @@ def _parse_point(entry: Any, position: int, path: Path) -> PointLabel:
         raise CovidalError(f"{where} lacks key(s) {', '.join(missing)}")
     slice_id = entry["slice"]
     if not isinstance(slice_id, str) or not slice_id:
-        raise CovidalError(f"{where}: \"slice\" must be a non-empty string, got {slice_id!r}")
+        raise CovidalError(f'{where}: "slice" must be a non-empty string, got {slice_id!r}')
     for key in ("row", "col"):
         if not is_integer(entry[key]) or entry[key] < 0:
-            raise CovidalError(f"{where}: \"{key}\" must be a non-negative integer, got {entry[key]!r}")
+            raise CovidalError(f'{where}: "{key}" must be a non-negative integer, got {entry[key]!r}')
     label = entry["label"]
     if not is_integer(label) or label not in (0, 1):
-        raise CovidalError(f"{where}: \"label\" must be 0 (background) or 1 (infection), got {label!r}")
+        raise CovidalError(f'{where}: "label" must be 0 (background) or 1 (infection), got {label!r}')
     return PointLabel(slice_id, entry["row"], entry["col"], PointClass(label))

@@ -103,9 +103,7 @@ def consistency_term(probs_of_transformed: Tensor, transformed_probs: Tensor) ->
         ValueError: if the shapes differ.
     """
     if probs_of_transformed.shape != transformed_probs.shape:
-        raise ValueError(
-            f"shapes differ: {tuple(probs_of_transformed.shape)} vs {tuple(transformed_probs.shape)}"
-        )
+        raise ValueError(f"shapes differ: {tuple(probs_of_transformed.shape)} vs {tuple(transformed_probs.shape)}")
     return (transformed_probs - probs_of_transformed).abs().mean()
 
 

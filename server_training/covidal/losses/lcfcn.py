@@ -67,9 +67,7 @@ class ImageRegions:
         infection_prob = logits.detach().softmax(dim=0)[INFECTION].cpu().numpy()
         predicted = (logits[INFECTION] > logits[BACKGROUND]).detach().cpu().numpy()
         blobs, _ = ndimage.label(predicted, structure=EIGHT_CONNECTED)
-        points, point_count = ndimage.label(
-            (point_labels == INFECTION).cpu().numpy(), structure=EIGHT_CONNECTED
-        )
+        points, point_count = ndimage.label((point_labels == INFECTION).cpu().numpy(), structure=EIGHT_CONNECTED)
         return cls(infection_prob, blobs, points, point_count)
 
     def points_in(self, blob: np.ndarray) -> np.ndarray:

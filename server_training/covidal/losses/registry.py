@@ -47,8 +47,9 @@ class LossConfig:
     def __post_init__(self) -> None:
         # Frozen dataclass: normalise the values through object.__setattr__.
         object.__setattr__(self, "name", check_choice("loss", self.name, LossName))
-        object.__setattr__(self, "consistency_weight",
-                           check_real("consistency_weight", self.consistency_weight, minimum=0.0))
+        object.__setattr__(
+            self, "consistency_weight", check_real("consistency_weight", self.consistency_weight, minimum=0.0)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values, e.g. ``{"name": "cb-flip-rot", "consistency_weight": 1.0}``."""

@@ -130,14 +130,10 @@ def compute_game(prediction: np.ndarray, reference: np.ndarray, level: int) -> f
     """
     predicted, expected = binary_pair(prediction, reference)
     _check_2d(predicted, "prediction")
-    return _game_of_centroids(
-        object_centroids(predicted), object_centroids(expected), predicted.shape, level
-    )
+    return _game_of_centroids(object_centroids(predicted), object_centroids(expected), predicted.shape, level)
 
 
-def _game_of_centroids(
-    predicted: np.ndarray, reference: np.ndarray, shape: tuple[int, int], level: int
-) -> float:
+def _game_of_centroids(predicted: np.ndarray, reference: np.ndarray, shape: tuple[int, int], level: int) -> float:
     """GAME(L) between two ``[N, 2]`` centroid sets in an image of ``shape``."""
     difference = grid_counts(predicted, shape, level) - grid_counts(reference, shape, level)
     return float(np.abs(difference).sum())
@@ -205,7 +201,5 @@ class CountingMetric:
             raise RuntimeError("no images to aggregate; call update() at least once")
         return {
             "mae": float(np.mean(self._absolute_errors)),
-            "game": {
-                str(level): float(np.mean(errors)) for level, errors in self._game_errors.items()
-            },
+            "game": {str(level): float(np.mean(errors)) for level, errors in self._game_errors.items()},
         }

@@ -83,9 +83,7 @@ def binary_pair(prediction: np.ndarray, reference: np.ndarray) -> tuple[np.ndarr
     predicted = as_binary_mask(prediction, "prediction")
     expected = as_binary_mask(reference, "reference")
     if predicted.shape != expected.shape:
-        raise ValueError(
-            f"prediction shape {predicted.shape} does not match reference shape {expected.shape}"
-        )
+        raise ValueError(f"prediction shape {predicted.shape} does not match reference shape {expected.shape}")
     return predicted, expected
 
 
@@ -166,9 +164,7 @@ class SegmentationMetric:
         self._slice_count = 0
         self._per_slice_dice: dict[str, float] = {}
 
-    def update(
-        self, prediction: np.ndarray, reference: np.ndarray, slice_id: str | None = None
-    ) -> None:
+    def update(self, prediction: np.ndarray, reference: np.ndarray, slice_id: str | None = None) -> None:
         """Add one slice.
 
         Args:

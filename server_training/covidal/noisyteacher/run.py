@@ -53,8 +53,9 @@ def load_model(run_dir: Path, device: torch.device | str = "cpu") -> Loaded3DRun
     """
     run_dir = Path(run_dir)
     path = run_dir if run_dir.is_file() else run_dir / MODEL_FILE
-    payload = read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "3D model",
-                              f"`covidal train-3d ... --out {run_dir}`")
+    payload = read_checkpoint(
+        path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "3D model", f"`covidal train-3d ... --out {run_dir}`"
+    )
     try:
         config = Train3DConfig.from_dict(payload["config"])
         model = build_unet3d(config.network)

@@ -173,7 +173,9 @@ def uses_pseudo_labels(mode: StudentMode | str) -> bool:
     return parse_student_mode(mode) is not StudentMode.SUPERVISED
 
 
-def build_weighting(mode: StudentMode | str, final_layer_names: Sequence[str], lam: float = 0.5) -> SampleWeighting | None:
+def build_weighting(
+    mode: StudentMode | str, final_layer_names: Sequence[str], lam: float = 0.5
+) -> SampleWeighting | None:
     """The weighting of ``mode``, or None for ``supervised`` (no pseudo-labelled data to weight).
 
     Args:

@@ -116,8 +116,16 @@ def fetch_reference_ct(cache_dir: Path | None = None) -> Path:
 def _pip_download_sdist(download_dir: Path) -> Path:
     """Run ``pip download`` for the TotalSegmentator sdist into ``download_dir`` and return the archive."""
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-        f"totalsegmentator=={TOTALSEGMENTATOR_VERSION}", "-d", str(download_dir),
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        f"totalsegmentator=={TOTALSEGMENTATOR_VERSION}",
+        "-d",
+        str(download_dir),
     ]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
@@ -285,9 +293,7 @@ def _paint_lesion(
     peak_alpha = rng.uniform(0.8, 1.0)
 
     reach = np.ceil(radii.max() * (1 + 2 * SHAPE_IRREGULARITY) / spacing_kji).astype(int) + 1
-    box = tuple(
-        slice(max(c - r, 0), min(c + r + 1, size)) for c, r, size in zip(centre, reach, original.shape)
-    )
+    box = tuple(slice(max(c - r, 0), min(c + r + 1, size)) for c, r, size in zip(centre, reach, original.shape))
     offsets_mm = np.stack(
         np.meshgrid(*[(np.arange(s.start, s.stop) - c) * d for s, c, d in zip(box, centre, spacing_kji)], indexing="ij")
     )

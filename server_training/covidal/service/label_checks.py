@@ -30,8 +30,9 @@ class LabelSummary:
     max_label: int
 
 
-def check_label_file(path: Path, label_format: VolumeFormat, geometry: VolumeGeometry, volume_id: int,
-                     limits: DecodeLimits) -> LabelSummary:
+def check_label_file(
+    path: Path, label_format: VolumeFormat, geometry: VolumeGeometry, volume_id: int, limits: DecodeLimits
+) -> LabelSummary:
     """Read the uploaded label at ``path`` (:func:`~covidal.service.uploads.sandbox.read_upload_safely`) and check
     it against its volume's ``geometry``.
 
@@ -43,8 +44,10 @@ def check_label_file(path: Path, label_format: VolumeFormat, geometry: VolumeGeo
     label = read_upload_safely(path, label_format, limits)
     difference = geometry_difference(geometry_of(label), geometry)
     if difference is not None:
-        raise Invalid(f"the label does not fit volume {volume_id}: {difference}; a label must have its volume's "
-                      "exact geometry (resample or re-export it on the volume's grid)")
+        raise Invalid(
+            f"the label does not fit volume {volume_id}: {difference}; a label must have its volume's "
+            "exact geometry (resample or re-export it on the volume's grid)"
+        )
     values = _whole_values(label.array)
     return LabelSummary(int(np.count_nonzero(values)), int(values.max()))
 
@@ -75,9 +78,13 @@ def _whole_values(array: np.ndarray) -> np.ndarray:
         raise Invalid(f"the label holds {array.dtype} voxels; expected whole numbers (0 background, > 0 infection)")
     fractional = array != np.rint(array) if np.issubdtype(array.dtype, np.floating) else None
     if fractional is not None and fractional.any():
-        raise Invalid(f"the label holds values that are not whole numbers (e.g. {array[fractional].flat[0]}); "
-                      "labels are 0 (background) and whole numbers above 0 (infection)")
+        raise Invalid(
+            f"the label holds values that are not whole numbers (e.g. {array[fractional].flat[0]}); "
+            "labels are 0 (background) and whole numbers above 0 (infection)"
+        )
     if array.size and array.min() < 0:
-        raise Invalid(f"the label holds negative values (e.g. {array.min()}); labels are 0 (background) and whole "
-                      "numbers above 0 (infection)")
+        raise Invalid(
+            f"the label holds negative values (e.g. {array.min()}); labels are 0 (background) and whole "
+            "numbers above 0 (infection)"
+        )
     return array

@@ -127,9 +127,17 @@ class AnnotationOut(BaseModel):
 
 
 def project_out(project: records.Project) -> ProjectOut:
-    return ProjectOut(id=project.id, name=project.name, model_kind=project.model_kind, grid_k=project.grid_k,
-                      strategy=project.strategy, mc_samples=project.mc_samples, loss=project.loss,
-                      settings=dict(project.settings), created_at=project.created_at)
+    return ProjectOut(
+        id=project.id,
+        name=project.name,
+        model_kind=project.model_kind,
+        grid_k=project.grid_k,
+        strategy=project.strategy,
+        mc_samples=project.mc_samples,
+        loss=project.loss,
+        settings=dict(project.settings),
+        created_at=project.created_at,
+    )
 
 
 def ijk_to_ras(geometry: records.VolumeGeometry) -> np.ndarray:
@@ -142,58 +150,105 @@ def ijk_to_ras(geometry: records.VolumeGeometry) -> np.ndarray:
 
 def volume_out(volume: records.Volume) -> VolumeOut:
     geometry = volume.geometry
-    return VolumeOut(id=volume.id, project_id=volume.project_id, name=volume.name, format=volume.format.value,
-                     sha256=volume.sha256, size=volume.size, dims=geometry.dims, spacing=geometry.spacing,
-                     origin=geometry.origin, direction=np.reshape(geometry.direction, (3, 3)).tolist(),
-                     ijk_to_ras=ijk_to_ras(geometry).tolist(), created_at=volume.created_at)
+    return VolumeOut(
+        id=volume.id,
+        project_id=volume.project_id,
+        name=volume.name,
+        format=volume.format.value,
+        sha256=volume.sha256,
+        size=volume.size,
+        dims=geometry.dims,
+        spacing=geometry.spacing,
+        origin=geometry.origin,
+        direction=np.reshape(geometry.direction, (3, 3)).tolist(),
+        ijk_to_ras=ijk_to_ras(geometry).tolist(),
+        created_at=volume.created_at,
+    )
 
 
 def label_out(label: records.Label) -> LabelOut:
-    return LabelOut(volume_id=label.volume_id, project_id=label.project_id, format=label.format.value,
-                    sha256=label.sha256, size=label.size, foreground_voxels=label.foreground_voxels,
-                    created_at=label.created_at)
+    return LabelOut(
+        volume_id=label.volume_id,
+        project_id=label.project_id,
+        format=label.format.value,
+        sha256=label.sha256,
+        size=label.size,
+        foreground_voxels=label.foreground_voxels,
+        created_at=label.created_at,
+    )
 
 
 def suggestion_out(suggestion: records.Suggestion) -> SuggestionOut:
     box = suggestion.box
-    return SuggestionOut(id=suggestion.id, cycle_id=suggestion.cycle_id, volume_id=suggestion.volume_id,
-                         k=suggestion.k, region=suggestion.region,
-                         box=BoxOut(i0=box.i0, i1=box.i1, j0=box.j0, j1=box.j1), score=suggestion.score,
-                         rank=suggestion.rank, lease_holder=suggestion.lease_holder,
-                         lease_expires_at=suggestion.lease_expires_at, answered=suggestion.answered)
+    return SuggestionOut(
+        id=suggestion.id,
+        cycle_id=suggestion.cycle_id,
+        volume_id=suggestion.volume_id,
+        k=suggestion.k,
+        region=suggestion.region,
+        box=BoxOut(i0=box.i0, i1=box.i1, j0=box.j0, j1=box.j1),
+        score=suggestion.score,
+        rank=suggestion.rank,
+        lease_holder=suggestion.lease_holder,
+        lease_expires_at=suggestion.lease_expires_at,
+        answered=suggestion.answered,
+    )
 
 
 def cycle_out(cycle: records.Cycle, suggestions: list[records.Suggestion]) -> CycleOut:
-    return CycleOut(id=cycle.id, project_id=cycle.project_id, number=cycle.number, status=cycle.status.value,
-                    created_at=cycle.created_at, suggestions=[suggestion_out(s) for s in suggestions])
+    return CycleOut(
+        id=cycle.id,
+        project_id=cycle.project_id,
+        number=cycle.number,
+        status=cycle.status.value,
+        created_at=cycle.created_at,
+        suggestions=[suggestion_out(s) for s in suggestions],
+    )
 
 
 def annotation_out(annotation: records.Annotation) -> AnnotationOut:
-    return AnnotationOut(id=annotation.id, suggestion_id=annotation.suggestion_id, project_id=annotation.project_id,
-                         answer=annotation.answer.value, points=list(annotation.points),
-                         annotator=annotation.annotator, effort_seconds=annotation.effort_seconds,
-                         idempotency_key=annotation.idempotency_key, created_at=annotation.created_at)
+    return AnnotationOut(
+        id=annotation.id,
+        suggestion_id=annotation.suggestion_id,
+        project_id=annotation.project_id,
+        answer=annotation.answer.value,
+        points=list(annotation.points),
+        annotator=annotation.annotator,
+        effort_seconds=annotation.effort_seconds,
+        idempotency_key=annotation.idempotency_key,
+        created_at=annotation.created_at,
+    )
 
 
 class JobCreate(_Request):
-    kind: str = Field(description="'train': train a 2D project's model (unet, fcn8) on every answered region; "
-                                  "'noisy-teacher': train a unet3d project's 3D model (teacher on the volumes with "
-                                  "an expert label, pseudo-labels of the others, student)")
-    steps: int | None = Field(default=None, ge=1, description="'train' jobs: optimiser steps (default: the "
-                                                                "project's 'steps' setting, else 20)")
-    config: dict[str, Any] = Field(default_factory=dict, description="more options: of "
-                                   "covidal.service.jobs.job_config.TrainJobConfig for 'train' (e.g. checkpoint_every, "
-                                   "batch_size), of covidal.service.jobs.noisy_teacher_config.NoisyTeacherJobConfig "
-                                   "for 'noisy-teacher' (e.g. mode, epochs, steps_per_epoch, patch_size)")
+    kind: str = Field(
+        description="'train': train a 2D project's model (unet, fcn8) on every answered region; "
+        "'noisy-teacher': train a unet3d project's 3D model (teacher on the volumes with "
+        "an expert label, pseudo-labels of the others, student)"
+    )
+    steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="'train' jobs: optimiser steps (default: the project's 'steps' setting, else 20)",
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="more options: of "
+        "covidal.service.jobs.job_config.TrainJobConfig for 'train' (e.g. checkpoint_every, "
+        "batch_size), of covidal.service.jobs.noisy_teacher_config.NoisyTeacherJobConfig "
+        "for 'noisy-teacher' (e.g. mode, epochs, steps_per_epoch, patch_size)",
+    )
 
 
 class JobProgressOut(BaseModel):
     step: int = Field(description="optimiser steps done (of all stages)")
     steps: int | None = Field(description="optimiser steps planned (of all stages)")
     loss: float | None = Field(description="the last step's training loss")
-    val_dice: float | None = Field(description="'train': Dice on the known pixels (background regions and clicks) "
-                                               "of the answered slices; 'noisy-teacher': Dice of the last finished "
-                                               "stage's model on the expert volumes; both are trained on (null: none)")
+    val_dice: float | None = Field(
+        description="'train': Dice on the known pixels (background regions and clicks) "
+        "of the answered slices; 'noisy-teacher': Dice of the last finished "
+        "stage's model on the expert volumes; both are trained on (null: none)"
+    )
     eta_seconds: float | None
     stage: str | None = Field(default=None, description="'noisy-teacher' jobs: teacher, pseudo-label or student")
 
@@ -217,8 +272,9 @@ class PredictionOut(BaseModel):
     volume_id: int
     voxels: int = Field(description="voxels labelled infection")
     infected_ml: float
-    lung_percent: float | None = Field(description="infected share of the lungs (heuristic lung mask), null if "
-                                                   "no lungs were found")
+    lung_percent: float | None = Field(
+        description="infected share of the lungs (heuristic lung mask), null if no lungs were found"
+    )
     lung_ml: float | None
 
 
@@ -233,10 +289,26 @@ class CurvePoint(BaseModel):
 
 def job_out(job: records.Job) -> JobOut:
     progress = job.progress
-    return JobOut(id=job.id, project_id=job.project_id, kind=job.kind, status=job.status.value, device=job.device,
-                  config=dict(job.config),
-                  progress=None if progress is None else JobProgressOut(
-                      step=progress.epoch, steps=progress.epochs, loss=progress.loss, val_dice=progress.val_dice,
-                      eta_seconds=progress.eta_seconds, stage=progress.stage),
-                  cancel_requested=job.cancel_requested, created_at=job.created_at, started_at=job.started_at,
-                  finished_at=job.finished_at, error=job.error)
+    return JobOut(
+        id=job.id,
+        project_id=job.project_id,
+        kind=job.kind,
+        status=job.status.value,
+        device=job.device,
+        config=dict(job.config),
+        progress=None
+        if progress is None
+        else JobProgressOut(
+            step=progress.epoch,
+            steps=progress.epochs,
+            loss=progress.loss,
+            val_dice=progress.val_dice,
+            eta_seconds=progress.eta_seconds,
+            stage=progress.stage,
+        ),
+        cancel_requested=job.cancel_requested,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        error=job.error,
+    )

@@ -30,9 +30,7 @@ class LoadedRun:
     val_dice: float | None
 
 
-def save_checkpoint(
-    path: Path, model: SegmentationNet, config: TrainConfig, step: int, val_dice: float | None
-) -> None:
+def save_checkpoint(path: Path, model: SegmentationNet, config: TrainConfig, step: int, val_dice: float | None) -> None:
     """Write weights and configs atomically (a crash never leaves a half-written model.pt): the model after
     ``step`` optimiser steps, with its validation Dice."""
     payload = {
@@ -54,8 +52,9 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu") -> LoadedRun:
     """
     run_dir = Path(run_dir)
     path = run_dir if run_dir.is_file() else run_dir / MODEL_FILE
-    payload = read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "2D model",
-                              f"`covidal train ... --out {run_dir}`")
+    payload = read_checkpoint(
+        path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "2D model", f"`covidal train ... --out {run_dir}`"
+    )
     try:
         config = TrainConfig.from_dict(payload["config"])
         # The saved weights already hold any pretrained initialisation: do not read that file again.

@@ -74,15 +74,17 @@ class TrainingSlices:
             masks=None if self.masks is None else self.masks[index].to(device),
         )
 
-    def batches(self, batch_size: int, generator: torch.Generator, device: torch.device,
-                shard: Shard = SINGLE_PROCESS) -> Iterator[Batch]:
+    def batches(
+        self, batch_size: int, generator: torch.Generator, device: torch.device, shard: Shard = SINGLE_PROCESS
+    ) -> Iterator[Batch]:
         """Shuffled mini-batches for one epoch (the last one may be smaller): :func:`batch_indices`."""
         for index in batch_indices(len(self), batch_size, generator, shard):
             yield self.batch(index, device)
 
 
-def batch_indices(count: int, batch_size: int, generator: torch.Generator,
-                  shard: Shard = SINGLE_PROCESS) -> Iterator[torch.Tensor]:
+def batch_indices(
+    count: int, batch_size: int, generator: torch.Generator, shard: Shard = SINGLE_PROCESS
+) -> Iterator[torch.Tensor]:
     """One epoch's shuffled batches of positions in ``[0, count)`` (the last one may be smaller).
 
     Under data-parallel training every rank draws the same order from its identically seeded ``generator``

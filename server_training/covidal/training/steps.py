@@ -63,9 +63,19 @@ class StepTrainer:
         ValueError: no training slices.
     """
 
-    def __init__(self, model: nn.Module, loss_fn: SegmentationLoss, data: TrainingSlices, batch_size: int,
-                 learning_rate: float, batch_seed: int, device: torch.device, shard: Shard = SINGLE_PROCESS,
-                 loss_generator: torch.Generator | None = None, network: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: SegmentationLoss,
+        data: TrainingSlices,
+        batch_size: int,
+        learning_rate: float,
+        batch_seed: int,
+        device: torch.device,
+        shard: Shard = SINGLE_PROCESS,
+        loss_generator: torch.Generator | None = None,
+        network: nn.Module | None = None,
+    ) -> None:
         if len(data) == 0:
             raise ValueError("no training slices: nothing to train on")
         self.model, self.loss_fn, self.data, self.device = model, loss_fn, data, device
@@ -85,8 +95,9 @@ class StepTrainer:
         """
         while self.step < steps:
             self.model.train()
-            result = train_step(self.model, self.loss_fn, self.data.batch(next(self._order), self.device),
-                                self.optimiser, self.device)
+            result = train_step(
+                self.model, self.loss_fn, self.data.batch(next(self._order), self.device), self.optimiser, self.device
+            )
             self.step += 1
             if on_step is not None:
                 on_step(StepReport(self.step, result.total.item(), dict(result.parts)))
@@ -138,8 +149,9 @@ class StepTrainer:
             yield from batch_indices(len(self.data), self._batch_size, generator, self._shard)
 
 
-def train_step(model: nn.Module, loss_fn: SegmentationLoss, batch: Batch, optimiser: torch.optim.Optimizer,
-               device: torch.device) -> LossResult:
+def train_step(
+    model: nn.Module, loss_fn: SegmentationLoss, batch: Batch, optimiser: torch.optim.Optimizer, device: torch.device
+) -> LossResult:
     """One optimiser step on ``batch`` (the model must already be in train mode).
 
     Raises:

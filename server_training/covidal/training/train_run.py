@@ -167,8 +167,18 @@ def train(
 
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(device)
-    trainer = StepTrainer(_data_parallel(model, shard, device, config.seed), loss_fn, data, config.batch_size,
-                          config.learning_rate, config.seed, device, shard, loss_generator, network=model)
+    trainer = StepTrainer(
+        _data_parallel(model, shard, device, config.seed),
+        loss_fn,
+        data,
+        config.batch_size,
+        config.learning_rate,
+        config.seed,
+        device,
+        shard,
+        loss_generator,
+        network=model,
+    )
     validate_every = config.validate_every or steps_per_pass(len(train_records), config.batch_size, shard)
     result = TrainResult(run_dir=run_dir, best_step=0, best_val_dice=None)
     summary = {
@@ -177,7 +187,10 @@ def train(
         "train_slices": [r.slice_id for r in train_records],
         "val_slices": [r.slice_id for r in val_records],
         "validate_every": validate_every,
-        "points": {"infection": sum(p.label == 1 for p in train_points), "background": sum(p.label == 0 for p in train_points)},
+        "points": {
+            "infection": sum(p.label == 1 for p in train_points),
+            "background": sum(p.label == 0 for p in train_points),
+        },
     }
     bar = tqdm(total=config.steps, desc="train", unit="step", disable=not (progress and shard.is_main))
     window: list[StepReport] = []
@@ -195,10 +208,18 @@ def train(
         if shard.is_main:
             record.val = evaluate(model, val_records, config.image_size, device).to_dict() if val_records else None
             _keep_if_best(result, record, model, config)
-            bar.set_postfix(loss=f"{record.loss:.3f}", val_dice="-" if record.val is None else f"{record.val['dice']:.3f}")
-            atomic_write_json(run_dir / HISTORY_FILE, {**summary, "best_step": result.best_step,
-                                                       "best_val_dice": result.best_val_dice,
-                                                       "validations": [asdict(r) for r in result.history]})
+            bar.set_postfix(
+                loss=f"{record.loss:.3f}", val_dice="-" if record.val is None else f"{record.val['dice']:.3f}"
+            )
+            atomic_write_json(
+                run_dir / HISTORY_FILE,
+                {
+                    **summary,
+                    "best_step": result.best_step,
+                    "best_val_dice": result.best_val_dice,
+                    "validations": [asdict(r) for r in result.history],
+                },
+            )
         else:
             result.history.append(record)
 
@@ -209,8 +230,9 @@ def train(
     return result
 
 
-def _mean_record(reports: list[StepReport], step: int, seconds: float, shard: Shard,
-                 device: torch.device) -> ValidationRecord:
+def _mean_record(
+    reports: list[StepReport], step: int, seconds: float, shard: Shard, device: torch.device
+) -> ValidationRecord:
     """The mean loss and mean terms of ``reports`` (the steps since the last validation), over the ranks too."""
     names = list(reports[0].parts)
     means = np.mean([[r.loss, *(r.parts[name] for name in names)] for r in reports], axis=0).tolist()

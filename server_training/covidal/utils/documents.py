@@ -38,8 +38,9 @@ def check_document(document: object, format_name: str, version: int, source: str
         CovidalError: naming ``source``, the format or the version found.
     """
     if not isinstance(document, dict) or document.get("format") != format_name:
-        raise CovidalError(f'{source} is not a {format_name} document: expected a JSON object with "format": '
-                           f'"{format_name}"')
+        raise CovidalError(
+            f'{source} is not a {format_name} document: expected a JSON object with "format": "{format_name}"'
+        )
     found = document.get("version")
     if not is_integer(found) or found != version:
         raise CovidalError(f"{source} has {format_name} version {found!r}; this program reads version {version}")

@@ -149,8 +149,11 @@ def _corrupt_single(
     angle = rng.uniform(0.0, 2.0 * math.pi)
     offset_mm = SHIFT_MM * np.array([math.cos(angle), math.sin(angle), 0.0])
     voxels = offset_in_voxels(offset_mm, spacing)
-    detail = {"kind": kind.value, "offset_voxels_ijk": voxels.tolist(),
-              "offset_mm_ijk": [round(float(v), 3) for v in voxels * spacing]}
+    detail = {
+        "kind": kind.value,
+        "offset_voxels_ijk": voxels.tolist(),
+        "offset_mm_ijk": [round(float(v), 3) for v in voxels * spacing],
+    }
     return shift_label(label, offset_mm, spacing).astype(label.dtype), detail
 
 
@@ -204,8 +207,13 @@ def corrupt_label_folder(labels: Path, out: Path, rate: float, kind: Corruption,
         entry = {"name": name, "file": files[name].name, **detail}
         corrupted.append({**entry, "dice_to_original": _dice(array, volume.array)})
     record = {
-        "labels": str(labels), "rate": rate, "kind": kind.value, "seed": seed, "cases": len(names),
-        "corrupted": corrupted, "unchanged": [name for name in names if name not in chosen],
+        "labels": str(labels),
+        "rate": rate,
+        "kind": kind.value,
+        "seed": seed,
+        "cases": len(names),
+        "corrupted": corrupted,
+        "unchanged": [name for name in names if name not in chosen],
     }
     atomic_write_json(out / CORRUPTION_FILE, record)
     return record

@@ -56,12 +56,12 @@ def test_band_starts_are_the_boxes_first_rows_and_columns():
 
 @pytest.mark.parametrize("reduction", ["max", "mean"])
 @pytest.mark.parametrize("batch_size", [1, 3, 8])
-def test_region_scores_are_naive_mc_entropy_reduced_on_native_boxes(model, images, reduction, batch_size,
-                                                                     single_thread_torch):
+def test_region_scores_are_naive_mc_entropy_reduced_on_native_boxes(
+    model, images, reduction, batch_size, single_thread_torch
+):
     grid = RegionGrid(4)
     masks = sample_dropout_masks(model, 5, len(SHAPES), 11)
-    scores = mc_region_scores(model, images, masks, SHAPES, grid, predictive_entropy, Reduction(reduction),
-                              batch_size)
+    scores = mc_region_scores(model, images, masks, SHAPES, grid, predictive_entropy, Reduction(reduction), batch_size)
     entropy = predictive_entropy(mc_probabilities_naive(model, images, masks).probs).numpy()
     expected = np.stack([native_reference(entropy[n], SHAPES[n], grid, reduction) for n in range(len(SHAPES))])
     assert scores.shape == (len(SHAPES), 4) and scores.dtype == np.float64

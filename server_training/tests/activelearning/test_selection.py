@@ -7,11 +7,13 @@ import pytest
 from covidal.activelearning.selection import SelectionRule, select_regions
 from covidal.validation import ConfigError
 
-SCORES = np.array([
-    [0.9, 0.8, 0.1],  # slice 0 holds the two best regions
-    [0.7, 0.2, 0.3],
-    [0.6, 0.5, 0.4],
-])
+SCORES = np.array(
+    [
+        [0.9, 0.8, 0.1],  # slice 0 holds the two best regions
+        [0.7, 0.2, 0.3],
+        [0.6, 0.5, 0.4],
+    ]
+)
 EVERYTHING = np.ones(SCORES.shape, dtype=bool)
 
 
@@ -33,8 +35,7 @@ def test_a_cap_of_two():
 
 def test_the_cap_gives_way_when_too_few_slices_are_open():
     # 3 slices, 5 regions asked at most 1 per slice: the best of each slice first, then the best of the rest.
-    assert pairs(select_regions(SCORES, EVERYTHING, SelectionRule(5, 1), 0)) == [(0, 0), (1, 0), (2, 0), (0, 1),
-                                                                               (2, 1)]
+    assert pairs(select_regions(SCORES, EVERYTHING, SelectionRule(5, 1), 0)) == [(0, 0), (1, 0), (2, 0), (0, 1), (2, 1)]
 
 
 def test_answered_regions_are_never_asked_and_a_small_pool_gives_fewer():
@@ -55,8 +56,9 @@ def test_scores_of_answered_regions_may_be_anything():
 
 def test_ties_follow_a_seeded_order():
     flat = np.zeros((6, 4))
-    orders = {seed: pairs(select_regions(flat, np.ones((6, 4), bool), SelectionRule(24, None), seed)) for seed in
-              range(4)}
+    orders = {
+        seed: pairs(select_regions(flat, np.ones((6, 4), bool), SelectionRule(24, None), seed)) for seed in range(4)
+    }
     assert orders[0] == pairs(select_regions(flat, np.ones((6, 4), bool), SelectionRule(24, None), 0))
     assert len({tuple(order) for order in orders.values()}) == 4
     assert all(sorted(order) == [(s, r) for s in range(6) for r in range(4)] for order in orders.values())
@@ -83,8 +85,10 @@ def test_mismatched_shapes_are_refused():
         select_regions(SCORES, EVERYTHING[:2], SelectionRule(1), 0)
 
 
-@pytest.mark.parametrize(("count", "cap", "words"), [(0, 1, "count"), (True, 1, "count"), (1.5, 1, "count"),
-                                                     (2, 0, "max_per_slice"), (2, -1, "max_per_slice")])
+@pytest.mark.parametrize(
+    ("count", "cap", "words"),
+    [(0, 1, "count"), (True, 1, "count"), (1.5, 1, "count"), (2, 0, "max_per_slice"), (2, -1, "max_per_slice")],
+)
 def test_bad_rules_are_config_errors(count, cap, words):
     with pytest.raises(ConfigError, match=words):
         SelectionRule(count, cap)

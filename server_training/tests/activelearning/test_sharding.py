@@ -30,8 +30,9 @@ SAMPLES, SEED, BATCH = 4, 7, 2
 def tiny_scores(model) -> np.ndarray:
     images = torch.from_numpy(np.random.default_rng(0).standard_normal((len(SHAPES), 1, 32, 32), dtype=np.float32))
     masks = sample_dropout_masks(model, SAMPLES, len(SHAPES), SEED)
-    return mc_region_scores(model, images, masks, SHAPES, RegionGrid(4), predictive_entropy, batch_size=BATCH,
-                            positions=POSITIONS)
+    return mc_region_scores(
+        model, images, masks, SHAPES, RegionGrid(4), predictive_entropy, batch_size=BATCH, positions=POSITIONS
+    )
 
 
 def tiny_model():
@@ -39,12 +40,15 @@ def tiny_model():
     return build_model(ModelConfig(width=8, dropout=0.5))
 
 
-@pytest.mark.parametrize(("count", "world_size", "expected"), [
-    (5, 2, [[0, 2, 4], [1, 3]]),
-    (5, 3, [[0, 3], [1, 4], [2]]),
-    (2, 3, [[0], [1], []]),
-    (4, 1, [[0, 1, 2, 3]]),
-])
+@pytest.mark.parametrize(
+    ("count", "world_size", "expected"),
+    [
+        (5, 2, [[0, 2, 4], [1, 3]]),
+        (5, 3, [[0, 3], [1, 4], [2]]),
+        (2, 3, [[0], [1], []]),
+        (4, 1, [[0, 1, 2, 3]]),
+    ],
+)
 def test_shards_take_every_nth_item_and_partition_the_items(count, world_size, expected):
     items = [f"s{i}" for i in range(count)]
     shards = [shard_for_rank(items, rank, world_size) for rank in range(world_size)]
@@ -63,10 +67,18 @@ def test_without_a_process_group_the_world_is_one_process():
 
 
 def test_scores_sharded_over_two_gloo_processes_equal_one_process(tmp_path, single_thread_torch):
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-               __file__, str(tmp_path)]
-    finished = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        __file__,
+        str(tmp_path),
+    ]
+    finished = subprocess.run(
+        command, check=False, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert finished.returncode == 0, finished.stderr[-3000:]
 
     expected = tiny_scores(tiny_model())

@@ -62,7 +62,13 @@ def test_the_seed_chooses_the_masks(model):
 def test_bench_result_fields_are_consistent(model):
     # 5 slices in batches of 2: the last batch holds one slice and must still be counted.
     result = bench_scoring(model, make_images(5), SAMPLES, batch_size=2, device=CPU, repeats=3, seed=0)
-    assert (result.slices, result.samples, result.batch_size, result.image_size, result.repeats) == (5, SAMPLES, 2, SIZE, 3)
+    assert (result.slices, result.samples, result.batch_size, result.image_size, result.repeats) == (
+        5,
+        SAMPLES,
+        2,
+        SIZE,
+        3,
+    )
     assert len(result.cached_seconds) == len(result.naive_seconds) == 3
     assert all(seconds > 0 for seconds in (*result.cached_seconds, *result.naive_seconds))
     assert result.cached_slices_per_s == pytest.approx(5 / statistics.median(result.cached_seconds))
@@ -89,10 +95,14 @@ def test_warm_up_once_each_then_alternate_and_take_medians(model, monkeypatch):
     result = bench_scoring(model, make_images(6), SAMPLES, batch_size=4, device=CPU, repeats=3, seed=0)
     cached, naive = ScoringMethod.CACHED, ScoringMethod.NAIVE
     assert calls == [
-        ("warm-up", cached, 4), ("warm-up", naive, 4),
-        ("timed", cached, 6), ("timed", naive, 6),
-        ("timed", naive, 6), ("timed", cached, 6),
-        ("timed", cached, 6), ("timed", naive, 6),
+        ("warm-up", cached, 4),
+        ("warm-up", naive, 4),
+        ("timed", cached, 6),
+        ("timed", naive, 6),
+        ("timed", naive, 6),
+        ("timed", cached, 6),
+        ("timed", cached, 6),
+        ("timed", naive, 6),
     ]
     # Medians 2 s and 8 s for 6 slices.
     assert (result.cached_slices_per_s, result.naive_slices_per_s, result.ratio) == (3.0, 0.75, 4.0)
@@ -122,9 +132,19 @@ def test_model_rejects_a_size_it_cannot_take(model):
 
 def test_markdown_table_one_row_per_result():
     result = ScoringBenchResult(
-        slices=64, samples=20, batch_size=16, image_size=352, device="NVIDIA H100", model="UNet2D F=32 p=0.5",
-        repeats=3, cached_seconds=(0.04,), naive_seconds=(1.6,), cached_slices_per_s=1600.0,
-        naive_slices_per_s=40.0, ratio=40.0, max_abs_entropy_difference=0.00312,
+        slices=64,
+        samples=20,
+        batch_size=16,
+        image_size=352,
+        device="NVIDIA H100",
+        model="UNet2D F=32 p=0.5",
+        repeats=3,
+        cached_seconds=(0.04,),
+        naive_seconds=(1.6,),
+        cached_slices_per_s=1600.0,
+        naive_slices_per_s=40.0,
+        ratio=40.0,
+        max_abs_entropy_difference=0.00312,
     )
     lines = markdown_table([result, result]).splitlines()
     assert lines[:2] == MARKDOWN_HEADER.splitlines()

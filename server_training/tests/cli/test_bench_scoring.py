@@ -77,8 +77,21 @@ def test_random_images_depend_on_the_seed(cli, captured_images):
 
 
 def test_a_trained_run_is_timed_at_its_training_size(cli, tiny_run):
-    result = cli("bench-scoring", "--model", tiny_run, "--samples", "2", "--slices", "2", "--batch-size", "2",
-                 "--repeats", "1", "--device", "cpu")
+    result = cli(
+        "bench-scoring",
+        "--model",
+        tiny_run,
+        "--samples",
+        "2",
+        "--slices",
+        "2",
+        "--batch-size",
+        "2",
+        "--repeats",
+        "1",
+        "--device",
+        "cpu",
+    )
     assert result.code == 0, result.err
     assert "2 slices of 32x32" in result.out
 

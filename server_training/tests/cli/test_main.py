@@ -7,9 +7,27 @@ import pytest
 import covidal
 import covidal.cli.slices.evaluate
 
-COMMANDS = ("train", "evaluate", "predict", "simulate", "compare", "demo", "bench-losses", "bench-scoring",
-            "make-cases-3d", "corrupt-labels", "train-3d", "pseudo-label", "noisy-teacher", "evaluate-3d",
-            "compare-3d", "bench-reweight", "serve", "bench-service", "bench-cycle")
+COMMANDS = (
+    "train",
+    "evaluate",
+    "predict",
+    "simulate",
+    "compare",
+    "demo",
+    "bench-losses",
+    "bench-scoring",
+    "make-cases-3d",
+    "corrupt-labels",
+    "train-3d",
+    "pseudo-label",
+    "noisy-teacher",
+    "evaluate-3d",
+    "compare-3d",
+    "bench-reweight",
+    "serve",
+    "bench-service",
+    "bench-cycle",
+)
 
 
 def test_version(cli):
@@ -41,9 +59,15 @@ def test_top_level_help_lists_every_command(cli):
         (("train", "--images", "i", "--out", "o", "--loss", "nonsense"), ["--loss", "nonsense"]),
         (("train", "--images", "i", "--out", "o", "--loss", "point", "--size", "50"), ["--size", "multiple of 32"]),
         (("train", "--images", "i", "--out", "o", "--loss", "point", "--lr", "nan"), ["--lr", "finite"]),
-        (("train", "--images", "i", "--out", "o", "--loss", "point", "--batch-size", "two"), ["--batch-size", "number"]),
+        (
+            ("train", "--images", "i", "--out", "o", "--loss", "point", "--batch-size", "two"),
+            ["--batch-size", "number"],
+        ),
         (("predict", "--model", "m", "--input", "i", "--out", "o", "--device", "tpu"), ["--device", "tpu"]),
-        (("predict", "--model", "m", "--input", "i", "--out", "o", "--window-width", "0"), ["--window-width", "positive"]),
+        (
+            ("predict", "--model", "m", "--input", "i", "--out", "o", "--window-width", "0"),
+            ["--window-width", "positive"],
+        ),
     ],
 )
 def test_bad_command_lines_are_one_line_errors(cli, argv, words):

@@ -39,7 +39,14 @@ def test_natural_sorted(names, expected):
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("a.nii.gz", "a"), ("b.NII", "b"), ("c.nrrd", "c"), ("d.mha", "d"), ("e.f.nii.gz", "e.f"), ("notes.txt", "notes.txt")],
+    [
+        ("a.nii.gz", "a"),
+        ("b.NII", "b"),
+        ("c.nrrd", "c"),
+        ("d.mha", "d"),
+        ("e.f.nii.gz", "e.f"),
+        ("notes.txt", "notes.txt"),
+    ],
 )
 def test_case_name_of_files(tmp_path, name, expected):
     (path,) = touch(tmp_path, name)

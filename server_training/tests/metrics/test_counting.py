@@ -110,7 +110,9 @@ def test_grid_counts_rejects_bad_input(centroids, shape, level, message):
         pytest.param((7, 5), [(2, 0)], [(3, 0)], {0: 0, 1: 2, 2: 2, 3: 2}, id="uneven-neighbouring-rows"),
         pytest.param((7, 5), [(3, 0)], [(4, 0)], {0: 0, 1: 0, 2: 0, 3: 2}, id="uneven-same-cell-until-level-3"),
         pytest.param((8, 8), [(0, 0), (0, 2)], [(7, 7)], {0: 1, 1: 3, 2: 3}, id="two-in-one-cell-vs-one-elsewhere"),
-        pytest.param((4, 4), [(0, 0), (0, 1), (0, 2)], [(0, 0)], {0: 0, 1: 0, 2: 2}, id="blob-counted-once-at-centroid"),
+        pytest.param(
+            (4, 4), [(0, 0), (0, 1), (0, 2)], [(0, 0)], {0: 0, 1: 0, 2: 2}, id="blob-counted-once-at-centroid"
+        ),
         pytest.param((6, 6), [(1, 1), (4, 4)], [(1, 1), (4, 4)], {0: 0, 1: 0, 2: 0, 3: 0}, id="identical"),
         pytest.param((6, 6), [], [], {0: 0, 3: 0}, id="both-empty"),
     ],

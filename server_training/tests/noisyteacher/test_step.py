@@ -33,7 +33,9 @@ def _model() -> torch.nn.Module:
 def _step(model: torch.nn.Module, mode: StudentMode) -> TrainingStep:
     # SGD with lr 1: the parameter change is exactly minus the gradient that was applied.
     optimiser = torch.optim.SGD(model.parameters(), lr=1.0)
-    return TrainingStep(model, optimiser, build_weighting(mode, final_layer_parameter_names(model)), torch.device("cpu"))
+    return TrainingStep(
+        model, optimiser, build_weighting(mode, final_layer_parameter_names(model)), torch.device("cpu")
+    )
 
 
 def _applied_gradient(before: torch.nn.Module, after: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -41,8 +43,9 @@ def _applied_gradient(before: torch.nn.Module, after: torch.nn.Module) -> dict[s
     return {name: old[name].detach() - parameter.detach() for name, parameter in after.named_parameters()}
 
 
-def _autograd_gradient(model: torch.nn.Module, expert: PatchBatch, pseudo: PatchBatch | None,
-                       weights: torch.Tensor | None) -> dict[str, torch.Tensor]:
+def _autograd_gradient(
+    model: torch.nn.Module, expert: PatchBatch, pseudo: PatchBatch | None, weights: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
     model = copy.deepcopy(model)
     loss = per_sample_combo_loss(model(expert.images), expert.labels).mean()
     if pseudo is not None:

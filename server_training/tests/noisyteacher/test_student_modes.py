@@ -32,7 +32,11 @@ PER_SAMPLE = {
     "head.weight": torch.tensor([[0.0], [1.0], [0.0], [0.0]]),
     "head.bias": torch.tensor([[1.0], [0.0], [-2.0], [0.0]]),
 }
-VALIDATION = {"body.weight": torch.tensor([2.0, 1.0]), "head.weight": torch.tensor([0.0]), "head.bias": torch.tensor([0.0])}
+VALIDATION = {
+    "body.weight": torch.tensor([2.0, 1.0]),
+    "head.weight": torch.tensor([0.0]),
+    "head.bias": torch.tensor([0.0]),
+}
 RGS = torch.tensor([4.0, 2.0, 0.0, 1.0]) / 7
 RGM = torch.tensor([1.0, 1.0, 2.0, 0.0]) / 4
 

@@ -21,9 +21,15 @@ from covidal.volumes.sliding_window import SlidingWindowConfig
 
 def _config(mode: StudentMode, **changes) -> Train3DConfig:
     options = {
-        "mode": mode, "batch_size": 2, "epochs": 2, "steps_per_epoch": 3, "spacing": (2.0, 2.0, 4.0),
-        "patch": PatchConfig(size=(8, 8, 8)), "network": UNet3DConfig(channels=(4, 8), strides=(2,), num_res_units=1),
-        "sliding_window": SlidingWindowConfig(patch_size=(8, 8, 8)), "device": "cpu",
+        "mode": mode,
+        "batch_size": 2,
+        "epochs": 2,
+        "steps_per_epoch": 3,
+        "spacing": (2.0, 2.0, 4.0),
+        "patch": PatchConfig(size=(8, 8, 8)),
+        "network": UNet3DConfig(channels=(4, 8), strides=(2,), num_res_units=1),
+        "sliding_window": SlidingWindowConfig(patch_size=(8, 8, 8)),
+        "device": "cpu",
     }
     return Train3DConfig(**{**options, **changes})
 

@@ -207,9 +207,10 @@ def test_lesions_favour_peripheral_posterior_lower_lung(reference_ct, lungs) -> 
     lung_lps = lps_points(reference_ct, np.argwhere(lungs))
     lesion_lps = lps_points(reference_ct, np.argwhere(lesions))
     hilar_axis = np.median(lung_lps[:, :2], axis=0)
-    assert np.linalg.norm(lesion_lps[:, :2] - hilar_axis, axis=1).mean() > np.linalg.norm(
-        lung_lps[:, :2] - hilar_axis, axis=1
-    ).mean() + 5
+    assert (
+        np.linalg.norm(lesion_lps[:, :2] - hilar_axis, axis=1).mean()
+        > np.linalg.norm(lung_lps[:, :2] - hilar_axis, axis=1).mean() + 5
+    )
     assert lesion_lps[:, 1].mean() > lung_lps[:, 1].mean()  # LPS y grows toward posterior
     assert lesion_lps[:, 2].mean() < lung_lps[:, 2].mean()  # LPS z grows toward superior
 

@@ -101,8 +101,13 @@ def test_cases_json_records_recipe_seeds_counts_volumes_and_provenance(case_set:
     record = json.loads((case_set / CASES_FILE).read_text())
     assert record["synthetic_lesions"] is True and record["recipe_version"] == DEMO_RECIPE_VERSION
     assert record["source"]["sha256"] == REFERENCE_CT_SHA256
-    assert record["config"] == {"count": 2, "seed": 0, "mirror_alternate": True, "lesions_range": [6, 16],
-                                "slices": [60, 84]}
+    assert record["config"] == {
+        "count": 2,
+        "seed": 0,
+        "mirror_alternate": True,
+        "lesions_range": [6, 16],
+        "slices": [60, 84],
+    }
     assert [case["name"] for case in record["cases"]] == ["case_00", "case_01"]
     assert [case["mirrored"] for case in record["cases"]] == [False, True]
     for index, case in enumerate(record["cases"]):

@@ -40,8 +40,10 @@ def test_cycles_with_the_cache_equal_those_without_and_follow_a_new_model(servic
     uncached = service_starter(ServiceSettings(tmp_path / "uncached", max_upload_bytes=UPLOAD_LIMIT, cache_bytes=0))
 
     def both_cycles() -> tuple[list[tuple], list[tuple]]:
-        return (suggestions(cached.client.create_cycle(project_id, count=16)),
-                suggestions(uncached.client.create_cycle(project_id, count=16)))
+        return (
+            suggestions(cached.client.create_cycle(project_id, count=16)),
+            suggestions(uncached.client.create_cycle(project_id, count=16)),
+        )
 
     for _ in range(3):  # cold, then from the cache
         with_cache, without = both_cycles()

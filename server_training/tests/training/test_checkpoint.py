@@ -20,8 +20,14 @@ from covidal.training.train_config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
-CONFIG = TrainConfig(loss=LossConfig(LossName.CB_FLIP, consistency_weight=0.5), model=ModelConfig(dropout=0.3),
-                     steps=2, image_size=32, seed=3, device="cpu")
+CONFIG = TrainConfig(
+    loss=LossConfig(LossName.CB_FLIP, consistency_weight=0.5),
+    model=ModelConfig(dropout=0.3),
+    steps=2,
+    image_size=32,
+    seed=3,
+    device="cpu",
+)
 
 
 def saved_model(path):
@@ -57,8 +63,15 @@ def test_missing_model_says_how_to_make_one(tmp_path):
 
 def valid_payload(**changes):
     state = {k: v for k, v in build_model(CONFIG.model).state_dict().items()}
-    return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": CONFIG.to_dict(),
-            "step": 1, "val_dice": None, "state_dict": state, **changes}
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": CONFIG.to_dict(),
+        "step": 1,
+        "val_dice": None,
+        "state_dict": state,
+        **changes,
+    }
 
 
 @pytest.mark.parametrize(
@@ -119,7 +132,9 @@ def test_a_plain_pickle_with_code_is_refused_not_executed(tmp_path):
 CORRUPT_SEEDS = (0, 17, 54, 62, *range(1, 13))
 
 
-@pytest.mark.parametrize("content", [b"", b"PK\x03\x04broken zip"] + [np.random.default_rng(s).bytes(1000) for s in CORRUPT_SEEDS])
+@pytest.mark.parametrize(
+    "content", [b"", b"PK\x03\x04broken zip"] + [np.random.default_rng(s).bytes(1000) for s in CORRUPT_SEEDS]
+)
 def test_corrupt_bytes_are_refused(tmp_path, content):
     path = tmp_path / MODEL_FILE
     path.write_bytes(content)
@@ -127,12 +142,12 @@ def test_corrupt_bytes_are_refused(tmp_path, content):
         load_run(tmp_path)
 
 
-
 def test_a_model_saved_before_training_counted_steps_still_loads(tmp_path):
     """Files of earlier versions (the service's current models among them) name the step ``epoch`` and the
     config's step count ``epochs``."""
-    legacy = valid_payload(config={k: v for k, v in CONFIG.to_dict().items() if k not in ("steps", "validate_every")}
-                           | {"epochs": 7})
+    legacy = valid_payload(
+        config={k: v for k, v in CONFIG.to_dict().items() if k not in ("steps", "validate_every")} | {"epochs": 7}
+    )
     legacy["epoch"] = legacy.pop("step")
     torch.save(legacy, tmp_path / MODEL_FILE)
     run = load_run(tmp_path)

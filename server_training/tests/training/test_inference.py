@@ -56,13 +56,31 @@ def test_probabilities_come_back_on_each_native_grid(tiny_run):
     ("infection", "expected"),
     [
         # all infection: TP 100, FP 1820 + 600, FN 0, TN 0
-        (True, {"dice": 200 / 2620, "iou": 100 / 2520, "ppv": 100 / 2520, "sensitivity": 1.0, "specificity": 0.0,
+        (
+            True,
+            {
+                "dice": 200 / 2620,
+                "iou": 100 / 2520,
+                "ppv": 100 / 2520,
+                "sensitivity": 1.0,
+                "specificity": 0.0,
                 "counts": {"tp": 100, "fp": 2420, "fn": 0, "tn": 0},
-                "mae": 0.5}),  # one predicted region per slice; references hold 1 and 0
+                "mae": 0.5,
+            },
+        ),  # one predicted region per slice; references hold 1 and 0
         # all background: TP 0, FP 0, FN 100, TN 2420
-        (False, {"dice": 0.0, "iou": 0.0, "ppv": math.nan, "sensitivity": 0.0, "specificity": 1.0,
-                 "counts": {"tp": 0, "fp": 0, "fn": 100, "tn": 2420},
-                 "mae": 0.5}),
+        (
+            False,
+            {
+                "dice": 0.0,
+                "iou": 0.0,
+                "ppv": math.nan,
+                "sensitivity": 0.0,
+                "specificity": 1.0,
+                "counts": {"tp": 0, "fp": 0, "fn": 100, "tn": 2420},
+                "mae": 0.5,
+            },
+        ),
     ],
 )
 def test_constant_predictions_give_hand_computed_metrics(infection, expected):

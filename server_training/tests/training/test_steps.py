@@ -27,12 +27,20 @@ def data(count: int, labelled: bool = True) -> TrainingSlices:
     return TrainingSlices(images, labels, None)
 
 
-def trainer(count: int = 5, batch_size: int = 2, loss: str = "point", seed: int = 0, labelled: bool = True,
-            weights_seed: int = 0):
+def trainer(
+    count: int = 5,
+    batch_size: int = 2,
+    loss: str = "point",
+    seed: int = 0,
+    labelled: bool = True,
+    weights_seed: int = 0,
+):
     torch.manual_seed(weights_seed)
     model = build_model(ModelConfig(width=4, dropout=0.5))
     generator = torch.Generator().manual_seed(seed)
-    loss_fn = PointLoss() if loss == "point" else ConsistencyLoss(PointLoss(), TransformSet.FLIP_ROT, generator=generator)
+    loss_fn = (
+        PointLoss() if loss == "point" else ConsistencyLoss(PointLoss(), TransformSet.FLIP_ROT, generator=generator)
+    )
     return StepTrainer(model, loss_fn, data(count, labelled), batch_size, 1e-2, seed, CPU, loss_generator=generator)
 
 

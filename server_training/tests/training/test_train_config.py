@@ -28,8 +28,16 @@ def test_defaults_are_valid_and_device_is_an_enum():
         TrainConfig(
             loss=LossConfig(LossName.CB_LCFCN, consistency_weight=0.25),
             model=ModelConfig(ModelKind.FCN8, dropout=0.0, pretrained="/weights/vgg16.pth"),
-            steps=3, validate_every=2, batch_size=2, learning_rate=5e-4, image_size=64, val_fraction=0.0, seed=7,
-            device="cpu", window=HUWindow(level=-500.0, width=1200.0), mask_class=2,
+            steps=3,
+            validate_every=2,
+            batch_size=2,
+            learning_rate=5e-4,
+            image_size=64,
+            val_fraction=0.0,
+            seed=7,
+            device="cpu",
+            window=HUWindow(level=-500.0, width=1200.0),
+            mask_class=2,
         ),
     ],
 )

@@ -23,8 +23,10 @@ TINY = TrainConfig(loss=LossConfig(LossName.POINT), steps=1, batch_size=4, image
 
 
 def blank_records(count: int) -> list[SliceRecord]:
-    return [SliceRecord(str(n), np.zeros((4, 4), np.float32), np.zeros((4, 4), np.uint8), str(n), None)
-            for n in range(count)]
+    return [
+        SliceRecord(str(n), np.zeros((4, 4), np.float32), np.zeros((4, 4), np.uint8), str(n), None)
+        for n in range(count)
+    ]
 
 
 @pytest.fixture(scope="module")

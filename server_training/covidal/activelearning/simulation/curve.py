@@ -214,8 +214,9 @@ def load_curves(path: Path) -> list[RunCurve]:
         CovidalError: naming ``path`` if it is missing, not JSON, of another format
             or version, or holds a malformed run or two runs with the same name.
     """
-    document = read_document(path, CURVE_FORMAT, CURVE_VERSION, "curve file",
-                             "`covidal simulate --out DIR` writes DIR/curve.json")
+    document = read_document(
+        path, CURVE_FORMAT, CURVE_VERSION, "curve file", "`covidal simulate --out DIR` writes DIR/curve.json"
+    )
     try:
         return _runs_from_document(document)
     except (ValueError, TypeError) as error:
@@ -269,7 +270,9 @@ def _exact_keys(data: object, expected, what: str) -> dict:
     missing = [key for key in expected if key not in data]
     unexpected = [key for key in data if key not in expected]
     if missing or unexpected:
-        parts = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unexpected {', '.join(unexpected)}"] if unexpected else [])
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"unexpected {', '.join(unexpected)}"] if unexpected else []
+        )
         raise ValueError(f"a {what}: {'; '.join(parts)}")
     return dict(data)
 
@@ -301,7 +304,9 @@ def _flatten(config: dict, prefix: str = "") -> dict[str, object]:
 
 def _distinguishing(settings: dict[str, object], rivals: list[dict[str, object]]) -> str:
     """The settings whose value differs from at least one rival's, as ``key=value, ...``."""
-    keys = sorted({key for rival in rivals for key in settings.keys() | rival.keys() if settings.get(key) != rival.get(key)})
+    keys = sorted(
+        {key for rival in rivals for key in settings.keys() | rival.keys() if settings.get(key) != rival.get(key)}
+    )
     return ", ".join(f"{key}={settings.get(key, 'unset')}" for key in keys)
 
 
@@ -309,6 +314,8 @@ def _check_distinct_seeds(runs: list[RunCurve]) -> None:
     seen: dict[int, str] = {}
     for run in runs:
         if run.seed in seen:
-            raise ValueError(f"runs {seen[run.seed]!r} and {run.name!r} are both {run.strategy} / {run.loss} "
-                             f"seed {run.seed} with the same settings; a group would count that seed twice")
+            raise ValueError(
+                f"runs {seen[run.seed]!r} and {run.name!r} are both {run.strategy} / {run.loss} "
+                f"seed {run.seed} with the same settings; a group would count that seed twice"
+            )
         seen[run.seed] = run.name

@@ -90,8 +90,15 @@ def simulate(
     """
     session = _start(pool_records, test_records, config, Path(out_dir))
     full_effort = PolygonEffort(session.pool.masks, session.grid).pool_seconds(session.pool.keys)
-    run = RunCurve(name=config.run_name, strategy=config.strategy.value, loss=config.loss.name.value,
-                   seed=config.seed, full_effort_seconds=full_effort, config=config.to_dict(), cycles=[])
+    run = RunCurve(
+        name=config.run_name,
+        strategy=config.strategy.value,
+        loss=config.loss.name.value,
+        seed=config.seed,
+        full_effort_seconds=full_effort,
+        config=config.to_dict(),
+        cycles=[],
+    )
     effort = ClickEffort()
     spent = 0.0
     model: SegmentationNet | None = None
@@ -114,9 +121,13 @@ def simulate(
         test = evaluate(model, session.test, config.image_size, session.device).to_dict()
 
         record = CycleRecord(
-            cycle=cycle, labelled_regions=len(session.state), labelled_slices=len(session.state.labelled_slices()),
-            effort_seconds=spent, test={key: test[key] for key in TEST_METRICS},
-            train_seconds=train_seconds, score_seconds=score_seconds,
+            cycle=cycle,
+            labelled_regions=len(session.state),
+            labelled_slices=len(session.state.labelled_slices()),
+            effort_seconds=spent,
+            test={key: test[key] for key in TEST_METRICS},
+            train_seconds=train_seconds,
+            score_seconds=score_seconds,
         )
         run.cycles.append(record)
         _save_cycle(session, cycle, model, selection, labels, losses, record)
@@ -143,7 +154,9 @@ def _start(pool_records, test_records, config: SimulationConfig, out_dir: Path) 
         raise CovidalError(f"--init-slices {config.init_slices} is more than the {len(pool_records)} pool slices")
     missing = [r.slice_id for r in test_records if r.mask is None]
     if not test_records or missing:
-        raise CovidalError("the test set needs slices with reference masks" + (f" (e.g. {missing[0]})" if missing else ""))
+        raise CovidalError(
+            "the test set needs slices with reference masks" + (f" (e.g. {missing[0]})" if missing else "")
+        )
     grid = RegionGrid(config.regions)
     _check_slice_sizes(pool_records, grid)
     pool = Pool.build(pool_records, config.image_size)
@@ -151,12 +164,17 @@ def _start(pool_records, test_records, config: SimulationConfig, out_dir: Path) 
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", config.to_dict())
     return Session(
-        config=config, pool=pool, test=list(test_records), grid=grid,
+        config=config,
+        pool=pool,
+        test=list(test_records),
+        grid=grid,
         strategy=build_strategy(config.strategy),
         query=config.query_options(),
         state=AnnotationState(grid, pool.shapes),
         annotator=SimulatedAnnotator(pool.masks, grid, derived_seed(config.seed, "annotator")),
-        out_dir=out_dir, run_dir=run_dir, device=resolve_device(config.device),
+        out_dir=out_dir,
+        run_dir=run_dir,
+        device=resolve_device(config.device),
     )
 
 
@@ -169,8 +187,14 @@ def _initial_labels(session: Session) -> list[RegionLabel]:
 
 def _query(session: Session, model: SegmentationNet, cycle: int) -> tuple[list[dict], list[RegionLabel]]:
     """Select the cycle's regions and answer them."""
-    selected = select_for_cycle(session.pool, session.state.labelled, session.strategy, model, session.query,
-                                cycle_seed(session.config.seed, cycle))
+    selected = select_for_cycle(
+        session.pool,
+        session.state.labelled,
+        session.strategy,
+        model,
+        session.query,
+        cycle_seed(session.config.seed, cycle),
+    )
     labels = [session.annotator.answer(region) for region, _ in selected]
     selection = [
         {**asdict(region), "score": score, "answer": label.answer.value, "points": [list(p) for p in label.points]}
@@ -179,8 +203,14 @@ def _query(session: Session, model: SegmentationNet, cycle: int) -> tuple[list[d
     return selection, labels
 
 
-def select_for_cycle(pool: Pool, labelled: AbstractSet[RegionId], strategy: Strategy, model: SegmentationNet | None,
-                     options: QueryOptions, seed: int) -> list[tuple[RegionId, float]]:
+def select_for_cycle(
+    pool: Pool,
+    labelled: AbstractSet[RegionId],
+    strategy: Strategy,
+    model: SegmentationNet | None,
+    options: QueryOptions,
+    seed: int,
+) -> list[tuple[RegionId, float]]:
     """The regions a cycle asks about, best first, with their scores: the pool as one part of the one query
     (:func:`~covidal.activelearning.query.query_regions`), its ``labelled`` regions closed.
 
@@ -188,12 +218,17 @@ def select_for_cycle(pool: Pool, labelled: AbstractSet[RegionId], strategy: Stra
         seed: the cycle's seed (:func:`~covidal.activelearning.query.cycle_seed` of the run's seed and cycle).
     """
     regions = options.grid.regions
-    open_regions = np.array([[RegionId(record.case_id, record.slice_id, region) not in labelled
-                              for region in range(regions)] for record in pool.records])
+    open_regions = np.array(
+        [
+            [RegionId(record.case_id, record.slice_id, region) not in labelled for region in range(regions)]
+            for record in pool.records
+        ]
+    )
     stack = SliceStack(tuple(record.image.shape for record in pool.records), lambda: pool.images)
     queried = query_regions([PoolPart(stack, open_regions)], strategy, model, options, seed)
-    return [(RegionId(pool.records[q.slice].case_id, pool.records[q.slice].slice_id, q.region), q.score)
-            for q in queried]
+    return [
+        (RegionId(pool.records[q.slice].case_id, pool.records[q.slice].slice_id, q.region), q.score) for q in queried
+    ]
 
 
 def _retrain(session: Session, previous: SegmentationNet | None, cycle: int) -> tuple[SegmentationNet, list[float]]:
@@ -217,25 +252,46 @@ def _retrain(session: Session, previous: SegmentationNet | None, cycle: int) -> 
         masks=None,
     )
     loss_generator = torch.Generator().manual_seed(derived_seed(config.seed, "loss", cycle))
-    trainer = StepTrainer(model, build_loss(config.loss, generator=loss_generator), data, config.batch_size,
-                          config.learning_rate, derived_seed(config.seed, "batches", cycle), session.device,
-                          loss_generator=loss_generator)
+    trainer = StepTrainer(
+        model,
+        build_loss(config.loss, generator=loss_generator),
+        data,
+        config.batch_size,
+        config.learning_rate,
+        derived_seed(config.seed, "batches", cycle),
+        session.device,
+        loss_generator=loss_generator,
+    )
     losses: list[float] = []
     trainer.run(config.steps_per_cycle, lambda report: losses.append(report.loss))
     return model, losses
 
 
-def _save_cycle(session: Session, cycle: int, model: SegmentationNet, selection: list[dict],
-                labels: list[RegionLabel], losses: list[float], record: CycleRecord) -> None:
+def _save_cycle(
+    session: Session,
+    cycle: int,
+    model: SegmentationNet,
+    selection: list[dict],
+    labels: list[RegionLabel],
+    losses: list[float],
+    record: CycleRecord,
+) -> None:
     config = session.config
     seeds = {name: derived_seed(config.seed, name, cycle) for name in ("loss", "batches")}
     seeds.update(cycle=cycle_seed(config.seed, cycle), annotator=session.annotator.seed, run=config.seed)
-    atomic_write_json(session.run_dir / f"cycle_{cycle:02d}.json", {
-        **asdict(record),
-        "seeds": seeds,
-        "new_labels": {answer.value: sum(label.answer is answer for label in labels) for answer in Answer},
-        "selection": selection,
-        "train_loss": {"first": losses[0], "last": losses[-1], "mean_last_10pct": float(np.mean(losses[-max(1, len(losses) // 10):]))},
-    })
+    atomic_write_json(
+        session.run_dir / f"cycle_{cycle:02d}.json",
+        {
+            **asdict(record),
+            "seeds": seeds,
+            "new_labels": {answer.value: sum(label.answer is answer for label in labels) for answer in Answer},
+            "selection": selection,
+            "train_loss": {
+                "first": losses[0],
+                "last": losses[-1],
+                "mean_last_10pct": float(np.mean(losses[-max(1, len(losses) // 10) :])),
+            },
+        },
+    )
     session.state.save(session.run_dir / "annotations.json")
     save_checkpoint(session.run_dir / MODEL_FILE, model, config.train_config(), cycle, None)

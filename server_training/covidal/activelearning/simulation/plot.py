@@ -122,10 +122,16 @@ def curve_figure(
     for curve in curves:
         _draw_curve(axes, curve)
     if supervised_dice is not None:
-        axes.axhline(supervised_dice, linestyle="--", color="black", label=f"fully supervised (Dice {supervised_dice:.2f})")
+        axes.axhline(
+            supervised_dice, linestyle="--", color="black", label=f"fully supervised (Dice {supervised_dice:.2f})"
+        )
         target = target_fraction * supervised_dice
-        axes.axhline(target, linestyle=":", color="dimgray",
-                     label=f"{100 * target_fraction:g}% of fully supervised (Dice {target:.2f})")
+        axes.axhline(
+            target,
+            linestyle=":",
+            color="dimgray",
+            label=f"{100 * target_fraction:g}% of fully supervised (Dice {target:.2f})",
+        )
     _add_percent_axis(axes, shared_full_effort(runs))
     name = METRIC_NAMES[metric]
     axes.set_xlabel("annotation effort (minutes)")
@@ -148,16 +154,24 @@ def _mean_curve(group: RunGroup, metric: str) -> MeanCurve:
         lows.append(min(values, default=math.nan))
         highs.append(max(values, default=math.nan))
         counts.append(len(values))
-    return MeanCurve(group, np.array(cycles, dtype=int), np.array(efforts), np.array(means),
-                     np.array(lows), np.array(highs), np.array(counts, dtype=int))
+    return MeanCurve(
+        group,
+        np.array(cycles, dtype=int),
+        np.array(efforts),
+        np.array(means),
+        np.array(lows),
+        np.array(highs),
+        np.array(counts, dtype=int),
+    )
 
 
 def _draw_curve(axes, curve: MeanCurve) -> None:
     minutes = curve.effort_seconds / 60
     (line,) = axes.plot(minutes, curve.mean, marker="o", markersize=3, label=curve.legend)
     if len(curve.group.runs) >= 2:
-        axes.fill_between(minutes, curve.low, curve.high, where=np.isfinite(curve.low),
-                          color=line.get_color(), alpha=0.2, linewidth=0)
+        axes.fill_between(
+            minutes, curve.low, curve.high, where=np.isfinite(curve.low), color=line.get_color(), alpha=0.2, linewidth=0
+        )
 
 
 def _add_percent_axis(axes, full_effort_seconds: float | None) -> None:

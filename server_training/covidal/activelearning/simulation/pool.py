@@ -47,8 +47,10 @@ class Pool:
             raise CovidalError("the pool holds a slice twice; give each slice once")
         missing = [r.slice_id for r in records if r.mask is None]
         if missing:
-            raise CovidalError(f"the simulated annotator needs reference masks; {len(missing)} pool slice(s) have none "
-                               f"(e.g. {missing[0]})")
+            raise CovidalError(
+                f"the simulated annotator needs reference masks; {len(missing)} pool slice(s) have none "
+                f"(e.g. {missing[0]})"
+            )
         return cls(list(records), network_input([r.image for r in records], image_size))
 
     @property

@@ -76,7 +76,9 @@ class SimulationConfig:
         RegionGrid(self.regions)  # raises ValueError unless a perfect square
         if self.loss.name not in SIMULATION_LOSSES:
             names = ", ".join(SIMULATION_LOSSES)
-            raise ValueError(f"loss {self.loss.name.value!r} needs full masks; a simulation trains on region answers: {names}")
+            raise ValueError(
+                f"loss {self.loss.name.value!r} needs full masks; a simulation trains on region answers: {names}"
+            )
         self.selection_rule()  # validates per_cycle and max_per_slice
         for name in ("init_slices", "mc_samples", "steps_per_cycle"):
             check_int(name, getattr(self, name), minimum=1)
@@ -99,9 +101,17 @@ class SimulationConfig:
         Its ``steps`` are a cycle's ``steps_per_cycle``.
         """
         return TrainConfig(
-            loss=self.loss, model=self.model, steps=self.steps_per_cycle, batch_size=self.batch_size,
-            learning_rate=self.learning_rate, image_size=self.image_size, val_fraction=0.0,
-            seed=self.seed, device=self.device, window=self.window, mask_class=self.mask_class,
+            loss=self.loss,
+            model=self.model,
+            steps=self.steps_per_cycle,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            image_size=self.image_size,
+            val_fraction=0.0,
+            seed=self.seed,
+            device=self.device,
+            window=self.window,
+            mask_class=self.mask_class,
         )
 
     @property
@@ -115,8 +125,13 @@ class SimulationConfig:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data.update(strategy=self.strategy.value, reduction=self.reduction.value, device=self.device.value,
-                    loss=self.loss.to_dict(), model=self.model.to_dict())
+        data.update(
+            strategy=self.strategy.value,
+            reduction=self.reduction.value,
+            device=self.device.value,
+            loss=self.loss.to_dict(),
+            model=self.model.to_dict(),
+        )
         return data
 
     @classmethod

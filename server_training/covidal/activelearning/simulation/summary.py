@@ -106,7 +106,9 @@ def dice_at_efforts(runs: Sequence[RunCurve], efforts_seconds: Sequence[float]) 
         if not (math.isfinite(effort) and effort >= 0):
             raise ValueError(f"efforts must be non-negative seconds, got {effort}")
     rows = tuple(
-        DiceAtEffortsRow(group, tuple(SeedValues(tuple(dice_at(run, e) for run in group.runs)) for e in efforts_seconds))
+        DiceAtEffortsRow(
+            group, tuple(SeedValues(tuple(dice_at(run, e) for run in group.runs)) for e in efforts_seconds)
+        )
         for group in group_runs(runs)
     )
     return DiceAtEfforts(tuple(float(e) for e in efforts_seconds), rows, shared_full_effort(runs))
@@ -155,9 +157,14 @@ def markdown_table(at_efforts: DiceAtEfforts, reach: EffortToReach | None = None
     """
     full = at_efforts.full_effort_seconds
     headers = ["strategy / loss", "seeds", *(_effort_header(e, full) for e in at_efforts.efforts_seconds)]
-    rows = [[row.group.label, str(len(row.group.runs)), *(_dice_cell(cell) for cell in row.cells)] for row in at_efforts.rows]
-    caption = ("Test Dice at fixed annotation efforts (mean ± std over seeds; last cycle at or below each effort; "
-               "(k/n): only k of n seeds had a cycle that cheap):")
+    rows = [
+        [row.group.label, str(len(row.group.runs)), *(_dice_cell(cell) for cell in row.cells)]
+        for row in at_efforts.rows
+    ]
+    caption = (
+        "Test Dice at fixed annotation efforts (mean ± std over seeds; last cycle at or below each effort; "
+        "(k/n): only k of n seeds had a cycle that cheap):"
+    )
     parts = [caption, "", _table(headers, rows)]
     if reach is not None:
         parts += ["", _reach_caption(reach), "", _reach_table(reach)]
@@ -165,8 +172,10 @@ def markdown_table(at_efforts: DiceAtEfforts, reach: EffortToReach | None = None
 
 
 def _reach_caption(reach: EffortToReach) -> str:
-    return (f"Annotation effort to first reach test Dice >= {reach.target_dice:.3f} "
-            "(mean ± std over the seeds that reached it):")
+    return (
+        f"Annotation effort to first reach test Dice >= {reach.target_dice:.3f} "
+        "(mean ± std over the seeds that reached it):"
+    )
 
 
 def _reach_table(reach: EffortToReach) -> str:
@@ -177,8 +186,12 @@ def _reach_table(reach: EffortToReach) -> str:
         efforts = row.efforts
         mean = efforts.mean
         percent = [_percent(mean, full) if mean is not None else "—"] if full else []
-        per_seed = ", ".join(f"s{seed} {_minutes(e) if e is not None else 'never'}" for seed, e in zip(row.group.seeds, efforts.values))
-        rows.append([row.group.label, f"{efforts.count}/{len(efforts.values)}", _minutes_cell(efforts), *percent, per_seed])
+        per_seed = ", ".join(
+            f"s{seed} {_minutes(e) if e is not None else 'never'}" for seed, e in zip(row.group.seeds, efforts.values)
+        )
+        rows.append(
+            [row.group.label, f"{efforts.count}/{len(efforts.values)}", _minutes_cell(efforts), *percent, per_seed]
+        )
     return _table(headers, rows)
 
 

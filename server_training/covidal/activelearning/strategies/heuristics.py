@@ -38,13 +38,23 @@ class MeasureStrategy(Strategy):
         """Raises: ValueError without a model, or a slice smaller than the grid."""
         if context.model is None:
             raise ValueError("this strategy ranks regions by the model's uncertainty: train a model first")
-        masks = sample_dropout_masks(context.model, context.samples, len(stack),
-                                     derived_seed(context.seed, "dropout-masks"))
+        masks = sample_dropout_masks(
+            context.model, context.samples, len(stack), derived_seed(context.seed, "dropout-masks")
+        )
         positions = np.flatnonzero(context.open_slices).tolist()
         if not positions:
             return np.full((len(stack), context.grid.regions), -np.inf)
-        return mc_region_scores(context.model, stack.network_input(), masks, stack.shapes, context.grid,
-                                self.measure, context.reduction, context.batch_size, positions)
+        return mc_region_scores(
+            context.model,
+            stack.network_input(),
+            masks,
+            stack.shapes,
+            context.grid,
+            self.measure,
+            context.reduction,
+            context.batch_size,
+            positions,
+        )
 
 
 class RandomRegions(Strategy):

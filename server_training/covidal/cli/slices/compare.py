@@ -27,19 +27,45 @@ CURVE_FILE = "curve.json"
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("compare", help="plot and tabulate the learning curves of several simulations",
-                                 description=__doc__.split(":", 1)[1].strip())
-    parser.add_argument("curves", type=Path, nargs="+", metavar="CURVES",
-                        help="folder written by `covidal simulate --out`, or a curve.json file")
+    parser = commands.add_parser(
+        "compare",
+        help="plot and tabulate the learning curves of several simulations",
+        description=__doc__.split(":", 1)[1].strip(),
+    )
+    parser.add_argument(
+        "curves",
+        type=Path,
+        nargs="+",
+        metavar="CURVES",
+        help="folder written by `covidal simulate --out`, or a curve.json file",
+    )
     parser.add_argument("--out", type=Path, required=True, metavar="PNG", help="the PNG to write")
     supervised = parser.add_mutually_exclusive_group()
-    supervised.add_argument("--supervised", type=Path, default=None, metavar="EVAL_JSON",
-                            help="JSON written by `covidal evaluate --json` for the fully supervised model")
-    supervised.add_argument("--supervised-dice", type=_dice, default=None, metavar="DICE", help="the fully supervised test Dice")
-    parser.add_argument("--efforts", type=non_negative_float, nargs="+", default=None, metavar="SECONDS",
-                        help="efforts (seconds) at which to tabulate the Dice (default: round values spanning the runs)")
-    parser.add_argument("--target-fraction", type=_target_fraction, default=0.9, metavar="F",
-                        help="tabulate the effort to reach this fraction of the supervised Dice (default 0.9)")
+    supervised.add_argument(
+        "--supervised",
+        type=Path,
+        default=None,
+        metavar="EVAL_JSON",
+        help="JSON written by `covidal evaluate --json` for the fully supervised model",
+    )
+    supervised.add_argument(
+        "--supervised-dice", type=_dice, default=None, metavar="DICE", help="the fully supervised test Dice"
+    )
+    parser.add_argument(
+        "--efforts",
+        type=non_negative_float,
+        nargs="+",
+        default=None,
+        metavar="SECONDS",
+        help="efforts (seconds) at which to tabulate the Dice (default: round values spanning the runs)",
+    )
+    parser.add_argument(
+        "--target-fraction",
+        type=_target_fraction,
+        default=0.9,
+        metavar="F",
+        help="tabulate the effort to reach this fraction of the supervised Dice (default 0.9)",
+    )
     parser.add_argument("--table", type=Path, default=None, metavar="MD", help="also write the Markdown table here")
     parser.add_argument("--title", default=None, help="plot title")
     parser.set_defaults(run=run)
@@ -74,7 +100,9 @@ def _load_all(paths: list[Path]) -> list[RunCurve]:
     runs = []
     for path in paths:
         if not path.exists():
-            raise CovidalError(f"{path} does not exist (give a folder written by `covidal simulate --out`, or its curve.json)")
+            raise CovidalError(
+                f"{path} does not exist (give a folder written by `covidal simulate --out`, or its curve.json)"
+            )
         file = path / CURVE_FILE if path.is_dir() else path
         loaded = load_curves(file)
         if not loaded:
@@ -100,8 +128,10 @@ def _supervised_dice(args: argparse.Namespace) -> float | None:
         raise CovidalError(f"cannot read --supervised {path}: {error}") from None
     dice = report.get("dice") if isinstance(report, dict) else None
     if not is_real(dice) or not 0 < dice <= 1:
-        raise CovidalError(f"--supervised {path} has no Dice in (0, 1] at its top level "
-                           f"(expected the JSON of `covidal evaluate --json`), found {dice!r}")
+        raise CovidalError(
+            f"--supervised {path} has no Dice in (0, 1] at its top level "
+            f"(expected the JSON of `covidal evaluate --json`), found {dice!r}"
+        )
     return float(dice)
 
 
@@ -109,8 +139,10 @@ def _supervised_line(supervised: float | None, args: argparse.Namespace) -> str:
     if supervised is None:
         return ""
     source = f" ({args.supervised})" if args.supervised is not None else ""
-    return (f"Fully supervised test Dice: {supervised:.3f}{source}; "
-            f"target {100 * args.target_fraction:g}% of it: {args.target_fraction * supervised:.3f}.\n\n")
+    return (
+        f"Fully supervised test Dice: {supervised:.3f}{source}; "
+        f"target {100 * args.target_fraction:g}% of it: {args.target_fraction * supervised:.3f}.\n\n"
+    )
 
 
 def _dice(text: str) -> float:

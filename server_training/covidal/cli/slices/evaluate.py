@@ -18,8 +18,11 @@ SUMMARY_KEYS = ("dice", "iou", "ppv", "sensitivity", "specificity", "mae")
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("evaluate", help="evaluate a trained model against reference masks",
-                                 description=__doc__.split(":", 1)[1].strip())
+    parser = commands.add_parser(
+        "evaluate",
+        help="evaluate a trained model against reference masks",
+        description=__doc__.split(":", 1)[1].strip(),
+    )
     parser.add_argument("--model", type=Path, required=True, help="run folder written by `covidal train`")
     add_data_options(parser, masks_required=True)
     parser.add_argument("--json", type=Path, required=True, help="where to write the metrics")
@@ -39,9 +42,14 @@ def run(args: argparse.Namespace) -> int:
     report = {
         **result.to_dict(),
         "settings": {
-            "model": str(Path(args.model).resolve()), "images": str(args.images), "masks": str(args.masks),
-            "image_size": loaded.config.image_size, "window": {"level": window.level, "width": window.width},
-            "mask_class": mask_class, "threshold": 0.5, "averaging": "micro (TP/FP/FN/TN summed over slices, native grids)",
+            "model": str(Path(args.model).resolve()),
+            "images": str(args.images),
+            "masks": str(args.masks),
+            "image_size": loaded.config.image_size,
+            "window": {"level": window.level, "width": window.width},
+            "mask_class": mask_class,
+            "threshold": 0.5,
+            "averaging": "micro (TP/FP/FN/TN summed over slices, native grids)",
         },
     }
     atomic_write_json(args.json, report)

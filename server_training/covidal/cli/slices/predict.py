@@ -26,15 +26,26 @@ from covidal.utils.atomic import atomic_write
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("predict", help="write a predicted infection mask",
-                                 description=__doc__.split(":", 1)[1].strip())
+    parser = commands.add_parser(
+        "predict", help="write a predicted infection mask", description=__doc__.split(":", 1)[1].strip()
+    )
     parser.add_argument("--model", type=Path, required=True, help="run folder written by `covidal train`")
-    parser.add_argument("--input", type=Path, required=True,
-                        help="a PNG/JPG slice, a folder of them, a volume (NIfTI/NRRD/MHA) or a DICOM series folder")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="PNG mask (0/255) for a slice, a folder for a folder, a label volume (.nrrd) for a volume")
+    parser.add_argument(
+        "--input",
+        type=Path,
+        required=True,
+        help="a PNG/JPG slice, a folder of them, a volume (NIfTI/NRRD/MHA) or a DICOM series folder",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="PNG mask (0/255) for a slice, a folder for a folder, a label volume (.nrrd) for a volume",
+    )
     parser.add_argument("--window-level", type=finite_float, default=None, help="override the trained HU window level")
-    parser.add_argument("--window-width", type=positive_float, default=None, help="override the trained HU window width")
+    parser.add_argument(
+        "--window-width", type=positive_float, default=None, help="override the trained HU window width"
+    )
     add_device_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
@@ -71,7 +82,7 @@ def _predict_image_file(loaded: LoadedRun, source: Path, out: Path, window: HUWi
         raise CovidalError(f"--out must be a .png file for a slice image, got {out}")
     image = to_unit_intensity(read_image_2d(source), window)
     record = SliceRecord(slice_id=source.stem, image=image, mask=None, case_id=source.stem, slice_index=None)
-    (_, prob), = predict_probabilities(loaded.model, [record], loaded.config.image_size, device)
+    ((_, prob),) = predict_probabilities(loaded.model, [record], loaded.config.image_size, device)
     _write_png(prob >= 0.5, out)
 
 
@@ -79,7 +90,9 @@ def _predict_image_folder(loaded: LoadedRun, source: Path, out: Path, window: HU
     if (out.exists() and not out.is_dir()) or out.suffix.lower() in IMAGE_SUFFIXES:
         raise CovidalError(f"--out {out} looks like a file; give a folder for the predictions of a folder of slices")
     records = load_slice_folder(source, None, window=window)
-    for record, prob in predict_probabilities(loaded.model, records, loaded.config.image_size, device, progress=progress):
+    for record, prob in predict_probabilities(
+        loaded.model, records, loaded.config.image_size, device, progress=progress
+    ):
         _write_png(prob >= 0.5, out / f"{record.slice_id}.png")
 
 
@@ -89,6 +102,8 @@ def _predict_volume(loaded: LoadedRun, source: Path, out: Path, window: HUWindow
     volume = read_volume(source)
     records = load_volume_slices(volume, None, case_name(source), window)
     labels = np.zeros(volume.array.shape, dtype=np.uint8)
-    for record, prob in predict_probabilities(loaded.model, records, loaded.config.image_size, device, progress=progress):
+    for record, prob in predict_probabilities(
+        loaded.model, records, loaded.config.image_size, device, progress=progress
+    ):
         labels[record.slice_index] = prob >= 0.5
     write_volume(volume.with_array(labels), out)

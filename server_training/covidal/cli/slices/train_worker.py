@@ -20,8 +20,10 @@ from covidal.training.distributed import init_process_group
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
     if len(arguments) != 1:
-        print("covidal: error: usage: python -m covidal.cli.slices.train_worker JOB_JSON (started by covidal train --gpus N)",
-              file=sys.stderr)
+        print(
+            "covidal: error: usage: python -m covidal.cli.slices.train_worker JOB_JSON (started by covidal train --gpus N)",
+            file=sys.stderr,
+        )
         return 2
     job = TrainJob.from_json(arguments[0])
     try:

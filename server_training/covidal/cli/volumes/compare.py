@@ -11,13 +11,24 @@ from covidal.utils.atomic import atomic_write_bytes
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("compare-3d", help="tabulate evaluate-3d reports against the teacher",
-                                 description=__doc__.split(":", 1)[1].strip())
+    parser = commands.add_parser(
+        "compare-3d",
+        help="tabulate evaluate-3d reports against the teacher",
+        description=__doc__.split(":", 1)[1].strip(),
+    )
     parser.add_argument("evaluations", type=Path, nargs="+", help="evaluate-3d JSON files, one per run")
-    parser.add_argument("--reference", type=Path, default=None,
-                        help="the teacher's evaluate-3d JSON (default: the first run of mode supervised)")
-    parser.add_argument("--corruption", type=Path, default=None,
-                        help="corruption.json of the pseudo-labels: adds the mean weight of corrupted vs clean cases")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="the teacher's evaluate-3d JSON (default: the first run of mode supervised)",
+    )
+    parser.add_argument(
+        "--corruption",
+        type=Path,
+        default=None,
+        help="corruption.json of the pseudo-labels: adds the mean weight of corrupted vs clean cases",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this Markdown file")
     parser.set_defaults(run=run)
 

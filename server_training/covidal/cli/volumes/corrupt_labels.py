@@ -17,14 +17,20 @@ from covidal.volumes.corruption import CORRUPTION_FILE, Corruption, corrupt_labe
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("corrupt-labels",
-                                 help="corrupt a share of a folder of label volumes (noisy pseudo-labels)",
-                                 description=__doc__.split(":", 1)[1].strip())
+    parser = commands.add_parser(
+        "corrupt-labels",
+        help="corrupt a share of a folder of label volumes (noisy pseudo-labels)",
+        description=__doc__.split(":", 1)[1].strip(),
+    )
     parser.add_argument("--labels", type=Path, required=True, help="folder of label volumes (NIfTI/NRRD/MetaImage)")
     parser.add_argument("--out", type=Path, required=True, help="output folder for the copies and corruption.json")
     parser.add_argument("--rate", type=finite_float, required=True, help="share of the volumes to corrupt, in [0, 1]")
-    parser.add_argument("--kind", choices=[k.value for k in Corruption], default=Corruption.MIXED.value,
-                        help="how to corrupt (default mixed: drawn per volume)")
+    parser.add_argument(
+        "--kind",
+        choices=[k.value for k in Corruption],
+        default=Corruption.MIXED.value,
+        help="how to corrupt (default mixed: drawn per volume)",
+    )
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seeds the choice and the corruptions")
     parser.set_defaults(run=run)
 
@@ -33,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     record = corrupt_label_folder(args.labels, args.out, args.rate, Corruption(args.kind), args.seed)
     kinds = Counter(entry["kind"] for entry in record["corrupted"])
     how = ", ".join(f"{kind}: {count}" for kind, count in sorted(kinds.items()))
-    print(f"corrupted {len(record['corrupted'])} of {record['cases']} label volumes{f' ({how})' if how else ''}; "
-          f"copies in {args.out}, record in {args.out / CORRUPTION_FILE}")
+    print(
+        f"corrupted {len(record['corrupted'])} of {record['cases']} label volumes{f' ({how})' if how else ''}; "
+        f"copies in {args.out}, record in {args.out / CORRUPTION_FILE}"
+    )
     return 0

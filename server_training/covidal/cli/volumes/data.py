@@ -13,8 +13,9 @@ from covidal.volumes.cases import CaseSource, list_volume_cases
 from covidal.volumes.preprocess import PreparedCase, prepare_case
 
 
-def load_cases(images: Path, labels: Path | None, spacing: tuple[float, float, float], window: HUWindow,
-               what: str) -> list[tuple[CaseSource, PreparedCase]]:
+def load_cases(
+    images: Path, labels: Path | None, spacing: tuple[float, float, float], window: HUWindow, what: str
+) -> list[tuple[CaseSource, PreparedCase]]:
     """Every case of ``images`` (labels matched by name), read and resampled to ``spacing``.
 
     Raises:

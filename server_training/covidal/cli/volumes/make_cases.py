@@ -17,18 +17,32 @@ from covidal.sample_data.synthetic_cases import CaseSetConfig, make_lesion_cases
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("make-cases-3d", help="make 3D cases: a real chest CT with synthetic lesions",
-                                 description=__doc__.split(":", 1)[1].strip())
+    parser = commands.add_parser(
+        "make-cases-3d",
+        help="make 3D cases: a real chest CT with synthetic lesions",
+        description=__doc__.split(":", 1)[1].strip(),
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder (images/, labels/, lungs/, cases.json)")
     parser.add_argument("--count", type=positive_int, required=True, help="number of cases")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the set; each case derives its own")
     parser.add_argument("--no-mirror", action="store_true", help="do not mirror every second case left-right")
-    parser.add_argument("--lesions", type=_int_range, default=(6, 16), metavar="LOW:HIGH",
-                        help="lesions per case, drawn in this inclusive range (default 6:16)")
-    parser.add_argument("--slices", type=_int_range, default=None, metavar="START:STOP",
-                        help="keep only axial slices [START, STOP) of the CT, for quick trials (default: the whole CT)")
-    parser.add_argument("--cache", type=Path, default=None,
-                        help="download cache (default $COVIDAL_CACHE or ~/.cache/covidal)")
+    parser.add_argument(
+        "--lesions",
+        type=_int_range,
+        default=(6, 16),
+        metavar="LOW:HIGH",
+        help="lesions per case, drawn in this inclusive range (default 6:16)",
+    )
+    parser.add_argument(
+        "--slices",
+        type=_int_range,
+        default=None,
+        metavar="START:STOP",
+        help="keep only axial slices [START, STOP) of the CT, for quick trials (default: the whole CT)",
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="download cache (default $COVIDAL_CACHE or ~/.cache/covidal)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -43,8 +57,13 @@ def _int_range(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = CaseSetConfig(count=args.count, seed=args.seed, mirror_alternate=not args.no_mirror,
-                               lesions_range=args.lesions, slices=args.slices)
+        config = CaseSetConfig(
+            count=args.count,
+            seed=args.seed,
+            mirror_alternate=not args.no_mirror,
+            lesions_range=args.lesions,
+            slices=args.slices,
+        )
     except ValueError as error:
         raise CovidalError(str(error)) from error
     names = make_lesion_cases(args.out, config, args.cache)
@@ -54,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
     mirrored = sum(case["mirrored"] for case in cases)
     listed = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
     print(f"{len(names)} case(s) in {args.out} ({listed}; images/, labels/, lungs/, cases.json)")
-    print(f"  lesions per case {min(counts)}-{max(counts)}, lesion volume {min(volumes):.1f}-{max(volumes):.1f} mL; "
-          f"{mirrored} mirrored left-right")
+    print(
+        f"  lesions per case {min(counts)}-{max(counts)}, lesion volume {min(volumes):.1f}-{max(volumes):.1f} mL; "
+        f"{mirrored} mirrored left-right"
+    )
     print("  the anatomy is a real chest CT; the lesions are SYNTHETIC (see cases.json for provenance)")
     return 0

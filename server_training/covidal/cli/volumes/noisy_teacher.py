@@ -19,16 +19,28 @@ from covidal.noisyteacher.trainer import train_3d
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("noisy-teacher", help="train a 3D student on expert + re-weighted pseudo-labelled volumes",
-                                 description=__doc__.split(":", 1)[1].strip())
+    parser = commands.add_parser(
+        "noisy-teacher",
+        help="train a 3D student on expert + re-weighted pseudo-labelled volumes",
+        description=__doc__.split(":", 1)[1].strip(),
+    )
     parser.add_argument("--expert-images", type=Path, required=True, help="folder of expert-labelled volumes")
     parser.add_argument("--expert-labels", type=Path, required=True, help="their label volumes, matched by name")
     parser.add_argument("--pseudo-images", type=Path, default=None, help="folder of unlabelled volumes")
-    parser.add_argument("--pseudo-labels", type=Path, default=None,
-                        help="their pseudo-labels (from `covidal pseudo-label`), matched by name")
+    parser.add_argument(
+        "--pseudo-labels",
+        type=Path,
+        default=None,
+        help="their pseudo-labels (from `covidal pseudo-label`), matched by name",
+    )
     parser.add_argument("--mode", choices=[m.value for m in StudentMode], required=True)
-    parser.add_argument("--lambda", dest="lam", type=_unit_interval, default=0.5,
-                        help="rgsm/rgsm-al: weight = lambda * RGS + (1 - lambda) * RGM (default 0.5)")
+    parser.add_argument(
+        "--lambda",
+        dest="lam",
+        type=_unit_interval,
+        default=0.5,
+        help="rgsm/rgsm-al: weight = lambda * RGS + (1 - lambda) * RGM (default 0.5)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     add_training_options(parser)
     parser.set_defaults(run=run)
@@ -60,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         print("mode supervised: the pseudo-labelled volumes are not used")
     result = train_3d(config, [p for _, p in expert], args.out, [p for _, p in pseudo])
     skipped = sum(epoch.skipped_steps for epoch in result.epochs)
-    print(f"mode {mode.value}: {config.epochs} epochs, {skipped} steps whose pseudo-labelled batch had all-zero "
-          f"weights; model: {Path(args.out) / 'model.pt'}")
+    print(
+        f"mode {mode.value}: {config.epochs} epochs, {skipped} steps whose pseudo-labelled batch had all-zero "
+        f"weights; model: {Path(args.out) / 'model.pt'}"
+    )
     return 0

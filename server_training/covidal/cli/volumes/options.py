@@ -49,25 +49,50 @@ def spacing_mm(text: str) -> tuple[float, float, float]:
 def add_training_options(parser: argparse.ArgumentParser) -> None:
     """Batch, schedule, optimiser, grid, network and device options of a 3D training run."""
     defaults = Train3DConfig()
-    parser.add_argument("--batch", type=positive_int, default=defaults.batch_size,
-                        help=f"patches per batch (default {defaults.batch_size})")
+    parser.add_argument(
+        "--batch",
+        type=positive_int,
+        default=defaults.batch_size,
+        help=f"patches per batch (default {defaults.batch_size})",
+    )
     parser.add_argument("--epochs", type=positive_int, default=defaults.epochs, help=f"default {defaults.epochs}")
-    parser.add_argument("--steps-per-epoch", type=positive_int, default=defaults.steps_per_epoch,
-                        help=f"optimiser steps per epoch (default {defaults.steps_per_epoch})")
+    parser.add_argument(
+        "--steps-per-epoch",
+        type=positive_int,
+        default=defaults.steps_per_epoch,
+        help=f"optimiser steps per epoch (default {defaults.steps_per_epoch})",
+    )
     parser.add_argument("--lr", type=positive_float, default=defaults.learning_rate, help="Adam learning rate")
-    parser.add_argument("--patch", type=patch_size, default=PatchConfig().size,
-                        help="training patch and sliding window, voxels: N or D,H,W (default 96)")
-    parser.add_argument("--foreground-probability", type=float, default=PatchConfig().foreground_probability,
-                        help="share of patches centred on a labelled voxel (default 0.5)")
-    parser.add_argument("--spacing", type=spacing_mm, default=TARGET_SPACING_MM,
-                        help="training grid in mm, i,j,k (default 1.6,1.6,3.2)")
-    parser.add_argument("--channels", type=int_tuple, default=UNet3DConfig().channels,
-                        help="U-Net channels per level (default 16,32,64,128,256: the paper's 4,806,481 parameters)")
+    parser.add_argument(
+        "--patch",
+        type=patch_size,
+        default=PatchConfig().size,
+        help="training patch and sliding window, voxels: N or D,H,W (default 96)",
+    )
+    parser.add_argument(
+        "--foreground-probability",
+        type=float,
+        default=PatchConfig().foreground_probability,
+        help="share of patches centred on a labelled voxel (default 0.5)",
+    )
+    parser.add_argument(
+        "--spacing", type=spacing_mm, default=TARGET_SPACING_MM, help="training grid in mm, i,j,k (default 1.6,1.6,3.2)"
+    )
+    parser.add_argument(
+        "--channels",
+        type=int_tuple,
+        default=UNet3DConfig().channels,
+        help="U-Net channels per level (default 16,32,64,128,256: the paper's 4,806,481 parameters)",
+    )
     parser.add_argument("--seed", type=non_negative_int, default=0)
     add_device_option(parser)
     parser.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
-    parser.add_argument("--chunk-size", type=positive_int, default=None,
-                        help="per-sample gradients this many samples at a time (saves GPU memory)")
+    parser.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        default=None,
+        help="per-sample gradients this many samples at a time (saves GPU memory)",
+    )
 
 
 def config_from(args: argparse.Namespace, mode: StudentMode, lam: float = 0.5) -> Train3DConfig:
@@ -86,10 +111,18 @@ def config_from(args: argparse.Namespace, mode: StudentMode, lam: float = 0.5) -
 
 def _config(args: argparse.Namespace, mode: StudentMode, lam: float, channels: tuple[int, ...]) -> Train3DConfig:
     return Train3DConfig(
-        mode=mode, lam=lam, batch_size=args.batch, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-        learning_rate=args.lr, spacing=tuple(args.spacing),
+        mode=mode,
+        lam=lam,
+        batch_size=args.batch,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        learning_rate=args.lr,
+        spacing=tuple(args.spacing),
         patch=PatchConfig(size=tuple(args.patch), foreground_probability=args.foreground_probability),
         network=UNet3DConfig(channels=channels, strides=(2,) * (len(channels) - 1)),
         sliding_window=SlidingWindowConfig(patch_size=tuple(args.patch)),
-        seed=args.seed, device=args.device, amp=not args.no_amp, chunk_size=args.chunk_size,
+        seed=args.seed,
+        device=args.device,
+        amp=not args.no_amp,
+        chunk_size=args.chunk_size,
     )

@@ -13,8 +13,11 @@ from covidal.volumes.sliding_window import predict_on_source_grid
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("pseudo-label", help="write pseudo-label volumes for unlabelled volumes",
-                                 description=__doc__.split(":", 1)[1].strip())
+    parser = commands.add_parser(
+        "pseudo-label",
+        help="write pseudo-label volumes for unlabelled volumes",
+        description=__doc__.split(":", 1)[1].strip(),
+    )
     add_model_and_images(parser, "run folder written by `covidal train-3d`")
     parser.add_argument("--out", type=Path, required=True, help="folder for <name>.nrrd label volumes (input geometry)")
     parser.add_argument("--probabilities", action="store_true", help="also write <name>_probability.nrrd (float32)")

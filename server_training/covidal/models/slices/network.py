@@ -46,9 +46,7 @@ class SegmentationNet(nn.Module, ABC):
         """
         super().__init__()
         if feature_channels < 1 or num_classes < 1:
-            raise ValueError(
-                f"feature_channels and num_classes must be >= 1, got {feature_channels} and {num_classes}"
-            )
+            raise ValueError(f"feature_channels and num_classes must be >= 1, got {feature_channels} and {num_classes}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"head dropout must satisfy 0 <= p < 1, got {dropout}")
         self.feature_channels = feature_channels
@@ -94,9 +92,7 @@ class SegmentationNet(nn.Module, ABC):
             ValueError: if the shapes do not match.
         """
         if features.ndim != 4 or features.shape[1] != self.feature_channels:
-            raise ValueError(
-                f"features must be [B, {self.feature_channels}, H, W], got {tuple(features.shape)}"
-            )
+            raise ValueError(f"features must be [B, {self.feature_channels}, H, W], got {tuple(features.shape)}")
         batch = features.shape[0]
         if channel_masks.ndim != 3 or channel_masks.shape[1:] != (batch, self.feature_channels):
             raise ValueError(
@@ -109,9 +105,7 @@ class SegmentationNet(nn.Module, ABC):
         logits = torch.einsum("tbcf,bfhw->tbchw", stacked_weights, features)
         return logits + self.classifier.bias[None, None, :, None, None]
 
-    def sample_channel_masks(
-        self, samples: int, batch: int, generator: torch.Generator | None = None
-    ) -> Tensor:
+    def sample_channel_masks(self, samples: int, batch: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw T head-dropout masks, each entry Bernoulli(1 - p).
 
         Args:
@@ -130,9 +124,7 @@ class SegmentationNet(nn.Module, ABC):
             raise ValueError(f"samples and batch must be >= 1, got {samples} and {batch}")
         weight = self.classifier.weight
         draw_device = generator.device if generator is not None else weight.device
-        keep = torch.full(
-            (samples, batch, self.feature_channels), 1.0 - self.dropout, device=draw_device
-        )
+        keep = torch.full((samples, batch, self.feature_channels), 1.0 - self.dropout, device=draw_device)
         masks = torch.bernoulli(keep, generator=generator)
         return masks.to(device=weight.device, dtype=weight.dtype)
 
@@ -144,9 +136,7 @@ def check_image_batch(images: Tensor, in_channels: int, size_multiple: int, mode
         ValueError: naming the model, the expected layout and the offending shape.
     """
     if images.ndim != 4 or images.shape[1] != in_channels:
-        raise ValueError(
-            f"{model_name} expects images [B, {in_channels}, H, W], got {tuple(images.shape)}"
-        )
+        raise ValueError(f"{model_name} expects images [B, {in_channels}, H, W], got {tuple(images.shape)}")
     height, width = images.shape[-2:]
     if height % size_multiple or width % size_multiple:
         raise ValueError(

@@ -45,8 +45,9 @@ class JobKind(StrEnum):
         try:
             return cls(kind)
         except ValueError:
-            raise CovidalError(f"job kind must be one of {', '.join(repr(k.value) for k in cls)}; "
-                               f"got {kind!r}") from None
+            raise CovidalError(
+                f"job kind must be one of {', '.join(repr(k.value) for k in cls)}; got {kind!r}"
+            ) from None
 
     def check_model_kind(self, project_id: int, model_kind: str) -> None:
         """Raises CovidalError, naming the right job kind, when this kind does not train ``model_kind``."""
@@ -54,8 +55,10 @@ class JobKind(StrEnum):
             return
         fitting = next((kind for kind in JobKind if model_kind in kind.model_kinds), None)
         advice = f"start a {fitting.value!r} job" if fitting else "no job kind trains it"
-        raise CovidalError(f"project {project_id} uses the {model_kind!r} model, but {self.value!r} jobs train "
-                           f"{' and '.join(repr(k.value) for k in self.model_kinds)} models: {advice}")
+        raise CovidalError(
+            f"project {project_id} uses the {model_kind!r} model, but {self.value!r} jobs train "
+            f"{' and '.join(repr(k.value) for k in self.model_kinds)} models: {advice}"
+        )
 
 
 class JobConfig:
@@ -110,8 +113,13 @@ class TrainJobConfig(JobConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, maximum in (("steps", MAX_STEPS), ("checkpoint_every", None), ("batch_size", MAX_BATCH_SIZE),
-                              ("image_size", MAX_IMAGE_SIZE), ("width", MAX_WIDTH)):
+        for name, maximum in (
+            ("steps", MAX_STEPS),
+            ("checkpoint_every", None),
+            ("batch_size", MAX_BATCH_SIZE),
+            ("image_size", MAX_IMAGE_SIZE),
+            ("width", MAX_WIDTH),
+        ):
             check_int(f"job config {name}", getattr(self, name), minimum=1, maximum=maximum)
         check_int("job config seed", self.seed, minimum=0)
         if self.background_sample is not None:
@@ -125,8 +133,9 @@ class TrainJobConfig(JobConfig):
         return asdict(self)
 
 
-def with_project_settings(cls: type, project_settings: Mapping[str, Any],
-                          overrides: Mapping[str, Any]) -> dict[str, Any]:
+def with_project_settings(
+    cls: type, project_settings: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> dict[str, Any]:
     """The project's settings named like fields of the dataclass ``cls``, updated by ``overrides`` (a job's config).
 
     Raises:

@@ -77,26 +77,35 @@ class NoisyTeacherJobConfig(JobConfig):
         check_int("job config batch_size", self.batch_size, minimum=1, maximum=MAX_BATCH_SIZE)
         check_int("job config seed", self.seed, minimum=0)
         if self.epochs * self.steps_per_epoch > MAX_STEPS:
-            raise CovidalError(f"job config epochs * steps_per_epoch must be at most {MAX_STEPS}, got "
-                               f"{self.epochs * self.steps_per_epoch}")
+            raise CovidalError(
+                f"job config epochs * steps_per_epoch must be at most {MAX_STEPS}, got "
+                f"{self.epochs * self.steps_per_epoch}"
+            )
         check_real("job config lam", self.lam, minimum=0.0, maximum=1.0)
         check_real("job config learning_rate", self.learning_rate, above=0.0)
         object.__setattr__(self, "channels", check_ints("job config channels", self.channels, maximum=MAX_CHANNELS))
-        object.__setattr__(self, "patch_size", check_ints("job config patch_size", self.patch_size, count=3,
-                                                          maximum=MAX_PATCH_SIDE))
+        object.__setattr__(
+            self, "patch_size", check_ints("job config patch_size", self.patch_size, count=3, maximum=MAX_PATCH_SIDE)
+        )
         object.__setattr__(self, "spacing", _spacing(self.spacing))
         if not 2 <= len(self.channels) <= MAX_LEVELS:
             raise CovidalError(f"job config channels needs 2 to {MAX_LEVELS} levels, got {list(self.channels)}")
         multiple = 2 ** (len(self.channels) - 1)
         if any(size % multiple for size in self.patch_size):
-            raise CovidalError(f"job config patch_size must be multiples of {multiple} (the {len(self.channels)} "
-                               f"U-Net levels halve it {len(self.channels) - 1} times), got {list(self.patch_size)}")
+            raise CovidalError(
+                f"job config patch_size must be multiples of {multiple} (the {len(self.channels)} "
+                f"U-Net levels halve it {len(self.channels) - 1} times), got {list(self.patch_size)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (lists for the tuples, the mode's name)."""
         values = asdict(self)
-        values.update(mode=self.mode.value, patch_size=list(self.patch_size), spacing=list(self.spacing),
-                      channels=list(self.channels))
+        values.update(
+            mode=self.mode.value,
+            patch_size=list(self.patch_size),
+            spacing=list(self.spacing),
+            channels=list(self.channels),
+        )
         return values
 
     @property
@@ -112,11 +121,19 @@ class NoisyTeacherJobConfig(JobConfig):
         """
         try:
             return Train3DConfig(
-                mode=mode, lam=self.lam, batch_size=self.batch_size, epochs=self.epochs,
-                steps_per_epoch=self.steps_per_epoch, learning_rate=self.learning_rate, spacing=self.spacing,
+                mode=mode,
+                lam=self.lam,
+                batch_size=self.batch_size,
+                epochs=self.epochs,
+                steps_per_epoch=self.steps_per_epoch,
+                learning_rate=self.learning_rate,
+                spacing=self.spacing,
                 patch=PatchConfig(size=self.patch_size),
                 network=UNet3DConfig(channels=self.channels, strides=(2,) * (len(self.channels) - 1)),
-                sliding_window=SlidingWindowConfig(patch_size=self.patch_size), seed=self.seed, device=device)
+                sliding_window=SlidingWindowConfig(patch_size=self.patch_size),
+                seed=self.seed,
+                device=device,
+            )
         except ValueError as error:
             raise CovidalError(f"job config: {error}") from None
 
@@ -128,6 +145,8 @@ class NoisyTeacherJobConfig(JobConfig):
 def _spacing(values: object) -> tuple[float, float, float]:
     items = tuple(values) if isinstance(values, list | tuple) else ()
     if len(items) != 3 or not all(is_real(v) and v >= MIN_SPACING_MM for v in items):
-        raise CovidalError(f"job config spacing must be three millimetre values (i, j, k), each at least "
-                           f"{MIN_SPACING_MM}, got {values!r}")
+        raise CovidalError(
+            f"job config spacing must be three millimetre values (i, j, k), each at least "
+            f"{MIN_SPACING_MM}, got {values!r}"
+        )
     return tuple(float(v) for v in items)  # type: ignore[return-value]

@@ -121,34 +121,48 @@ def job_volumes(store: Store, project_id: int, record: Path, config: NoisyTeache
     current = project_volumes_3d(store, project_id)
     if not record.is_file():
         check_volumes(project_id, current, config)
-        atomic_write_json(record, {"expert": {str(v.id): current.labels[v.id].sha256 for v in current.expert},
-                                   "pool": [v.id for v in current.pool]})
+        atomic_write_json(
+            record,
+            {
+                "expert": {str(v.id): current.labels[v.id].sha256 for v in current.expert},
+                "pool": [v.id for v in current.pool],
+            },
+        )
         return current
     recorded = json.loads(record.read_text())
-    changed = [int(v) for v, sha256 in recorded["expert"].items()
-               if int(v) not in current.labels or current.labels[int(v)].sha256 != sha256]
+    changed = [
+        int(v)
+        for v, sha256 in recorded["expert"].items()
+        if int(v) not in current.labels or current.labels[int(v)].sha256 != sha256
+    ]
     if changed:
-        raise CovidalError(f"the expert label of volume(s) {changed} was replaced since this job started, and its "
-                           "checkpoints learnt from the old one: start a new job")
+        raise CovidalError(
+            f"the expert label of volume(s) {changed} was replaced since this job started, and its "
+            "checkpoints learnt from the old one: start a new job"
+        )
     by_id = {volume.id: volume for volume in store.list_volumes(project_id)}
     expert = [by_id[int(v)] for v in recorded["expert"]]
-    return ProjectVolumes3D(expert, {v.id: current.labels[v.id] for v in expert},
-                            [by_id[v] for v in recorded["pool"]])
+    return ProjectVolumes3D(expert, {v.id: current.labels[v.id] for v in expert}, [by_id[v] for v in recorded["pool"]])
 
 
 def check_volumes(project_id: int, volumes: ProjectVolumes3D, config: NoisyTeacherJobConfig) -> None:
     """Raises CovidalError (saying what to upload) when the project lacks the volumes the job needs."""
     if not volumes.expert:
-        raise CovidalError(f"project {project_id} has no volume with an expert label yet: upload one with "
-                           f"PUT /projects/{project_id}/volumes/<volume id>/label")
+        raise CovidalError(
+            f"project {project_id} has no volume with an expert label yet: upload one with "
+            f"PUT /projects/{project_id}/volumes/<volume id>/label"
+        )
     if config.trains_student and not volumes.pool:
-        raise CovidalError(f"every volume of project {project_id} has an expert label, so there is nothing to "
-                           f"pseudo-label for a {config.mode.value!r} student: upload unlabelled volumes, or use "
-                           f"mode 'supervised' (the teacher alone)")
+        raise CovidalError(
+            f"every volume of project {project_id} has an expert label, so there is nothing to "
+            f"pseudo-label for a {config.mode.value!r} student: upload unlabelled volumes, or use "
+            f"mode 'supervised' (the teacher alone)"
+        )
 
 
-def run_noisy_teacher_job(store: Store, project_dir: Path, project: records.Project, job: records.Job,
-                          reporter: JobReporter) -> None:
+def run_noisy_teacher_job(
+    store: Store, project_dir: Path, project: records.Project, job: records.Job, reporter: JobReporter
+) -> None:
     """Train (or resume) the job's teacher, pseudo-labels and student, and publish the last network.
 
     Raises:
@@ -161,8 +175,11 @@ def run_noisy_teacher_job(store: Store, project_dir: Path, project: records.Proj
     device = job.device or "cpu"
     teacher = config.train_config(StudentMode.SUPERVISED, device)
     steps = config.steps_per_network * (2 if config.trains_student else 1)
-    print(f"job {job.id}: {len(volumes.expert)} expert volume(s) {[v.id for v in volumes.expert]}, pool "
-          f"{[v.id for v in volumes.pool]}, mode {config.mode.value}, {steps} steps on {device}", flush=True)
+    print(
+        f"job {job.id}: {len(volumes.expert)} expert volume(s) {[v.id for v in volumes.expert]}, pool "
+        f"{[v.id for v in volumes.pool]}, mode {config.mode.value}, {steps} steps on {device}",
+        flush=True,
+    )
     with case_sources(store, volumes.expert, volumes.label_files(store)) as expert_sources:
         expert = prepare_cases(expert_sources, teacher.spacing, teacher.window)
         stage = _StageRunner(reporter, expert, steps)
@@ -171,18 +188,29 @@ def run_noisy_teacher_job(store: Store, project_dir: Path, project: records.Proj
         if config.trains_student:
             with case_sources(store, volumes.pool) as pool_sources:
                 _pseudo_label(paths, volumes.pool, pool_sources, teacher, reporter)
-                labelled = [replace(source, label=paths.pseudo_label(volume.id))
-                            for volume, source in zip(volumes.pool, pool_sources, strict=True)]
+                labelled = [
+                    replace(source, label=paths.pseudo_label(volume.id))
+                    for volume, source in zip(volumes.pool, pool_sources, strict=True)
+                ]
                 pseudo = prepare_cases(labelled, teacher.spacing, teacher.window)
             student = config.train_config(config.mode, device)
-            dice = stage.train(Stage.STUDENT, student, pseudo, paths.student, first_step=config.steps_per_network,
-                               val_dice=dice)
+            dice = stage.train(
+                Stage.STUDENT, student, pseudo, paths.student, first_step=config.steps_per_network, val_dice=dice
+            )
             final = paths.student
     publish_model(final / MODEL_FILE, ProjectLayout(project_dir).current_model(project.id))
-    atomic_write_json(paths.job.result, {
-        "job_id": job.id, "mode": config.mode.value, "steps": steps, "val_dice": dice,
-        "expert_volumes": [v.id for v in volumes.expert],
-        "pool_volumes": [v.id for v in volumes.pool] if config.trains_student else [], "finished_at": time.time()})
+    atomic_write_json(
+        paths.job.result,
+        {
+            "job_id": job.id,
+            "mode": config.mode.value,
+            "steps": steps,
+            "val_dice": dice,
+            "expert_volumes": [v.id for v in volumes.expert],
+            "pool_volumes": [v.id for v in volumes.pool] if config.trains_student else [],
+            "finished_at": time.time(),
+        },
+    )
 
 
 class _StageRunner:
@@ -191,8 +219,15 @@ class _StageRunner:
     def __init__(self, reporter: JobReporter, expert: list[PreparedCase], steps: int) -> None:
         self.reporter, self.expert, self.steps = reporter, expert, steps
 
-    def train(self, stage: Stage, config: Train3DConfig, pseudo: list[PreparedCase] | tuple[()], folder: Path,
-              first_step: int, val_dice: float | None) -> float | None:
+    def train(
+        self,
+        stage: Stage,
+        config: Train3DConfig,
+        pseudo: list[PreparedCase] | tuple[()],
+        folder: Path,
+        first_step: int,
+        val_dice: float | None,
+    ) -> float | None:
         """Train (or resume, or find finished) the network in ``folder``; returns its Dice on the expert volumes.
 
         Args:
@@ -203,21 +238,42 @@ class _StageRunner:
 
         def on_step(progress: StepProgress) -> None:
             record = progress.record
-            self.reporter.report(first_step + progress.step, self.steps, record.expert_loss + (record.pseudo_loss or 0),
-                                 val_dice, stage=stage.value,
-                                 checkpoint=folder / STATE_FILE if progress.epoch_done else None)
+            self.reporter.report(
+                first_step + progress.step,
+                self.steps,
+                record.expert_loss + (record.pseudo_loss or 0),
+                val_dice,
+                stage=stage.value,
+                checkpoint=folder / STATE_FILE if progress.epoch_done else None,
+            )
 
-        train_3d(config, self.expert, folder, pseudo, log=lambda line: print(f"{stage.value}: {line}", flush=True),
-                 on_step=on_step, resumable=True)
+        train_3d(
+            config,
+            self.expert,
+            folder,
+            pseudo,
+            log=lambda line: print(f"{stage.value}: {line}", flush=True),
+            on_step=on_step,
+            resumable=True,
+        )
         dice = _expert_dice(folder, self.expert, config.device.value)
         print(f"{stage.value}: Dice on the expert volumes {'-' if dice is None else f'{dice:.4f}'}", flush=True)
-        self.reporter.amend(epoch=first_step + config.epochs * config.steps_per_epoch, epochs=self.steps,
-                            val_dice=dice, stage=stage.value)
+        self.reporter.amend(
+            epoch=first_step + config.epochs * config.steps_per_epoch,
+            epochs=self.steps,
+            val_dice=dice,
+            stage=stage.value,
+        )
         return dice
 
 
-def _pseudo_label(paths: NoisyTeacherPaths, pool: list[records.Volume], sources: list[CaseSource],
-                  teacher: Train3DConfig, reporter: JobReporter) -> None:
+def _pseudo_label(
+    paths: NoisyTeacherPaths,
+    pool: list[records.Volume],
+    sources: list[CaseSource],
+    teacher: Train3DConfig,
+    reporter: JobReporter,
+) -> None:
     """Write the teacher's label of every pool volume that has none yet (one volume in memory at a time)."""
     reporter.amend(stage=Stage.PSEUDO_LABEL.value, eta_seconds=None)
     loaded = load_model(paths.teacher, torch.device(teacher.device.value))
@@ -228,11 +284,14 @@ def _pseudo_label(paths: NoisyTeacherPaths, pool: list[records.Volume], sources:
             print(f"pseudo-label {number}/{len(pool)}: volume {volume.id} was labelled before", flush=True)
             continue
         prepared = prepare_case(source, config.spacing, config.window)
-        label, _ = predict_on_source_grid(loaded.model, prepared, config.sliding_window,
-                                          torch.device(teacher.device.value), config.amp)
+        label, _ = predict_on_source_grid(
+            loaded.model, prepared, config.sliding_window, torch.device(teacher.device.value), config.amp
+        )
         write_volume(label, target)
-        print(f"pseudo-label {number}/{len(pool)}: volume {volume.id}, {int(label.array.sum())} voxels of infection",
-              flush=True)
+        print(
+            f"pseudo-label {number}/{len(pool)}: volume {volume.id}, {int(label.array.sum())} voxels of infection",
+            flush=True,
+        )
         reporter.amend(stage=Stage.PSEUDO_LABEL.value)  # a cancel is seen between volumes
 
 
@@ -245,8 +304,9 @@ def _expert_dice(folder: Path, expert: list[PreparedCase], device: str) -> float
     loaded = load_model(folder, torch.device(device))
     tp = fp = fn = 0
     for case in expert:
-        probability = predict_probability(loaded.model, case.image, loaded.config.sliding_window,
-                                          torch.device(device), loaded.config.amp)
+        probability = predict_probability(
+            loaded.model, case.image, loaded.config.sliding_window, torch.device(device), loaded.config.amp
+        )
         predicted, truth = probability >= FOREGROUND_THRESHOLD, np.asarray(case.label, dtype=bool)
         tp += int(np.sum(predicted & truth))
         fp += int(np.sum(predicted & ~truth))

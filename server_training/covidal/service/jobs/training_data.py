@@ -94,15 +94,19 @@ def project_annotations(store: Store, project: records.Project, window: HUWindow
     slices: list[SliceRecord] = []
     for volume_id in sorted({volume_id for volume_id, _ in wanted}):
         volume = read_project_volume(store, store.get_volume(project.id, volume_id))
-        slices += [record for record in load_volume_slices(volume, None, str(volume_id), window)
-                   if (volume_id, record.slice_index) in wanted]
+        slices += [
+            record
+            for record in load_volume_slices(volume, None, str(volume_id), window)
+            if (volume_id, record.slice_index) in wanted
+        ]
     state = AnnotationState(grid, {(s.case_id, s.slice_id): s.image.shape for s in slices})
     state.add_many(region_label(answer) for answer in answered)
     return ProjectAnnotations(slices, state, len(answered), float(sum(a.effort_seconds for a in answered)))
 
 
-def known_pixel_counts(state: AnnotationState, slices: Iterable[SliceRecord],
-                       predictions: Iterable[np.ndarray]) -> tuple[int, int, int]:
+def known_pixel_counts(
+    state: AnnotationState, slices: Iterable[SliceRecord], predictions: Iterable[np.ndarray]
+) -> tuple[int, int, int]:
     """``(tp, fp, fn)`` of binary ``predictions`` ``[H, W]`` against the known pixels of each slice's label map.
 
     Known pixels are those of :meth:`AnnotationState.label_map` other than -1 (background regions and clicks).
@@ -136,5 +140,6 @@ def project_window(settings: dict) -> HUWindow:
         level, width = value
         return HUWindow(float(level), float(width))
     except (TypeError, ValueError) as error:
-        raise CovidalError(f"project setting window must be [level, width] in HU with width > 0, got {value!r}") \
-            from error
+        raise CovidalError(
+            f"project setting window must be [level, width] in HU with width > 0, got {value!r}"
+        ) from error

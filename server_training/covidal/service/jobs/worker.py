@@ -127,15 +127,29 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
     paths = layout.job(job.id)
     torch.manual_seed(train_config.seed)  # the initial weights (a resumed job then loads its own)
     model = build_model(train_config.model).to(device)
-    trainer = StepTrainer(model, loss_fn, _training_slices(config, data), config.batch_size, config.learning_rate,
-                          config.seed * BATCH_SEED_FACTOR, device, loss_generator=loss_generator)
+    trainer = StepTrainer(
+        model,
+        loss_fn,
+        _training_slices(config, data),
+        config.batch_size,
+        config.learning_rate,
+        config.seed * BATCH_SEED_FACTOR,
+        device,
+        loss_generator=loss_generator,
+    )
     val_dice = None
     if job.checkpoint_path is not None and (Path(project_dir) / job.checkpoint_path).is_file():
         val_dice = trainer.restore(Path(project_dir) / job.checkpoint_path)["val_dice"]
-        print(f"resuming from {job.checkpoint_path} after {trainer.step} steps (weights, Adam state and random "
-              "states restored)", flush=True)
-    print(f"job {job.id}: {len(data.slices)} slices, {data.answers} answers, steps {trainer.step + 1}..{config.steps} "
-          f"on {device}", flush=True)
+        print(
+            f"resuming from {job.checkpoint_path} after {trainer.step} steps (weights, Adam state and random "
+            "states restored)",
+            flush=True,
+        )
+    print(
+        f"job {job.id}: {len(data.slices)} slices, {data.answers} answers, steps {trainer.step + 1}..{config.steps} "
+        f"on {device}",
+        flush=True,
+    )
 
     def on_step(report: StepReport) -> None:
         nonlocal val_dice
@@ -145,8 +159,9 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
             # curve has a point per job even though region suggestions seldom answer a whole slice.
             val_dice = _known_pixel_dice(model, data, config.image_size, device)
             trainer.save(paths.checkpoint, val_dice=val_dice)
-        reporter.report(report.step, config.steps, report.loss, val_dice,
-                        checkpoint=paths.checkpoint if checkpoint else None)
+        reporter.report(
+            report.step, config.steps, report.loss, val_dice, checkpoint=paths.checkpoint if checkpoint else None
+        )
 
     trainer.run(config.steps, on_step)
     save_checkpoint(paths.model, model, train_config, config.steps, val_dice)
@@ -155,25 +170,40 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
 
 
 def _training_slices(config: TrainJobConfig, data: ProjectAnnotations) -> TrainingSlices:
-    maps = [data.state.label_map_on_grid((s.case_id, s.slice_id), config.image_size, config.background_sample,
-                                         config.seed) for s in data.slices]
-    return TrainingSlices(network_input([s.image for s in data.slices], config.image_size), torch.from_numpy(np.stack(maps)), None)
+    maps = [
+        data.state.label_map_on_grid((s.case_id, s.slice_id), config.image_size, config.background_sample, config.seed)
+        for s in data.slices
+    ]
+    return TrainingSlices(
+        network_input([s.image for s in data.slices], config.image_size), torch.from_numpy(np.stack(maps)), None
+    )
 
 
-def _known_pixel_dice(model: SegmentationNet, data: ProjectAnnotations, image_size: int,
-                      device: torch.device) -> float | None:
+def _known_pixel_dice(
+    model: SegmentationNet, data: ProjectAnnotations, image_size: int, device: torch.device
+) -> float | None:
     """Dice on the known pixels of the answered slices (training slices: nothing is held out)."""
-    predictions = (probability >= 0.5 for _, probability in
-                   predict_probabilities(model, data.slices, image_size, device))
+    predictions = (
+        probability >= 0.5 for _, probability in predict_probabilities(model, data.slices, image_size, device)
+    )
     return dice_of(*known_pixel_counts(data.state, data.slices, predictions))
 
 
 def _train_config(project: Project, config: TrainJobConfig, device: torch.device, window: HUWindow) -> TrainConfig:
     """The :class:`TrainConfig` saved with the model (so :func:`load_run` rebuilds it)."""
     model = ModelConfig(project.model_kind, config.dropout, width=config.width)
-    return TrainConfig(loss=LossConfig(project.loss), model=model, steps=config.steps, batch_size=config.batch_size,
-                       learning_rate=config.learning_rate, image_size=config.image_size, val_fraction=0.0,
-                       seed=config.seed, device=device.type, window=window)
+    return TrainConfig(
+        loss=LossConfig(project.loss),
+        model=model,
+        steps=config.steps,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        image_size=config.image_size,
+        val_fraction=0.0,
+        seed=config.seed,
+        device=device.type,
+        window=window,
+    )
 
 
 if __name__ == "__main__":

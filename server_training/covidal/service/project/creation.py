@@ -16,8 +16,16 @@ from covidal.service.volumes import check_plain_name
 from covidal.validation import check_choice
 
 
-def create_project(store: Store, name: str, model_kind: str, grid_k: int, strategy: str, mc_samples: int, loss: str,
-                   settings: Mapping[str, Any]) -> Project:
+def create_project(
+    store: Store,
+    name: str,
+    model_kind: str,
+    grid_k: int,
+    strategy: str,
+    mc_samples: int,
+    loss: str,
+    settings: Mapping[str, Any],
+) -> Project:
     """A new project.
 
     Raises:
@@ -32,8 +40,15 @@ def create_project(store: Store, name: str, model_kind: str, grid_k: int, strate
     check_choice("strategy", strategy, StrategyName, error=Invalid)
     check_choice("loss", loss, LossName, error=Invalid)
     cycle_settings(settings)
-    return store.create_project(name, model_kind=model_kind, grid_k=grid_k, strategy=strategy, mc_samples=mc_samples,
-                                loss=loss, settings=settings)
+    return store.create_project(
+        name,
+        model_kind=model_kind,
+        grid_k=grid_k,
+        strategy=strategy,
+        mc_samples=mc_samples,
+        loss=loss,
+        settings=settings,
+    )
 
 
 def update_settings(store: Store, project_id: int, changes: Mapping[str, Any]) -> Project:

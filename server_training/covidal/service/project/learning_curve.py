@@ -15,12 +15,21 @@ from covidal.service.store.store import Store
 from covidal.utils.atomic import atomic_write_json
 
 
-def record_job_result(paths: JobPaths, job_id: int, steps: int, answers: int, effort_seconds: float,
-                      val_dice: float | None) -> None:
+def record_job_result(
+    paths: JobPaths, job_id: int, steps: int, answers: int, effort_seconds: float, val_dice: float | None
+) -> None:
     """Write a finished job's point of the curve (atomically)."""
-    atomic_write_json(paths.result, {"job_id": job_id, "steps": steps, "answers": answers,
-                                     "effort_seconds": effort_seconds, "val_dice": val_dice,
-                                     "finished_at": time.time()})
+    atomic_write_json(
+        paths.result,
+        {
+            "job_id": job_id,
+            "steps": steps,
+            "answers": answers,
+            "effort_seconds": effort_seconds,
+            "val_dice": val_dice,
+            "finished_at": time.time(),
+        },
+    )
 
 
 def curve_points(store: Store, layout: ProjectLayout, project_id: int) -> list[CurvePoint]:
@@ -31,9 +40,16 @@ def curve_points(store: Store, layout: ProjectLayout, project_id: int) -> list[C
         path = layout.job(job.id).result
         if path.is_file():
             result = json.loads(path.read_text(encoding="utf-8"))
-            points.append(CurvePoint(job_id=job.id, finished_at=job.finished_at or result["finished_at"],
-                                     answers=result["answers"], effort_seconds=result["effort_seconds"],
-                                     val_dice=result["val_dice"], steps=result["steps"]))
+            points.append(
+                CurvePoint(
+                    job_id=job.id,
+                    finished_at=job.finished_at or result["finished_at"],
+                    answers=result["answers"],
+                    effort_seconds=result["effort_seconds"],
+                    val_dice=result["val_dice"],
+                    steps=result["steps"],
+                )
+            )
     return sorted(points, key=lambda point: (point.finished_at, point.job_id))
 
 

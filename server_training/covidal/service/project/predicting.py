@@ -16,8 +16,9 @@ from covidal.service.store.errors import Conflict, NotFound
 from covidal.service.store.store import Store
 
 
-def predict(store: Store, settings: ServiceSettings, layout: ProjectLayout, project_id: int,
-            volume_id: int) -> PredictionOut:
+def predict(
+    store: Store, settings: ServiceSettings, layout: ProjectLayout, project_id: int, volume_id: int
+) -> PredictionOut:
     """Label the volume with the project's current model and store the labels.
 
     Raises:
@@ -40,8 +41,13 @@ def predict(store: Store, settings: ServiceSettings, layout: ProjectLayout, proj
         labels = volume.with_array(slices.predict_labels(slices.load_model(model_path, settings.device), volume))
     write_volume(labels, layout.prediction(project_id, volume_id))
     stats = slices.prediction_stats(labels.array, volume)
-    return PredictionOut(volume_id=volume_id, voxels=stats.voxels, infected_ml=stats.infected_ml,
-                         lung_percent=stats.lung_percent, lung_ml=stats.lung_ml)
+    return PredictionOut(
+        volume_id=volume_id,
+        voxels=stats.voxels,
+        infected_ml=stats.infected_ml,
+        lung_percent=stats.lung_percent,
+        lung_ml=stats.lung_ml,
+    )
 
 
 def prediction_file(store: Store, layout: ProjectLayout, project_id: int, volume_id: int) -> Path:

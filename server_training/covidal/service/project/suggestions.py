@@ -41,8 +41,14 @@ from covidal.service.volumes import read_stored_volume
 from covidal.validation import check_int
 
 
-def open_cycle(store: Store, settings: ServiceSettings, cache: ServiceCache, project_id: int,
-               volume_ids: list[int] | None, count: int) -> records.Cycle:
+def open_cycle(
+    store: Store,
+    settings: ServiceSettings,
+    cache: ServiceCache,
+    project_id: int,
+    volume_ids: list[int] | None,
+    count: int,
+) -> records.Cycle:
     """Score the pool (the given volumes, else all of the project's) and open a cycle with its ``count`` best
     regions; earlier cycles close.
 
@@ -62,11 +68,14 @@ def open_cycle(store: Store, settings: ServiceSettings, cache: ServiceCache, pro
         project_seed, max_per_slice = cycle_settings(project.settings)
         rule = SelectionRule(count, max_per_slice)
         seed = cycle_seed(project_seed, len(store.list_cycles(project_id)) + 1)
-        parts = [PoolPart(_volume_stack(store, settings, cache, volume, model), _open_regions(volume, grid, answered))
-                 for volume in pool]
+        parts = [
+            PoolPart(_volume_stack(store, settings, cache, volume, model), _open_regions(volume, grid, answered))
+            for volume in pool
+        ]
         strategy = LungFraction() if model is None else build_strategy(project.strategy)
-        queried = query_regions(parts, strategy, None if model is None else model.model,
-                                QueryOptions(grid, rule, project.mc_samples), seed)
+        queried = query_regions(
+            parts, strategy, None if model is None else model.model, QueryOptions(grid, rule, project.mc_samples), seed
+        )
     except CovidalError:
         raise  # already said in the user's terms (a bad setting, an unreadable volume): 422
     except ValueError as error:
@@ -77,8 +86,9 @@ def open_cycle(store: Store, settings: ServiceSettings, cache: ServiceCache, pro
     for q in queried:
         volume = pool[q.part]
         box = grid.boxes(_slice_shape(volume))[q.region]
-        specs.append(SuggestionSpec(volume.id, q.slice, q.region, RegionBox(box.col0, box.col1, box.row0, box.row1),
-                                    q.score))
+        specs.append(
+            SuggestionSpec(volume.id, q.slice, q.region, RegionBox(box.col0, box.col1, box.row0, box.row1), q.score)
+        )
     return store.create_cycle(project_id, specs)
 
 
@@ -134,23 +144,28 @@ def _open_regions(volume: records.Volume, grid: RegionGrid, answered: set[tuple[
     return open_regions
 
 
-def _volume_stack(store: Store, settings: ServiceSettings, cache: ServiceCache, volume: records.Volume,
-                  model) -> SliceStack:
+def _volume_stack(
+    store: Store, settings: ServiceSettings, cache: ServiceCache, volume: records.Volume, model
+) -> SliceStack:
     """The volume's axial slices; its voxels and network input are read (or taken from the cache) only when a
     strategy asks for them, so a cache that holds none keeps one volume's voxels in memory at a time."""
     key = VolumeKey(volume.id, volume.sha256)
     max_expanded = settings.decode_limits.max_zip_bytes
 
     def voxels() -> np.ndarray:
-        return cache.volume(key, lambda: read_stored_volume(store.files.path(volume.path), volume.format,
-                                                            max_expanded)).array
+        return cache.volume(
+            key, lambda: read_stored_volume(store.files.path(volume.path), volume.format, max_expanded)
+        ).array
 
     def network_input():
         from covidal.service.project.models import slices  # torch loads only once a project has a model
 
         window, size = model.config.window, model.config.image_size
-        return cache.derived(slices.NetworkInputKey(key, window, size),
-                             lambda: slices.network_input_of(voxels(), window, size), slices.tensor_nbytes)
+        return cache.derived(
+            slices.NetworkInputKey(key, window, size),
+            lambda: slices.network_input_of(voxels(), window, size),
+            slices.tensor_nbytes,
+        )
 
     return SliceStack((_slice_shape(volume),) * volume.geometry.dims[2], network_input, voxels)
 

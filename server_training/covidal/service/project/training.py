@@ -32,8 +32,10 @@ def enqueue_job(store: Store, project_id: int, kind: str, config: dict[str, Any]
         options = _train_config(store, project, {**config, **({} if steps is None else {"steps": steps})})
     else:
         if steps is not None:
-            raise CovidalError("'steps' is an option of 'train' jobs; a 'noisy-teacher' job trains config epochs x "
-                               "steps_per_epoch steps per network")
+            raise CovidalError(
+                "'steps' is an option of 'train' jobs; a 'noisy-teacher' job trains config epochs x "
+                "steps_per_epoch steps per network"
+            )
         options = _noisy_teacher_config(store, project, config)
     return store.enqueue_job(project_id, job_kind.value, options)
 
@@ -66,8 +68,7 @@ def _train_config(store: Store, project: Project, overrides: dict[str, Any]) -> 
     if project.loss == LossName.FULL:
         raise CovidalError("the 'full' loss needs complete masks, but answers give background regions and points")
     if not answered_regions(store, project.id):
-        raise CovidalError(f"project {project.id} has no answered regions yet: answer some suggestions before "
-                           "training")
+        raise CovidalError(f"project {project.id} has no answered regions yet: answer some suggestions before training")
     return TrainJobConfig.for_project(project.settings, overrides).to_dict()
 
 

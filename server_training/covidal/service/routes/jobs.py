@@ -20,9 +20,16 @@ from covidal.service.schemas import JobCreate, JobOut, job_out
 router = api_router("jobs")
 
 
-@router.post("/projects/{project_id}/jobs", status_code=201,
-             responses={422: {"description": "an unknown kind or one that does not train the project's model, no "
-                                             "answers or expert labels yet, a loss that needs masks, a bad option"}})
+@router.post(
+    "/projects/{project_id}/jobs",
+    status_code=201,
+    responses={
+        422: {
+            "description": "an unknown kind or one that does not train the project's model, no "
+            "answers or expert labels yet, a loss that needs masks, a bad option"
+        }
+    },
+)
 def start_job(project_id: int, body: JobCreate, store: StoreDep) -> JobOut:
     """Queue a job of ``kind`` for the project's model (it starts when the device is free)."""
     return job_out(training.enqueue_job(store, project_id, body.kind, body.config, body.steps))
@@ -45,15 +52,17 @@ def job_log(project_id: int, job_id: int, store: StoreDep, layout: LayoutDep) ->
     return PlainTextResponse(training.job_log(store, layout, project_id, job_id))
 
 
-@router.post("/projects/{project_id}/jobs/{job_id}/cancel",
-             responses={409: {"description": "the job already finished"}})
+@router.post(
+    "/projects/{project_id}/jobs/{job_id}/cancel", responses={409: {"description": "the job already finished"}}
+)
 def cancel_job(project_id: int, job_id: int, store: StoreDep) -> JobOut:
     """Cancel a queued or interrupted job at once; a running one stops at its next progress report."""
     return job_out(store.cancel_job(project_id, job_id))
 
 
-@router.post("/projects/{project_id}/jobs/{job_id}/resume",
-             responses={409: {"description": "the job is not interrupted"}})
+@router.post(
+    "/projects/{project_id}/jobs/{job_id}/resume", responses={409: {"description": "the job is not interrupted"}}
+)
 def resume_job(project_id: int, job_id: int, store: StoreDep) -> JobOut:
     """Queue an interrupted job again; it continues from its last checkpoint."""
     return job_out(training.resume_job(store, project_id, job_id))

@@ -32,36 +32,64 @@ from covidal.service.volumes import stored_suffix
 router = api_router("labels")
 
 
-@router.put("/projects/{project_id}/volumes/{volume_id}/label", status_code=201,
-            responses={200: {"description": "the volume's earlier label was replaced"},
-                       413: {"description": "over the upload or voxel limit"},
-                       415: {"description": "not sent as application/octet-stream"},
-                       422: {"description": "not a unet3d project, not a 3D volume, another geometry than the "
-                                            "volume's, values that are not whole numbers >= 0"},
-                       503: {"description": "too many uploads at once"}},
-            openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
-                "schema": {"type": "string", "format": "binary"}}}}})
-async def upload_label(project_id: int, volume_id: int, request: Request, response: Response, store: StoreDep,
-                       settings: SettingsDep,
-                       format: Annotated[LabelFormat, Query(description="how the body is encoded")]) -> LabelOut:
+@router.put(
+    "/projects/{project_id}/volumes/{volume_id}/label",
+    status_code=201,
+    responses={
+        200: {"description": "the volume's earlier label was replaced"},
+        413: {"description": "over the upload or voxel limit"},
+        415: {"description": "not sent as application/octet-stream"},
+        422: {
+            "description": "not a unet3d project, not a 3D volume, another geometry than the "
+            "volume's, values that are not whole numbers >= 0"
+        },
+        503: {"description": "too many uploads at once"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def upload_label(
+    project_id: int,
+    volume_id: int,
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    settings: SettingsDep,
+    format: Annotated[LabelFormat, Query(description="how the body is encoded")],
+) -> LabelOut:
     """Store the request body (NRRD or NIfTI: 0 background, > 0 infection, on the volume's grid) as its label."""
     project = await run_in_threadpool(store.get_project, project_id)
     volume = await run_in_threadpool(store.get_volume, project_id, volume_id)
     if project.model_kind != ModelKind.UNET3D:
-        raise Invalid(f"project {project_id} trains the {project.model_kind!r} model from answered regions; expert "
-                      f"label volumes are for '{ModelKind.UNET3D.value}' projects (their noisy-teacher jobs)")
+        raise Invalid(
+            f"project {project_id} trains the {project.model_kind!r} model from answered regions; expert "
+            f"label volumes are for '{ModelKind.UNET3D.value}' projects (their noisy-teacher jobs)"
+        )
     async with upload_slot(request):
-        stored = await receive_upload(request, store.files, Store.label_folder(project_id),
-                                      partial(stored_suffix, VolumeFormat(format.value)), settings.max_upload_bytes,
-                                      "the label file")
+        stored = await receive_upload(
+            request,
+            store.files,
+            Store.label_folder(project_id),
+            partial(stored_suffix, VolumeFormat(format.value)),
+            settings.max_upload_bytes,
+            "the label file",
+        )
         label, created = await run_in_threadpool(_record, store, volume, stored, format, settings.decode_limits)
     response.status_code = 201 if created else 200
     return label_out(label)
 
 
-@router.get("/projects/{project_id}/volumes/{volume_id}/label",
-            responses={200: {"content": {"application/octet-stream": {}}, "description": "the label as uploaded"},
-                       404: {"description": "the volume has no label"}})
+@router.get(
+    "/projects/{project_id}/volumes/{volume_id}/label",
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "the label as uploaded"},
+        404: {"description": "the volume has no label"},
+    },
+)
 def download_label(project_id: int, volume_id: int, store: StoreDep) -> StreamingResponse:
     """The volume's label file as uploaded (NRRD or NIfTI)."""
     label = store.get_label(project_id, volume_id)
@@ -71,9 +99,11 @@ def download_label(project_id: int, volume_id: int, store: StoreDep) -> Streamin
     except FileNotFoundError:
         raise Conflict(f"the label of volume {volume_id} was replaced while it was being read; ask again") from None
     filename = f"label-volume{volume_id}{''.join(path.suffixes)}"
-    return StreamingResponse(_chunks(handle), media_type="application/octet-stream",
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                                      "Content-Length": str(label.size)})
+    return StreamingResponse(
+        _chunks(handle),
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Content-Length": str(label.size)},
+    )
 
 
 @router.get("/projects/{project_id}/labels")
@@ -82,12 +112,14 @@ def list_labels(project_id: int, store: StoreDep) -> list[LabelOut]:
     return [label_out(label) for label in store.list_labels(project_id)]
 
 
-def _record(store: Store, volume: Volume, stored: StoredFile, label_format: LabelFormat,
-            limits: DecodeLimits) -> tuple[Label, bool]:
+def _record(
+    store: Store, volume: Volume, stored: StoredFile, label_format: LabelFormat, limits: DecodeLimits
+) -> tuple[Label, bool]:
     """Check the stored upload against ``volume`` and record it: ``(label, created)``; removed if refused."""
     try:
-        summary = check_label_file(store.files.path(stored.relative_path), VolumeFormat(label_format.value),
-                                   volume.geometry, volume.id, limits)
+        summary = check_label_file(
+            store.files.path(stored.relative_path), VolumeFormat(label_format.value), volume.geometry, volume.id, limits
+        )
     except BaseException:
         store.files.remove(stored.relative_path)
         raise

@@ -18,8 +18,10 @@ def learning_curve(project_id: int, store: StoreDep, layout: LayoutDep) -> list[
     return curve_points(store, layout, project_id)
 
 
-@router.get("/projects/{project_id}/metrics/curve.png",
-            responses={200: {"content": {"image/png": {}}, "description": "validation Dice against effort"}})
+@router.get(
+    "/projects/{project_id}/metrics/curve.png",
+    responses={200: {"content": {"image/png": {}}, "description": "validation Dice against effort"}},
+)
 def learning_curve_png(project_id: int, store: StoreDep, layout: LayoutDep) -> Response:
     points = curve_points(store, layout, project_id)
     return Response(curve_png(points, store.get_project(project_id).name), media_type="image/png")

@@ -13,18 +13,29 @@ from covidal.service.schemas import PredictionOut
 router = api_router("predictions")
 
 
-@router.post("/projects/{project_id}/volumes/{volume_id}/prediction",
-             responses={409: {"description": "the project has no trained model yet"}})
-def predict(project_id: int, volume_id: int, store: StoreDep, settings: SettingsDep,
-                   layout: LayoutDep) -> PredictionOut:
+@router.post(
+    "/projects/{project_id}/volumes/{volume_id}/prediction",
+    responses={409: {"description": "the project has no trained model yet"}},
+)
+def predict(
+    project_id: int, volume_id: int, store: StoreDep, settings: SettingsDep, layout: LayoutDep
+) -> PredictionOut:
     """Label the volume with the current model; infected volume (mL) and share of the lungs (heuristic mask)."""
     return predicting.predict(store, settings, layout, project_id, volume_id)
 
 
-@router.get("/projects/{project_id}/volumes/{volume_id}/prediction.nrrd", response_class=FileResponse,
-            responses={200: {"content": {"application/octet-stream": {}},
-                             "description": "uint8 NRRD on the volume's grid, 1 = infection"}})
+@router.get(
+    "/projects/{project_id}/volumes/{volume_id}/prediction.nrrd",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "content": {"application/octet-stream": {}},
+            "description": "uint8 NRRD on the volume's grid, 1 = infection",
+        }
+    },
+)
 def prediction_file(project_id: int, volume_id: int, store: StoreDep, layout: LayoutDep) -> FileResponse:
     path = predicting.prediction_file(store, layout, project_id, volume_id)
-    return FileResponse(path, media_type="application/octet-stream",
-                        filename=f"prediction-project{project_id}-volume{volume_id}.nrrd")
+    return FileResponse(
+        path, media_type="application/octet-stream", filename=f"prediction-project{project_id}-volume{volume_id}.nrrd"
+    )

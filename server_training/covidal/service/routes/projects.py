@@ -15,8 +15,18 @@ router = api_router("projects")
 @router.post("/projects", status_code=201)
 def create_project(body: ProjectCreate, store: StoreDep) -> ProjectOut:
     """A new project (409 if the name is taken)."""
-    return project_out(creation.create_project(store, body.name, body.model_kind.value, body.grid_k, body.strategy,
-                                               body.mc_samples, body.loss, body.settings))
+    return project_out(
+        creation.create_project(
+            store,
+            body.name,
+            body.model_kind.value,
+            body.grid_k,
+            body.strategy,
+            body.mc_samples,
+            body.loss,
+            body.settings,
+        )
+    )
 
 
 @router.get("/projects")

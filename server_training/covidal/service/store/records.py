@@ -266,10 +266,15 @@ class JobProgress:
         check_int("job progress epoch", self.epoch, minimum=0, error=Invalid)
         if self.epochs is not None:
             check_int("job progress epochs", self.epochs, minimum=self.epoch, error=Invalid)
-        for name, bounds in (("loss", {}), ("val_dice", {"minimum": 0.0, "maximum": 1.0}), ("eta_seconds", {"minimum": 0.0})):
+        for name, bounds in (
+            ("loss", {}),
+            ("val_dice", {"minimum": 0.0, "maximum": 1.0}),
+            ("eta_seconds", {"minimum": 0.0}),
+        ):
             if getattr(self, name) is not None:
-                object.__setattr__(self, name, check_real(f"job progress {name}", getattr(self, name), **bounds,
-                                                          error=Invalid))
+                object.__setattr__(
+                    self, name, check_real(f"job progress {name}", getattr(self, name), **bounds, error=Invalid)
+                )
         if self.stage is not None:
             check_text(self.stage, "job progress stage", 50)
 
@@ -307,8 +312,12 @@ def check_points(points: object) -> tuple[Point, ...]:
         raise Invalid(f"points must be a list of [i, j, k] voxel indices, got {points!r}")
     checked: list[Point] = []
     for number, point in enumerate(points, start=1):
-        if (isinstance(point, (str, bytes)) or not isinstance(point, Sequence) or len(point) != 3
-                or not all(is_integer(value) for value in point)):
+        if (
+            isinstance(point, (str, bytes))
+            or not isinstance(point, Sequence)
+            or len(point) != 3
+            or not all(is_integer(value) for value in point)
+        ):
             raise Invalid(f"point #{number} must be three integers [i, j, k], got {point!r}")
         i, j, k = (int(value) for value in point)
         if (i, j, k) in checked:
@@ -333,20 +342,50 @@ def format_time(seconds: float) -> str:
 
 
 def project_from_row(row: sqlite3.Row) -> Project:
-    return Project(row["id"], row["name"], row["model_kind"], row["grid_k"], row["strategy"], row["mc_samples"],
-                   row["loss"], json.loads(row["settings"]), row["created_at"])
+    return Project(
+        row["id"],
+        row["name"],
+        row["model_kind"],
+        row["grid_k"],
+        row["strategy"],
+        row["mc_samples"],
+        row["loss"],
+        json.loads(row["settings"]),
+        row["created_at"],
+    )
 
 
 def volume_from_row(row: sqlite3.Row) -> Volume:
-    geometry = VolumeGeometry((row["dim_i"], row["dim_j"], row["dim_k"]), json.loads(row["spacing"]),
-                              json.loads(row["origin"]), json.loads(row["direction"]))
-    return Volume(row["id"], row["project_id"], row["name"], row["sha256"], VolumeFormat(row["format"]),
-                  row["path"], row["size"], geometry, row["created_at"])
+    geometry = VolumeGeometry(
+        (row["dim_i"], row["dim_j"], row["dim_k"]),
+        json.loads(row["spacing"]),
+        json.loads(row["origin"]),
+        json.loads(row["direction"]),
+    )
+    return Volume(
+        row["id"],
+        row["project_id"],
+        row["name"],
+        row["sha256"],
+        VolumeFormat(row["format"]),
+        row["path"],
+        row["size"],
+        geometry,
+        row["created_at"],
+    )
 
 
 def label_from_row(row: sqlite3.Row) -> Label:
-    return Label(row["volume_id"], row["project_id"], LabelFormat(row["format"]), row["path"], row["sha256"],
-                 row["size"], row["foreground_voxels"], row["created_at"])
+    return Label(
+        row["volume_id"],
+        row["project_id"],
+        LabelFormat(row["format"]),
+        row["path"],
+        row["sha256"],
+        row["size"],
+        row["foreground_voxels"],
+        row["created_at"],
+    )
 
 
 def cycle_from_row(row: sqlite3.Row) -> Cycle:
@@ -356,21 +395,55 @@ def cycle_from_row(row: sqlite3.Row) -> Cycle:
 def suggestion_from_row(row: sqlite3.Row) -> Suggestion:
     """``row`` of ``suggestions`` plus an ``answered`` column."""
     box = RegionBox(row["i0"], row["i1"], row["j0"], row["j1"])
-    return Suggestion(row["id"], row["cycle_id"], row["project_id"], row["volume_id"], row["k"], row["region"], box,
-                      row["score"], row["rank"], row["lease_holder"], row["lease_expires_at"], bool(row["answered"]))
+    return Suggestion(
+        row["id"],
+        row["cycle_id"],
+        row["project_id"],
+        row["volume_id"],
+        row["k"],
+        row["region"],
+        box,
+        row["score"],
+        row["rank"],
+        row["lease_holder"],
+        row["lease_expires_at"],
+        bool(row["answered"]),
+    )
 
 
 def annotation_from_row(row: sqlite3.Row) -> Annotation:
     points = tuple((int(i), int(j), int(k)) for i, j, k in json.loads(row["points"]))
-    return Annotation(row["id"], row["suggestion_id"], row["project_id"], Answer(row["answer"]), points,
-                      row["annotator"], row["effort_seconds"], row["idempotency_key"], row["created_at"])
+    return Annotation(
+        row["id"],
+        row["suggestion_id"],
+        row["project_id"],
+        Answer(row["answer"]),
+        points,
+        row["annotator"],
+        row["effort_seconds"],
+        row["idempotency_key"],
+        row["created_at"],
+    )
 
 
 def job_from_row(row: sqlite3.Row) -> Job:
     progress = None if row["progress"] is None else JobProgress(**json.loads(row["progress"]))
-    return Job(row["id"], row["project_id"], row["kind"], JobStatus(row["status"]), row["device"],
-               json.loads(row["config"]), progress, row["checkpoint_path"], row["log_path"],
-               bool(row["cancel_requested"]), row["created_at"], row["started_at"], row["finished_at"], row["error"])
+    return Job(
+        row["id"],
+        row["project_id"],
+        row["kind"],
+        JobStatus(row["status"]),
+        row["device"],
+        json.loads(row["config"]),
+        progress,
+        row["checkpoint_path"],
+        row["log_path"],
+        bool(row["cancel_requested"]),
+        row["created_at"],
+        row["started_at"],
+        row["finished_at"],
+        row["error"],
+    )
 
 
 def _floats(field: str, values: object, count: int, positive: bool = False) -> tuple[float, ...]:

@@ -29,15 +29,35 @@ def metrics(dice: float | None = 0.5) -> dict:
 
 
 def record(cycle: int, dice: float | None = 0.5) -> CycleRecord:
-    return CycleRecord(cycle=cycle, labelled_regions=10 * (cycle + 1), labelled_slices=cycle + 2,
-                       effort_seconds=30.0 * (cycle + 1), test=metrics(dice), train_seconds=1.5, score_seconds=0.5)
+    return CycleRecord(
+        cycle=cycle,
+        labelled_regions=10 * (cycle + 1),
+        labelled_slices=cycle + 2,
+        effort_seconds=30.0 * (cycle + 1),
+        test=metrics(dice),
+        train_seconds=1.5,
+        score_seconds=0.5,
+    )
 
 
-def make_run(name: str = "entropy-cb-flip-rot-seed0", strategy: str = "entropy", loss: str = "cb-flip-rot",
-             seed: int = 0, cycles: int = 2, config: dict | None = None, full: float | None = 3600.0) -> RunCurve:
-    return RunCurve(name=name, strategy=strategy, loss=loss, seed=seed, full_effort_seconds=full,
-                    config=config if config is not None else {"regions": 64, "seed": seed},
-                    cycles=[record(c) for c in range(cycles)])
+def make_run(
+    name: str = "entropy-cb-flip-rot-seed0",
+    strategy: str = "entropy",
+    loss: str = "cb-flip-rot",
+    seed: int = 0,
+    cycles: int = 2,
+    config: dict | None = None,
+    full: float | None = 3600.0,
+) -> RunCurve:
+    return RunCurve(
+        name=name,
+        strategy=strategy,
+        loss=loss,
+        seed=seed,
+        full_effort_seconds=full,
+        config=config if config is not None else {"regions": 64, "seed": seed},
+        cycles=[record(c) for c in range(cycles)],
+    )
 
 
 def valid_document() -> dict:
@@ -82,8 +102,10 @@ def test_concurrent_writers_sharing_a_file_never_lose_runs_or_cycles(tmp_path):
     path = tmp_path / "curve.json"
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(WRITERS)  # start together, so the writes really interleave
-    writers = [context.Process(target=_write_many, args=(path, f"run{i}", i, UPDATES_PER_WRITER, barrier))
-               for i in range(WRITERS)]
+    writers = [
+        context.Process(target=_write_many, args=(path, f"run{i}", i, UPDATES_PER_WRITER, barrier))
+        for i in range(WRITERS)
+    ]
     for writer in writers:
         writer.start()
     for writer in writers:
@@ -124,26 +146,29 @@ def _set(document: dict, dotted: str, value) -> dict:
     return document
 
 
-@pytest.mark.parametrize(("change", "value", "message"), [
-    ("format", "covidal.annotations", "format"),
-    ("version", 2, "version 2"),
-    ("runs", {}, "'runs' must be a list"),
-    ("runs.0.seed", KeyError, "missing seed"),
-    ("runs.0.colour", "red", "unexpected colour"),
-    ("runs.0.seed", "0", "seed"),
-    ("runs.0.seed", True, "seed"),
-    ("runs.0.name", "", "name"),
-    ("runs.0.full_effort_seconds", -1, "full_effort_seconds"),
-    ("runs.0.config", [], "config"),
-    ("runs.0.cycles", {}, "cycles"),
-    ("runs.0.cycles.1.cycle", 0, "cycle numbers must increase"),
-    ("runs.0.cycles.1.effort_seconds", -3.0, "effort_seconds"),
-    ("runs.0.cycles.1.labelled_regions", 2.5, "labelled_regions"),
-    ("runs.0.cycles.1.test.dice", KeyError, "dice"),
-    ("runs.0.cycles.1.test.iou", "high", "iou"),
-    ("runs.0.cycles.1.test", [0.5], "test"),
-    ("runs.0.cycles.1.train_seconds", KeyError, "missing train_seconds"),
-])
+@pytest.mark.parametrize(
+    ("change", "value", "message"),
+    [
+        ("format", "covidal.annotations", "format"),
+        ("version", 2, "version 2"),
+        ("runs", {}, "'runs' must be a list"),
+        ("runs.0.seed", KeyError, "missing seed"),
+        ("runs.0.colour", "red", "unexpected colour"),
+        ("runs.0.seed", "0", "seed"),
+        ("runs.0.seed", True, "seed"),
+        ("runs.0.name", "", "name"),
+        ("runs.0.full_effort_seconds", -1, "full_effort_seconds"),
+        ("runs.0.config", [], "config"),
+        ("runs.0.cycles", {}, "cycles"),
+        ("runs.0.cycles.1.cycle", 0, "cycle numbers must increase"),
+        ("runs.0.cycles.1.effort_seconds", -3.0, "effort_seconds"),
+        ("runs.0.cycles.1.labelled_regions", 2.5, "labelled_regions"),
+        ("runs.0.cycles.1.test.dice", KeyError, "dice"),
+        ("runs.0.cycles.1.test.iou", "high", "iou"),
+        ("runs.0.cycles.1.test", [0.5], "test"),
+        ("runs.0.cycles.1.train_seconds", KeyError, "missing train_seconds"),
+    ],
+)
 def test_malformed_files_are_errors_naming_the_file_and_the_problem(tmp_path, change, value, message):
     path = tmp_path / "curve.json"
     path.write_text(json.dumps(_set(valid_document(), change, value)))
@@ -205,8 +230,12 @@ def test_runs_differing_only_in_seed_or_device_form_one_group_in_order_of_appear
 def test_other_settings_split_a_group_and_name_the_difference():
     warm = {"warm_start": True, "loss": {"name": "cb-flip-rot", "weight": 1}, "seed": 0}
     scratch = {"warm_start": False, "loss": {"name": "cb-flip-rot", "weight": 1}, "seed": 0}
-    runs = [make_run("w", config=warm), make_run("s", config=scratch),
-            make_run("rw", "random", config=warm), make_run("rk", "random", config={**warm, "loss": {"name": "x", "weight": 2}})]
+    runs = [
+        make_run("w", config=warm),
+        make_run("s", config=scratch),
+        make_run("rw", "random", config=warm),
+        make_run("rk", "random", config={**warm, "loss": {"name": "x", "weight": 2}}),
+    ]
     assert [g.label for g in group_runs(runs)] == [
         "entropy / cb-flip-rot, warm_start=True",
         "entropy / cb-flip-rot, warm_start=False",
@@ -230,10 +259,17 @@ def test_shared_full_effort():
 # --- validation of the dataclasses -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("cycle", -1), ("labelled_slices", 1.0), ("effort_seconds", math.inf), ("train_seconds", "1"),
-    ("test", {"dice": 0.5}), ("test", {**metrics(), "dice": "0.5"}),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("cycle", -1),
+        ("labelled_slices", 1.0),
+        ("effort_seconds", math.inf),
+        ("train_seconds", "1"),
+        ("test", {"dice": 0.5}),
+        ("test", {**metrics(), "dice": "0.5"}),
+    ],
+)
 def test_bad_cycle_records_are_refused(field, value):
     fields = {**record(0).__dict__, field: value}
     with pytest.raises(ValueError, match=field if field != "test" else "test"):

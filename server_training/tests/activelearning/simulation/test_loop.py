@@ -18,9 +18,20 @@ from covidal.training.checkpoint import load_run
 
 
 def tiny_config(**options) -> SimulationConfig:
-    defaults = {"regions": 16, "init_slices": 1, "cycles": 2, "per_cycle": 4, "max_per_slice": 2, "mc_samples": 3,
-                    "steps_per_cycle": 2, "batch_size": 2, "image_size": 32, "model": ModelConfig(width=4),
-                    "loss": LossConfig(LossName.POINT), "device": "cpu"}
+    defaults = {
+        "regions": 16,
+        "init_slices": 1,
+        "cycles": 2,
+        "per_cycle": 4,
+        "max_per_slice": 2,
+        "mc_samples": 3,
+        "steps_per_cycle": 2,
+        "batch_size": 2,
+        "image_size": 32,
+        "model": ModelConfig(width=4),
+        "loss": LossConfig(LossName.POINT),
+        "device": "cpu",
+    }
     return SimulationConfig(**{**defaults, **options})
 
 
@@ -75,7 +86,8 @@ def test_same_seed_same_run(data, tmp_path, single_thread_torch):
     pool, test = data
     runs = [simulate(pool, test, tiny_config(strategy="entropy"), tmp_path / name, progress=False) for name in "ab"]
     selections = [
-        json.loads((tmp_path / name / "runs" / runs[0].name / "cycle_02.json").read_text())["selection"] for name in "ab"
+        json.loads((tmp_path / name / "runs" / runs[0].name / "cycle_02.json").read_text())["selection"]
+        for name in "ab"
     ]
     assert selections[0] == selections[1]
     assert [c.test for c in runs[0].cycles] == [c.test for c in runs[1].cycles]
@@ -91,10 +103,14 @@ def test_runs_sharing_a_folder_keep_their_own_curves(data, tmp_path, single_thre
 def test_scratch_and_warm_start_differ_after_cycle_0(data, tmp_path, single_thread_torch):
     pool, test = data
     warm = simulate(pool, test, tiny_config(steps_per_cycle=4), tmp_path / "warm", progress=False)
-    scratch = simulate(pool, test, tiny_config(steps_per_cycle=4, warm_start=False), tmp_path / "scratch", progress=False)
+    scratch = simulate(
+        pool, test, tiny_config(steps_per_cycle=4, warm_start=False), tmp_path / "scratch", progress=False
+    )
     assert warm.cycles[0].test == scratch.cycles[0].test  # same labels, same initial weights
-    weights = [torch.load(tmp_path / name / "runs" / run.name / "model.pt", weights_only=True)["state_dict"]
-               for name, run in (("warm", warm), ("scratch", scratch))]
+    weights = [
+        torch.load(tmp_path / name / "runs" / run.name / "model.pt", weights_only=True)["state_dict"]
+        for name, run in (("warm", warm), ("scratch", scratch))
+    ]
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
@@ -118,7 +134,8 @@ def test_needs_test_masks(data, tmp_path):
 def test_stops_when_the_pool_is_exhausted(data, tmp_path, single_thread_torch):
     pool, test = data
     # 5 slices x 4 regions: 1 slice in full, then 20 regions asked answer everything in one cycle.
-    run = simulate(pool, test, tiny_config(regions=4, per_cycle=20, max_per_slice=4, cycles=3), tmp_path,
-                   progress=False)
+    run = simulate(
+        pool, test, tiny_config(regions=4, per_cycle=20, max_per_slice=4, cycles=3), tmp_path, progress=False
+    )
     assert [c.labelled_regions for c in run.cycles] == [4, 20]
     assert np.isclose(run.cycles[-1].effort_seconds, 60.0)

@@ -16,13 +16,24 @@ from covidal.activelearning.simulation.plot import DPI, FIGURE_INCHES, curve_fig
 EXPECTED_PIXELS = (round(FIGURE_INCHES[0] * DPI), round(FIGURE_INCHES[1] * DPI))
 
 
-def make_run(strategy: str, seed: int, points: list[tuple[float, float | None]], loss: str = "cb-flip-rot",
-             full: float | None = 6000.0) -> RunCurve:
+def make_run(
+    strategy: str,
+    seed: int,
+    points: list[tuple[float, float | None]],
+    loss: str = "cb-flip-rot",
+    full: float | None = 6000.0,
+) -> RunCurve:
     """A run whose cycle ``c`` has ``(effort_seconds, dice) = points[c]``."""
     cycles = [
-        CycleRecord(cycle=c, labelled_regions=c, labelled_slices=c, effort_seconds=effort,
-                    test={"dice": dice, "iou": 0.5, "ppv": 0.5, "sensitivity": 0.5, "specificity": 0.5},
-                    train_seconds=1.0, score_seconds=1.0)
+        CycleRecord(
+            cycle=c,
+            labelled_regions=c,
+            labelled_slices=c,
+            effort_seconds=effort,
+            test={"dice": dice, "iou": 0.5, "ppv": 0.5, "sensitivity": 0.5, "specificity": 0.5},
+            train_seconds=1.0,
+            score_seconds=1.0,
+        )
         for c, (effort, dice) in enumerate(points)
     ]
     return RunCurve(f"{strategy}-{loss}-seed{seed}", strategy, loss, seed, full, {"seed": seed}, cycles)
@@ -48,11 +59,18 @@ def test_mean_curve_of_a_group_by_hand():
 
 
 def test_groups_by_strategy_and_loss_in_order_of_appearance():
-    runs = [make_run("random", 0, [(60, 0.1)]), make_run("entropy", 0, [(60, 0.2)]),
-            make_run("random", 1, [(60, 0.3)]), make_run("random", 0, [(60, 0.7)], loss="point")]
+    runs = [
+        make_run("random", 0, [(60, 0.1)]),
+        make_run("entropy", 0, [(60, 0.2)]),
+        make_run("random", 1, [(60, 0.3)]),
+        make_run("random", 0, [(60, 0.7)], loss="point"),
+    ]
     curves = mean_curves(runs)
-    assert [c.legend for c in curves] == ["random / cb-flip-rot (2 seeds)", "entropy / cb-flip-rot (1 seed)",
-                                          "random / point (1 seed)"]
+    assert [c.legend for c in curves] == [
+        "random / cb-flip-rot (2 seeds)",
+        "entropy / cb-flip-rot (1 seed)",
+        "random / point (1 seed)",
+    ]
     assert [c.mean.tolist() for c in curves] == [pytest.approx([0.2]), [0.2], [0.7]]
 
 
@@ -75,8 +93,12 @@ def _lines(figure):
 def test_figure_draws_group_means_bands_supervised_lines_and_percent_axis():
     runs = [*three_entropy_seeds(), make_run("random", 0, [(60, 0.1), (600, 0.2)])]
     axes, lines = _lines(curve_figure(runs, supervised_dice=0.8, title="demo"))
-    assert list(lines) == ["entropy / cb-flip-rot (3 seeds, fewer at some cycles)", "random / cb-flip-rot (1 seed)",
-                           "fully supervised (Dice 0.80)", "90% of fully supervised (Dice 0.72)"]
+    assert list(lines) == [
+        "entropy / cb-flip-rot (3 seeds, fewer at some cycles)",
+        "random / cb-flip-rot (1 seed)",
+        "fully supervised (Dice 0.80)",
+        "90% of fully supervised (Dice 0.72)",
+    ]
     entropy = lines["entropy / cb-flip-rot (3 seeds, fewer at some cycles)"]
     assert np.asarray(entropy.get_xdata()) == pytest.approx(np.array([60, 130, 210]) / 60)  # minutes
     assert np.asarray(entropy.get_ydata()) == pytest.approx([0.3, 0.4, 0.75])
@@ -100,10 +122,14 @@ def test_target_fraction_moves_the_dotted_line():
     assert list(lines["95% of fully supervised (Dice 0.76)"].get_ydata()) == pytest.approx([0.76, 0.76])
 
 
-@pytest.mark.parametrize("runs", [
-    [make_run("entropy", 0, [(60, 0.2)])],
-    [*three_entropy_seeds(), make_run("random", 0, [(60, 0.1), (600, 0.2)]), make_run("random", 1, [(60, 0.2)])],
-], ids=["one run", "groups and seeds"])
+@pytest.mark.parametrize(
+    "runs",
+    [
+        [make_run("entropy", 0, [(60, 0.2)])],
+        [*three_entropy_seeds(), make_run("random", 0, [(60, 0.1), (600, 0.2)]), make_run("random", 1, [(60, 0.2)])],
+    ],
+    ids=["one run", "groups and seeds"],
+)
 def test_plot_writes_a_png_of_the_expected_size(tmp_path, runs):
     path = tmp_path / "deep" / "curve.png"
     plot_curves(runs, path, supervised_dice=0.8)
@@ -113,14 +139,17 @@ def test_plot_writes_a_png_of_the_expected_size(tmp_path, runs):
     assert [p.name for p in path.parent.iterdir()] == ["curve.png"]  # written atomically, no temporary left
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"runs": []}, "no runs"),
-    ({"metric": "hausdorff"}, "unknown metric"),
-    ({"metric": "iou", "supervised_dice": 0.8}, "does not belong"),
-    ({"supervised_dice": 1.5}, r"\(0, 1\]"),
-    ({"supervised_dice": math.nan}, r"\(0, 1\]"),
-    ({"target_fraction": 0.0}, "target_fraction"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"runs": []}, "no runs"),
+        ({"metric": "hausdorff"}, "unknown metric"),
+        ({"metric": "iou", "supervised_dice": 0.8}, "does not belong"),
+        ({"supervised_dice": 1.5}, r"\(0, 1\]"),
+        ({"supervised_dice": math.nan}, r"\(0, 1\]"),
+        ({"target_fraction": 0.0}, "target_fraction"),
+    ],
+)
 def test_bad_arguments_are_refused_before_writing(tmp_path, kwargs, message):
     arguments = {"runs": [make_run("entropy", 0, [(60, 0.2)])], **kwargs}
     with pytest.raises(ValueError, match=message):

@@ -8,9 +8,21 @@ from covidal.models.slices.build import ModelConfig
 
 
 def test_round_trips_through_a_dict():
-    config = SimulationConfig(strategy="bald", regions=16, reduction="mean", init_slices=3, cycles=4, per_cycle=5,
-                              loss=LossConfig(LossName.POINT), model=ModelConfig(width=8), image_size=64,
-                              background_sample=50, warm_start=False, seed=7, device="cpu")
+    config = SimulationConfig(
+        strategy="bald",
+        regions=16,
+        reduction="mean",
+        init_slices=3,
+        cycles=4,
+        per_cycle=5,
+        loss=LossConfig(LossName.POINT),
+        model=ModelConfig(width=8),
+        image_size=64,
+        background_sample=50,
+        warm_start=False,
+        seed=7,
+        device="cpu",
+    )
     again = SimulationConfig.from_dict(config.to_dict())
     assert again == config
     assert again.strategy is StrategyName.BALD and again.reduction is Reduction.MEAN
@@ -18,12 +30,17 @@ def test_round_trips_through_a_dict():
 
 @pytest.mark.parametrize(
     ("warm_start", "cap", "expected"),
-    [(True, 1, "entropy-point-seed3"), (False, 1, "entropy-point-seed3-scratch"),
-     (True, None, "entropy-point-seed3-no-cap"), (False, 2, "entropy-point-seed3-scratch-per-slice2")],
+    [
+        (True, 1, "entropy-point-seed3"),
+        (False, 1, "entropy-point-seed3-scratch"),
+        (True, None, "entropy-point-seed3-no-cap"),
+        (False, 2, "entropy-point-seed3-scratch-per-slice2"),
+    ],
 )
 def test_run_name_identifies_strategy_loss_seed_start_and_cap(warm_start, cap, expected):
-    config = SimulationConfig(strategy="entropy", loss=LossConfig(LossName.POINT), seed=3, warm_start=warm_start,
-                              max_per_slice=cap)
+    config = SimulationConfig(
+        strategy="entropy", loss=LossConfig(LossName.POINT), seed=3, warm_start=warm_start, max_per_slice=cap
+    )
     assert config.run_name == expected
 
 

@@ -20,12 +20,20 @@ from covidal.activelearning.simulation.summary import (
 SD_OF_TWO_01 = math.sqrt(0.005)  # sample std of two values 0.1 apart (0.0707)
 
 
-def make_run(strategy: str, seed: int, points: list[tuple[float, float | None]], full: float | None = 6000.0) -> RunCurve:
+def make_run(
+    strategy: str, seed: int, points: list[tuple[float, float | None]], full: float | None = 6000.0
+) -> RunCurve:
     """A run whose cycle ``c`` has ``(effort_seconds, dice) = points[c]``."""
     cycles = [
-        CycleRecord(cycle=c, labelled_regions=c, labelled_slices=c, effort_seconds=effort,
-                    test={"dice": dice, "iou": 0.5, "ppv": 0.5, "sensitivity": 0.5, "specificity": 0.5},
-                    train_seconds=1.0, score_seconds=1.0)
+        CycleRecord(
+            cycle=c,
+            labelled_regions=c,
+            labelled_slices=c,
+            effort_seconds=effort,
+            test={"dice": dice, "iou": 0.5, "ppv": 0.5, "sensitivity": 0.5, "specificity": 0.5},
+            train_seconds=1.0,
+            score_seconds=1.0,
+        )
         for c, (effort, dice) in enumerate(points)
     ]
     return RunCurve(f"{strategy}-seed{seed}", strategy, "cb-flip-rot", seed, full, {}, cycles)
@@ -38,9 +46,16 @@ def two_seeds() -> list[RunCurve]:
     ]
 
 
-@pytest.mark.parametrize(("effort", "expected"), [
-    (59.9, None), (60, 0.2), (179, 0.2), (180, 0.5), (10_000, 0.6),
-])
+@pytest.mark.parametrize(
+    ("effort", "expected"),
+    [
+        (59.9, None),
+        (60, 0.2),
+        (179, 0.2),
+        (180, 0.5),
+        (10_000, 0.6),
+    ],
+)
 def test_dice_at_is_the_last_cycle_at_or_below_the_effort(effort, expected):
     assert dice_at(two_seeds()[0], effort) == expected
 
@@ -66,8 +81,12 @@ def test_dice_at_efforts_by_hand():
     assert entropy.group.label == "entropy / cb-flip-rot" and random.group.label == "random / cb-flip-rot"
     assert [cell.values for cell in entropy.cells] == [(None, None), (0.2, 0.3), (0.5, 0.4), (0.6, 0.8)]
     assert [cell.mean for cell in entropy.cells] == [None, pytest.approx(0.25), pytest.approx(0.45), pytest.approx(0.7)]
-    assert [cell.std for cell in entropy.cells] == [None, pytest.approx(SD_OF_TWO_01), pytest.approx(SD_OF_TWO_01),
-                                                    pytest.approx(2 * SD_OF_TWO_01)]
+    assert [cell.std for cell in entropy.cells] == [
+        None,
+        pytest.approx(SD_OF_TWO_01),
+        pytest.approx(SD_OF_TWO_01),
+        pytest.approx(2 * SD_OF_TWO_01),
+    ]
     assert [cell.values for cell in random.cells] == [(None,), (None,), (0.1,), (0.1,)]
     assert random.cells[2].std is None  # one seed: no spread
 
@@ -88,12 +107,15 @@ def test_seed_values_statistics():
     assert (empty.count, empty.mean, empty.std) == (0, None, None)
 
 
-@pytest.mark.parametrize(("efforts", "expected_minutes"), [
-    ([60, 660], [2, 4, 6, 8, 10]),  # span 10 min / 5 -> step 2
-    ([0, 3000], [0, 10, 20, 30, 40, 50]),  # span 50 / 5 -> step 10, 0 included
-    ([90, 100], [1.5, 1.55, 1.6, 1.65]),  # span 1/6 min / 5 = 0.033 -> step 0.05
-    ([300, 300], [5]),  # one effort: itself
-])
+@pytest.mark.parametrize(
+    ("efforts", "expected_minutes"),
+    [
+        ([60, 660], [2, 4, 6, 8, 10]),  # span 10 min / 5 -> step 2
+        ([0, 3000], [0, 10, 20, 30, 40, 50]),  # span 50 / 5 -> step 10, 0 included
+        ([90, 100], [1.5, 1.55, 1.6, 1.65]),  # span 1/6 min / 5 = 0.033 -> step 0.05
+        ([300, 300], [5]),  # one effort: itself
+    ],
+)
 def test_default_efforts_are_round_and_within_the_runs(efforts, expected_minutes):
     runs = [make_run("entropy", 0, [(e, 0.5) for e in efforts])]
     got = default_efforts(runs)
@@ -135,17 +157,20 @@ def test_markdown_without_a_target_has_one_table():
     assert text.count("\n|---") == 1 and "reach" not in text
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda: dice_at_efforts([], [60]), "no runs"),
-    (lambda: dice_at_efforts(two_seeds(), []), "at least one effort"),
-    (lambda: dice_at_efforts(two_seeds(), [-1]), "non-negative"),
-    (lambda: dice_at_efforts(two_seeds(), [math.inf]), "non-negative"),
-    (lambda: effort_to_reach(two_seeds(), 0.0), r"\(0, 1\]"),
-    (lambda: effort_to_reach(two_seeds(), 1.2), r"\(0, 1\]"),
-    (lambda: effort_to_reach([], 0.5), "no runs"),
-    (lambda: default_efforts([]), "no runs"),
-    (lambda: default_efforts([make_run("entropy", 0, [])]), "no cycles"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: dice_at_efforts([], [60]), "no runs"),
+        (lambda: dice_at_efforts(two_seeds(), []), "at least one effort"),
+        (lambda: dice_at_efforts(two_seeds(), [-1]), "non-negative"),
+        (lambda: dice_at_efforts(two_seeds(), [math.inf]), "non-negative"),
+        (lambda: effort_to_reach(two_seeds(), 0.0), r"\(0, 1\]"),
+        (lambda: effort_to_reach(two_seeds(), 1.2), r"\(0, 1\]"),
+        (lambda: effort_to_reach([], 0.5), "no runs"),
+        (lambda: default_efforts([]), "no runs"),
+        (lambda: default_efforts([make_run("entropy", 0, [])]), "no cycles"),
+    ],
+)
 def test_bad_input_is_refused(call, message):
     with pytest.raises(ValueError, match=message):
         call()

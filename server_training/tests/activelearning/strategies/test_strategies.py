@@ -77,12 +77,18 @@ def test_random_scores_still_need_slices_that_fit_the_grid():
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.int64, np.float32])
-@pytest.mark.parametrize(("shape", "grid_k"), [((3, 11, 13), 9), ((2, 40, 17), 16), ((1, 5, 5), 1), ((19, 9, 12), 4)])  # 19 slices: chunks of 8, 8 and 3
+@pytest.mark.parametrize(
+    ("shape", "grid_k"), [((3, 11, 13), 9), ((2, 40, 17), 16), ((1, 5, 5), 1), ((19, 9, 12), 4)]
+)  # 19 slices: chunks of 8, 8 and 3
 def test_lung_fractions_match_a_loop_over_boxes_exactly(dtype, shape, grid_k):
     array = np.random.default_rng(0).integers(-1100, 100, shape).astype(dtype)  # uneven sides: unequal bands
     grid = RegionGrid(grid_k)
-    expected = np.array([[np.mean((array[k][box.slices] >= -950) & (array[k][box.slices] <= -300))
-                          for box in grid.boxes(shape[1:])] for k in range(shape[0])])
+    expected = np.array(
+        [
+            [np.mean((array[k][box.slices] >= -950) & (array[k][box.slices] <= -300)) for box in grid.boxes(shape[1:])]
+            for k in range(shape[0])
+        ]
+    )
     np.testing.assert_array_equal(lung_fraction_scores(array, grid), expected)
 
 

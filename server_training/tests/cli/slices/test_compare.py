@@ -17,9 +17,15 @@ from covidal.errors import CovidalError
 def make_run(strategy: str, seed: int, dices: list[float], loss: str = "cb-flip-rot") -> RunCurve:
     """Cycle ``c`` costs ``60 * (c + 1)`` seconds and scores ``dices[c]``; the pool costs 100 min in full."""
     cycles = [
-        CycleRecord(cycle=c, labelled_regions=c, labelled_slices=c, effort_seconds=60.0 * (c + 1),
-                    test={"dice": dice, "iou": 0.5, "ppv": 0.5, "sensitivity": 0.5, "specificity": 0.5},
-                    train_seconds=1.0, score_seconds=1.0)
+        CycleRecord(
+            cycle=c,
+            labelled_regions=c,
+            labelled_slices=c,
+            effort_seconds=60.0 * (c + 1),
+            test={"dice": dice, "iou": 0.5, "ppv": 0.5, "sensitivity": 0.5, "specificity": 0.5},
+            train_seconds=1.0,
+            score_seconds=1.0,
+        )
         for c, dice in enumerate(dices)
     ]
     return RunCurve(f"{strategy}-{loss}-seed{seed}", strategy, loss, seed, 6000.0, {"seed": seed}, cycles)
@@ -44,8 +50,9 @@ def covidal_compare(*argv: object) -> int:
 
 def test_plots_and_tabulates_runs_from_a_folder_and_a_curve_file(two_folders, capsys):
     out, table = two_folders / "plots" / "compare.png", two_folders / "table.md"
-    code = covidal_compare(two_folders / "a", two_folders / "b" / "curve.json", "--out", out,
-                           "--efforts", "60", "150", "--table", table)
+    code = covidal_compare(
+        two_folders / "a", two_folders / "b" / "curve.json", "--out", out, "--efforts", "60", "150", "--table", table
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert printed.startswith(table.read_text())  # the file holds exactly the printed Markdown
@@ -62,8 +69,16 @@ def test_plots_and_tabulates_runs_from_a_folder_and_a_curve_file(two_folders, ca
 def test_supervised_evaluation_json_gives_the_target_table(two_folders, capsys):
     evaluation = two_folders / "supervised.json"
     evaluation.write_text(json.dumps({"dice": 0.8, "iou": 0.66, "slices": 10, "settings": {}}))
-    covidal_compare(two_folders / "a", two_folders / "b", "--out", two_folders / "c.png", "--supervised", evaluation,
-                    "--efforts", "180")
+    covidal_compare(
+        two_folders / "a",
+        two_folders / "b",
+        "--out",
+        two_folders / "c.png",
+        "--supervised",
+        evaluation,
+        "--efforts",
+        "180",
+    )
     printed = capsys.readouterr().out
     assert printed.startswith(f"Fully supervised test Dice: 0.800 ({evaluation}); target 90% of it: 0.720.\n")
     assert "Annotation effort to first reach test Dice >= 0.720" in printed
@@ -72,8 +87,9 @@ def test_supervised_evaluation_json_gives_the_target_table(two_folders, capsys):
 
 
 def test_supervised_dice_and_target_fraction_on_the_command_line(two_folders, capsys):
-    covidal_compare(two_folders / "a", "--out", two_folders / "c.png", "--supervised-dice", "0.4",
-                    "--target-fraction", "1")
+    covidal_compare(
+        two_folders / "a", "--out", two_folders / "c.png", "--supervised-dice", "0.4", "--target-fraction", "1"
+    )
     printed = capsys.readouterr().out
     assert "target 100% of it: 0.400" in printed  # Dice 0.4 counts as reached (>=)
     assert "| entropy / cb-flip-rot | 2/2 | 1.5 ± 0.71 | 1.5% | s0 2, s1 1 |" in printed
@@ -83,8 +99,10 @@ def test_default_efforts_are_round_minutes_across_the_runs(two_folders, capsys):
     covidal_compare(two_folders / "a", "--out", two_folders / "c.png")
     header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| strategy"))
     # efforts 1..3 min: span 2 / 5 = 0.4 -> step 0.5 min
-    assert header == ("| strategy / loss | seeds | 1 min (1.0% of full) | 1.5 min (1.5% of full) | 2 min (2.0% of full) "
-                      "| 2.5 min (2.5% of full) | 3 min (3.0% of full) |")
+    assert header == (
+        "| strategy / loss | seeds | 1 min (1.0% of full) | 1.5 min (1.5% of full) | 2 min (2.0% of full) "
+        "| 2.5 min (2.5% of full) | 3 min (3.0% of full) |"
+    )
 
 
 def _one_line_error(*argv: object) -> str:
@@ -100,7 +118,9 @@ def test_missing_inputs_are_clear_errors(two_folders):
     assert "does not exist" in _one_line_error(two_folders / "nowhere", "--out", png)
     (two_folders / "empty").mkdir()
     assert "curve.json does not exist" in _one_line_error(two_folders / "empty", "--out", png)
-    assert "does not exist" in _one_line_error(two_folders / "a", "--out", png, "--supervised", two_folders / "none.json")
+    assert "does not exist" in _one_line_error(
+        two_folders / "a", "--out", png, "--supervised", two_folders / "none.json"
+    )
     assert not png.exists()
 
 
@@ -139,14 +159,17 @@ def test_scratch_runs_next_to_warm_ones_are_separate_lines(tmp_path, capsys):
     assert "| entropy / cb-flip-rot, warm_start=False | 1 |" in printed
 
 
-@pytest.mark.parametrize("options", [
-    ["--supervised", "e.json", "--supervised-dice", "0.8"],
-    ["--supervised-dice", "1.5"],
-    ["--supervised-dice", "nan"],
-    ["--target-fraction", "0"],
-    ["--efforts", "-60"],
-    [],  # --out missing
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--supervised", "e.json", "--supervised-dice", "0.8"],
+        ["--supervised-dice", "1.5"],
+        ["--supervised-dice", "nan"],
+        ["--target-fraction", "0"],
+        ["--efforts", "-60"],
+        [],  # --out missing
+    ],
+)
 def test_bad_options_exit_2_with_one_line(tmp_path, capsys, options):
     out = [] if not options else ["--out", tmp_path / "c.png"]
     with pytest.raises(SystemExit) as raised:

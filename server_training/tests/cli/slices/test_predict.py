@@ -22,8 +22,10 @@ CPU = ("--device", "cpu", "--quiet")
 def api_masks(run_dir, records) -> dict[str, np.ndarray]:
     """What the Python API predicts for ``records``: slice id -> bool ``[H, W]``."""
     run = load_run(run_dir)
-    return {r.slice_id: p >= 0.5
-            for r, p in predict_probabilities(run.model, records, run.config.image_size, torch.device("cpu"))}
+    return {
+        r.slice_id: p >= 0.5
+        for r, p in predict_probabilities(run.model, records, run.config.image_size, torch.device("cpu"))
+    }
 
 
 def read_png(path) -> np.ndarray:
@@ -143,10 +145,14 @@ def test_truncated_slice(cli, tiny_run, synthetic_slices, tmp_path):
 
 
 def test_missing_input(cli, tiny_run, tmp_path):
-    result = cli("predict", "--model", tiny_run, "--input", tmp_path / "absent.nrrd", "--out", tmp_path / "p.nrrd", *CPU)
+    result = cli(
+        "predict", "--model", tiny_run, "--input", tmp_path / "absent.nrrd", "--out", tmp_path / "p.nrrd", *CPU
+    )
     result.assert_user_error("absent.nrrd", "does not exist")
 
 
 def test_missing_model(cli, synthetic_ct, tmp_path):
-    result = cli("predict", "--model", tmp_path / "no-run", "--input", synthetic_ct.ct, "--out", tmp_path / "p.nrrd", *CPU)
+    result = cli(
+        "predict", "--model", tmp_path / "no-run", "--input", synthetic_ct.ct, "--out", tmp_path / "p.nrrd", *CPU
+    )
     result.assert_user_error("no trained 2D model")

@@ -4,16 +4,53 @@ from PIL import Image
 
 from covidal.activelearning.simulation.curve import load_curves
 
-TINY = ["--regions", "16", "--init-slices", "1", "--cycles", "1", "--per-cycle", "2", "--mc-samples", "3",
-        "--steps", "2", "--batch-size", "2", "--size", "32", "--width", "4", "--device", "cpu", "--quiet"]
+TINY = [
+    "--regions",
+    "16",
+    "--init-slices",
+    "1",
+    "--cycles",
+    "1",
+    "--per-cycle",
+    "2",
+    "--mc-samples",
+    "3",
+    "--steps",
+    "2",
+    "--batch-size",
+    "2",
+    "--size",
+    "32",
+    "--width",
+    "4",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def test_simulate_writes_curve_json_and_png(cli, make_slices, tmp_path, single_thread_torch):
     pool, test = make_slices(4, name="pool"), make_slices(2, seed=3, name="test")
     out = tmp_path / "out"
     for strategy in ("entropy", "random"):
-        result = cli("simulate", "--images", pool.images, "--masks", pool.masks, "--test-images", test.images,
-                     "--test-masks", test.masks, "--strategy", strategy, "--loss", "point", "--out", out, *TINY)
+        result = cli(
+            "simulate",
+            "--images",
+            pool.images,
+            "--masks",
+            pool.masks,
+            "--test-images",
+            test.images,
+            "--test-masks",
+            test.masks,
+            "--strategy",
+            strategy,
+            "--loss",
+            "point",
+            "--out",
+            out,
+            *TINY,
+        )
         assert result.code == 0, result.err
         assert "test Dice" in result.out
     runs = load_curves(out / "curve.json")
@@ -28,8 +65,20 @@ def test_simulate_writes_curve_json_and_png(cli, make_slices, tmp_path, single_t
 def test_without_test_images_holds_out_the_last_slices(cli, make_slices, tmp_path, single_thread_torch):
     data = make_slices(5)
     out = tmp_path / "out"
-    result = cli("simulate", "--images", data.images, "--masks", data.masks, "--strategy", "bald",
-                 "--test-count", "2", "--out", out, *TINY)
+    result = cli(
+        "simulate",
+        "--images",
+        data.images,
+        "--masks",
+        data.masks,
+        "--strategy",
+        "bald",
+        "--test-count",
+        "2",
+        "--out",
+        out,
+        *TINY,
+    )
     assert result.code == 0, result.err
     record = json.loads((out / "runs" / "bald-cb-flip-rot-seed0" / "cycle_01.json").read_text())
     assert {s["slice"] for s in record["selection"]} <= {"1", "2", "3"}

@@ -31,9 +31,28 @@ def summary_of(run_dir) -> dict:
 
 def test_train_on_slices_writes_a_complete_run(cli, synthetic_slices, tmp_path):
     run_dir = tmp_path / "run"
-    result = cli("train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--loss", "cb-flip",
-                 "--consistency-weight", "0.5", "--dropout", "0.2", "--val-fraction", "0.34", "--lr", "3e-3",
-                 "--seed", "4", "--out", run_dir, *FAST)
+    result = cli(
+        "train",
+        "--images",
+        synthetic_slices.images,
+        "--masks",
+        synthetic_slices.masks,
+        "--loss",
+        "cb-flip",
+        "--consistency-weight",
+        "0.5",
+        "--dropout",
+        "0.2",
+        "--val-fraction",
+        "0.34",
+        "--lr",
+        "3e-3",
+        "--seed",
+        "4",
+        "--out",
+        run_dir,
+        *FAST,
+    )
     assert result.code == 0, result.err
     assert result.err == "" and "best step" in result.out
 
@@ -44,7 +63,12 @@ def test_train_on_slices_writes_a_complete_run(cli, synthetic_slices, tmp_path):
     assert (config.loss.name.value, config.loss.consistency_weight, config.model.dropout) == ("cb-flip", 0.5, 0.2)
     # --epochs 2: 4 training slices in batches of 4 are one step a pass, validated after each
     assert (config.steps, config.validate_every, config.image_size, config.seed, config.learning_rate) == (
-        2, 1, 32, 4, 3e-3)
+        2,
+        1,
+        32,
+        4,
+        3e-3,
+    )
 
     # 6 slices, round(6 * 0.34) = 2 held out; the split covers every slice once
     assert len(summary["val_slices"]) == 2
@@ -63,8 +87,23 @@ def test_train_on_slices_writes_a_complete_run(cli, synthetic_slices, tmp_path):
 
 def test_derived_points_are_valid_and_inside_mask_components(cli, synthetic_slices, tmp_path):
     run_dir = tmp_path / "run"
-    assert cli("train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--loss", "point",
-               "--val-fraction", "0.34", "--out", run_dir, *FAST).code == 0
+    assert (
+        cli(
+            "train",
+            "--images",
+            synthetic_slices.images,
+            "--masks",
+            synthetic_slices.masks,
+            "--loss",
+            "point",
+            "--val-fraction",
+            "0.34",
+            "--out",
+            run_dir,
+            *FAST,
+        ).code
+        == 0
+    )
     points = load_points(run_dir / "points.json")  # a valid covidal.points file
     masks = {r.slice_id: r.mask for r in load_slices(synthetic_slices.images, synthetic_slices.masks)}
     train_slices = summary_of(run_dir)["train_slices"]
@@ -88,8 +127,25 @@ def test_given_points_file_is_used_restricted_to_training_slices(cli, synthetic_
     points_file = tmp_path / "given.json"
     save_points(points_file, given)
     run_dir = tmp_path / "run"
-    assert cli("train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--loss", "point",
-               "--points", points_file, "--val-fraction", "0.34", "--out", run_dir, *FAST).code == 0
+    assert (
+        cli(
+            "train",
+            "--images",
+            synthetic_slices.images,
+            "--masks",
+            synthetic_slices.masks,
+            "--loss",
+            "point",
+            "--points",
+            points_file,
+            "--val-fraction",
+            "0.34",
+            "--out",
+            run_dir,
+            *FAST,
+        ).code
+        == 0
+    )
     train_slices = set(summary_of(run_dir)["train_slices"])
     assert load_points(run_dir / "points.json") == [p for p in given if p.slice_id in train_slices]
 
@@ -98,18 +154,48 @@ def test_points_without_masks_and_without_validation(cli, synthetic_slices, tmp_
     points_file = tmp_path / "given.json"
     save_points(points_file, [PointLabel("2", 5, 5, 0), PointLabel("3", 20, 30, 1)])
     run_dir = tmp_path / "run"
-    result = cli("train", "--images", synthetic_slices.images, "--points", points_file, "--val-fraction", "0",
-                 "--loss", "point", "--out", run_dir, *FAST)
+    result = cli(
+        "train",
+        "--images",
+        synthetic_slices.images,
+        "--points",
+        points_file,
+        "--val-fraction",
+        "0",
+        "--loss",
+        "point",
+        "--out",
+        run_dir,
+        *FAST,
+    )
     assert result.code == 0, result.err
     summary = summary_of(run_dir)
-    assert summary["val_slices"] == [] and summary["best_val_dice"] is None and summary["best_step"] == 4  # 2 passes of 2 steps
+    assert (
+        summary["val_slices"] == [] and summary["best_val_dice"] is None and summary["best_step"] == 4
+    )  # 2 passes of 2 steps
     assert summary["points"] == {"infection": 1, "background": 1}
 
 
 def test_train_on_an_oblique_ct_volume(cli, synthetic_ct, tmp_path):
     run_dir = tmp_path / "run"
-    result = cli("train", "--images", synthetic_ct.ct, "--masks", synthetic_ct.labels, "--loss", "point",
-                 "--val-fraction", "0.25", "--window-level", "-500", "--window-width", "1000", "--out", run_dir, *FAST)
+    result = cli(
+        "train",
+        "--images",
+        synthetic_ct.ct,
+        "--masks",
+        synthetic_ct.labels,
+        "--loss",
+        "point",
+        "--val-fraction",
+        "0.25",
+        "--window-level",
+        "-500",
+        "--window-width",
+        "1000",
+        "--out",
+        run_dir,
+        *FAST,
+    )
     assert result.code == 0, result.err
     summary = summary_of(run_dir)
     assert sorted(summary["train_slices"] + summary["val_slices"]) == [f"ct:{k}" for k in range(4)]
@@ -120,9 +206,28 @@ def test_train_on_an_oblique_ct_volume(cli, synthetic_ct, tmp_path):
 
 def test_steps_and_validate_every_set_the_schedule(cli, synthetic_slices, tmp_path):
     run_dir = tmp_path / "run"
-    result = cli("train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--loss", "point",
-                 "--steps", "5", "--validate-every", "2", "--val-fraction", "0.34", "--size", "32", "--device", "cpu",
-                 "--quiet", "--out", run_dir)
+    result = cli(
+        "train",
+        "--images",
+        synthetic_slices.images,
+        "--masks",
+        synthetic_slices.masks,
+        "--loss",
+        "point",
+        "--steps",
+        "5",
+        "--validate-every",
+        "2",
+        "--val-fraction",
+        "0.34",
+        "--size",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        run_dir,
+    )
     assert result.code == 0, result.err
     summary = summary_of(run_dir)
     assert [v["step"] for v in summary["validations"]] == [2, 4, 5]

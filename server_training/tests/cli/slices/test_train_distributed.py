@@ -28,14 +28,32 @@ from covidal.training.dataset import network_input
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
-RUN = ("--loss", "full", "--dropout", "0", "--val-fraction", "0", "--epochs", "2", "--size", "32", "--width", "8",
-       "--seed", "3", "--device", "cpu", "--quiet")
+RUN = (
+    "--loss",
+    "full",
+    "--dropout",
+    "0",
+    "--val-fraction",
+    "0",
+    "--epochs",
+    "2",
+    "--size",
+    "32",
+    "--width",
+    "8",
+    "--seed",
+    "3",
+    "--device",
+    "cpu",
+    "--quiet",
+)
 
 
 def covidal_subprocess(*argv: object) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "covidal.cli.main", *(str(word) for word in argv)]
-    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=180,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        command, check=False, capture_output=True, text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
 
 
 def outputs(run_dir, images) -> np.ndarray:
@@ -75,13 +93,37 @@ def test_two_process_ddp_run_equals_one_process_with_twice_the_batch(cli, synthe
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA GPUs")
 def test_gpus_without_gpus_is_a_user_error(cli, synthetic_slices, tmp_path):
-    result = cli("train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--loss", "point",
-                 "--gpus", "2", "--out", tmp_path / "run")
+    result = cli(
+        "train",
+        "--images",
+        synthetic_slices.images,
+        "--masks",
+        synthetic_slices.masks,
+        "--loss",
+        "point",
+        "--gpus",
+        "2",
+        "--out",
+        tmp_path / "run",
+    )
     result.assert_user_error("--gpus 2", "0 are available", "--device cpu")
     assert not (tmp_path / "run").exists()
 
 
 def test_gpus_must_be_positive(cli, synthetic_slices, tmp_path):
-    result = cli("train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--loss", "point",
-                 "--gpus", "0", "--device", "cpu", "--out", tmp_path / "run")
+    result = cli(
+        "train",
+        "--images",
+        synthetic_slices.images,
+        "--masks",
+        synthetic_slices.masks,
+        "--loss",
+        "point",
+        "--gpus",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "run",
+    )
     result.assert_user_error("--gpus")

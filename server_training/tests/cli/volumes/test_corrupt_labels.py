@@ -49,5 +49,6 @@ def test_bad_options_are_one_line_errors(cli, tmp_path, volume_writer):
     cli(*base, "--rate", "0.5", "--kind", "blur").assert_user_error("--kind", "blur")
     cli(*base, "--rate", "1", "--kind", "swap").assert_user_error("swap", "at least 2")
     cli("corrupt-labels", "--labels", tmp_path / "nope", "--out", tmp_path / "o", "--rate", "0.5").assert_user_error(
-        "nope", "does not exist")
+        "nope", "does not exist"
+    )
     cli("corrupt-labels", "--labels", labels, "--out", labels, "--rate", "0.5").assert_user_error("labels folder")

@@ -26,13 +26,32 @@ def test_default_is_the_whole_ct_with_a_summary_saying_synthetic(cli, tmp_path):
 def test_options_reach_the_set_and_a_second_run_reuses_it(cli, tmp_path):
     cache = fetch_reference_ct().parent
     out = tmp_path / "cases"
-    argv = ("make-cases-3d", "--out", out, "--count", "3", "--seed", "2", "--no-mirror", "--lesions", "1:2",
-            "--slices", "70:82", "--cache", cache)
+    argv = (
+        "make-cases-3d",
+        "--out",
+        out,
+        "--count",
+        "3",
+        "--seed",
+        "2",
+        "--no-mirror",
+        "--lesions",
+        "1:2",
+        "--slices",
+        "70:82",
+        "--cache",
+        cache,
+    )
     first = cli(*argv)
     assert first.code == 0, first.err
     record = json.loads((out / "cases.json").read_text())
-    assert record["config"] == {"count": 3, "seed": 2, "mirror_alternate": False, "lesions_range": [1, 2],
-                                "slices": [70, 82]}
+    assert record["config"] == {
+        "count": 3,
+        "seed": 2,
+        "mirror_alternate": False,
+        "lesions_range": [1, 2],
+        "slices": [70, 82],
+    }
     assert all(1 <= case["lesions"] <= 2 and not case["mirrored"] for case in record["cases"])
     assert "case_00 .. case_02" in first.out and "0 mirrored" in first.out
     volumes = [case["lesion_ml"] for case in record["cases"]]

@@ -23,16 +23,39 @@ def teacher(tmp_path_factory, volume_set, tiny_3d_options):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(["train-3d", "--images", str(volume_set.images), "--labels", str(volume_set.labels),
-                     "--out", str(run), *tiny_3d_options]) == 0
+        assert (
+            main(
+                [
+                    "train-3d",
+                    "--images",
+                    str(volume_set.images),
+                    "--labels",
+                    str(volume_set.labels),
+                    "--out",
+                    str(run),
+                    *tiny_3d_options,
+                ]
+            )
+            == 0
+        )
     finally:
         torch.set_num_threads(threads)
     return run
 
 
 def test_pseudo_labels_keep_each_input_geometry(cli, tmp_path, teacher, volume_set):
-    result = cli("pseudo-label", "--model", teacher, "--images", volume_set.images, "--out", tmp_path, "--device", "cpu",
-                 "--probabilities")
+    result = cli(
+        "pseudo-label",
+        "--model",
+        teacher,
+        "--images",
+        volume_set.images,
+        "--out",
+        tmp_path,
+        "--device",
+        "cpu",
+        "--probabilities",
+    )
     assert result.code == 0, result.err
     for name in volume_set.names:
         source = sitk.ReadImage(str(volume_set.images / f"{name}.nrrd"))
@@ -48,21 +71,50 @@ def test_pseudo_labels_keep_each_input_geometry(cli, tmp_path, teacher, volume_s
 
 
 @pytest.mark.parametrize("mode", ["semi", "rgsm-al"])
-def test_student_then_evaluation_reports_dice_and_hd95_per_volume(cli, tmp_path, teacher, volume_set, mode,
-                                                                 tiny_3d_options):
+def test_student_then_evaluation_reports_dice_and_hd95_per_volume(
+    cli, tmp_path, teacher, volume_set, mode, tiny_3d_options
+):
     pseudo = tmp_path / "pseudo"
-    assert cli("pseudo-label", "--model", teacher, "--images", volume_set.images, "--out", pseudo,
-               "--device", "cpu").code == 0
+    assert (
+        cli("pseudo-label", "--model", teacher, "--images", volume_set.images, "--out", pseudo, "--device", "cpu").code
+        == 0
+    )
     student = tmp_path / "student"
-    result = cli("noisy-teacher", "--expert-images", volume_set.images, "--expert-labels", volume_set.labels,
-                 "--pseudo-images", volume_set.images, "--pseudo-labels", pseudo, "--mode", mode, "--lambda", "0.3",
-                 "--out", student, *tiny_3d_options)
+    result = cli(
+        "noisy-teacher",
+        "--expert-images",
+        volume_set.images,
+        "--expert-labels",
+        volume_set.labels,
+        "--pseudo-images",
+        volume_set.images,
+        "--pseudo-labels",
+        pseudo,
+        "--mode",
+        mode,
+        "--lambda",
+        "0.3",
+        "--out",
+        student,
+        *tiny_3d_options,
+    )
     assert result.code == 0, result.err
     config = json.loads((student / "config.json").read_text())["config"]
     assert config["mode"] == mode and config["lam"] == 0.3
     report_path = tmp_path / "eval.json"
-    result = cli("evaluate-3d", "--model", student, "--images", volume_set.images, "--labels", volume_set.labels,
-                 "--json", report_path, "--device", "cpu")
+    result = cli(
+        "evaluate-3d",
+        "--model",
+        student,
+        "--images",
+        volume_set.images,
+        "--labels",
+        volume_set.labels,
+        "--json",
+        report_path,
+        "--device",
+        "cpu",
+    )
     assert result.code == 0, result.err
     report = json.loads(report_path.read_text())
     assert set(report["volumes"]) == set(volume_set.names)
@@ -80,8 +132,18 @@ def test_student_then_evaluation_reports_dice_and_hd95_per_volume(cli, tmp_path,
 
 def test_supervised_student_equals_the_teacher_command(cli, tmp_path, teacher, volume_set, tiny_3d_options):
     """``noisy-teacher --mode supervised`` and ``train-3d`` are the same training."""
-    result = cli("noisy-teacher", "--expert-images", volume_set.images, "--expert-labels", volume_set.labels,
-                 "--mode", "supervised", "--out", tmp_path, *tiny_3d_options)
+    result = cli(
+        "noisy-teacher",
+        "--expert-images",
+        volume_set.images,
+        "--expert-labels",
+        volume_set.labels,
+        "--mode",
+        "supervised",
+        "--out",
+        tmp_path,
+        *tiny_3d_options,
+    )
     assert result.code == 0, result.err
     from covidal.noisyteacher.run import load_model
 
@@ -92,32 +154,95 @@ def test_supervised_student_equals_the_teacher_command(cli, tmp_path, teacher, v
 def test_bad_inputs_give_one_line_errors(cli, tmp_path, volume_set, teacher, tiny_3d_options, volume_set_writer):
     empty = tmp_path / "empty"
     empty.mkdir()
-    cli("train-3d", "--images", empty, "--labels", volume_set.labels, "--out", tmp_path / "r",
-        *tiny_3d_options).assert_user_error(str(empty), "no volume")
+    cli(
+        "train-3d", "--images", empty, "--labels", volume_set.labels, "--out", tmp_path / "r", *tiny_3d_options
+    ).assert_user_error(str(empty), "no volume")
 
     flat = tmp_path / "flat"
     flat.mkdir()
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8), np.int16)), str(flat / "case0.nii.gz"))
-    cli("pseudo-label", "--model", teacher, "--images", flat, "--out", tmp_path / "p",
-        "--device", "cpu").assert_user_error("case0.nii.gz", "2D")
+    cli(
+        "pseudo-label", "--model", teacher, "--images", flat, "--out", tmp_path / "p", "--device", "cpu"
+    ).assert_user_error("case0.nii.gz", "2D")
 
     shifted = volume_set_writer(tmp_path / "shifted", count=1)
     moved = sitk.ReadImage(str(shifted.labels / "case0.nrrd"))
     moved.SetOrigin((0.0, 0.0, 0.0))
     sitk.WriteImage(moved, str(shifted.labels / "case0.nrrd"))
-    cli("evaluate-3d", "--model", teacher, "--images", shifted.images, "--labels", shifted.labels,
-        "--json", tmp_path / "e.json", "--device", "cpu").assert_user_error("case0", "origin")
+    cli(
+        "evaluate-3d",
+        "--model",
+        teacher,
+        "--images",
+        shifted.images,
+        "--labels",
+        shifted.labels,
+        "--json",
+        tmp_path / "e.json",
+        "--device",
+        "cpu",
+    ).assert_user_error("case0", "origin")
 
-    cli("noisy-teacher", "--expert-images", volume_set.images, "--expert-labels", volume_set.labels,
-        "--mode", "rgs", "--out", tmp_path / "s", *tiny_3d_options).assert_user_error("--pseudo-images")
-    cli("noisy-teacher", "--expert-images", volume_set.images, "--expert-labels", volume_set.labels,
-        "--mode", "rgs", "--lambda", "2", "--out", tmp_path / "s").assert_user_error("--lambda")
-    cli("train-3d", "--images", volume_set.images, "--labels", volume_set.labels, "--out", tmp_path / "r",
-        "--patch", "8,8").assert_user_error("--patch")
-    cli("train-3d", "--images", volume_set.images, "--labels", volume_set.labels, "--out", tmp_path / "r",
-        "--foreground-probability", "1.5").assert_user_error("probability")
-    cli("evaluate-3d", "--model", tmp_path / "nothing", "--images", volume_set.images, "--labels", volume_set.labels,
-        "--json", tmp_path / "e.json", "--device", "cpu").assert_user_error("no trained 3D model")
+    cli(
+        "noisy-teacher",
+        "--expert-images",
+        volume_set.images,
+        "--expert-labels",
+        volume_set.labels,
+        "--mode",
+        "rgs",
+        "--out",
+        tmp_path / "s",
+        *tiny_3d_options,
+    ).assert_user_error("--pseudo-images")
+    cli(
+        "noisy-teacher",
+        "--expert-images",
+        volume_set.images,
+        "--expert-labels",
+        volume_set.labels,
+        "--mode",
+        "rgs",
+        "--lambda",
+        "2",
+        "--out",
+        tmp_path / "s",
+    ).assert_user_error("--lambda")
+    cli(
+        "train-3d",
+        "--images",
+        volume_set.images,
+        "--labels",
+        volume_set.labels,
+        "--out",
+        tmp_path / "r",
+        "--patch",
+        "8,8",
+    ).assert_user_error("--patch")
+    cli(
+        "train-3d",
+        "--images",
+        volume_set.images,
+        "--labels",
+        volume_set.labels,
+        "--out",
+        tmp_path / "r",
+        "--foreground-probability",
+        "1.5",
+    ).assert_user_error("probability")
+    cli(
+        "evaluate-3d",
+        "--model",
+        tmp_path / "nothing",
+        "--images",
+        volume_set.images,
+        "--labels",
+        volume_set.labels,
+        "--json",
+        tmp_path / "e.json",
+        "--device",
+        "cpu",
+    ).assert_user_error("no trained 3D model")
 
 
 def test_a_dicom_series_folder_is_a_case(cli, tmp_path, teacher, volume_writer):
@@ -132,15 +257,29 @@ def test_a_dicom_series_folder_is_a_case(cli, tmp_path, teacher, volume_writer):
     writer.KeepOriginalImageUIDOn()
     for k in range(image.GetDepth()):
         slice_ = image[:, :, k]
-        for tag, value in (("0008|0060", "CT"), ("0020|000d", "1.2.3"), ("0020|000e", "1.2.3.4"),
-                           ("0020|0013", str(k + 1)), ("0008|0018", f"1.2.3.4.{k + 1}"),
-                           ("0020|0032", "\\".join(str(v) for v in image.TransformIndexToPhysicalPoint((0, 0, k)))),
-                           ("0020|0037", "1\\0\\0\\0\\1\\0")):
+        for tag, value in (
+            ("0008|0060", "CT"),
+            ("0020|000d", "1.2.3"),
+            ("0020|000e", "1.2.3.4"),
+            ("0020|0013", str(k + 1)),
+            ("0008|0018", f"1.2.3.4.{k + 1}"),
+            ("0020|0032", "\\".join(str(v) for v in image.TransformIndexToPhysicalPoint((0, 0, k)))),
+            ("0020|0037", "1\\0\\0\\0\\1\\0"),
+        ):
             slice_.SetMetaData(tag, value)
         writer.SetFileName(str(series / f"{k:03d}.dcm"))
         writer.Execute(slice_)
-    result = cli("pseudo-label", "--model", teacher, "--images", tmp_path / "images", "--out", tmp_path / "out",
-                 "--device", "cpu")
+    result = cli(
+        "pseudo-label",
+        "--model",
+        teacher,
+        "--images",
+        tmp_path / "images",
+        "--out",
+        tmp_path / "out",
+        "--device",
+        "cpu",
+    )
     assert result.code == 0, result.err
     written = sitk.ReadImage(str(tmp_path / "out" / "series1.nrrd"))
     assert written.GetSize() == read_volume(series).to_sitk().GetSize()
@@ -158,8 +297,10 @@ def test_real_dicom_series_is_pseudo_labelled_on_its_own_grid(cli, tmp_path, vol
     # A coarse grid keeps the sliding window over a 512 x 512 x 48 series to a few hundred patches.
     coarse = [*tiny_3d_options[2:], "--spacing", "8,8,12"]
     teacher = tmp_path / "teacher"
-    assert cli("train-3d", "--images", volume_set.images, "--labels", volume_set.labels, "--out", teacher,
-               *coarse).code == 0
+    assert (
+        cli("train-3d", "--images", volume_set.images, "--labels", volume_set.labels, "--out", teacher, *coarse).code
+        == 0
+    )
     images = tmp_path / "images"
     images.mkdir()
     (images / "tcia").symlink_to(SHARED_DICOM.resolve(), target_is_directory=True)

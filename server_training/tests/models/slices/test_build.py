@@ -38,8 +38,14 @@ def test_defaults():
     [
         ({}, {"name": "unet", "dropout": 0.5, "pretrained": None, "width": 32}),
         ({"name": "fcn8", "dropout": 0}, {"name": "fcn8", "dropout": 0.0, "pretrained": None, "width": 32}),
-        ({"name": "fcn8", "pretrained": "/w/vgg.pth"}, {"name": "fcn8", "dropout": 0.5, "pretrained": "/w/vgg.pth", "width": 32}),
-        ({"name": "unet", "dropout": 0.25, "width": 8}, {"name": "unet", "dropout": 0.25, "pretrained": None, "width": 8}),
+        (
+            {"name": "fcn8", "pretrained": "/w/vgg.pth"},
+            {"name": "fcn8", "dropout": 0.5, "pretrained": "/w/vgg.pth", "width": 32},
+        ),
+        (
+            {"name": "unet", "dropout": 0.25, "width": 8},
+            {"name": "unet", "dropout": 0.25, "pretrained": None, "width": 8},
+        ),
     ],
 )
 def test_to_dict_from_dict_round_trip_through_json(values, expected):

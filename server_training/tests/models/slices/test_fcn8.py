@@ -135,8 +135,10 @@ def test_load_maps_features_to_vgg_and_skips_fc_when_widths_differ(tmp_path, fea
     model = FCN8VGG16(fc_channels=SMALL_FC)
     fc6_before = model.fc6.weight.clone()
     # A classifier.0 that could never fit: ignored because fc_channels != 4096.
-    path = save({**features_state, "classifier.0.weight": torch.zeros(4, 8), "classifier.0.bias": torch.zeros(4)},
-                tmp_path / "vgg16.pth")
+    path = save(
+        {**features_state, "classifier.0.weight": torch.zeros(4, 8), "classifier.0.bias": torch.zeros(4)},
+        tmp_path / "vgg16.pth",
+    )
     load_vgg16_imagenet_weights(model, path)
     for index in VGG16_CONVS:
         assert torch.equal(model.vgg[index].weight, features_state[f"features.{index}.weight"])

@@ -138,8 +138,13 @@ def test_sample_channel_masks_rejects_non_positive_counts(samples, batch):
 
 @pytest.mark.parametrize(
     ("shape", "message"),
-    [((1, 1, 32, 48), None), ((1, 2, 32, 32), r"\[B, 1, H, W\]"), ((1, 32, 32), r"\[B, 1, H, W\]"),
-     ((1, 1, 32, 40), "divisible by 16"), ((1, 1, 24, 32), "divisible by 16")],
+    [
+        ((1, 1, 32, 48), None),
+        ((1, 2, 32, 32), r"\[B, 1, H, W\]"),
+        ((1, 32, 32), r"\[B, 1, H, W\]"),
+        ((1, 1, 32, 40), "divisible by 16"),
+        ((1, 1, 24, 32), "divisible by 16"),
+    ],
 )
 def test_check_image_batch(shape, message):
     images = torch.zeros(shape)

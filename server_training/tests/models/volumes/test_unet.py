@@ -50,8 +50,10 @@ def test_tiny_network_maps_images_to_two_logit_channels(config):
     [
         ({}, {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2}),
         ({"channels": [4, 8], "strides": [2]}, {"channels": [4, 8], "strides": [2], "num_res_units": 2}),
-        ({"channels": (8, 8, 16), "strides": (2, 1), "num_res_units": 0},
-         {"channels": [8, 8, 16], "strides": [2, 1], "num_res_units": 0}),
+        (
+            {"channels": (8, 8, 16), "strides": (2, 1), "num_res_units": 0},
+            {"channels": [8, 8, 16], "strides": [2, 1], "num_res_units": 0},
+        ),
     ],
 )
 def test_to_dict_from_dict_round_trip_through_json(values, expected):

@@ -31,7 +31,8 @@ def test_a_jobs_volumes_are_fixed_at_its_start_and_a_changed_label_is_refused(se
         client.upload_label(project["id"], volumes[1]["id"], write_volume(lesion_case(1)[1], tmp_path / "l1.nrrd"))
         again = job_volumes(store, project["id"], record, config)  # the new volume and label are not the job's
         assert (again.expert, again.pool) == (first.expert, first.pool) and later["id"] not in {
-            v.id for v in again.pool}
+            v.id for v in again.pool
+        }
         original = tmp_path / "label0.nrrd"  # unet3d_project's label of volume 0
         client.upload_label(project["id"], volumes[0]["id"], write_volume(lesion_case(2)[1], tmp_path / "l0.nrrd"))
         with pytest.raises(CovidalError, match=rf"label of volume\(s\) \[{volumes[0]['id']}\] was replaced"):
@@ -46,8 +47,9 @@ def test_a_job_needs_expert_volumes_and_a_pool_for_its_student(service, tmp_path
         with pytest.raises(CovidalError, match="nothing to pseudo-label"):
             job_volumes(store, project["id"], tmp_path / "job" / "volumes.json", NoisyTeacherJobConfig())
         assert not (tmp_path / "job" / "volumes.json").exists()
-        supervised = job_volumes(store, project["id"], tmp_path / "job" / "volumes.json",
-                                 NoisyTeacherJobConfig(mode="supervised"))
+        supervised = job_volumes(
+            store, project["id"], tmp_path / "job" / "volumes.json", NoisyTeacherJobConfig(mode="supervised")
+        )
         assert len(supervised.expert) == 1 and supervised.pool == []
 
 
@@ -64,8 +66,15 @@ def prepared(volume_set):
 def test_a_resumable_3d_run_stopped_mid_epoch_ends_as_an_uninterrupted_one(prepared, tmp_path):
     """What the job's resume rests on: ``train_3d(resumable=True)`` restarted after a stop in epoch 3 (with
     steps.jsonl lines of that epoch written, as by a crash before the state) gives the same weights and steps."""
-    config = NoisyTeacherJobConfig(mode="rgsm-al", epochs=4, steps_per_epoch=2, batch_size=2, patch_size=[8, 8, 8],
-                                   spacing=[2.0, 2.0, 4.0], channels=[4, 8]).train_config(StudentMode.RGSM_AL, "cpu")
+    config = NoisyTeacherJobConfig(
+        mode="rgsm-al",
+        epochs=4,
+        steps_per_epoch=2,
+        batch_size=2,
+        patch_size=[8, 8, 8],
+        spacing=[2.0, 2.0, 4.0],
+        channels=[4, 8],
+    ).train_config(StudentMode.RGSM_AL, "cpu")
     expert, pseudo = prepared[:1], prepared[1:]
     train_3d(config, expert, tmp_path / "whole", pseudo, log=lambda _: None, resumable=True)
 
@@ -74,8 +83,9 @@ def test_a_resumable_3d_run_stopped_mid_epoch_ends_as_an_uninterrupted_one(prepa
             raise _Stop()
 
     with pytest.raises(_Stop):
-        train_3d(config, expert, tmp_path / "stopped", pseudo, log=lambda _: None, on_step=stop_in_epoch_3,
-                 resumable=True)
+        train_3d(
+            config, expert, tmp_path / "stopped", pseudo, log=lambda _: None, on_step=stop_in_epoch_3, resumable=True
+        )
     steps = tmp_path / "stopped" / "steps.jsonl"
     steps.write_text(steps.read_text() + '{"epoch": 3, "step": 5}\n')
     lines = []

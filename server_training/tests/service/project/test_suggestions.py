@@ -47,13 +47,20 @@ def trained_model(service, tmp_path_factory):
     return ProjectLayout(service.settings.project_dir).current_model(project["id"])
 
 
-@pytest.mark.parametrize(("strategy", "cap", "seed"), [("entropy", 1, 3), ("entropy", None, 0), ("bald", 2, 5),
-                                                       ("random", 1, 7)])
+@pytest.mark.parametrize(
+    ("strategy", "cap", "seed"), [("entropy", 1, 3), ("entropy", None, 0), ("bald", 2, 5), ("random", 1, 7)]
+)
 def test_a_served_cycle_equals_the_simulated_cycle(service, trained_model, tmp_path, strategy, cap, seed):
     client = service.client
-    project = client.create_project(unique_name("same-cycle"), model_kind="unet", grid_k=GRID_K, strategy=strategy,
-                                    mc_samples=SAMPLES, loss="point",
-                                    settings={"seed": seed, "max_per_slice": cap})
+    project = client.create_project(
+        unique_name("same-cycle"),
+        model_kind="unet",
+        grid_k=GRID_K,
+        strategy=strategy,
+        mc_samples=SAMPLES,
+        loss="point",
+        settings={"seed": seed, "max_per_slice": cap},
+    )
     path = write_volume(ct(), tmp_path / "ct.nrrd")
     volume, _ = client.upload_volume(project["id"], path, "ct")
     # Cycle 1 (no model yet, ranked by lung fraction): answer a third of its regions, spread over the slices.
@@ -61,24 +68,37 @@ def test_a_served_cycle_equals_the_simulated_cycle(service, trained_model, tmp_p
     leased = client.lease_suggestions(project["id"], first["id"], "dr-a", limit=GRID_K * 6)
     answered = leased[::3]
     for suggestion in answered:
-        client.submit_annotation(project["id"], suggestion["id"], annotator="dr-a", answer="background",
-                                 effort_seconds=3.0)
+        client.submit_annotation(
+            project["id"], suggestion["id"], annotator="dr-a", answer="background", effort_seconds=3.0
+        )
     publish_model(trained_model, ProjectLayout(service.settings.project_dir).current_model(project["id"]))
     served = client.create_cycle(project["id"], count=COUNT)["suggestions"]
 
-    config = SimulationConfig(strategy=strategy, regions=GRID_K, per_cycle=COUNT, max_per_slice=cap,
-                              mc_samples=SAMPLES, loss=LossConfig(LossName.POINT), seed=seed, device="cpu")
+    config = SimulationConfig(
+        strategy=strategy,
+        regions=GRID_K,
+        per_cycle=COUNT,
+        max_per_slice=cap,
+        mc_samples=SAMPLES,
+        loss=LossConfig(LossName.POINT),
+        seed=seed,
+        device="cpu",
+    )
     run = load_run(trained_model)
-    records = [replace(record, mask=np.zeros(record.image.shape, np.uint8))  # the annotator's masks: unused here
-               for record in load_volume_slices(read_volume(path), None, "ct", run.config.window)]
+    records = [
+        replace(record, mask=np.zeros(record.image.shape, np.uint8))  # the annotator's masks: unused here
+        for record in load_volume_slices(read_volume(path), None, "ct", run.config.window)
+    ]
     pool = Pool.build(records, run.config.image_size)
     labelled = {RegionId("ct", f"ct:{s['k']}", s["region"]) for s in answered}
-    simulated = select_for_cycle(pool, labelled, build_strategy(config.strategy), run.model, config.query_options(),
-                                 cycle_seed(config.seed, 2))
+    simulated = select_for_cycle(
+        pool, labelled, build_strategy(config.strategy), run.model, config.query_options(), cycle_seed(config.seed, 2)
+    )
 
     assert len(served) == COUNT
     assert [(s["volume_id"], f"ct:{s['k']}", s["region"]) for s in served] == [
-        (volume["id"], region.slice, region.region) for region, _ in simulated]
+        (volume["id"], region.slice, region.region) for region, _ in simulated
+    ]
     assert [s["score"] for s in served] == [score for _, score in simulated]
     assert len({s["score"] for s in served}) > 1  # scored by the model, not tied
     asked = {(s["k"], s["region"]) for s in served}

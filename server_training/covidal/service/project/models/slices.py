@@ -89,5 +89,6 @@ def prediction_stats(labels: np.ndarray, volume: Volume) -> PredictionStats:
     if lungs is None or not lungs.any():
         return PredictionStats(int(infected.sum()), float(infected.sum()) * voxel_ml, None, None)
     percent = 100.0 * float((infected & lungs).sum()) / float(lungs.sum())
-    return PredictionStats(int(infected.sum()), float(infected.sum()) * voxel_ml, percent,
-                           float(lungs.sum()) * voxel_ml)
+    return PredictionStats(
+        int(infected.sum()), float(infected.sum()) * voxel_ml, percent, float(lungs.sum()) * voxel_ml
+    )

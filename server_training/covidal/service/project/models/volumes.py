@@ -29,8 +29,9 @@ def case_name(volume_id: int) -> str:
 
 
 @contextmanager
-def case_sources(store: Store, volumes: Sequence[records.Volume],
-                 labels: Mapping[int, Path] | None = None) -> Iterator[list[CaseSource]]:
+def case_sources(
+    store: Store, volumes: Sequence[records.Volume], labels: Mapping[int, Path] | None = None
+) -> Iterator[list[CaseSource]]:
     """One :class:`CaseSource` per stored volume (named :func:`case_name`), for the ``with`` block.
 
     A DICOM zip is extracted to a temporary folder that lives as long as the block.
@@ -43,8 +44,10 @@ def case_sources(store: Store, volumes: Sequence[records.Volume],
     """
     labels = labels or {}
     with tempfile.TemporaryDirectory(prefix="covidal-cases-") as folder:
-        yield [CaseSource(case_name(volume.id), _image_path(store, volume, Path(folder)), labels.get(volume.id))
-               for volume in volumes]
+        yield [
+            CaseSource(case_name(volume.id), _image_path(store, volume, Path(folder)), labels.get(volume.id))
+            for volume in volumes
+        ]
 
 
 def predict_volume(model_path: Path, device: str, store: Store, volume: records.Volume) -> tuple[Volume, Volume]:

@@ -25,8 +25,9 @@ def test_network_input_a_slice_at_a_time_equals_the_whole_volume_way(dtype):
     array = ct((4, 37, 50), seed=3)
     array = (array % 256).astype(dtype) if dtype == np.uint8 else array.astype(dtype)
     window = HUWindow(-500.0, 1200.0)
-    expected = network_input([record.image for record in load_volume_slices(Volume(array), None, "ct", window)],
-                             IMAGE_SIZE)
+    expected = network_input(
+        [record.image for record in load_volume_slices(Volume(array), None, "ct", window)], IMAGE_SIZE
+    )
     computed = modeling.network_input_of(array, window, IMAGE_SIZE)
     assert computed.dtype == torch.float32 and computed.shape == (4, 1, IMAGE_SIZE, IMAGE_SIZE)
     assert torch.equal(computed, expected)
