@@ -107,14 +107,7 @@ class CovidalClient:
                 return self.upload_volume(project_id, archive, name, "dicom-zip")
         volume_format = volume_format or _format_of(path)
         query = urllib.parse.urlencode({"name": name, "format": volume_format})
-        with open(path, "rb") as handle:
-            status, body = self._send(
-                "POST",
-                f"/projects/{int(project_id)}/volumes?{query}",
-                handle,
-                {"Content-Type": "application/octet-stream", "Content-Length": str(path.stat().st_size)},
-            )
-        return json.loads(body), status == 201
+        return self._upload_file("POST", f"/projects/{int(project_id)}/volumes?{query}", path)
 
     def list_volumes(self, project_id: int) -> list[dict]:
         return self._json("GET", f"/projects/{int(project_id)}/volumes")
@@ -140,14 +133,7 @@ class CovidalClient:
         path = Path(path)
         label_format = label_format or _format_of(path)
         query = urllib.parse.urlencode({"format": label_format})
-        with open(path, "rb") as handle:
-            status, body = self._send(
-                "PUT",
-                f"/projects/{int(project_id)}/volumes/{int(volume_id)}/label?{query}",
-                handle,
-                {"Content-Type": "application/octet-stream", "Content-Length": str(path.stat().st_size)},
-            )
-        return json.loads(body), status == 201
+        return self._upload_file("PUT", f"/projects/{int(project_id)}/volumes/{int(volume_id)}/label?{query}", path)
 
     def download_label(self, project_id: int, volume_id: int, destination: str | os.PathLike) -> Path:
         """Save the volume's label file, as uploaded, to ``destination``."""
@@ -283,6 +269,13 @@ class CovidalClient:
         data = None if body is None else json.dumps(body).encode()
         headers = {} if body is None else {"Content-Type": "application/json"}
         return json.loads(self._send(method, path, data, headers)[1])
+
+    def _upload_file(self, method: str, url: str, path: Path) -> tuple[dict, bool]:
+        """Stream the file at ``path`` as the request body: ``(reply, created)``, created when the status is 201."""
+        with open(path, "rb") as handle:
+            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(path.stat().st_size)}
+            status, body = self._send(method, url, handle, headers)
+        return json.loads(body), status == 201
 
     def _download(self, path: str, destination: Path) -> Path:
         destination.parent.mkdir(parents=True, exist_ok=True)

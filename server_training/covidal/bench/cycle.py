@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from covidal.bench.service import write_synthetic_ct
+from covidal.bench.service import box_centre, write_synthetic_ct
 from covidal.client import BackendUnreachable, ClientError, CovidalClient
 from covidal.errors import CovidalError
 from covidal.regions.grid import RegionGrid
@@ -326,21 +326,11 @@ def _timed_cycle(client: CovidalClient, project_id: int, regions: int) -> _Timed
 def _answer_all(client: CovidalClient, project_id: int, suggestions: list[dict]) -> None:
     """Answer every region so training has labels: every second one a click at its centre, the others background."""
     for number, suggestion in enumerate(suggestions):
-        if number % 2:
-            box = suggestion["box"]
-            point = [(box["i0"] + box["i1"]) // 2, (box["j0"] + box["j1"]) // 2, suggestion["k"]]
-            client.submit_annotation(
-                project_id,
-                suggestion["id"],
-                annotator=ANNOTATOR,
-                answer="infection",
-                points=[point],
-                effort_seconds=1.0,
-            )
-        else:
-            client.submit_annotation(
-                project_id, suggestion["id"], annotator=ANNOTATOR, answer="background", effort_seconds=1.0
-            )
+        points = [box_centre(suggestion)] if number % 2 else []
+        answer = "infection" if points else "background"
+        client.submit_annotation(
+            project_id, suggestion["id"], annotator=ANNOTATOR, answer=answer, points=points, effort_seconds=1.0
+        )
 
 
 def _train(client: CovidalClient, project_id: int, steps: int) -> float:

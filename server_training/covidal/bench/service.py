@@ -212,8 +212,7 @@ def _client_loop(
             lease_ms = (time.perf_counter() - start) * 1000
             submit_ms = []
             for suggestion in leased:
-                box = suggestion["box"]
-                point = [(box["i0"] + box["i1"]) // 2, (box["j0"] + box["j1"]) // 2, suggestion["k"]]
+                point = box_centre(suggestion)
                 start = time.perf_counter()
                 client.submit_annotation(
                     project_id,
@@ -258,3 +257,9 @@ def summary(result: ServiceBenchResult) -> str:
             ),
         ]
     )
+
+
+def box_centre(suggestion: dict) -> list[int]:
+    """``[i, j, k]``: the voxel at the centre of a suggestion's box (as the API returns it), on its slice."""
+    box = suggestion["box"]
+    return [(box["i0"] + box["i1"]) // 2, (box["j0"] + box["j1"]) // 2, suggestion["k"]]

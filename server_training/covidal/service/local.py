@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from covidal.client import BackendUnreachable, CovidalClient
 from covidal.errors import CovidalError
@@ -39,19 +40,9 @@ class LocalService:
 
 
 @contextmanager
-def local_service(
-    project_dir: Path,
-    log_path: Path,
-    device: str = "cpu",
-    start_timeout: float = START_TIMEOUT_S,
-    environment: Mapping[str, str] | None = None,
-    serve_options: Sequence[str] = (),
-) -> Iterator[CovidalClient]:
-    """Start ``covidal serve --project-dir project_dir`` on 127.0.0.1 and a free port; yield a client of it.
-
-    See :func:`running_service`, which this wraps.
-    """
-    with running_service(project_dir, log_path, device, start_timeout, environment, serve_options) as running:
+def local_service(project_dir: Path, log_path: Path, *args: Any, **options: Any) -> Iterator[CovidalClient]:
+    """:func:`running_service` (same arguments), yielding only its client."""
+    with running_service(project_dir, log_path, *args, **options) as running:
         yield running.client
 
 

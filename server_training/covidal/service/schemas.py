@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from covidal.data.volume import ijk_to_ras_matrix
 from covidal.models.kinds import ModelKind
 from covidal.service.store import records
 
@@ -21,6 +22,12 @@ MAX_GRID_K = 4096  # 64 x 64 regions per slice: 8-pixel squares on a 512 x 512 C
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _Response(BaseModel):
+    """A response body; ``model_validate(record)`` reads a store record's attributes of the same names."""
+
+    model_config = ConfigDict(from_attributes=True)
 
 
 class ProjectCreate(_Request):
@@ -33,7 +40,7 @@ class ProjectCreate(_Request):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
-class ProjectOut(BaseModel):
+class ProjectOut(_Response):
     id: int
     name: str
     model_kind: str
@@ -45,7 +52,7 @@ class ProjectOut(BaseModel):
     created_at: float
 
 
-class VolumeOut(BaseModel):
+class VolumeOut(_Response):
     id: int
     project_id: int
     name: str
@@ -60,7 +67,7 @@ class VolumeOut(BaseModel):
     created_at: float
 
 
-class LabelOut(BaseModel):
+class LabelOut(_Response):
     volume_id: int
     project_id: int
     format: str
@@ -75,14 +82,14 @@ class CycleCreate(_Request):
     volume_ids: list[int] | None = Field(default=None, description="the pool (default: every volume of the project)")
 
 
-class BoxOut(BaseModel):
+class BoxOut(_Response):
     i0: int
     i1: int
     j0: int
     j1: int
 
 
-class SuggestionOut(BaseModel):
+class SuggestionOut(_Response):
     id: int
     cycle_id: int
     volume_id: int
@@ -96,7 +103,7 @@ class SuggestionOut(BaseModel):
     answered: bool
 
 
-class CycleOut(BaseModel):
+class CycleOut(_Response):
     id: int
     project_id: int
     number: int
@@ -114,7 +121,7 @@ class AnnotationCreate(_Request):
     idempotency_key: str
 
 
-class AnnotationOut(BaseModel):
+class AnnotationOut(_Response):
     id: int
     suggestion_id: int
     project_id: int
@@ -124,28 +131,6 @@ class AnnotationOut(BaseModel):
     effort_seconds: float
     idempotency_key: str
     created_at: float
-
-
-def project_out(project: records.Project) -> ProjectOut:
-    return ProjectOut(
-        id=project.id,
-        name=project.name,
-        model_kind=project.model_kind,
-        grid_k=project.grid_k,
-        strategy=project.strategy,
-        mc_samples=project.mc_samples,
-        loss=project.loss,
-        settings=dict(project.settings),
-        created_at=project.created_at,
-    )
-
-
-def ijk_to_ras(geometry: records.VolumeGeometry) -> np.ndarray:
-    """``[4, 4]`` IJK-to-RAS of a stored geometry (the same as :meth:`covidal.data.volume.Volume.ijk_to_ras`)."""
-    lps = np.eye(4)
-    lps[:3, :3] = np.reshape(geometry.direction, (3, 3)) @ np.diag(geometry.spacing)
-    lps[:3, 3] = geometry.origin
-    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
 
 
 def volume_out(volume: records.Volume) -> VolumeOut:
@@ -161,63 +146,15 @@ def volume_out(volume: records.Volume) -> VolumeOut:
         spacing=geometry.spacing,
         origin=geometry.origin,
         direction=np.reshape(geometry.direction, (3, 3)).tolist(),
-        ijk_to_ras=ijk_to_ras(geometry).tolist(),
+        ijk_to_ras=ijk_to_ras_matrix(geometry.spacing, geometry.origin, geometry.direction).tolist(),
         created_at=volume.created_at,
     )
 
 
-def label_out(label: records.Label) -> LabelOut:
-    return LabelOut(
-        volume_id=label.volume_id,
-        project_id=label.project_id,
-        format=label.format.value,
-        sha256=label.sha256,
-        size=label.size,
-        foreground_voxels=label.foreground_voxels,
-        created_at=label.created_at,
-    )
-
-
-def suggestion_out(suggestion: records.Suggestion) -> SuggestionOut:
-    box = suggestion.box
-    return SuggestionOut(
-        id=suggestion.id,
-        cycle_id=suggestion.cycle_id,
-        volume_id=suggestion.volume_id,
-        k=suggestion.k,
-        region=suggestion.region,
-        box=BoxOut(i0=box.i0, i1=box.i1, j0=box.j0, j1=box.j1),
-        score=suggestion.score,
-        rank=suggestion.rank,
-        lease_holder=suggestion.lease_holder,
-        lease_expires_at=suggestion.lease_expires_at,
-        answered=suggestion.answered,
-    )
-
-
 def cycle_out(cycle: records.Cycle, suggestions: list[records.Suggestion]) -> CycleOut:
-    return CycleOut(
-        id=cycle.id,
-        project_id=cycle.project_id,
-        number=cycle.number,
-        status=cycle.status.value,
-        created_at=cycle.created_at,
-        suggestions=[suggestion_out(s) for s in suggestions],
-    )
-
-
-def annotation_out(annotation: records.Annotation) -> AnnotationOut:
-    return AnnotationOut(
-        id=annotation.id,
-        suggestion_id=annotation.suggestion_id,
-        project_id=annotation.project_id,
-        answer=annotation.answer.value,
-        points=list(annotation.points),
-        annotator=annotation.annotator,
-        effort_seconds=annotation.effort_seconds,
-        idempotency_key=annotation.idempotency_key,
-        created_at=annotation.created_at,
-    )
+    """The cycle with its suggestions (which the cycle record does not hold)."""
+    fields = {name: getattr(cycle, name) for name in CycleOut.model_fields if name != "suggestions"}
+    return CycleOut.model_validate({**fields, "suggestions": suggestions})
 
 
 class JobCreate(_Request):
@@ -240,9 +177,9 @@ class JobCreate(_Request):
     )
 
 
-class JobProgressOut(BaseModel):
-    step: int = Field(description="optimiser steps done (of all stages)")
-    steps: int | None = Field(description="optimiser steps planned (of all stages)")
+class JobProgressOut(_Response):
+    step: int = Field(validation_alias="epoch", description="optimiser steps done (of all stages)")
+    steps: int | None = Field(validation_alias="epochs", description="optimiser steps planned (of all stages)")
     loss: float | None = Field(description="the last step's training loss")
     val_dice: float | None = Field(
         description="'train': Dice on the known pixels (background regions and clicks) "
@@ -253,7 +190,7 @@ class JobProgressOut(BaseModel):
     stage: str | None = Field(default=None, description="'noisy-teacher' jobs: teacher, pseudo-label or student")
 
 
-class JobOut(BaseModel):
+class JobOut(_Response):
     id: int
     project_id: int
     kind: str
@@ -268,7 +205,7 @@ class JobOut(BaseModel):
     error: str | None
 
 
-class PredictionOut(BaseModel):
+class PredictionOut(_Response):
     volume_id: int
     voxels: int = Field(description="voxels labelled infection")
     infected_ml: float
@@ -278,37 +215,10 @@ class PredictionOut(BaseModel):
     lung_ml: float | None
 
 
-class CurvePoint(BaseModel):
+class CurvePoint(_Response):
     job_id: int
     finished_at: float
     answers: int = Field(description="answered regions the model trained on")
     effort_seconds: float = Field(description="the annotators' summed effort for those answers")
     val_dice: float | None
     steps: int
-
-
-def job_out(job: records.Job) -> JobOut:
-    progress = job.progress
-    return JobOut(
-        id=job.id,
-        project_id=job.project_id,
-        kind=job.kind,
-        status=job.status.value,
-        device=job.device,
-        config=dict(job.config),
-        progress=None
-        if progress is None
-        else JobProgressOut(
-            step=progress.epoch,
-            steps=progress.epochs,
-            loss=progress.loss,
-            val_dice=progress.val_dice,
-            eta_seconds=progress.eta_seconds,
-            stage=progress.stage,
-        ),
-        cancel_requested=job.cancel_requested,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        error=job.error,
-    )

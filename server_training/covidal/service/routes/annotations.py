@@ -6,7 +6,7 @@ from fastapi import Response
 
 from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import StoreDep
-from covidal.service.schemas import AnnotationCreate, AnnotationOut, annotation_out
+from covidal.service.schemas import AnnotationCreate, AnnotationOut
 
 router = api_router("annotations")
 
@@ -32,10 +32,10 @@ def submit_annotation(project_id: int, body: AnnotationCreate, response: Respons
         idempotency_key=body.idempotency_key,
     )
     response.status_code = 201 if created else 200
-    return annotation_out(annotation)
+    return AnnotationOut.model_validate(annotation)
 
 
 @router.get("/projects/{project_id}/annotations")
 def annotation_history(project_id: int, store: StoreDep) -> list[AnnotationOut]:
     """Every answer of the project (who, when, effort), oldest first."""
-    return [annotation_out(annotation) for annotation in store.annotation_history(project_id)]
+    return [AnnotationOut.model_validate(annotation) for annotation in store.annotation_history(project_id)]

@@ -15,7 +15,6 @@ from covidal.service.schemas import (
     CycleOut,
     SuggestionOut,
     cycle_out,
-    suggestion_out,
 )
 
 router = api_router("cycles")
@@ -52,7 +51,7 @@ def lease_suggestions(
 ) -> list[SuggestionOut]:
     """Lease up to ``limit`` unanswered regions to ``annotator`` (never a region another annotator holds)."""
     leased = store.lease_suggestions(project_id, cycle_id, annotator, limit=limit, lease_seconds=settings.lease_seconds)
-    return [suggestion_out(suggestion) for suggestion in leased]
+    return [SuggestionOut.model_validate(suggestion) for suggestion in leased]
 
 
 @router.get(

@@ -15,7 +15,7 @@ from fastapi.responses import PlainTextResponse
 from covidal.service.project import training
 from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import LayoutDep, StoreDep
-from covidal.service.schemas import JobCreate, JobOut, job_out
+from covidal.service.schemas import JobCreate, JobOut
 
 router = api_router("jobs")
 
@@ -32,18 +32,18 @@ router = api_router("jobs")
 )
 def start_job(project_id: int, body: JobCreate, store: StoreDep) -> JobOut:
     """Queue a job of ``kind`` for the project's model (it starts when the device is free)."""
-    return job_out(training.enqueue_job(store, project_id, body.kind, body.config, body.steps))
+    return JobOut.model_validate(training.enqueue_job(store, project_id, body.kind, body.config, body.steps))
 
 
 @router.get("/projects/{project_id}/jobs")
 def list_jobs(project_id: int, store: StoreDep) -> list[JobOut]:
-    return [job_out(job) for job in store.list_jobs(project_id)]
+    return [JobOut.model_validate(job) for job in store.list_jobs(project_id)]
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}")
 def get_job(project_id: int, job_id: int, store: StoreDep) -> JobOut:
     """Status, progress (step, loss, validation Dice, ETA) and the error of a failed job."""
-    return job_out(store.get_job(project_id, job_id))
+    return JobOut.model_validate(store.get_job(project_id, job_id))
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}/log", response_class=PlainTextResponse)
@@ -57,7 +57,7 @@ def job_log(project_id: int, job_id: int, store: StoreDep, layout: LayoutDep) ->
 )
 def cancel_job(project_id: int, job_id: int, store: StoreDep) -> JobOut:
     """Cancel a queued or interrupted job at once; a running one stops at its next progress report."""
-    return job_out(store.cancel_job(project_id, job_id))
+    return JobOut.model_validate(store.cancel_job(project_id, job_id))
 
 
 @router.post(
@@ -65,4 +65,4 @@ def cancel_job(project_id: int, job_id: int, store: StoreDep) -> JobOut:
 )
 def resume_job(project_id: int, job_id: int, store: StoreDep) -> JobOut:
     """Queue an interrupted job again; it continues from its last checkpoint."""
-    return job_out(training.resume_job(store, project_id, job_id))
+    return JobOut.model_validate(training.resume_job(store, project_id, job_id))

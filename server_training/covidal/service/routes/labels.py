@@ -21,7 +21,7 @@ from covidal.service.label_checks import check_label_file
 from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import SettingsDep, StoreDep
 from covidal.service.routes.uploads import receive_upload, upload_slot
-from covidal.service.schemas import LabelOut, label_out
+from covidal.service.schemas import LabelOut
 from covidal.service.store.errors import Conflict, Invalid
 from covidal.service.store.files import CHUNK_BYTES, StoredFile
 from covidal.service.store.records import Label, LabelFormat, Volume, VolumeFormat
@@ -80,7 +80,7 @@ async def upload_label(
         )
         label, created = await run_in_threadpool(_record, store, volume, stored, format, settings.decode_limits)
     response.status_code = 201 if created else 200
-    return label_out(label)
+    return LabelOut.model_validate(label)
 
 
 @router.get(
@@ -109,7 +109,7 @@ def download_label(project_id: int, volume_id: int, store: StoreDep) -> Streamin
 @router.get("/projects/{project_id}/labels")
 def list_labels(project_id: int, store: StoreDep) -> list[LabelOut]:
     """The project's expert labels (one per labelled volume), by volume id."""
-    return [label_out(label) for label in store.list_labels(project_id)]
+    return [LabelOut.model_validate(label) for label in store.list_labels(project_id)]
 
 
 def _record(
