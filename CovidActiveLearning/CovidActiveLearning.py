@@ -58,11 +58,21 @@ OPERATION_POLL_MS = 50
 RETRY_INTERVAL_S = 30  # answers a failed Submit kept are sent again this often, quietly
 NOTICE_MS = 6000  # how long a refused click's reason stays in the status bar
 # Panel buttons and the action of CovidActiveLearningLib.logic.ActionStates that enables each.
-BUTTON_ACTIONS = {"sendVolumeButton": "send_volume", "getSuggestionsButton": "get_suggestions",
-                  "previousButton": "navigate", "nextButton": "navigate", "backgroundButton": "background",
-                  "undoButton": "undo", "submitButton": "submit", "startTrainingButton": "start_training",
-                  "cancelTrainingButton": "cancel_training", "predictButton": "predict", "exportButton": "export",
-                  "learningCurveButton": "learning_curve", "connectButton": "connect"}
+BUTTON_ACTIONS = {
+    "sendVolumeButton": "send_volume",
+    "getSuggestionsButton": "get_suggestions",
+    "previousButton": "navigate",
+    "nextButton": "navigate",
+    "backgroundButton": "background",
+    "undoButton": "undo",
+    "submitButton": "submit",
+    "startTrainingButton": "start_training",
+    "cancelTrainingButton": "cancel_training",
+    "predictButton": "predict",
+    "exportButton": "export",
+    "learningCurveButton": "learning_curve",
+    "connectButton": "connect",
+}
 SHORTCUT_SLOTS = {"background": "onBackground", "next": "onNext", "previous": "onPrevious"}
 
 
@@ -76,12 +86,15 @@ class CovidActiveLearning(ScriptedLoadableModule):
         parent.helpText = UNSUPPORTED or (
             "Segment COVID-19 lung infection in chest CT: the backend suggests small regions, you answer each "
             "with one click on infection or Background (Shift+B), Next (N) / Previous (P); the backend trains from "
-            "your points. See the README in the extension's source tree.")
-        parent.acknowledgementText = ("Point supervision and region-based active learning after Laradji et al. "
-                                      "(2020, 2021).")
+            "your points. See the README in the extension's source tree."
+        )
+        parent.acknowledgementText = (
+            "Point supervision and region-based active learning after Laradji et al. (2020, 2021)."
+        )
 
 
 if UNSUPPORTED is None:
+
     @parameterNodeWrapper
     class CovidActiveLearningParameterNode:
         """The module's settings, saved with the scene (the backend token is not: it stays in the widget)."""
@@ -187,22 +200,36 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self.ui.placeWidget.buttonsVisible = False
         self.ui.placeWidget.placeButton().show()
         self.ui.placeWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceMultipleMarkups
-        for name, action in (("backgroundButton", "background"), ("nextButton", "next"),
-                             ("previousButton", "previous")):
+        for name, action in (
+            ("backgroundButton", "background"),
+            ("nextButton", "next"),
+            ("previousButton", "previous"),
+        ):
             button = getattr(self.ui, name)
             button.text = f"{button.text} ({shortcut_for(action).label})"
-        buttons = {"connectButton": self.onConnect, "startBackendButton": self.onStartBackend,
-                   "installBackendButton": self.onInstallBackend, "sendVolumeButton": self.onSendVolume,
-                   "getSuggestionsButton": self.onGetSuggestions, "previousButton": self.onPrevious,
-                   "nextButton": self.onNext, "backgroundButton": self.onBackground, "undoButton": self.onUndo,
-                   "submitButton": self.onSubmit, "startTrainingButton": self.onStartTraining,
-                   "cancelTrainingButton": self.onCancelTraining, "predictButton": self.onPredict,
-                   "exportButton": self.onExport, "learningCurveButton": self.onLearningCurve}
+        buttons = {
+            "connectButton": self.onConnect,
+            "startBackendButton": self.onStartBackend,
+            "installBackendButton": self.onInstallBackend,
+            "sendVolumeButton": self.onSendVolume,
+            "getSuggestionsButton": self.onGetSuggestions,
+            "previousButton": self.onPrevious,
+            "nextButton": self.onNext,
+            "backgroundButton": self.onBackground,
+            "undoButton": self.onUndo,
+            "submitButton": self.onSubmit,
+            "startTrainingButton": self.onStartTraining,
+            "cancelTrainingButton": self.onCancelTraining,
+            "predictButton": self.onPredict,
+            "exportButton": self.onExport,
+            "learningCurveButton": self.onLearningCurve,
+        }
         for name, slot in buttons.items():
             getattr(self.ui, name).connect("clicked()", slot)  # no argument: the slots take none
         self.ui.answersTable.connect("cellDoubleClicked(int,int)", self.onAnswerDoubleClicked)
         self.ui.heatmapOpacitySlider.connect(
-            "valueChanged(double)", lambda opacity: slicer.util.setSliceViewerLayers(foregroundOpacity=opacity))
+            "valueChanged(double)", lambda opacity: slicer.util.setSliceViewerLayers(foregroundOpacity=opacity)
+        )
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         slicer.app.connect("aboutToQuit()", self.onAboutToQuit)
@@ -271,8 +298,9 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
     @_background
     def onConnect(self):
-        return self.logic.connect_operation(self._parameterNode.backendUrl, self.ui.tokenLineEdit.text or None), \
-            self._showConnected
+        return self.logic.connect_operation(
+            self._parameterNode.backendUrl, self.ui.tokenLineEdit.text or None
+        ), self._showConnected
 
     def _showConnected(self, health):
         self.ui.backendStatusLabel.text = f"Connected to covidal {health['version']} at {self.logic.client.base_url}."
@@ -291,22 +319,29 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
     @_action
     def onInstallBackend(self):
         plan = self._backends.plan_install(checkout_source() or self._askForSource(), self._askForPython)
-        question = (f"Install the training backend into its own Python environment, "
-                    f"{self._backends.environment.folder}? pip downloads torch, MONAI and FastAPI (a few GB); "
-                    "Slicer's own Python is left untouched. These commands will run:\n\n" + plan.text())
+        question = (
+            f"Install the training backend into its own Python environment, "
+            f"{self._backends.environment.folder}? pip downloads torch, MONAI and FastAPI (a few GB); "
+            "Slicer's own Python is left untouched. These commands will run:\n\n" + plan.text()
+        )
         if slicer.util.confirmOkCancelDisplay(question, windowTitle="Install the backend"):
             self.ui.backendStatusLabel.text = self._backends.start_install(plan)
 
     def _askForSource(self):
-        path = qt.QFileDialog.getOpenFileName(self.parent, "Choose the backend: server_training/pyproject.toml "
-                                              "or a covidal wheel", "", "Backend (pyproject.toml covidal-*.whl)")
+        path = qt.QFileDialog.getOpenFileName(
+            self.parent,
+            "Choose the backend: server_training/pyproject.toml or a covidal wheel",
+            "",
+            "Backend (pyproject.toml covidal-*.whl)",
+        )
         if not path:
             raise UserFacingError("Installation cancelled: no backend was chosen.")
         return BackendSource.from_path(Path(path).parent if Path(path).name == "pyproject.toml" else path)
 
     def _askForPython(self):
-        path = qt.QFileDialog.getOpenFileName(self.parent, "No Python 3.11+ found: choose one to create the "
-                                              "backend's environment")
+        path = qt.QFileDialog.getOpenFileName(
+            self.parent, "No Python 3.11+ found: choose one to create the backend's environment"
+        )
         return Path(path) if path else None
 
     # Project, volume, suggestions
@@ -318,16 +353,20 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
     @_background
     def onSendVolume(self):
-        return self._inProject(self.logic.send_volume_operation(self._parameterNode.inputVolume)), \
-            lambda volumeId: setattr(self.ui.volumeStatusLabel, "text",
-                                     f"The backend has the volume (its id {volumeId}).")
+        return self._inProject(
+            self.logic.send_volume_operation(self._parameterNode.inputVolume)
+        ), lambda volumeId: setattr(
+            self.ui.volumeStatusLabel, "text", f"The backend has the volume (its id {volumeId})."
+        )
 
     @_background
     def onGetSuggestions(self):
-        operation = self.logic.get_suggestions_operation(self._parameterNode.inputVolume,
-                                                         self._parameterNode.regionsPerCycle)
+        operation = self.logic.get_suggestions_operation(
+            self._parameterNode.inputVolume, self._parameterNode.regionsPerCycle
+        )
         return self._inProject(operation), lambda regions: setattr(
-            self.ui.volumeStatusLabel, "text", f"{len(regions)} regions to answer in this cycle.")
+            self.ui.volumeStatusLabel, "text", f"{len(regions)} regions to answer in this cycle."
+        )
 
     @_action
     def onNext(self):
@@ -402,8 +441,9 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
     @_background
     def onPredict(self):
-        return self.logic.import_prediction_operation(self._parameterNode.inputVolume), \
-            lambda prediction: setattr(self.ui.infectedVolumeLabel, "text", prediction.summary())
+        return self.logic.import_prediction_operation(self._parameterNode.inputVolume), lambda prediction: setattr(
+            self.ui.infectedVolumeLabel, "text", prediction.summary()
+        )
 
     @_action
     def onExport(self):
@@ -435,8 +475,11 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
     def _retryUnsent(self):
         if self._running is None and self.logic.has_unsent() and time.monotonic() - self._lastRetry > RETRY_INTERVAL_S:
             self._lastRetry = time.monotonic()
-            self._startOperation(self.logic.submit_operation(), lambda report: setattr(
-                self.ui.submitStatusLabel, "text", f"Sent again: {report.summary()}"), busy=False)
+            self._startOperation(
+                self.logic.submit_operation(),
+                lambda report: setattr(self.ui.submitStatusLabel, "text", f"Sent again: {report.summary()}"),
+                busy=False,
+            )
 
     def _startOperation(self, operation, onDone, busy):
         self._running = (BackgroundOperation(operation), onDone, busy)
@@ -490,8 +533,9 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             cells = (row.rank, row.suggestion_id, row.kind, row.points, f"{row.effort_seconds:.0f}", row.status_text)
             for column, value in enumerate(cells):
                 table.setItem(index, column, qt.QTableWidgetItem(str(value)))
-        states = self.logic.actions(busy=self._running is not None and self._running[2],
-                                    training=self._training.active).as_dict()
+        states = self.logic.actions(
+            busy=self._running is not None and self._running[2], training=self._training.active
+        ).as_dict()
         for name, action in BUTTON_ACTIONS.items():
             getattr(self.ui, name).enabled = states[action]
         self.ui.placeWidget.enabled = states["background"]
@@ -505,8 +549,9 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         node = self.logic.infection_points_node()
         if node is not self._pointsNode:
             if self._pointsNode is not None:
-                self.removeObserver(self._pointsNode, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
-                                    self.onPointPlaced)
+                self.removeObserver(
+                    self._pointsNode, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onPointPlaced
+                )
             self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onPointPlaced)
             self._pointsNode = node
             self.ui.placeWidget.setCurrentNode(node)
@@ -581,8 +626,9 @@ class CovidActiveLearningTest(ScriptedLoadableModuleTest):
         self.assertEqual(interaction.GetCurrentInteractionMode(), interaction.Place)
         view = slicer.app.layoutManager().sliceWidget("Red").sliceView()
         size = view.size
-        slicer.util.clickAndDrag(view, start=(size.width() // 2, size.height() // 2),
-                                 end=(size.width() // 2, size.height() // 2), steps=4)
+        slicer.util.clickAndDrag(
+            view, start=(size.width() // 2, size.height() // 2), end=(size.width() // 2, size.height() // 2), steps=4
+        )
         slicer.app.processEvents()
         answer = logic.book.answer_for(region.id)
         self.assertIsNotNone(answer, "a click in the red view in place mode must answer the region")

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
 from covidal.client import CovidalClient
-from covidal.sample_data import make_demo_case
+from covidal.sample_data.demo import make_demo_case
 from covidal.service.local import local_service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,10 +56,13 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     case = make_demo_case()
     lesions = sitk.GetArrayFromImage(sitk.ReadImage(str(case.lesions)))  # [K, J, I]
-    with (tempfile.TemporaryDirectory(prefix="covidal-screenshots-") as folder,
-          local_service(Path(folder) / "projects", Path(folder) / "serve.log") as client):
-        client.create_project(PROJECT, model_kind="unet", grid_k=16, strategy="entropy", mc_samples=2, loss="point",
-                              settings=MODEL)
+    with (
+        tempfile.TemporaryDirectory(prefix="covidal-screenshots-") as folder,
+        local_service(Path(folder) / "projects", Path(folder) / "serve.log") as client,
+    ):
+        client.create_project(
+            PROJECT, model_kind="unet", grid_k=16, strategy="entropy", mc_samples=2, loss="point", settings=MODEL
+        )
         session = HarnessSession(Path(folder) / "pages", viewport=VIEWPORT)
         try:
             render(session, client, case.ct, lesions, args)
@@ -105,13 +109,13 @@ def render(session: HarnessSession, client: CovidalClient, ct: Path, lesions: np
 
 def lesion_voxels(lesions: np.ndarray, region) -> int:
     box = region.box
-    return int(lesions[box.k, box.j0:box.j1, box.i0:box.i1].sum())
+    return int(lesions[box.k, box.j0 : box.j1, box.i0 : box.i1].sum())
 
 
 def lesion_voxel(lesions: np.ndarray, region) -> tuple[int, int, int] | None:
     """The lesion voxel nearest the middle of the lesion part of the region's box, or None."""
     box = region.box
-    j, i = np.nonzero(lesions[box.k, box.j0:box.j1, box.i0:box.i1])
+    j, i = np.nonzero(lesions[box.k, box.j0 : box.j1, box.i0 : box.i1])
     if len(i) == 0:
         return None
     nearest = np.argmin((i - i.mean()) ** 2 + (j - j.mean()) ** 2)
@@ -128,7 +132,7 @@ def answer_the_rest(app, lesions: np.ndarray) -> None:
             continue
         logic.go_to_region(region.id)
         box = region.box
-        j, i = np.nonzero(lesions[box.k, box.j0:box.j1, box.i0:box.i1])
+        j, i = np.nonzero(lesions[box.k, box.j0 : box.j1, box.i0 : box.i1])
         if len(i) == 0:
             logic.tag_background()
         for index in np.linspace(0, len(i) - 1, min(len(i), CLICKS_PER_REGION)).round().astype(int):

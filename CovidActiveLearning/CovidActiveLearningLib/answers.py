@@ -123,11 +123,15 @@ class _Document:
     actions: list[_Action] = field(default_factory=list)  # undoable steps of open answers, oldest first
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT_VERSION, "cycle_id": self.cycle_id,
-                "answers": [_answer_to_json(answer) for answer in self.answers.values()],
-                "effort": {str(suggestion_id): seconds for suggestion_id, seconds in self.effort.items()},
-                "actions": [[action.suggestion_id, None if action.voxel is None else list(action.voxel)]
-                            for action in self.actions]}
+        return {
+            "format": FORMAT_VERSION,
+            "cycle_id": self.cycle_id,
+            "answers": [_answer_to_json(answer) for answer in self.answers.values()],
+            "effort": {str(suggestion_id): seconds for suggestion_id, seconds in self.effort.items()},
+            "actions": [
+                [action.suggestion_id, None if action.voxel is None else list(action.voxel)] for action in self.actions
+            ],
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> _Document:
@@ -135,11 +139,12 @@ class _Document:
         if data.get("format") != FORMAT_VERSION:
             raise ValueError(f"format {data.get('format')!r} is not {FORMAT_VERSION}")
         answers = [_answer_from_json(entry) for entry in data["answers"]]
-        return cls(cycle_id=None if data["cycle_id"] is None else int(data["cycle_id"]),
-                   answers={answer.suggestion_id: answer for answer in answers},
-                   effort={int(key): float(seconds) for key, seconds in data["effort"].items()},
-                   actions=[_Action(int(sid), None if voxel is None else _voxel(voxel))
-                            for sid, voxel in data["actions"]])
+        return cls(
+            cycle_id=None if data["cycle_id"] is None else int(data["cycle_id"]),
+            answers={answer.suggestion_id: answer for answer in answers},
+            effort={int(key): float(seconds) for key, seconds in data["effort"].items()},
+            actions=[_Action(int(sid), None if voxel is None else _voxel(voxel)) for sid, voxel in data["actions"]],
+        )
 
 
 class AnswerBook:
@@ -217,8 +222,9 @@ class AnswerBook:
             raise UserFacingError(outside_region_message(region))
         answer = self._open_answer(document, region)
         if answer is not None and answer.kind is AnswerKind.BACKGROUND:
-            raise UserFacingError(f"Region {region.rank} is tagged as background; undo the tag before clicking "
-                                  "on infection in it.")
+            raise UserFacingError(
+                f"Region {region.rank} is tagged as background; undo the tag before clicking on infection in it."
+            )
         if answer is not None and voxel in answer.points:
             raise UserFacingError(f"Region {region.rank} already has a point on voxel {voxel}.")
         if answer is None:
@@ -239,8 +245,10 @@ class AnswerBook:
         self._check_current(document, region)
         answer = self._open_answer(document, region)
         if answer is not None and answer.kind is AnswerKind.INFECTION:
-            raise UserFacingError(f"Region {region.rank} has {len(answer.points)} infection point(s); undo them "
-                                  "before tagging it as background.")
+            raise UserFacingError(
+                f"Region {region.rank} has {len(answer.points)} infection point(s); undo them "
+                "before tagging it as background."
+            )
         if answer is None:
             document.answers[region.id] = _new_answer(region, AnswerKind.BACKGROUND)
             document.actions.append(_Action(region.id, None))
@@ -311,8 +319,9 @@ class AnswerBook:
     def progress(self, regions: Sequence[SuggestedRegion]) -> str:
         """``"3 of 5 answered"``: regions with an answer that was not rejected."""
         document = self._load()
-        answered = sum(1 for region in regions
-                       if (answer := document.answers.get(region.id)) is not None and answer.error is None)
+        answered = sum(
+            1 for region in regions if (answer := document.answers.get(region.id)) is not None and answer.error is None
+        )
         return f"{answered} of {len(regions)} answered"
 
     def effort_seconds(self) -> float:
@@ -322,8 +331,19 @@ class AnswerBook:
 
     def rows(self) -> list[AnswerRow]:
         """The answers table, by cycle and rank."""
-        return [AnswerRow(answer.rank, answer.suggestion_id, answer.cycle_id, answer.kind, len(answer.points),
-                          answer.effort_seconds, answer.status, answer.error) for answer in self.answers()]
+        return [
+            AnswerRow(
+                answer.rank,
+                answer.suggestion_id,
+                answer.cycle_id,
+                answer.kind,
+                len(answer.points),
+                answer.effort_seconds,
+                answer.status,
+                answer.error,
+            )
+            for answer in self.answers()
+        ]
 
     @property
     def current_cycle(self) -> int | None:
@@ -395,8 +415,10 @@ class AnswerBook:
         try:
             return _Document.from_json(json.loads(text))
         except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise UserFacingError(f"The answers saved in this scene (text node '{node.GetName()}') cannot be read "
-                                  f"({error!r}); remove that node to start a new answer book.") from None
+            raise UserFacingError(
+                f"The answers saved in this scene (text node '{node.GetName()}') cannot be read "
+                f"({error!r}); remove that node to start a new answer book."
+            ) from None
 
     def _save(self, document: _Document) -> None:
         self._flush_clock(document)
@@ -420,21 +442,32 @@ class AnswerBook:
 
 def outside_region_message(region: SuggestedRegion) -> str:
     """The sentence for a click outside ``region``."""
-    return (f"The point is outside region {region.rank}; click inside the highlighted box or move to the region.")
+    return f"The point is outside region {region.rank}; click inside the highlighted box or move to the region."
 
 
 def _check_cycle(document: _Document, region: SuggestedRegion) -> None:
     if document.cycle_id is None:
         raise UserFacingError("Get suggestions first: no cycle is being answered.")
     if region.cycle_id != document.cycle_id:
-        raise UserFacingError(f"Region {region.rank} is from another cycle ({region.cycle_id}) than the current one "
-                              f"({document.cycle_id}); answer the regions of the current cycle.")
+        raise UserFacingError(
+            f"Region {region.rank} is from another cycle ({region.cycle_id}) than the current one "
+            f"({document.cycle_id}); answer the regions of the current cycle."
+        )
 
 
 def _new_answer(region: SuggestedRegion, kind: AnswerKind) -> RegionAnswer:
-    return RegionAnswer(suggestion_id=region.id, cycle_id=region.cycle_id, volume_id=region.volume_id, kind=kind,
-                        points=(), effort_seconds=0.0, idempotency_key=uuid.uuid4().hex, sent=False, error=None,
-                        rank=region.rank)
+    return RegionAnswer(
+        suggestion_id=region.id,
+        cycle_id=region.cycle_id,
+        volume_id=region.volume_id,
+        kind=kind,
+        points=(),
+        effort_seconds=0.0,
+        idempotency_key=uuid.uuid4().hex,
+        sent=False,
+        error=None,
+        rank=region.rank,
+    )
 
 
 def _table_order(document: _Document) -> list[int]:
@@ -448,16 +481,32 @@ def _voxel(values) -> Voxel:
 
 
 def _answer_to_json(answer: RegionAnswer) -> dict[str, Any]:
-    return {"suggestion_id": answer.suggestion_id, "cycle_id": answer.cycle_id, "volume_id": answer.volume_id,
-            "rank": answer.rank, "kind": answer.kind.value, "points": [list(point) for point in answer.points],
-            "effort_seconds": answer.effort_seconds, "idempotency_key": answer.idempotency_key,
-            "sealed": answer.sealed, "sent": answer.sent, "error": answer.error}
+    return {
+        "suggestion_id": answer.suggestion_id,
+        "cycle_id": answer.cycle_id,
+        "volume_id": answer.volume_id,
+        "rank": answer.rank,
+        "kind": answer.kind.value,
+        "points": [list(point) for point in answer.points],
+        "effort_seconds": answer.effort_seconds,
+        "idempotency_key": answer.idempotency_key,
+        "sealed": answer.sealed,
+        "sent": answer.sent,
+        "error": answer.error,
+    }
 
 
 def _answer_from_json(entry: dict[str, Any]) -> RegionAnswer:
-    return RegionAnswer(suggestion_id=int(entry["suggestion_id"]), cycle_id=int(entry["cycle_id"]),
-                        volume_id=int(entry["volume_id"]), kind=AnswerKind(entry["kind"]),
-                        points=tuple(_voxel(point) for point in entry["points"]),
-                        effort_seconds=float(entry["effort_seconds"]), idempotency_key=str(entry["idempotency_key"]),
-                        sent=bool(entry["sent"]), error=None if entry["error"] is None else str(entry["error"]),
-                        rank=int(entry["rank"]), sealed=bool(entry["sealed"]))
+    return RegionAnswer(
+        suggestion_id=int(entry["suggestion_id"]),
+        cycle_id=int(entry["cycle_id"]),
+        volume_id=int(entry["volume_id"]),
+        kind=AnswerKind(entry["kind"]),
+        points=tuple(_voxel(point) for point in entry["points"]),
+        effort_seconds=float(entry["effort_seconds"]),
+        idempotency_key=str(entry["idempotency_key"]),
+        sent=bool(entry["sent"]),
+        error=None if entry["error"] is None else str(entry["error"]),
+        rank=int(entry["rank"]),
+        sealed=bool(entry["sealed"]),
+    )

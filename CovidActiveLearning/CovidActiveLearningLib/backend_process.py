@@ -10,6 +10,7 @@ polls them from a timer. Nothing is installed unless the clinician confirmed the
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shlex
 import shutil
@@ -43,8 +44,14 @@ STOP_GRACE_S = 20.0  # the server stops a running training job first
 CANCEL_GRACE_S = 3.0  # pip stops at once
 LOG_TAIL_BYTES = 64 * 1024
 # Slicer's launcher points these at Slicer's own Python; another interpreter must not inherit them.
-_PYTHON_VARIABLES = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "VIRTUAL_ENV",
-                     "__PYVENV_LAUNCHER__")
+_PYTHON_VARIABLES = (
+    "PYTHONHOME",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PYTHONEXECUTABLE",
+    "VIRTUAL_ENV",
+    "__PYVENV_LAUNCHER__",
+)
 _WINDOWS = os.name == "nt"
 
 
@@ -55,8 +62,9 @@ def child_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     Inside Slicer pass ``slicer.util.startupEnvironment()``: the environment before Slicer's launcher added its
     library paths.
     """
-    environment = {key: value for key, value in (os.environ if base is None else base).items()
-                   if key not in _PYTHON_VARIABLES}
+    environment = {
+        key: value for key, value in (os.environ if base is None else base).items() if key not in _PYTHON_VARIABLES
+    }
     environment["PYTHONUNBUFFERED"] = "1"
     return environment
 
@@ -73,8 +81,10 @@ def loopback_port(url: str) -> int:
     except ValueError:
         port = None
     if parts.scheme != "http" or parts.hostname not in LOOPBACK_NAMES or port is None:
-        raise UserFacingError(f"A local backend needs a URL on this computer, such as http://{LOOPBACK}:{DEFAULT_PORT} "
-                              f"(the backend URL is '{url}').")
+        raise UserFacingError(
+            f"A local backend needs a URL on this computer, such as http://{LOOPBACK}:{DEFAULT_PORT} "
+            f"(the backend URL is '{url}')."
+        )
     return port
 
 
@@ -94,8 +104,15 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
 def python_version(python: Path | str, environment: Mapping[str, str] | None = None) -> tuple[int, int] | None:
     """``(major, minor)`` of the interpreter ``python``, or None when it does not run."""
     try:
-        result = subprocess.run([str(python), "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True,
-                                text=True, timeout=20, env=child_environment(environment), stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            [str(python), "-c", "import sys; print(*sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+            env=child_environment(environment),
+            stdin=subprocess.DEVNULL,
+        )
         if result.returncode != 0:
             return None
         major, minor = result.stdout.split()
@@ -104,8 +121,9 @@ def python_version(python: Path | str, environment: Mapping[str, str] | None = N
         return None
 
 
-def find_base_python(candidates: Sequence[Path | str] | None = None,
-                     environment: Mapping[str, str] | None = None) -> Path | None:
+def find_base_python(
+    candidates: Sequence[Path | str] | None = None, environment: Mapping[str, str] | None = None
+) -> Path | None:
     """The first interpreter of Python 3.11 or newer among ``candidates``, to create the backend's environment from.
 
     The default candidates are ``python3.13``, ``python3.12``, ``python3.11``, ``python3`` and ``python`` on the
@@ -140,8 +158,9 @@ class BackendSource:
         is_checkout = (path / "pyproject.toml").is_file() and (path / "covidal").is_dir()
         is_wheel = path.is_file() and path.suffix == ".whl" and path.name.startswith("covidal-")
         if not (is_checkout or is_wheel):
-            raise UserFacingError(f"{path} is not the backend: choose the repository's server_training folder "
-                                  "or a covidal-*.whl file.")
+            raise UserFacingError(
+                f"{path} is not the backend: choose the repository's server_training folder or a covidal-*.whl file."
+            )
         return cls(path)
 
     @property
@@ -191,11 +210,22 @@ class BackendEnvironment:
         that imports none of them)."""
         if not self.exists():
             return False
-        check = ("import importlib.util, sys; "
-                 f"sys.exit(0 if all(importlib.util.find_spec(m) for m in {REQUIRED_MODULES!r}) else 1)")
+        check = (
+            "import importlib.util, sys; "
+            f"sys.exit(0 if all(importlib.util.find_spec(m) for m in {REQUIRED_MODULES!r}) else 1)"
+        )
         try:
-            return subprocess.run([str(self.python), "-c", check], capture_output=True, timeout=60,
-                                  env=child_environment(environment), stdin=subprocess.DEVNULL).returncode == 0
+            return (
+                subprocess.run(
+                    [str(self.python), "-c", check],
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                    env=child_environment(environment),
+                    stdin=subprocess.DEVNULL,
+                ).returncode
+                == 0
+            )
         except (OSError, subprocess.SubprocessError):
             return False
 
@@ -213,8 +243,10 @@ class BackendEnvironment:
         if not self.exists():
             version = python_version(base_python) if base_python else None
             if version is None or version < MIN_PYTHON:
-                raise UserFacingError("The backend needs Python 3.11 or newer to create its environment; "
-                                      f"{base_python or 'none was found'} is not. Install one, or choose it.")
+                raise UserFacingError(
+                    "The backend needs Python 3.11 or newer to create its environment; "
+                    f"{base_python or 'none was found'} is not. Install one, or choose it."
+                )
             create = ((str(base_python), "-m", "venv", str(self.folder)),)
         verify = (python, "-c", "import covidal.cli.main, torch, monai, fastapi, uvicorn; print('backend installed')")
         return InstallPlan(create + ((*pip, TORCH_REQUIREMENT, *pins), (*pip, str(source.path), *pins), verify))
@@ -275,8 +307,14 @@ class InstallRun:
         with open(self.log_path, "ab") as log:
             log.write(f"$ {shlex.join(command)}\n".encode())
             log.flush()
-            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=self._environment, **_new_process_group())
+            return subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._environment,
+                **_new_process_group(),
+            )
 
 
 @dataclass(eq=False)  # identity: one entry per object in the set of running backends
@@ -303,8 +341,20 @@ class LocalBackend:
 
     @property
     def command(self) -> list[str]:
-        return [str(self.python), "-m", "covidal.cli.main", "serve", "--project-dir", str(self.project_dir),
-                "--host", LOOPBACK, "--port", str(self.port), "--device", self.device]
+        return [
+            str(self.python),
+            "-m",
+            "covidal.cli.main",
+            "serve",
+            "--project-dir",
+            str(self.project_dir),
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+            "--device",
+            self.device,
+        ]
 
     def start(self) -> None:
         """Launch the server (its output goes to ``log_path``, replacing the previous run's log).
@@ -318,18 +368,26 @@ class LocalBackend:
         if not Path(self.python).is_file():
             raise UserFacingError(f"The backend's Python {self.python} does not exist: install the backend first.")
         if not port_is_free(self.port):
-            raise UserFacingError(f"Port {self.port} of {LOOPBACK} is already in use: a backend may be running "
-                                  "there already (try Connect), or put another port in the backend URL.")
+            raise UserFacingError(
+                f"Port {self.port} of {LOOPBACK} is already in use: a backend may be running "
+                "there already (try Connect), or put another port in the backend URL."
+            )
         try:
             Path(self.project_dir).mkdir(parents=True, exist_ok=True)
             Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "wb") as log:  # the child keeps its own handle on the file
-                self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL, env=child_environment(self.environment),
-                                                **_new_process_group())
+                self.process = subprocess.Popen(
+                    self.command,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=child_environment(self.environment),
+                    **_new_process_group(),
+                )
         except OSError as error:
-            raise UserFacingError(f"The local backend cannot start: {error.strerror or error} "
-                                  f"({error.filename or self.python}).") from None
+            raise UserFacingError(
+                f"The local backend cannot start: {error.strerror or error} ({error.filename or self.python})."
+            ) from None
         self._kill_after = None
         _RUNNING.add(self)
 
@@ -355,15 +413,18 @@ class LocalBackend:
         if self.process is None:
             raise UserFacingError("The local backend has not been started.")
         if not self.is_running():
-            raise UserFacingError(f"The local backend stopped (exit status {self.process.returncode}). "
-                                  f"The end of its log {self.log_path}:\n{self.log_tail(15)}")
+            raise UserFacingError(
+                f"The local backend stopped (exit status {self.process.returncode}). "
+                f"The end of its log {self.log_path}:\n{self.log_tail(15)}"
+            )
         try:
             (client or CovidalClient(self.url, timeout=PROBE_TIMEOUT_S)).health()
         except BackendUnreachable:
             return False
         except ClientError as error:
-            raise UserFacingError(f"Something else answers at {self.url} ({error}); stop it or use another port.") \
-                from None
+            raise UserFacingError(
+                f"Something else answers at {self.url} ({error}); stop it or use another port."
+            ) from None
         return True
 
     def log_tail(self, lines: int = 40) -> str:
@@ -386,10 +447,9 @@ class LocalBackend:
         _RUNNING.discard(self)
 
     def __del__(self) -> None:
-        try:
+        # During interpreter shutdown anything may already be gone.
+        with contextlib.suppress(Exception):
             self.stop(timeout=5)
-        except Exception:  # noqa: BLE001 - during interpreter shutdown anything may already be gone
-            pass
 
 
 @dataclass(frozen=True)
@@ -412,9 +472,14 @@ class BackendSupervisor:
             ``slicer.util.startupEnvironment()``; default this process's).
     """
 
-    def __init__(self, environment: BackendEnvironment | None = None,
-                 startup_environment: Mapping[str, str] | None = None, install_log: Path = DEFAULT_INSTALL_LOG,
-                 project_dir: Path = DEFAULT_PROJECT_DIR, server_log: Path = DEFAULT_LOG) -> None:
+    def __init__(
+        self,
+        environment: BackendEnvironment | None = None,
+        startup_environment: Mapping[str, str] | None = None,
+        install_log: Path = DEFAULT_INSTALL_LOG,
+        project_dir: Path = DEFAULT_PROJECT_DIR,
+        server_log: Path = DEFAULT_LOG,
+    ) -> None:
         self.environment = environment or BackendEnvironment()
         self.startup_environment = startup_environment
         self.install_log = install_log
@@ -430,8 +495,9 @@ class BackendSupervisor:
     def is_running(self) -> bool:
         return self.backend is not None and self.backend.is_running()
 
-    def plan_install(self, source: BackendSource, choose_python: Callable[[], Path | None] = lambda: None
-                     ) -> InstallPlan:
+    def plan_install(
+        self, source: BackendSource, choose_python: Callable[[], Path | None] = lambda: None
+    ) -> InstallPlan:
         """The plan to show before installing; ``choose_python`` is asked when no Python 3.11+ is on the PATH.
 
         Raises:
@@ -459,12 +525,19 @@ class BackendSupervisor:
         if self.installation is not None:
             raise UserFacingError("Wait until the backend is installed.")
         if not self.is_installed():
-            raise UserFacingError(f"The backend is not installed in {self.environment.folder}: "
-                                  "click 'Install backend...' first.")
+            raise UserFacingError(
+                f"The backend is not installed in {self.environment.folder}: click 'Install backend...' first."
+            )
         if self.is_running():
             raise UserFacingError(f"The local backend is already running at {self.backend.url}.")
-        self.backend = LocalBackend(self.environment.python, self.project_dir, self.server_log, loopback_port(url),
-                                    device, self.startup_environment)
+        self.backend = LocalBackend(
+            self.environment.python,
+            self.project_dir,
+            self.server_log,
+            loopback_port(url),
+            device,
+            self.startup_environment,
+        )
         self.backend.start()
         self._awaiting_backend = True
         return f"Starting the local backend at {self.backend.url}..."
@@ -500,9 +573,14 @@ class BackendSupervisor:
         self.installation = None
         if status == 0:
             return BackendPoll("The backend is installed: click 'Start local backend'.", log)
-        return BackendPoll("Installing the backend failed.", log, error=UserFacingError(
-            f"Installing the backend failed at step {step} of {count} (exit status {status}). The end of its log "
-            f"{self.install_log}:\n{_tail(self.install_log, 15)}"))
+        return BackendPoll(
+            "Installing the backend failed.",
+            log,
+            error=UserFacingError(
+                f"Installing the backend failed at step {step} of {count} (exit status {status}). The end of its log "
+                f"{self.install_log}:\n{_tail(self.install_log, 15)}"
+            ),
+        )
 
     def _poll_backend(self) -> BackendPoll:
         log = self.backend.log_tail(200)
@@ -567,4 +645,3 @@ def _tail(path: Path, lines: int) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
-

@@ -27,6 +27,8 @@ def unsupported_reason(python_version=None, slicer_version=None):
         return None
     running = f"this Slicer ({slicer_version})" if slicer_version else "this Slicer"
     needed = ".".join(str(part) for part in MINIMUM_PYTHON)
-    return (f"Covid Active Learning needs 3D Slicer {MINIMUM_SLICER} or newer (Python {needed}+); {running} runs "
-            f"Python {'.'.join(str(part) for part in version)}. Install a newer Slicer from "
-            "https://download.slicer.org to use the module.")
+    return (
+        f"Covid Active Learning needs 3D Slicer {MINIMUM_SLICER} or newer (Python {needed}+); {running} runs "
+        f"Python {'.'.join(str(part) for part in version)}. Install a newer Slicer from "
+        "https://download.slicer.org to use the module."
+    )

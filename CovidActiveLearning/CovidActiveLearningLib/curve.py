@@ -45,12 +45,20 @@ class CurvePoint:
         """
         try:
             dice = item["val_dice"]
-            point = cls(int(item["job_id"]), int(item["answers"]), float(item["effort_seconds"]),
-                         None if dice is None else float(dice))
+            point = cls(
+                int(item["job_id"]),
+                int(item["answers"]),
+                float(item["effort_seconds"]),
+                None if dice is None else float(dice),
+            )
         except (KeyError, TypeError, ValueError) as error:
             raise UserFacingError(f"The backend sent a learning curve point that cannot be read ({error!r}).") from None
-        if not math.isfinite(point.effort_seconds) or (point.val_dice is not None and not math.isfinite(point.val_dice)):
-            raise UserFacingError(f"The backend sent a learning curve point with a non-finite value (job {point.job_id}).")
+        if not math.isfinite(point.effort_seconds) or (
+            point.val_dice is not None and not math.isfinite(point.val_dice)
+        ):
+            raise UserFacingError(
+                f"The backend sent a learning curve point with a non-finite value (job {point.job_id})."
+            )
         return point
 
 
@@ -68,8 +76,10 @@ def show_learning_curve(context: MrmlContext, points: Sequence[Mapping]):
     Raises:
         UserFacingError: a point cannot be read.
     """
-    measured = sorted((point for point in map(CurvePoint.from_json, points) if point.val_dice is not None),
-                      key=lambda point: (point.effort_seconds, point.answers))
+    measured = sorted(
+        (point for point in map(CurvePoint.from_json, points) if point.val_dice is not None),
+        key=lambda point: (point.effort_seconds, point.answers),
+    )
     table_node = _node(context.scene, "vtkMRMLTableNode", TABLE_NAME)
     table_node.SetAndObserveTable(_curve_table(measured))
     series = _node(context.scene, "vtkMRMLPlotSeriesNode", SERIES_NAME)
@@ -95,9 +105,11 @@ def show_learning_curve(context: MrmlContext, points: Sequence[Mapping]):
 def _curve_table(points: Sequence[CurvePoint]) -> vtk.vtkTable:
     """A ``[len(points), 3]`` table: effort (s), answers, validation Dice."""
     table = vtk.vtkTable()
-    for name, array_class, values in ((EFFORT_COLUMN, vtk.vtkDoubleArray, [point.effort_seconds for point in points]),
-                                      (ANSWERS_COLUMN, vtk.vtkIntArray, [point.answers for point in points]),
-                                      (DICE_COLUMN, vtk.vtkDoubleArray, [point.val_dice for point in points])):
+    for name, array_class, values in (
+        (EFFORT_COLUMN, vtk.vtkDoubleArray, [point.effort_seconds for point in points]),
+        (ANSWERS_COLUMN, vtk.vtkIntArray, [point.answers for point in points]),
+        (DICE_COLUMN, vtk.vtkDoubleArray, [point.val_dice for point in points]),
+    ):
         column = array_class()
         column.SetName(name)
         for value in values:

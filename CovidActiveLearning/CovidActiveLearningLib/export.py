@@ -35,8 +35,9 @@ class ExportedFiles:
         return [path for path in (self.segmentation, self.labelmap, self.points) if path is not None]
 
 
-def export_results(context: MrmlContext, segmentation_node, reference_volume, points_node, folder: Path,
-                   stem: str) -> ExportedFiles:
+def export_results(
+    context: MrmlContext, segmentation_node, reference_volume, points_node, folder: Path, stem: str
+) -> ExportedFiles:
     """Write ``{stem}.seg.nrrd``, ``{stem}.nrrd`` and (with a points node) ``{stem}_points.mrk.json`` to ``folder``.
 
     The labelmap has the reference volume's exact grid (voxel counts, spacing, origin, directions);
@@ -122,8 +123,9 @@ def _write_segmentation(segmentation_node, path: Path) -> None:
         raise UserFacingError(f"Could not write the segmentation to {path.parent}.")
 
 
-def _write_labelmap(context: MrmlContext, segmentation_node, segment_ids: list[str], reference_volume,
-                    path: Path) -> None:
+def _write_labelmap(
+    context: MrmlContext, segmentation_node, segment_ids: list[str], reference_volume, path: Path
+) -> None:
     with exported_labelmap(context, segmentation_node, segment_ids, reference_volume) as labelmap:
         storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
         storage.SetFileName(str(path))

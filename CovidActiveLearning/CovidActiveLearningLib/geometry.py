@@ -23,8 +23,10 @@ def ijk_to_ras_matrix(volume_node) -> np.ndarray:
         UserFacingError: the volume sits under a transform (its voxels are not where its matrix says).
     """
     if volume_node.GetParentTransformNode() is not None:
-        raise UserFacingError(f"The volume '{volume_node.GetName()}' is under a transform; harden the transform "
-                              "(Data module, right-click) before annotating it.")
+        raise UserFacingError(
+            f"The volume '{volume_node.GetName()}' is under a transform; harden the transform "
+            "(Data module, right-click) before annotating it."
+        )
     matrix = vtk.vtkMatrix4x4()
     volume_node.GetIJKToRASMatrix(matrix)
     return np.array([[matrix.GetElement(row, column) for column in range(4)] for row in range(4)])
@@ -103,10 +105,14 @@ def check_backend_geometry(volume_node, dims, backend_ijk_to_ras) -> None:
         UserFacingError: the grids differ (sizes, or corners more than ``MATCH_TOLERANCE_MM`` apart).
     """
     if tuple(int(d) for d in dims) != volume_dims(volume_node):
-        raise UserFacingError(f"The backend's copy of '{volume_node.GetName()}' has {tuple(dims)} voxels, "
-                              f"the scene's has {volume_dims(volume_node)}; upload the volume again.")
+        raise UserFacingError(
+            f"The backend's copy of '{volume_node.GetName()}' has {tuple(dims)} voxels, "
+            f"the scene's has {volume_dims(volume_node)}; upload the volume again."
+        )
     corners = np.array([[i, j, k, 1.0] for i in (0, dims[0] - 1) for j in (0, dims[1] - 1) for k in (0, dims[2] - 1)])
     gap = np.abs(corners @ np.asarray(backend_ijk_to_ras, dtype=float).T - corners @ ijk_to_ras_matrix(volume_node).T)
     if gap.max() > MATCH_TOLERANCE_MM:
-        raise UserFacingError(f"The backend's copy of '{volume_node.GetName()}' lies {gap.max():.3g} mm away from "
-                              "the scene's volume; upload the volume again.")
+        raise UserFacingError(
+            f"The backend's copy of '{volume_node.GetName()}' lies {gap.max():.3g} mm away from "
+            "the scene's volume; upload the volume again."
+        )

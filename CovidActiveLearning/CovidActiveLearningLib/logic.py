@@ -79,8 +79,9 @@ class CovidActiveLearningCoreLogic:
         clock: seconds for the effort counter (a monotonic clock).
     """
 
-    def __init__(self, context: MrmlContext, annotator: str | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self, context: MrmlContext, annotator: str | None = None, clock: Callable[[], float] | None = None
+    ) -> None:
         self.context = context
         self.annotator = annotator or getpass.getuser() or "clinician"
         self.client: CovidalClient | None = None
@@ -114,21 +115,35 @@ class CovidActiveLearningCoreLogic:
         """Check that ``covidal serve`` answers at ``url``; returns its health JSON."""
         return run_now(self.connect_operation(url, token, timeout))
 
-    def connect_operation(self, url: str = DEFAULT_URL, token: str | None = None,
-                          timeout: float = 60) -> Operation[dict]:
+    def connect_operation(
+        self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 60
+    ) -> Operation[dict]:
         client = CovidalClient(url.strip() or DEFAULT_URL, token or None, timeout=timeout)
         health = yield remote(client.health)
         self.client = client
         return health
 
-    def open_project(self, name: str, regions_per_slice: int = 16, strategy: str = "entropy", mc_samples: int = 8,
-                     loss: str = "point", settings: dict | None = None) -> int:
+    def open_project(
+        self,
+        name: str,
+        regions_per_slice: int = 16,
+        strategy: str = "entropy",
+        mc_samples: int = 8,
+        loss: str = "point",
+        settings: dict | None = None,
+    ) -> int:
         """Use the backend's project called ``name``, creating it (a 2D U-Net) if there is none."""
         return run_now(self.open_project_operation(name, regions_per_slice, strategy, mc_samples, loss, settings))
 
-    def open_project_operation(self, name: str, regions_per_slice: int = 16, strategy: str = "entropy",
-                               mc_samples: int = 8, loss: str = "point",
-                               settings: dict | None = None) -> Operation[int]:
+    def open_project_operation(
+        self,
+        name: str,
+        regions_per_slice: int = 16,
+        strategy: str = "entropy",
+        mc_samples: int = 8,
+        loss: str = "point",
+        settings: dict | None = None,
+    ) -> Operation[int]:
         client = self._client()
         name = name.strip()
         if not name:
@@ -137,8 +152,16 @@ class CovidActiveLearningCoreLogic:
             if project["name"] == name:
                 self.project_id = int(project["id"])
                 return self.project_id
-        project = yield remote(client.create_project, name, model_kind="unet", grid_k=regions_per_slice,
-                               strategy=strategy, mc_samples=mc_samples, loss=loss, settings=settings)
+        project = yield remote(
+            client.create_project,
+            name,
+            model_kind="unet",
+            grid_k=regions_per_slice,
+            strategy=strategy,
+            mc_samples=mc_samples,
+            loss=loss,
+            settings=settings,
+        )
         self.project_id = int(project["id"])
         return self.project_id
 
@@ -164,8 +187,9 @@ class CovidActiveLearningCoreLogic:
     def send_volume_operation(self, volume_node) -> Operation[int]:
         check_annotatable(volume_node)
         if self.layer.is_heatmap(volume_node):
-            raise UserFacingError(f"'{volume_node.GetName()}' is a cycle's uncertainty heat map, not a CT; select "
-                                  "the CT volume.")
+            raise UserFacingError(
+                f"'{volume_node.GetName()}' is a cycle's uncertainty heat map, not a CT; select the CT volume."
+            )
         project_id = self._project()
         volume = snapshot(volume_node)
         digest = self._hashes.get(volume)
@@ -201,8 +225,13 @@ class CovidActiveLearningCoreLogic:
         regions = tuple(sorted((SuggestedRegion.from_json(s) for s in leased), key=lambda region: region.rank))
         if not regions:
             raise UserFacingError("Every region of this cycle is leased to another annotator; ask again later.")
-        heatmap = yield remote(self.client.download_heatmap, project_id, cycle["id"], volume_id,
-                               self._downloads / f"heatmap-{cycle['id']}.nrrd")
+        heatmap = yield remote(
+            self.client.download_heatmap,
+            project_id,
+            cycle["id"],
+            volume_id,
+            self._downloads / f"heatmap-{cycle['id']}.nrrd",
+        )
         try:
             self.layer.show_cycle(volume_node, int(cycle["number"]), regions)
             self.layer.show_heatmap(volume_node, heatmap, int(cycle["number"]))
@@ -234,8 +263,10 @@ class CovidActiveLearningCoreLogic:
         for index, region in enumerate(regions):
             if region.id == suggestion_id:
                 return self._go_to(index)
-        raise UserFacingError(f"Region {suggestion_id} is not one of this cycle's suggestions; "
-                              "get suggestions again to answer a newer cycle.")
+        raise UserFacingError(
+            f"Region {suggestion_id} is not one of this cycle's suggestions; "
+            "get suggestions again to answer a newer cycle."
+        )
 
     # Labelling
 
@@ -332,12 +363,19 @@ class CovidActiveLearningCoreLogic:
         in_project = connected and self.project_id is not None
         answering = self.cycle is not None
         return ActionStates(
-            connect=not busy, send_volume=connected and not busy, get_suggestions=connected and not busy,
-            navigate=answering, background=answering, undo=self.book.can_undo(),
+            connect=not busy,
+            send_volume=connected and not busy,
+            get_suggestions=connected and not busy,
+            navigate=answering,
+            background=answering,
+            undo=self.book.can_undo(),
             submit=in_project and not busy and bool(self.book.pending()),
-            start_training=in_project and not busy and not training, cancel_training=training,
-            predict=in_project and not busy, export=self.prediction is not None,
-            learning_curve=in_project and not busy)
+            start_training=in_project and not busy and not training,
+            cancel_training=training,
+            predict=in_project and not busy,
+            export=self.prediction is not None,
+            learning_curve=in_project and not busy,
+        )
 
     # Submit and training
 
@@ -397,8 +435,12 @@ class CovidActiveLearningCoreLogic:
     def import_prediction_operation(self, volume_node) -> Operation[PredictionImport]:
         volume_id = yield from self.send_volume_operation(volume_node)
         yield remote(self.client.predict_volume, self._project(), volume_id)
-        path = yield remote(self.client.download_prediction, self._project(), volume_id,
-                            self._downloads / f"prediction-{volume_id}.nrrd")
+        path = yield remote(
+            self.client.download_prediction,
+            self._project(),
+            volume_id,
+            self._downloads / f"prediction-{volume_id}.nrrd",
+        )
         try:
             self.prediction = import_prediction(self.context, volume_node, path, f"{volume_node.GetName()} infection")
         finally:
@@ -412,8 +454,14 @@ class CovidActiveLearningCoreLogic:
         reference = volume_node or self._volume_node()
         if not str(folder).strip():
             raise UserFacingError("Choose a folder to export to.")
-        return export_results(self.context, self.prediction.segmentation_node, reference, self.points.node(),
-                              Path(folder), reference.GetName())
+        return export_results(
+            self.context,
+            self.prediction.segmentation_node,
+            reference,
+            self.points.node(),
+            Path(folder),
+            reference.GetName(),
+        )
 
     def update_learning_curve(self):
         """The project's effort-versus-Dice curve as plot nodes; returns the chart node."""

@@ -29,13 +29,18 @@ class MrmlContext:
     subject_hierarchy: object  # vtkMRMLSubjectHierarchyNode of the scene
 
 
-
 def application_context() -> MrmlContext:
     """The running Slicer application's scene and logics (only inside Slicer)."""
     modules = slicer.modules
     scene = slicer.mrmlScene
-    return MrmlContext(scene, modules.volumes.logic(), modules.segmentations.logic(), modules.markups.logic(),
-                       modules.colors.logic(), slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene))
+    return MrmlContext(
+        scene,
+        modules.volumes.logic(),
+        modules.segmentations.logic(),
+        modules.markups.logic(),
+        modules.colors.logic(),
+        slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene),
+    )
 
 
 def headless_context() -> MrmlContext:
@@ -54,10 +59,14 @@ def headless_context() -> MrmlContext:
     colors.AddDefaultColorNodes()
     application.SetSliceLogics(vtk.vtkCollection())
     application.SetViewLogics(vtk.vtkCollection())
-    logics = {"volumes": slicer.vtkSlicerVolumesLogic(), "segmentations": slicer.vtkSlicerSegmentationsModuleLogic(),
-              "markups": slicer.vtkSlicerMarkupsLogic(), "colors": colors,
-              "subjecthierarchy": slicer.vtkSlicerSubjectHierarchyModuleLogic(),
-              "plots": slicer.vtkSlicerPlotsLogic()}
+    logics = {
+        "volumes": slicer.vtkSlicerVolumesLogic(),
+        "segmentations": slicer.vtkSlicerSegmentationsModuleLogic(),
+        "markups": slicer.vtkSlicerMarkupsLogic(),
+        "colors": colors,
+        "subjecthierarchy": slicer.vtkSlicerSubjectHierarchyModuleLogic(),
+        "plots": slicer.vtkSlicerPlotsLogic(),
+    }
     for name, logic in logics.items():
         if logic is not colors:
             logic.SetMRMLScene(scene)
@@ -66,8 +75,14 @@ def headless_context() -> MrmlContext:
     slicer.mrmlScene = scene
     slicer.modules = _Modules({name: _ModuleHandle(logic) for name, logic in logics.items()})
     slicer._covidal_application_logic = application  # keeps the application logic alive with the scene
-    return MrmlContext(scene, logics["volumes"], logics["segmentations"], logics["markups"], logics["colors"],
-                       slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene))
+    return MrmlContext(
+        scene,
+        logics["volumes"],
+        logics["segmentations"],
+        logics["markups"],
+        logics["colors"],
+        slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene),
+    )
 
 
 @functools.cache

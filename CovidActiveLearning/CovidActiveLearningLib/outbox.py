@@ -49,8 +49,11 @@ class SubmitReport:
         if self.rejected:
             parts.append(f"{len(self.rejected)} refused (see the table)")
         if self.still_pending:
-            reason = (f"the backend does not answer ({self.unreachable})" if self.unreachable
-                      else "; ".join(message for _, message in self.failed) or "not sent")
+            reason = (
+                f"the backend does not answer ({self.unreachable})"
+                if self.unreachable
+                else "; ".join(message for _, message in self.failed) or "not sent"
+            )
             parts.append(f"{self.still_pending} kept to send again: {reason}")
         return "; ".join(parts) + "."
 
@@ -60,8 +63,9 @@ def submit_pending(book: AnswerBook, client: CovidalClient, project_id: int, ann
     return run_now(submit_operation(book, client, project_id, annotator))
 
 
-def submit_operation(book: AnswerBook, client: CovidalClient, project_id: int,
-                     annotator: str) -> Operation[SubmitReport]:
+def submit_operation(
+    book: AnswerBook, client: CovidalClient, project_id: int, annotator: str
+) -> Operation[SubmitReport]:
     """:func:`submit_pending` as an operation: the requests may run off the GUI thread, the book's updates do not."""
     sent = replayed = 0
     rejected: list[tuple[int, str]] = []
@@ -70,9 +74,18 @@ def submit_operation(book: AnswerBook, client: CovidalClient, project_id: int,
     for pending in book.pending():
         answer = book.seal(pending.suggestion_id)
         try:
-            _, created = yield Remote(client.submit_annotation, (project_id, answer.suggestion_id), dict(
-                annotator=annotator, answer=answer.kind.value, points=[list(point) for point in answer.points],
-                effort_seconds=answer.effort_seconds, idempotency_key=answer.idempotency_key), raw=True)
+            _, created = yield Remote(
+                client.submit_annotation,
+                (project_id, answer.suggestion_id),
+                {
+                    "annotator": annotator,
+                    "answer": answer.kind.value,
+                    "points": [list(point) for point in answer.points],
+                    "effort_seconds": answer.effort_seconds,
+                    "idempotency_key": answer.idempotency_key,
+                },
+                raw=True,
+            )
         except BackendUnreachable as error:
             unreachable = str(error)
             break
@@ -87,5 +100,11 @@ def submit_operation(book: AnswerBook, client: CovidalClient, project_id: int,
             continue
         book.mark_sent(answer.suggestion_id)
         sent, replayed = (sent + 1, replayed) if created else (sent, replayed + 1)
-    return SubmitReport(sent=sent, replayed=replayed, still_pending=len(book.pending()), rejected=rejected,
-                        unreachable=unreachable, failed=failed)
+    return SubmitReport(
+        sent=sent,
+        replayed=replayed,
+        still_pending=len(book.pending()),
+        rejected=rejected,
+        unreachable=unreachable,
+        failed=failed,
+    )

@@ -60,8 +60,11 @@ class InfectionPoints:
         """Whether a left click in a view now adds a point to this list: it is the active place node and the
         interaction node is in place mode."""
         interaction = self._scene.GetNodeByID(INTERACTION_NODE_ID)
-        return (markups_logic.GetActiveListID() == self.node().GetID() and interaction is not None
-                and interaction.GetCurrentInteractionMode() == interaction.Place)
+        return (
+            markups_logic.GetActiveListID() == self.node().GetID()
+            and interaction is not None
+            and interaction.GetCurrentInteractionMode() == interaction.Place
+        )
 
     def placed_point_id(self, index: int) -> str | None:
         """The id of control point ``index`` when it is a newly placed click (position defined, not yet accepted);
@@ -119,8 +122,12 @@ class InfectionPoints:
         list are placed again at their voxel centres (a scene whose list was deleted).
         """
         node = self.node()
-        wanted = {(answer.suggestion_id, voxel): answer for answer in book.answers()
-                  if answer.kind is AnswerKind.INFECTION for voxel in answer.points}
+        wanted = {
+            (answer.suggestion_id, voxel): answer
+            for answer in book.answers()
+            if answer.kind is AnswerKind.INFECTION
+            for voxel in answer.points
+        }
         shown = set()
         for index in reversed(range(node.GetNumberOfControlPoints())):
             tag = _tag_of(node, index)
@@ -149,8 +156,9 @@ class InfectionPoints:
     @staticmethod
     def _mark(node, index: int, answer: RegionAnswer, voxel: Voxel) -> None:
         node.SetNthControlPointLabel(index, f"R{answer.rank}-{answer.points.index(voxel) + 1}")
-        node.SetNthControlPointDescription(index, f"suggestion {answer.suggestion_id} voxel {voxel[0]} {voxel[1]} "
-                                                  f"{voxel[2]}")
+        node.SetNthControlPointDescription(
+            index, f"suggestion {answer.suggestion_id} voxel {voxel[0]} {voxel[1]} {voxel[2]}"
+        )
         node.SetNthControlPointLocked(index, True)
 
 
@@ -168,8 +176,10 @@ def _voxel_of(node, index: int, volume_node, region: SuggestedRegion) -> Voxel:
         raise UserFacingError("The point has no valid position; place it again inside the highlighted box.")
     voxel = ras_to_voxel(volume_node, ras)
     if not voxel_inside(volume_node, voxel):
-        raise UserFacingError(f"The point is outside the volume '{volume_node.GetName()}'; click inside the "
-                              f"highlighted box of region {region.rank}.")
+        raise UserFacingError(
+            f"The point is outside the volume '{volume_node.GetName()}'; click inside the "
+            f"highlighted box of region {region.rank}."
+        )
     return voxel
 
 

@@ -117,14 +117,17 @@ def _check_same_grid(reference_volume, labelmap) -> None:
     """Raise UserFacingError unless the two volumes have the same voxel counts and corners (to 1 µm)."""
     dims = volume_dims(labelmap)
     if dims != volume_dims(reference_volume):
-        raise UserFacingError(f"The prediction has {dims[0]} x {dims[1]} x {dims[2]} voxels but "
-                              f"'{reference_volume.GetName()}' has {' x '.join(map(str, volume_dims(reference_volume)))}"
-                              "; predict this volume again.")
+        raise UserFacingError(
+            f"The prediction has {dims[0]} x {dims[1]} x {dims[2]} voxels but "
+            f"'{reference_volume.GetName()}' has {' x '.join(map(str, volume_dims(reference_volume)))}"
+            "; predict this volume again."
+        )
     corners = np.array([[i, j, k, 1.0] for i in (0, dims[0] - 1) for j in (0, dims[1] - 1) for k in (0, dims[2] - 1)])
     gap = np.abs(corners @ ijk_to_ras_matrix(labelmap).T - corners @ ijk_to_ras_matrix(reference_volume).T).max()
     if gap > MATCH_TOLERANCE_MM:
-        raise UserFacingError(f"The prediction lies {gap:.3g} mm away from '{reference_volume.GetName()}'; "
-                              "predict this volume again.")
+        raise UserFacingError(
+            f"The prediction lies {gap:.3g} mm away from '{reference_volume.GetName()}'; predict this volume again."
+        )
 
 
 def _binarize(labelmap) -> None:
@@ -137,8 +140,11 @@ def _binarize(labelmap) -> None:
 def _empty_segmentation_node(scene, name: str, reference_volume):
     """The segmentation node ``name`` (reused, segments removed, or created) with the CT as reference geometry."""
     found = scene.GetNodesByClassByName("vtkMRMLSegmentationNode", name)
-    node = (found.GetItemAsObject(0) if found.GetNumberOfItems()
-            else scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name))
+    node = (
+        found.GetItemAsObject(0)
+        if found.GetNumberOfItems()
+        else scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    )
     node.GetSegmentation().RemoveAllSegments()
     node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
     node.CreateDefaultDisplayNodes()
@@ -150,8 +156,9 @@ def _fill_infection_segment(context: MrmlContext, segmentation_node, labelmap) -
 
     Naming the target segment keeps an empty labelmap from giving no segment at all.
     """
-    segment_id = segmentation_node.GetSegmentation().AddEmptySegment(INFECTION_SEGMENT, INFECTION_SEGMENT,
-                                                                      INFECTION_COLOR)
+    segment_id = segmentation_node.GetSegmentation().AddEmptySegment(
+        INFECTION_SEGMENT, INFECTION_SEGMENT, INFECTION_COLOR
+    )
     targets = vtk.vtkStringArray()
     targets.InsertNextValue(segment_id)
     if not context.segmentations.ImportLabelmapToSegmentationNode(labelmap, segmentation_node, targets):

@@ -55,9 +55,14 @@ class SuggestedRegion:
         """
         try:
             box = data["box"]
-            return cls(id=int(data["id"]), cycle_id=int(data["cycle_id"]), volume_id=int(data["volume_id"]),
-                       box=VoxelBox(int(data["k"]), int(box["i0"]), int(box["i1"]), int(box["j0"]), int(box["j1"])),
-                       score=float(data["score"]), rank=int(data["rank"]))
+            return cls(
+                id=int(data["id"]),
+                cycle_id=int(data["cycle_id"]),
+                volume_id=int(data["volume_id"]),
+                box=VoxelBox(int(data["k"]), int(box["i0"]), int(box["i1"]), int(box["j0"]), int(box["j1"])),
+                score=float(data["score"]),
+                rank=int(data["rank"]),
+            )
         except (KeyError, TypeError) as error:
             raise ValueError(f"a malformed suggestion from the backend: {error!r}") from None
 

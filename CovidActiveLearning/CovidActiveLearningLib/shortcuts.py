@@ -38,8 +38,13 @@ class Shortcut:
 
     def matches(self, key_sym: str, shift: bool, control: bool = False, alt: bool = False) -> bool:
         """Whether a VTK key press (its key sym and modifier state) is this shortcut."""
-        return (key_sym.lower() == self.letter and bool(shift) == self.shift and not control and not alt
-                and len(key_sym) == 1)
+        return (
+            key_sym.lower() == self.letter
+            and bool(shift) == self.shift
+            and not control
+            and not alt
+            and len(key_sym) == 1
+        )
 
 
 SHORTCUTS = (Shortcut("b", True, "background"), Shortcut("n", False, "next"), Shortcut("p", False, "previous"))

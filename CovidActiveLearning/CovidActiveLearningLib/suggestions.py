@@ -143,8 +143,9 @@ class SuggestionLayer:
 
     def roi_for(self, suggestion_id: int):
         """The ROI node of a suggestion shown in any cycle, or None."""
-        return next((roi for roi in self._all_rois() if roi.GetAttribute(SUGGESTION_ID_ATTRIBUTE) == str(suggestion_id)),
-                    None)
+        return next(
+            (roi for roi in self._all_rois() if roi.GetAttribute(SUGGESTION_ID_ATTRIBUTE) == str(suggestion_id)), None
+        )
 
     def highlight(self, suggestion_id: int) -> None:
         """Make the suggestion's ROI the one that stands out (thick line, filled, the others dimmed).
@@ -256,8 +257,12 @@ class SuggestionLayer:
         roi.SetSize(*box_size_mm(volume_node, region.box))
         roi.SetLocked(True)
         roi.GetDisplayNode().SetHandlesInteractive(False)
-        for name, value in ((SUGGESTION_ID_ATTRIBUTE, region.id), (CYCLE_ID_ATTRIBUTE, region.cycle_id),
-                            (SCORE_ATTRIBUTE, region.score), (SCORE_LEVEL_ATTRIBUTE, level)):
+        for name, value in (
+            (SUGGESTION_ID_ATTRIBUTE, region.id),
+            (CYCLE_ID_ATTRIBUTE, region.cycle_id),
+            (SCORE_ATTRIBUTE, region.score),
+            (SCORE_LEVEL_ATTRIBUTE, level),
+        ):
             roi.SetAttribute(name, str(value))
         self._hierarchy.SetItemParent(self._hierarchy_item(roi), folder)
         return roi
@@ -272,9 +277,12 @@ class SuggestionLayer:
         any_highlighted = any(roi.GetAttribute(HIGHLIGHTED_ATTRIBUTE) == TRUE for roi in rois)
         for roi in rois:
             highlighted = roi.GetAttribute(HIGHLIGHTED_ATTRIBUTE) == TRUE
-            style = roi_style(self._score_color(float(roi.GetAttribute(SCORE_LEVEL_ATTRIBUTE))),
-                              answered=roi.GetAttribute(ANSWERED_ATTRIBUTE) == TRUE, highlighted=highlighted,
-                              another_highlighted=any_highlighted and not highlighted)
+            style = roi_style(
+                self._score_color(float(roi.GetAttribute(SCORE_LEVEL_ATTRIBUTE))),
+                answered=roi.GetAttribute(ANSWERED_ATTRIBUTE) == TRUE,
+                highlighted=highlighted,
+                another_highlighted=any_highlighted and not highlighted,
+            )
             _apply_style(roi.GetDisplayNode(), style)
 
     def _score_color(self, level: float) -> tuple[float, float, float]:
@@ -308,16 +316,25 @@ class SuggestionLayer:
         return roi
 
     def _all_rois(self) -> list:
-        return [roi for roi in _nodes_of_class(self._scene, "vtkMRMLMarkupsROINode")
-                if roi.GetAttribute(SUGGESTION_ID_ATTRIBUTE) is not None]
+        return [
+            roi
+            for roi in _nodes_of_class(self._scene, "vtkMRMLMarkupsROINode")
+            if roi.GetAttribute(SUGGESTION_ID_ATTRIBUTE) is not None
+        ]
 
     def _rois_in(self, folder: int) -> list:
-        return [roi for roi in self._all_rois()
-                if self._hierarchy.GetItemParent(self._hierarchy.GetItemByDataNode(roi)) == folder]
+        return [
+            roi
+            for roi in self._all_rois()
+            if self._hierarchy.GetItemParent(self._hierarchy.GetItemByDataNode(roi)) == folder
+        ]
 
     def _heatmaps(self) -> list:
-        return [node for node in _nodes_of_class(self._scene, "vtkMRMLScalarVolumeNode")
-                if node.GetAttribute(CYCLE_NUMBER_ATTRIBUTE) is not None]
+        return [
+            node
+            for node in _nodes_of_class(self._scene, "vtkMRMLScalarVolumeNode")
+            if node.GetAttribute(CYCLE_NUMBER_ATTRIBUTE) is not None
+        ]
 
     def _cycle_folders(self) -> list[int]:
         children = vtk.vtkIdList()
@@ -350,8 +367,10 @@ def _check_region_inside(volume_node, region: SuggestedRegion) -> None:
     box = region.box
     first, last = (box.i0, box.j0, box.k), (box.i1 - 1, box.j1 - 1, box.k)
     if not (voxel_inside(volume_node, first) and voxel_inside(volume_node, last)):
-        raise UserFacingError(f"Suggestion {region.id} ({box}) lies outside '{volume_node.GetName()}' "
-                              f"{volume_dims(volume_node)}; upload the volume again.")
+        raise UserFacingError(
+            f"Suggestion {region.id} ({box}) lies outside '{volume_node.GetName()}' "
+            f"{volume_dims(volume_node)}; upload the volume again."
+        )
 
 
 def _zoom(slice_node, span_mm: float) -> None:

@@ -47,10 +47,16 @@ class TrainingStatus:
         """
         progress = job.get("progress") or {}
         try:
-            return cls(job_id=int(job["id"]), status=JobStatus(job["status"]), step=int(progress.get("step", 0)),
-                       steps=_optional(progress.get("steps"), int), loss=_optional(progress.get("loss"), float),
-                       val_dice=_optional(progress.get("val_dice"), float),
-                       eta_seconds=_optional(progress.get("eta_seconds"), float), error=job.get("error"))
+            return cls(
+                job_id=int(job["id"]),
+                status=JobStatus(job["status"]),
+                step=int(progress.get("step", 0)),
+                steps=_optional(progress.get("steps"), int),
+                loss=_optional(progress.get("loss"), float),
+                val_dice=_optional(progress.get("val_dice"), float),
+                eta_seconds=_optional(progress.get("eta_seconds"), float),
+                error=job.get("error"),
+            )
         except (KeyError, TypeError) as error:
             raise ValueError(f"a malformed training job from the backend: {error!r}") from None
 

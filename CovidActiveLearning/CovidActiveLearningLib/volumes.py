@@ -33,8 +33,10 @@ def check_annotatable(volume_node) -> None:
         raise UserFacingError(f"'{volume_node.GetName()}' is not a scalar (CT) volume.")
     dims = volume_dims(volume_node)
     if min(dims) < 1 or dims[2] < MIN_SLICES:
-        raise UserFacingError(f"'{volume_node.GetName()}' is a 2D image ({dims[0]} x {dims[1]} x {dims[2]} voxels); "
-                              "the backend needs a CT volume of several axial slices.")
+        raise UserFacingError(
+            f"'{volume_node.GetName()}' is a 2D image ({dims[0]} x {dims[1]} x {dims[2]} voxels); "
+            "the backend needs a CT volume of several axial slices."
+        )
     if volume_node.GetImageData().GetNumberOfScalarComponents() != 1:
         raise UserFacingError(f"'{volume_node.GetName()}' has several components per voxel; use a CT volume.")
     ijk_to_ras_matrix(volume_node)  # refuses a volume under a transform
@@ -66,8 +68,13 @@ def snapshot(volume_node) -> VolumeSnapshot:
     image = volume_node.GetImageData()
     matrix = ijk_to_ras_matrix(volume_node)
     voxels = slicer.util.arrayFromVolume(volume_node)
-    key = (volume_node.GetID(), image.GetAddressAsString("vtkImageData"), image.GetMTime(), voxels.shape,
-           np.round(matrix, 3).tobytes())
+    key = (
+        volume_node.GetID(),
+        image.GetAddressAsString("vtkImageData"),
+        image.GetMTime(),
+        voxels.shape,
+        np.round(matrix, 3).tobytes(),
+    )
     return VolumeSnapshot(voxels, matrix, key)
 
 
@@ -99,8 +106,18 @@ class HashCache:
         self._hashes[volume.key] = digest
 
 
-_NRRD_TYPES = {"i1": "signed char", "u1": "uchar", "i2": "short", "u2": "ushort", "i4": "int", "u4": "uint",
-               "i8": "longlong", "u8": "ulonglong", "f4": "float", "f8": "double"}
+_NRRD_TYPES = {
+    "i1": "signed char",
+    "u1": "uchar",
+    "i2": "short",
+    "u2": "ushort",
+    "i4": "int",
+    "u4": "uint",
+    "i8": "longlong",
+    "u8": "ulonglong",
+    "f4": "float",
+    "f8": "double",
+}
 _LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
 _CHUNK_BYTES = 1 << 22
 
@@ -119,15 +136,19 @@ def write_nrrd(volume: VolumeSnapshot, path: Path, level: int = 1) -> Path:
     voxels = np.ascontiguousarray(volume.voxels)
     kind = f"{voxels.dtype.kind}{voxels.dtype.itemsize}"
     if kind not in _NRRD_TYPES or voxels.ndim != 3:
-        raise UserFacingError(f"Cannot send voxels of type {voxels.dtype} x {voxels.ndim}D; convert the volume to a "
-                              "scalar CT volume first.")
+        raise UserFacingError(
+            f"Cannot send voxels of type {voxels.dtype} x {voxels.ndim}D; convert the volume to a "
+            "scalar CT volume first."
+        )
     voxels = voxels.astype(voxels.dtype.newbyteorder("<"), copy=False)
     lps = _LPS_FROM_RAS @ volume.ijk_to_ras[:3, :]
     columns = " ".join("(" + ",".join(repr(float(value)) for value in lps[:, axis]) + ")" for axis in range(3))
-    header = (f"NRRD0004\ntype: {_NRRD_TYPES[kind]}\ndimension: 3\nspace: left-posterior-superior\n"
-              f"sizes: {voxels.shape[2]} {voxels.shape[1]} {voxels.shape[0]}\nspace directions: {columns}\n"
-              f"kinds: domain domain domain\nendian: little\nencoding: gzip\n"
-              f"space origin: ({','.join(repr(float(value)) for value in lps[:, 3])})\n\n")
+    header = (
+        f"NRRD0004\ntype: {_NRRD_TYPES[kind]}\ndimension: 3\nspace: left-posterior-superior\n"
+        f"sizes: {voxels.shape[2]} {voxels.shape[1]} {voxels.shape[0]}\nspace directions: {columns}\n"
+        f"kinds: domain domain domain\nendian: little\nencoding: gzip\n"
+        f"space origin: ({','.join(repr(float(value)) for value in lps[:, 3])})\n\n"
+    )
     path = Path(path).resolve()
     data = memoryview(voxels).cast("B")
     try:
@@ -135,7 +156,7 @@ def write_nrrd(volume: VolumeSnapshot, path: Path, level: int = 1) -> Path:
             file.write(header.encode("ascii"))
             compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: a gzip stream
             for start in range(0, len(data), _CHUNK_BYTES):
-                file.write(compressor.compress(data[start:start + _CHUNK_BYTES]))
+                file.write(compressor.compress(data[start : start + _CHUNK_BYTES]))
             file.write(compressor.flush())
     except OSError as error:
         raise UserFacingError(f"Could not write the volume to {path} ({error.strerror or error}).") from None

@@ -43,8 +43,10 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def harness() -> Iterator[HarnessSession]:
     """The harness app and one Chromium page on it, shared by every test (a browser session costs seconds of CPU)."""
-    session = HarnessSession(SCREENSHOTS, on_screenshot=lambda path: WRITTEN.append(
-        (os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0], path)))
+    session = HarnessSession(
+        SCREENSHOTS,
+        on_screenshot=lambda path: WRITTEN.append((os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0], path)),
+    )
     yield session
     session.close()
 

@@ -60,10 +60,16 @@ def stored_answers(backend: str, harness: HarnessSession) -> dict[int, dict]:
 
 def control_points(harness: HarnessSession) -> list[tuple[str, str]]:
     """``(position status, description)`` of each control point of 'Infection points'."""
+
     def read(app):
         node = app.logic.infection_points_node()
-        return [(node.GetPositionStatusAsString(node.GetNthControlPointPositionStatus(index)),
-                 node.GetNthControlPointDescription(index)) for index in range(node.GetNumberOfControlPoints())]
+        return [
+            (
+                node.GetPositionStatusAsString(node.GetNthControlPointPositionStatus(index)),
+                node.GetNthControlPointDescription(index),
+            )
+            for index in range(node.GetNumberOfControlPoints())
+        ]
 
     return harness.call(read)
 

@@ -46,9 +46,13 @@ def test_get_suggestions_makes_infection_points_the_place_target(fresh, shared_d
     def place_target(app):
         interaction = app.slicer.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
         active = app.slicer.scene.GetNodeByID(app.context.markups.GetActiveListID())
-        return (active.GetName(), active.GetClassName(), interaction.GetCurrentInteractionMode() == interaction.Place,
-                bool(interaction.GetPlaceModePersistence()), app.slicer.scene.GetNumberOfNodesByClass(
-                    "vtkMRMLMarkupsROINode"))
+        return (
+            active.GetName(),
+            active.GetClassName(),
+            interaction.GetCurrentInteractionMode() == interaction.Place,
+            bool(interaction.GetPlaceModePersistence()),
+            app.slicer.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsROINode"),
+        )
 
     assert fresh.call(place_target) == ("Infection points", "vtkMRMLMarkupsFiducialNode", True, True, REGIONS)
     assert fresh.text("placing") == "Clicks in the views go to 'Infection points'."

@@ -21,7 +21,7 @@ REGIONS = 6
 def lesion_voxel(lesions_kji: np.ndarray, region) -> tuple[int, int, int] | None:
     """An infected voxel ``(i, j, k)`` of the region away from its border, as a clinician would click it, or None."""
     box = region.box
-    rows, columns = np.nonzero(lesions_kji[box.k, box.j0 + 1:box.j1 - 1, box.i0 + 1:box.i1 - 1])
+    rows, columns = np.nonzero(lesions_kji[box.k, box.j0 + 1 : box.j1 - 1, box.i0 + 1 : box.i1 - 1])
     if rows.size == 0:
         return None
     middle = rows.size // 2
@@ -31,8 +31,9 @@ def lesion_voxel(lesions_kji: np.ndarray, region) -> tuple[int, int, int] | None
 def test_submit_train_predict_and_export_on_an_oblique_ct(fresh, backend, oblique_chest, tmp_path):
     ct_path, lesions = oblique_chest
     project = fresh.run(fresh.page.get_by_label("Project", exact=True).input_value())
-    CovidalClient(backend).create_project(project, model_kind="unet", grid_k=16, strategy="entropy", mc_samples=2,
-                                          loss="point", settings=TINY_MODEL)  # the backend's side: a small model
+    CovidalClient(backend).create_project(
+        project, model_kind="unet", grid_k=16, strategy="entropy", mc_samples=2, loss="point", settings=TINY_MODEL
+    )  # the backend's side: a small model
     load(fresh, ct_path)
     fresh.click_button("Send volume")
     fresh.wait_for_text("volume-status", "The backend has the volume")
@@ -59,7 +60,8 @@ def test_submit_train_predict_and_export_on_an_oblique_ct(fresh, backend, obliqu
     fresh.wait_for_text("submit-status", f"{REGIONS} answer(s) sent")
     stored = stored_answers(backend, fresh)
     assert {sid: (a["answer"], [tuple(p) for p in a["points"]]) for sid, a in stored.items()} == {
-        sid: ("background", []) if voxel is None else ("infection", [voxel]) for sid, voxel in given.items()}
+        sid: ("background", []) if voxel is None else ("infection", [voxel]) for sid, voxel in given.items()
+    }
     seen, deadline = set(), time.monotonic() + TRAINING_TIMEOUT_S
     while "Done" not in (status := fresh.text("training-status")):
         assert "Failed" not in status and "Cancelled" not in status and time.monotonic() < deadline, status
@@ -77,8 +79,12 @@ def test_submit_train_predict_and_export_on_an_oblique_ct(fresh, backend, obliqu
         node = app.logic.prediction.segmentation_node
         segmentation = node.GetSegmentation()
         display = node.GetDisplayNode()
-        return ([segmentation.GetNthSegment(n).GetName() for n in range(segmentation.GetNumberOfSegments())],
-                bool(display.GetVisibility2DFill()), bool(display.GetVisibility()), app.logic.prediction.voxels)
+        return (
+            [segmentation.GetNthSegment(n).GetName() for n in range(segmentation.GetNumberOfSegments())],
+            bool(display.GetVisibility2DFill()),
+            bool(display.GetVisibility()),
+            app.logic.prediction.voxels,
+        )
 
     names, filled, visible, voxels = fresh.call(segments)
     assert (names, filled, visible) == (["Infection"], True, True)

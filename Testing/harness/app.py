@@ -47,8 +47,11 @@ from CovidActiveLearningLib.suggestions import HEATMAP_OPACITY
 from CovidActiveLearningLib.training import TrainingWatch
 from CovidActiveLearningLib.volumes import read_dicom_series, read_volume
 
-VIEWS = {"Red": ViewLayoutDefinition.axial_view(), "Yellow": ViewLayoutDefinition.sagittal_view(),
-         "Green": ViewLayoutDefinition.coronal_view()}
+VIEWS = {
+    "Red": ViewLayoutDefinition.axial_view(),
+    "Yellow": ViewLayoutDefinition.sagittal_view(),
+    "Green": ViewLayoutDefinition.coronal_view(),
+}
 OPERATION_POLL_S = 0.05  # as the widget's 50 ms timer
 POLL_S = 1.0  # training progress and the effort line, as the widget's 1 s timer
 DRAWER_WIDTH = 380
@@ -63,9 +66,14 @@ def harness_context(app: SlicerApp) -> MrmlContext:
     """
     app.scene.RegisterNodeClass(slicer.vtkMRMLColorLegendDisplayNode())
     logics = app.app_logic
-    return MrmlContext(app.scene, logics.GetModuleLogic("Volumes"), logics.GetModuleLogic("Segmentations"),
-                       logics.GetModuleLogic("Markups"), slicer.vtkSlicerColorLogic(),
-                       slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(app.scene))
+    return MrmlContext(
+        app.scene,
+        logics.GetModuleLogic("Volumes"),
+        logics.GetModuleLogic("Segmentations"),
+        logics.GetModuleLogic("Markups"),
+        slicer.vtkSlicerColorLogic(),
+        slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(app.scene),
+    )
 
 
 class HarnessApp:
@@ -118,8 +126,11 @@ class HarnessApp:
         if not self.state.ct_path.strip() or not path.exists():
             raise UserFacingError(f"No file or folder at '{self.state.ct_path}'.")
         name = path.name.split(".")[0] or "CT"
-        node = read_dicom_series(self.slicer.scene, path, name) if path.is_dir() else read_volume(self.slicer.scene,
-                                                                                                    path, name)
+        node = (
+            read_dicom_series(self.slicer.scene, path, name)
+            if path.is_dir()
+            else read_volume(self.slicer.scene, path, name)
+        )
         node.CreateDefaultDisplayNodes()
         self.volume = node
         for view in self.slice_views().values():
@@ -142,20 +153,28 @@ class HarnessApp:
         self.state.training_progress = 0
 
     def on_connect(self):
-        self._run(self.logic.connect_operation(self.state.backend_url), lambda health: self.state.update(
-            {"backend_status": f"Connected to covidal {health['version']} at {self.logic.client.base_url}."}))
+        self._run(
+            self.logic.connect_operation(self.state.backend_url),
+            lambda health: self.state.update(
+                {"backend_status": f"Connected to covidal {health['version']} at {self.logic.client.base_url}."}
+            ),
+        )
 
     def _in_project(self, operation):
         return self.logic.in_project_operation(self.state.project_name, int(self.state.regions_per_slice), operation)
 
     def on_send_volume(self):
-        self._run(self._in_project(self.logic.send_volume_operation(self.volume)), lambda volume_id: self.state.update(
-            {"volume_status": f"The backend has the volume (its id {volume_id})."}))
+        self._run(
+            self._in_project(self.logic.send_volume_operation(self.volume)),
+            lambda volume_id: self.state.update({"volume_status": f"The backend has the volume (its id {volume_id})."}),
+        )
 
     def on_get_suggestions(self):
         operation = self.logic.get_suggestions_operation(self.volume, int(self.state.regions_per_cycle))
-        self._run(self._in_project(operation), lambda regions: self.state.update(
-            {"volume_status": f"{len(regions)} regions to answer in this cycle."}))
+        self._run(
+            self._in_project(operation),
+            lambda regions: self.state.update({"volume_status": f"{len(regions)} regions to answer in this cycle."}),
+        )
 
     def on_next(self):
         self._act(self.logic.next_region)
@@ -190,12 +209,20 @@ class HarnessApp:
         self._run(self.logic.cancel_training_operation(), None)
 
     def on_predict(self):
-        self._run(self.logic.import_prediction_operation(self.volume), lambda prediction: self.state.update(
-            {"infected": prediction.summary()}))
+        self._run(
+            self.logic.import_prediction_operation(self.volume),
+            lambda prediction: self.state.update({"infected": prediction.summary()}),
+        )
 
     def on_export(self):
-        self._act(lambda: self.state.update({"export_status": "Exported: " + ", ".join(
-            str(path) for path in self.logic.export(self.state.export_folder, self.volume).paths())}))
+        self._act(
+            lambda: self.state.update(
+                {
+                    "export_status": "Exported: "
+                    + ", ".join(str(path) for path in self.logic.export(self.state.export_folder, self.volume).paths())
+                }
+            )
+        )
 
     # Clicks and keys in the views
 
@@ -290,13 +317,24 @@ class HarnessApp:
         """The current region, the answers, the progress and which buttons work, after every action."""
         state = self.state
         state.current_region = self.logic.current_region_text()
-        state.answers = [{"rank": row.rank, "region": row.suggestion_id, "answer": str(row.kind),
-                          "points": row.points, "effort": f"{row.effort_seconds:.0f}", "status": row.status_text}
-                         for row in self.logic.answer_rows()]
+        state.answers = [
+            {
+                "rank": row.rank,
+                "region": row.suggestion_id,
+                "answer": str(row.kind),
+                "points": row.points,
+                "effort": f"{row.effort_seconds:.0f}",
+                "status": row.status_text,
+            }
+            for row in self.logic.answer_rows()
+        ]
         state.progress = self.logic.progress_line()
         state.enabled = self.logic.actions(busy=self._running is not None, training=self.training.active).as_dict()
-        state.placing = ("Clicks in the views go to 'Infection points'." if self.logic.placing_infection_points()
-                         else "Clicks in the views do not place infection points.")
+        state.placing = (
+            "Clicks in the views go to 'Infection points'."
+            if self.logic.placing_infection_points()
+            else "Clicks in the views do not place infection points."
+        )
         self._observe_points()
         state.flush()
 
@@ -311,26 +349,53 @@ class HarnessApp:
             return
         if self._points_node is not None and self._points_observer is not None:
             self._points_node.RemoveObserver(self._points_observer)
-        self._points_observer = node.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
-                                                 self._on_point_defined)
+        self._points_observer = node.AddObserver(
+            slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self._on_point_defined
+        )
         self._points_node = node
 
     def _build_ui(self):
-        self.state.update({
-            "ct_path": "", "backend_url": DEFAULT_URL, "project_name": "covid", "regions_per_slice": 16,
-            "regions_per_cycle": 10, "training_steps": 200, "train_after_submit": True, "export_folder": "",
-            "backend_status": "Not connected.", "volume_status": "", "current_region": "", "progress": "",
-            "notice": "", "error": "", "submit_status": "", "training_status": "", "training_progress": 0,
-            "infected": "", "export_status": "", "answers": [], "enabled": {}, "placing": "",
-            "heatmap_opacity": HEATMAP_OPACITY})
+        self.state.update(
+            {
+                "ct_path": "",
+                "backend_url": DEFAULT_URL,
+                "project_name": "covid",
+                "regions_per_slice": 16,
+                "regions_per_cycle": 10,
+                "training_steps": 200,
+                "train_after_submit": True,
+                "export_folder": "",
+                "backend_status": "Not connected.",
+                "volume_status": "",
+                "current_region": "",
+                "progress": "",
+                "notice": "",
+                "error": "",
+                "submit_status": "",
+                "training_status": "",
+                "training_progress": 0,
+                "infected": "",
+                "export_status": "",
+                "answers": [],
+                "enabled": {},
+                "placing": "",
+                "heatmap_opacity": HEATMAP_OPACITY,
+            }
+        )
         self.state.change("heatmap_opacity")(self._on_heatmap_opacity)
         with SinglePageWithDrawerLayout(self.server) as layout:
             layout.title.set_text("Covid Active Learning: browser harness")
             layout.drawer.width = DRAWER_WIDTH
             with layout.drawer, html.Div(classes="pa-2 d-flex flex-column ga-1", style="font-size: 13px"):
                 self._panel()
-            with layout.content, html.Div(id="views", style="display: flex; height: calc(100vh - 64px)",
-                                          keydown=(self.on_key, KEY_EVENT_ARGUMENTS)):
+            with (
+                layout.content,
+                html.Div(
+                    id="views",
+                    style="display: flex; height: calc(100vh - 64px)",
+                    keydown=(self.on_key, KEY_EVENT_ARGUMENTS),
+                ),
+            ):
                 with html.Div(id="view-Red", style="flex: 2; display: flex; position: relative"):
                     self._view("Red")
                 with html.Div(style="flex: 1; display: flex; flex-direction: column"):
@@ -376,16 +441,22 @@ class HarnessApp:
             button(f"Previous ({shortcut_for('previous').label})", self.on_previous, "navigate")
             button(f"Next ({shortcut_for('next').label})", self.on_next, "navigate")
         line("current_region")
-        v3.VSlider(label="Heat map opacity", v_model=("heatmap_opacity",), min=0, max=1, step=0.05, density="compact",
-                   hide_details=True)
+        v3.VSlider(
+            label="Heat map opacity",
+            v_model=("heatmap_opacity",),
+            min=0,
+            max=1,
+            step=0.05,
+            density="compact",
+            hide_details=True,
+        )
         html.Div("Labelling", classes="text-subtitle-2 mt-2")
         line("placing")
         line("notice", style="color: #c0392b")
         with html.Div(classes="d-flex ga-1"):
             button(f"Background ({shortcut_for('background').label})", self.on_background, "background")
             button("Undo", self.on_undo, "undo")
-        v3.VDataTable(items=("answers",), density="compact", hide_default_footer=True, id="answers",
-                      items_per_page=-1)
+        v3.VDataTable(items=("answers",), density="compact", hide_default_footer=True, id="answers", items_per_page=-1)
         line("progress")
         html.Div("Submit", classes="text-subtitle-2 mt-2")
         v3.VCheckbox(label="Train after submit", v_model=("train_after_submit",), density="compact", hide_details=True)

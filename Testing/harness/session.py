@@ -25,8 +25,15 @@ import numpy as np
 from harness.app import HarnessApp
 
 CHROMIUM = Path(os.environ.get("COVIDAL_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 VIEWPORT = (1400, 860)
 CALL_TIMEOUT_S = 120
 HOVER_STEPS = 6
@@ -44,8 +51,12 @@ class HarnessSession:
         RuntimeError: Chromium is missing, or the app or page did not come up (with the cause).
     """
 
-    def __init__(self, screenshots: Path, viewport: tuple[int, int] = VIEWPORT,
-                 on_screenshot: Callable[[Path], None] | None = None) -> None:
+    def __init__(
+        self,
+        screenshots: Path,
+        viewport: tuple[int, int] = VIEWPORT,
+        on_screenshot: Callable[[Path], None] | None = None,
+    ) -> None:
         if not CHROMIUM.is_file():
             raise RuntimeError(f"{CHROMIUM} is missing: `apt-get install chromium` (scripts/setup.sh does it)")
         self.screenshots = Path(screenshots)
@@ -67,6 +78,7 @@ class HarnessSession:
 
     def call(self, function: Callable[..., Any], *args: Any) -> Any:
         """``function(app, *args)`` on the harness thread (where the scene and the views live); returns its result."""
+
         async def wrapped():
             return function(self.app, *args)
 
@@ -88,8 +100,10 @@ class HarnessSession:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what or condition}; the panel says: "
-                                     f"{self.text('error')!r} {self.text('notice')!r}")
+                raise AssertionError(
+                    f"timed out waiting for {what or condition}; the panel says: "
+                    f"{self.text('error')!r} {self.text('notice')!r}"
+                )
             time.sleep(0.2)
 
     # The panel
@@ -113,7 +127,9 @@ class HarnessSession:
         deadline = time.monotonic() + timeout
         while contains not in (text := self.text(element_id)):
             if time.monotonic() > deadline or (element_id != "error" and self.text("error")):
-                raise AssertionError(f"#{element_id} says {text!r}, not {contains!r}; error line: {self.text('error')!r}")
+                raise AssertionError(
+                    f"#{element_id} says {text!r}, not {contains!r}; error line: {self.text('error')!r}"
+                )
             time.sleep(0.2)
         return text
 
@@ -146,6 +162,7 @@ class HarnessSession:
 
     def hover(self, x: float, y: float) -> None:
         """Move the mouse to ``(x, y)`` in small steps, as a hand does (hover events reach the view's widgets)."""
+
         async def move():
             for step in range(HOVER_STEPS, 0, -1):
                 await self.page.mouse.move(x - 3 * step, y - 2 * step)
@@ -169,6 +186,7 @@ class HarnessSession:
 
     def press(self, keys: str, view: str = "Red") -> None:
         """Press ``keys`` (Playwright's names: ``"b"``, ``"Shift+B"``, ``"n"``) with the view focused."""
+
         async def key():
             await self.page.locator(f"#view-{view} [tabindex]").first.focus()
             await self.page.keyboard.press(keys)
@@ -236,8 +254,15 @@ class HarnessSession:
         from playwright.async_api import async_playwright
 
         server = self.app.server
-        server.start(port=0, host="127.0.0.1", exec_mode="task", open_browser=False, show_connection_info=False,
-                     thread=True, timeout=0)
+        server.start(
+            port=0,
+            host="127.0.0.1",
+            exec_mode="task",
+            open_browser=False,
+            show_connection_info=False,
+            thread=True,
+            timeout=0,
+        )
         await server.ready
         self._playwright = await async_playwright().start()
         self._browser = await self._playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

@@ -55,11 +55,30 @@ class CovidalClient:
     def health(self) -> dict:
         return self._json("GET", "/health")
 
-    def create_project(self, name: str, *, model_kind: str, grid_k: int, strategy: str, mc_samples: int, loss: str,
-                       settings: dict | None = None) -> dict:
-        return self._json("POST", "/projects", {
-            "name": name, "model_kind": model_kind, "grid_k": grid_k, "strategy": strategy,
-            "mc_samples": mc_samples, "loss": loss, "settings": settings or {}})
+    def create_project(
+        self,
+        name: str,
+        *,
+        model_kind: str,
+        grid_k: int,
+        strategy: str,
+        mc_samples: int,
+        loss: str,
+        settings: dict | None = None,
+    ) -> dict:
+        return self._json(
+            "POST",
+            "/projects",
+            {
+                "name": name,
+                "model_kind": model_kind,
+                "grid_k": grid_k,
+                "strategy": strategy,
+                "mc_samples": mc_samples,
+                "loss": loss,
+                "settings": settings or {},
+            },
+        )
 
     def list_projects(self) -> list[dict]:
         return self._json("GET", "/projects")
@@ -72,8 +91,9 @@ class CovidalClient:
 
     # Volumes
 
-    def upload_volume(self, project_id: int, path: str | os.PathLike, name: str | None = None,
-                      volume_format: str | None = None) -> tuple[dict, bool]:
+    def upload_volume(
+        self, project_id: int, path: str | os.PathLike, name: str | None = None, volume_format: str | None = None
+    ) -> tuple[dict, bool]:
         """Upload a NRRD/NIfTI file, a zip of a DICOM series, or a DICOM series folder (zipped here first).
 
         Returns:
@@ -87,11 +107,7 @@ class CovidalClient:
                 return self.upload_volume(project_id, archive, name, "dicom-zip")
         volume_format = volume_format or _format_of(path)
         query = urllib.parse.urlencode({"name": name, "format": volume_format})
-        with open(path, "rb") as handle:
-            status, body = self._send("POST", f"/projects/{int(project_id)}/volumes?{query}", handle,
-                                      {"Content-Type": "application/octet-stream",
-                                       "Content-Length": str(path.stat().st_size)})
-        return json.loads(body), status == 201
+        return self._upload_file("POST", f"/projects/{int(project_id)}/volumes?{query}", path)
 
     def list_volumes(self, project_id: int) -> list[dict]:
         return self._json("GET", f"/projects/{int(project_id)}/volumes")
@@ -105,8 +121,9 @@ class CovidalClient:
 
     # Expert labels (unet3d projects)
 
-    def upload_label(self, project_id: int, volume_id: int, path: str | os.PathLike,
-                     label_format: str | None = None) -> tuple[dict, bool]:
+    def upload_label(
+        self, project_id: int, volume_id: int, path: str | os.PathLike, label_format: str | None = None
+    ) -> tuple[dict, bool]:
         """Upload a NRRD/NIfTI label volume of the volume (0 background, > 0 infection, on the volume's exact grid);
         it replaces the volume's earlier label.
 
@@ -116,11 +133,7 @@ class CovidalClient:
         path = Path(path)
         label_format = label_format or _format_of(path)
         query = urllib.parse.urlencode({"format": label_format})
-        with open(path, "rb") as handle:
-            status, body = self._send("PUT", f"/projects/{int(project_id)}/volumes/{int(volume_id)}/label?{query}",
-                                      handle, {"Content-Type": "application/octet-stream",
-                                               "Content-Length": str(path.stat().st_size)})
-        return json.loads(body), status == 201
+        return self._upload_file("PUT", f"/projects/{int(project_id)}/volumes/{int(volume_id)}/label?{query}", path)
 
     def download_label(self, project_id: int, volume_id: int, destination: str | os.PathLike) -> Path:
         """Save the volume's label file, as uploaded, to ``destination``."""
@@ -150,17 +163,25 @@ class CovidalClient:
         query = urllib.parse.urlencode({"annotator": annotator, "limit": limit})
         return self._json("GET", f"/projects/{int(project_id)}/cycles/{int(cycle_id)}/suggestions?{query}")
 
-    def download_heatmap(self, project_id: int, cycle_id: int, volume_id: int,
-                         destination: str | os.PathLike) -> Path:
+    def download_heatmap(self, project_id: int, cycle_id: int, volume_id: int, destination: str | os.PathLike) -> Path:
         """Save the cycle's score heat map of the volume (NRRD on the volume's grid) to ``destination``."""
-        return self._download(f"/projects/{int(project_id)}/cycles/{int(cycle_id)}/heatmap/{int(volume_id)}",
-                              Path(destination))
+        return self._download(
+            f"/projects/{int(project_id)}/cycles/{int(cycle_id)}/heatmap/{int(volume_id)}", Path(destination)
+        )
 
     # Annotations
 
-    def submit_annotation(self, project_id: int, suggestion_id: int, *, annotator: str, answer: str,
-                          points: list[list[int]] | None = None, effort_seconds: float = 0.0,
-                          idempotency_key: str | None = None) -> tuple[dict, bool]:
+    def submit_annotation(
+        self,
+        project_id: int,
+        suggestion_id: int,
+        *,
+        annotator: str,
+        answer: str,
+        points: list[list[int]] | None = None,
+        effort_seconds: float = 0.0,
+        idempotency_key: str | None = None,
+    ) -> tuple[dict, bool]:
         """Answer a region (``"background"``, or ``"infection"`` with ``[[i, j, k], ...]`` points).
 
         Resend with the same ``idempotency_key`` after a lost answer: the stored annotation comes back.
@@ -168,11 +189,20 @@ class CovidalClient:
         Returns:
             ``(annotation, created)``: ``created`` is False for a replay.
         """
-        body = {"suggestion_id": suggestion_id, "annotator": annotator, "answer": answer,
-                "points": [list(point) for point in points or []], "effort_seconds": effort_seconds,
-                "idempotency_key": idempotency_key or uuid.uuid4().hex}
-        status, content = self._send("POST", f"/projects/{int(project_id)}/annotations", json.dumps(body).encode(),
-                                     {"Content-Type": "application/json"})
+        body = {
+            "suggestion_id": suggestion_id,
+            "annotator": annotator,
+            "answer": answer,
+            "points": [list(point) for point in points or []],
+            "effort_seconds": effort_seconds,
+            "idempotency_key": idempotency_key or uuid.uuid4().hex,
+        }
+        status, content = self._send(
+            "POST",
+            f"/projects/{int(project_id)}/annotations",
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json"},
+        )
         return json.loads(content), status == 201
 
     def list_annotations(self, project_id: int) -> list[dict]:
@@ -180,8 +210,9 @@ class CovidalClient:
 
     # Training jobs
 
-    def start_training(self, project_id: int, steps: int | None = None, config: dict | None = None,
-                       kind: str = "train") -> dict:
+    def start_training(
+        self, project_id: int, steps: int | None = None, config: dict | None = None, kind: str = "train"
+    ) -> dict:
         """Queue a training job (``status`` ``"queued"``).
 
         ``kind`` ``"train"`` trains a 2D project's model on every answered region (``steps`` optimiser steps);
@@ -202,7 +233,8 @@ class CovidalClient:
 
     def job_log(self, project_id: int, job_id: int) -> str:
         return self._send("GET", f"/projects/{int(project_id)}/jobs/{int(job_id)}/log", None, {})[1].decode(
-            "utf-8", errors="replace")
+            "utf-8", errors="replace"
+        )
 
     def cancel_job(self, project_id: int, job_id: int) -> dict:
         return self._json("POST", f"/projects/{int(project_id)}/jobs/{int(job_id)}/cancel")
@@ -219,8 +251,9 @@ class CovidalClient:
 
     def download_prediction(self, project_id: int, volume_id: int, destination: str | os.PathLike) -> Path:
         """Save the volume's last prediction (uint8 NRRD on the volume's grid, 1 = infection) to ``destination``."""
-        return self._download(f"/projects/{int(project_id)}/volumes/{int(volume_id)}/prediction.nrrd",
-                              Path(destination))
+        return self._download(
+            f"/projects/{int(project_id)}/volumes/{int(volume_id)}/prediction.nrrd", Path(destination)
+        )
 
     def learning_curve(self, project_id: int) -> list[dict]:
         """One point per finished training job: ``answers``, ``effort_seconds``, ``val_dice``."""
@@ -236,6 +269,13 @@ class CovidalClient:
         data = None if body is None else json.dumps(body).encode()
         headers = {} if body is None else {"Content-Type": "application/json"}
         return json.loads(self._send(method, path, data, headers)[1])
+
+    def _upload_file(self, method: str, url: str, path: Path) -> tuple[dict, bool]:
+        """Stream the file at ``path`` as the request body: ``(reply, created)``, created when the status is 201."""
+        with open(path, "rb") as handle:
+            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(path.stat().st_size)}
+            status, body = self._send(method, url, handle, headers)
+        return json.loads(body), status == 201
 
     def _download(self, path: str, destination: Path) -> Path:
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -260,8 +300,9 @@ class CovidalClient:
             with error:
                 raise ClientError(error.code, _detail(error.read(), error.reason)) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-            raise BackendUnreachable(f"cannot reach the covidal service at {self.base_url}: "
-                                     f"{getattr(error, 'reason', error)}") from None
+            raise BackendUnreachable(
+                f"cannot reach the covidal service at {self.base_url}: {getattr(error, 'reason', error)}"
+            ) from None
 
 
 def zip_dicom_folder(folder: Path, destination: Path) -> Path:
@@ -277,8 +318,9 @@ def _format_of(path: Path) -> str:
     for suffix, volume_format in _FORMATS:
         if lower.endswith(suffix):
             return volume_format
-    raise ValueError(f"cannot tell the format of {path}: use .nrrd, .nii, .nii.gz, .zip or a DICOM folder, "
-                     "or pass volume_format")
+    raise ValueError(
+        f"cannot tell the format of {path}: use .nrrd, .nii, .nii.gz, .zip or a DICOM folder, or pass volume_format"
+    )
 
 
 def _volume_name(path: Path) -> str:
@@ -296,6 +338,10 @@ def _detail(body: bytes, reason: str) -> str:
     except (ValueError, KeyError, TypeError):
         return body.decode(errors="replace").strip() or str(reason)
     if isinstance(detail, list):
-        return "; ".join(f"{'.'.join(str(part) for part in item.get('loc', ()))}: {item.get('msg', item)}"
-                         if isinstance(item, dict) else str(item) for item in detail)
+        return "; ".join(
+            f"{'.'.join(str(part) for part in item.get('loc', ()))}: {item.get('msg', item)}"
+            if isinstance(item, dict)
+            else str(item)
+            for item in detail
+        )
     return str(detail)

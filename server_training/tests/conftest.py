@@ -139,8 +139,22 @@ def write_volume_set(folder: Path, count: int, seed: int = 0) -> VolumeSet:
 
 
 # Settings that make a 3D run take about a second: a two-level U-Net on 8^3 patches of a coarse grid.
-TINY_3D_OPTIONS = ("--spacing", "2,2,4", "--patch", "8", "--channels", "4,8", "--batch", "2",
-                   "--epochs", "2", "--steps-per-epoch", "2", "--device", "cpu")
+TINY_3D_OPTIONS = (
+    "--spacing",
+    "2,2,4",
+    "--patch",
+    "8",
+    "--channels",
+    "4,8",
+    "--batch",
+    "2",
+    "--epochs",
+    "2",
+    "--steps-per-epoch",
+    "2",
+    "--device",
+    "cpu",
+)
 
 
 @pytest.fixture(scope="session")
@@ -193,15 +207,16 @@ def volume_writer() -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, synthetic_slices: SliceSet) -> Path:
-    """A run folder (model.pt, train.json, points.json) of a UNet trained 1 epoch at 32x32 on the slices."""
+    """A run folder (model.pt, train.json, points.json) of a UNet trained 1 step at 32x32 on the slices."""
     from covidal.data.slices import load_slices
     from covidal.losses.registry import LossConfig, LossName
-    from covidal.training.config import TrainConfig
-    from covidal.training.trainer import train
+    from covidal.training.train_config import TrainConfig
+    from covidal.training.train_run import train
 
     run_dir = tmp_path_factory.mktemp("run")
-    config = TrainConfig(loss=LossConfig(LossName.POINT), epochs=1, batch_size=4, image_size=32,
-                         val_fraction=0.34, device="cpu")
+    config = TrainConfig(
+        loss=LossConfig(LossName.POINT), steps=1, batch_size=4, image_size=32, val_fraction=0.34, device="cpu"
+    )
     with torch_threads(1):
         train(load_slices(synthetic_slices.images, synthetic_slices.masks), config, run_dir, progress=False)
     return run_dir
@@ -212,17 +227,24 @@ TRAINED_CT_WINDOW = (-700.0, 600.0)  # (level, width): clips the lesions (-300 H
 
 @pytest.fixture(scope="session")
 def ct_run(tmp_path_factory: pytest.TempPathFactory, synthetic_ct: CtCase) -> Path:
-    """A run folder of a UNet trained 1 epoch at 32x32 on the CT volume with the window ``TRAINED_CT_WINDOW``."""
+    """A run folder of a UNet trained 1 pass (1 step) at 32x32 on the CT volume with the window ``TRAINED_CT_WINDOW``."""
     from covidal.data.slices import load_slices
     from covidal.data.window import HUWindow
     from covidal.losses.registry import LossConfig, LossName
-    from covidal.training.config import TrainConfig
-    from covidal.training.trainer import train
+    from covidal.training.train_config import TrainConfig
+    from covidal.training.train_run import train
 
     run_dir = tmp_path_factory.mktemp("ct_run")
     window = HUWindow(*TRAINED_CT_WINDOW)
-    config = TrainConfig(loss=LossConfig(LossName.POINT), epochs=1, batch_size=4, image_size=32,
-                         val_fraction=0.0, device="cpu", window=window)
+    config = TrainConfig(
+        loss=LossConfig(LossName.POINT),
+        steps=1,
+        batch_size=4,
+        image_size=32,
+        val_fraction=0.0,
+        device="cpu",
+        window=window,
+    )
     with torch_threads(1):
         train(load_slices(synthetic_ct.ct, synthetic_ct.labels, window), config, run_dir, progress=False)
     return run_dir

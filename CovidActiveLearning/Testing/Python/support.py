@@ -31,15 +31,16 @@ def synthetic_chest(shape_kji: tuple[int, int, int] = (6, 48, 56), seed: int = 0
     body = ((j - cj) / (0.45 * shape_kji[1])) ** 2 + ((i - ci) / (0.47 * shape_kji[2])) ** 2 < 1
     lungs = np.zeros(shape_kji, bool)
     for side in (-1, 1):
-        lungs |= ((j - cj) / (0.33 * shape_kji[1])) ** 2 + ((i - ci - side * 0.22 * shape_kji[2])
-                                                          / (0.17 * shape_kji[2])) ** 2 < 1
+        lungs |= ((j - cj) / (0.33 * shape_kji[1])) ** 2 + (
+            (i - ci - side * 0.22 * shape_kji[2]) / (0.17 * shape_kji[2])
+        ) ** 2 < 1
     ct = np.where(body, 40.0, -1000.0)
     ct[lungs] = -850.0
     lesions = np.zeros(shape_kji, bool)
     for _ in range(4):
         center = rng.uniform([0, cj - 8, ci - 18], [shape_kji[0], cj + 8, ci + 18])
         radius = rng.uniform(3, 6)
-        lesions |= (((j - center[1]) ** 2 + (i - center[2]) ** 2) < radius ** 2) & (np.abs(k - center[0]) < 2)
+        lesions |= (((j - center[1]) ** 2 + (i - center[2]) ** 2) < radius**2) & (np.abs(k - center[0]) < 2)
     lesions &= lungs
     ct[lesions] = -450.0
     ct += rng.normal(0, 15, shape_kji)

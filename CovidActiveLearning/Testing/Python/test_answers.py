@@ -43,13 +43,20 @@ def test_points_and_tags_become_answers(book):
     tag = book.tag_background(R2)
 
     assert (answer.kind, answer.points, answer.cycle_id, answer.volume_id, answer.rank) == (
-        AnswerKind.INFECTION, ((12, 6, 2), (19, 14, 2)), CYCLE, 3, 1)
+        AnswerKind.INFECTION,
+        ((12, 6, 2), (19, 14, 2)),
+        CYCLE,
+        3,
+        1,
+    )
     assert (tag.kind, tag.points) == (AnswerKind.BACKGROUND, ())
     assert len({answer.idempotency_key, tag.idempotency_key}) == 2 and len(answer.idempotency_key) == 32
     assert book.tag_background(R2) == tag  # tagging twice changes nothing, not even the key
     assert book.progress([R1, R2, R3]) == "2 of 3 answered"
     assert [(row.rank, row.suggestion_id, row.kind, row.points, row.status_text) for row in book.rows()] == [
-        (1, 101, AnswerKind.INFECTION, 2, "pending"), (2, 102, AnswerKind.BACKGROUND, 0, "pending")]
+        (1, 101, AnswerKind.INFECTION, 2, "pending"),
+        (2, 102, AnswerKind.BACKGROUND, 0, "pending"),
+    ]
     assert [answer.suggestion_id for answer in book.pending()] == [101, 102]
     assert book.answer_for(R3.id) is None
 
@@ -71,22 +78,45 @@ def _click_and_submit(book):
     book.seal(R1.id)
 
 
-@pytest.mark.parametrize(("before", "act", "message"), [
-    (_nothing, lambda book: book.add_point(R1, (BOX.i1, 6, 2)), "outside region 1; click inside the highlighted box"),
-    (_nothing, lambda book: book.add_point(R1, (12, BOX.j0 - 1, 2)), "outside region 1"),
-    (_nothing, lambda book: book.add_point(R1, (12, 6, BOX.k + 1)), "outside region 1"),
-    (_nothing, lambda book: book.add_point(OLD, (12, 6, 2)),
-     r"Region 1 is from another cycle \(6\) than the current one \(7\)"),
-    (_nothing, lambda book: book.tag_background(OLD), "another cycle"),
-    (_nothing, lambda book: book.begin(OLD), "another cycle"),
-    (_nothing, lambda book: book.add_point(R2, (12, 6, 2)), "Region 2 is not the region on screen"),
-    (_nothing, lambda book: book.tag_background(R2), "not the region on screen"),
-    (_click, lambda book: book.add_point(R1, (12, 6, 2)), r"already has a point on voxel \(12, 6, 2\)"),
-    (_tag, lambda book: book.add_point(R1, (12, 6, 2)), "tagged as background; undo the tag"),
-    (_click, lambda book: book.tag_background(R1), r"has 1 infection point\(s\); undo them"),
-    (_click_and_submit, lambda book: book.add_point(R1, (13, 6, 2)), "has been submitted"),
-], ids=["outside-i", "outside-j", "other-slice", "old-cycle-point", "old-cycle-tag", "old-cycle-shown",
-        "not-shown-point", "not-shown-tag", "twice", "point-on-background", "tag-over-points", "after-submit"])
+@pytest.mark.parametrize(
+    ("before", "act", "message"),
+    [
+        (
+            _nothing,
+            lambda book: book.add_point(R1, (BOX.i1, 6, 2)),
+            "outside region 1; click inside the highlighted box",
+        ),
+        (_nothing, lambda book: book.add_point(R1, (12, BOX.j0 - 1, 2)), "outside region 1"),
+        (_nothing, lambda book: book.add_point(R1, (12, 6, BOX.k + 1)), "outside region 1"),
+        (
+            _nothing,
+            lambda book: book.add_point(OLD, (12, 6, 2)),
+            r"Region 1 is from another cycle \(6\) than the current one \(7\)",
+        ),
+        (_nothing, lambda book: book.tag_background(OLD), "another cycle"),
+        (_nothing, lambda book: book.begin(OLD), "another cycle"),
+        (_nothing, lambda book: book.add_point(R2, (12, 6, 2)), "Region 2 is not the region on screen"),
+        (_nothing, lambda book: book.tag_background(R2), "not the region on screen"),
+        (_click, lambda book: book.add_point(R1, (12, 6, 2)), r"already has a point on voxel \(12, 6, 2\)"),
+        (_tag, lambda book: book.add_point(R1, (12, 6, 2)), "tagged as background; undo the tag"),
+        (_click, lambda book: book.tag_background(R1), r"has 1 infection point\(s\); undo them"),
+        (_click_and_submit, lambda book: book.add_point(R1, (13, 6, 2)), "has been submitted"),
+    ],
+    ids=[
+        "outside-i",
+        "outside-j",
+        "other-slice",
+        "old-cycle-point",
+        "old-cycle-tag",
+        "old-cycle-shown",
+        "not-shown-point",
+        "not-shown-tag",
+        "twice",
+        "point-on-background",
+        "tag-over-points",
+        "after-submit",
+    ],
+)
 def test_a_refused_action_says_why_and_changes_nothing(book, before, act, message):
     book.begin(R1)
     before(book)
@@ -111,10 +141,12 @@ def test_undo_steps_back_through_unsent_points_and_tags(book):
     book.add_point(R3, (11, 5, 2))
     book.seal(R1.id)  # submitted: beyond undo
 
-    steps = [("Removed the point (11, 5, 2) of region 3.", {101: 1, 102: 0, 103: 1}),
-             ("Removed the point (10, 5, 2) of region 3.", {101: 1, 102: 0}),
-             ("Removed the background tag of region 2.", {101: 1}),
-             (None, {101: 1})]
+    steps = [
+        ("Removed the point (11, 5, 2) of region 3.", {101: 1, 102: 0, 103: 1}),
+        ("Removed the point (10, 5, 2) of region 3.", {101: 1, 102: 0}),
+        ("Removed the background tag of region 2.", {101: 1}),
+        (None, {101: 1}),
+    ]
     for description, points_left in steps:
         assert book.undo() == description
         assert {answer.suggestion_id: len(answer.points) for answer in book.answers()} == points_left
@@ -199,7 +231,8 @@ def test_a_new_book_on_the_same_scene_has_the_same_answers(book, mrml, clock):
     reopened = AnswerBook(mrml.scene, clock)
     assert reopened.answers() == answers
     assert [(a.idempotency_key, a.effort_seconds) for a in reopened.answers()] == [
-        (a.idempotency_key, e) for a, e in zip(answers, (4.25, 1.5, 2.0))]
+        (a.idempotency_key, e) for a, e in zip(answers, (4.25, 1.5, 2.0))
+    ]
     assert reopened.current_cycle == CYCLE
     assert reopened.undo() == "Removed the point (10, 5, 2) of region 3."  # the undo history is stored too
     assert reopened.undo() is None

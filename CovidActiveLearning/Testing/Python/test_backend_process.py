@@ -43,8 +43,13 @@ def free_port() -> int:
 
 
 def local_backend(tmp_path: Path, port: int) -> LocalBackend:
-    return LocalBackend(Path(sys.executable), tmp_path / "projects", tmp_path / "logs" / "serve.log", port=port,
-                        environment={**os.environ, "OMP_NUM_THREADS": "1"})
+    return LocalBackend(
+        Path(sys.executable),
+        tmp_path / "projects",
+        tmp_path / "logs" / "serve.log",
+        port=port,
+        environment={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def wait_until_ready(backend: LocalBackend) -> float:
@@ -111,8 +116,9 @@ def test_a_port_taken_while_starting_ends_in_the_logs_words(tmp_path):
 
 
 def test_a_backend_that_cannot_start_reports_its_error(tmp_path):
-    backend = LocalBackend(Path(sys.executable), tmp_path / "projects", tmp_path / "serve.log", port=free_port(),
-                           device="tpu")
+    backend = LocalBackend(
+        Path(sys.executable), tmp_path / "projects", tmp_path / "serve.log", port=free_port(), device="tpu"
+    )
     backend.start()
     try:
         with pytest.raises(UserFacingError, match=r"stopped \(exit status 2\)") as stopped:
@@ -145,12 +151,12 @@ def test_request_stop_returns_at_once_and_the_timer_finishes_it(tmp_path):
 
 def test_request_stop_kills_a_server_that_ignores_sigterm(tmp_path):
     stubborn = tmp_path / "stubborn.py"
-    stubborn.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\n"
-                        "time.sleep(600)\n")
+    stubborn.write_text(
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(600)\n"
+    )
     backend = local_backend(tmp_path, free_port())
     # A server that ignores SIGTERM, in its own process group as start() makes it.
-    backend.process = subprocess.Popen([sys.executable, str(stubborn)], stdout=subprocess.PIPE,
-                                       start_new_session=True)
+    backend.process = subprocess.Popen([sys.executable, str(stubborn)], stdout=subprocess.PIPE, start_new_session=True)
     try:
         assert backend.process.stdout.readline() == b"up\n"
         backend.request_stop(grace_seconds=1.0)
@@ -180,21 +186,24 @@ def test_starting_needs_the_interpreter(tmp_path):
 
 def test_a_project_folder_that_cannot_be_made_is_a_clear_error(tmp_path):
     (tmp_path / "a-file").write_text("")
-    backend = LocalBackend(Path(sys.executable), tmp_path / "a-file" / "projects", tmp_path / "serve.log",
-                           port=free_port())
+    backend = LocalBackend(
+        Path(sys.executable), tmp_path / "a-file" / "projects", tmp_path / "serve.log", port=free_port()
+    )
     with pytest.raises(UserFacingError, match="The local backend cannot start: Not a directory"):
         backend.start()
     assert backend.process is None
 
 
-@pytest.mark.parametrize("url, port", [("http://127.0.0.1:8765", 8765), ("http://localhost:9001/", 9001),
-                                       (" http://127.0.0.1 ", 8765)])
+@pytest.mark.parametrize(
+    "url, port", [("http://127.0.0.1:8765", 8765), ("http://localhost:9001/", 9001), (" http://127.0.0.1 ", 8765)]
+)
 def test_loopback_port(url, port):
     assert loopback_port(url) == port
 
 
-@pytest.mark.parametrize("url", ["https://127.0.0.1:8765", "http://10.0.0.5:8765", "127.0.0.1:8765",
-                                 "http://127.0.0.1:99999", ""])
+@pytest.mark.parametrize(
+    "url", ["https://127.0.0.1:8765", "http://10.0.0.5:8765", "127.0.0.1:8765", "http://127.0.0.1:99999", ""]
+)
 def test_a_remote_or_malformed_url_is_not_local(url):
     with pytest.raises(UserFacingError, match="on this computer"):
         loopback_port(url)
@@ -292,9 +301,13 @@ def test_the_plans_first_command_creates_the_environment(tmp_path):
 
 def test_install_run_runs_the_commands_in_order_and_stops_at_the_first_failure(tmp_path):
     marker = tmp_path / "third-ran"
-    plan = InstallPlan(((sys.executable, "-c", "print('first')"),
-                        (sys.executable, "-c", "import sys; print('second fails'); sys.exit(3)"),
-                        (sys.executable, "-c", f"open({str(marker)!r}, 'w')")))
+    plan = InstallPlan(
+        (
+            (sys.executable, "-c", "print('first')"),
+            (sys.executable, "-c", "import sys; print('second fails'); sys.exit(3)"),
+            (sys.executable, "-c", f"open({str(marker)!r}, 'w')"),
+        )
+    )
     run = InstallRun(plan, tmp_path / "install.log")
     assert run.step == (1, 3)
     deadline = time.monotonic() + 60
@@ -320,8 +333,13 @@ def test_install_run_can_be_cancelled(tmp_path):
 
 
 def supervisor(tmp_path: Path, environment: BackendEnvironment = TEST_ENV) -> BackendSupervisor:
-    return BackendSupervisor(environment, {**os.environ, "OMP_NUM_THREADS": "1"}, tmp_path / "install.log",
-                             tmp_path / "projects", tmp_path / "serve.log")
+    return BackendSupervisor(
+        environment,
+        {**os.environ, "OMP_NUM_THREADS": "1"},
+        tmp_path / "install.log",
+        tmp_path / "projects",
+        tmp_path / "serve.log",
+    )
 
 
 def poll_until(backends: BackendSupervisor, done, timeout: float = START_TIMEOUT_S) -> list[BackendPoll]:
@@ -386,8 +404,9 @@ def test_supervisor_refuses_what_it_cannot_start(tmp_path):
 
 def test_supervisor_installs_a_confirmed_plan_and_reports_each_step(tmp_path):
     backends = supervisor(tmp_path)
-    plan = InstallPlan(((sys.executable, "-c", "import time; time.sleep(0.5); print('one')"),
-                        (sys.executable, "-c", "print('two')")))
+    plan = InstallPlan(
+        ((sys.executable, "-c", "import time; time.sleep(0.5); print('one')"), (sys.executable, "-c", "print('two')"))
+    )
     assert backends.start_install(plan) == "Installing the backend: step 1 of 2..."
     with pytest.raises(UserFacingError, match="Wait until the backend is installed"):
         backends.start("http://127.0.0.1:8765")
@@ -396,15 +415,20 @@ def test_supervisor_installs_a_confirmed_plan_and_reports_each_step(tmp_path):
     polls = poll_until(backends, lambda poll: poll.status and "installed" in poll.status, timeout=60)
     assert polls[-1].status == "The backend is installed: click 'Start local backend'."
     assert "one" in polls[-1].log and "two" in polls[-1].log
-    assert {poll.status for poll in polls[:-1]} <= {"Installing the backend: step 1 of 2...",
-                                                    "Installing the backend: step 2 of 2..."}
+    assert {poll.status for poll in polls[:-1]} <= {
+        "Installing the backend: step 1 of 2...",
+        "Installing the backend: step 2 of 2...",
+    }
     assert backends.installation is None and backends.poll() == BackendPoll()
 
 
 def test_supervisor_reports_a_failed_installation_with_its_log(tmp_path):
     backends = supervisor(tmp_path)
-    backends.start_install(InstallPlan(((sys.executable, "-c", "print('fine')"),
-                                        (sys.executable, "-c", "import sys; sys.exit('no network')"))))
+    backends.start_install(
+        InstallPlan(
+            ((sys.executable, "-c", "print('fine')"), (sys.executable, "-c", "import sys; sys.exit('no network')"))
+        )
+    )
     polls = poll_until(backends, lambda poll: poll.error, timeout=60)
     assert polls[-1].status == "Installing the backend failed."
     message = str(polls[-1].error)

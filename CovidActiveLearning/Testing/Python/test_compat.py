@@ -5,7 +5,9 @@ import pytest
 from CovidActiveLearningLib.compat import unsupported_reason
 
 
-@pytest.mark.parametrize(("python", "slicer"), [((3, 9, 10), "5.8.1"), ((3, 6, 7), "4.11.20210226"), ((3, 10, 0), None)])
+@pytest.mark.parametrize(
+    ("python", "slicer"), [((3, 9, 10), "5.8.1"), ((3, 6, 7), "4.11.20210226"), ((3, 10, 0), None)]
+)
 def test_an_older_slicer_gets_one_readable_sentence(python, slicer):
     reason = unsupported_reason(python, slicer)
     running = ".".join(str(part) for part in python)

@@ -14,8 +14,14 @@ from CovidActiveLearningLib.errors import UserFacingError
 
 def curve_point(job_id, answers, effort, dice):
     """One point as ``GET /projects/{id}/metrics/curve`` sends it."""
-    return {"job_id": job_id, "finished_at": 1_795_000_000.0 + 60 * job_id, "answers": answers,
-            "effort_seconds": effort, "val_dice": dice, "steps": 40}
+    return {
+        "job_id": job_id,
+        "finished_at": 1_795_000_000.0 + 60 * job_id,
+        "answers": answers,
+        "effort_seconds": effort,
+        "val_dice": dice,
+        "steps": 40,
+    }
 
 
 POINTS = [curve_point(1, 4, 35.5, None), curve_point(2, 8, 80.0, 0.41), curve_point(3, 15, 151.25, 0.63)]
@@ -29,8 +35,10 @@ def table_rows(chart):
 
 
 def node_counts(scene):
-    return [scene.GetNodesByClass(name).GetNumberOfItems()
-            for name in ("vtkMRMLTableNode", "vtkMRMLPlotSeriesNode", "vtkMRMLPlotChartNode")]
+    return [
+        scene.GetNodesByClass(name).GetNumberOfItems()
+        for name in ("vtkMRMLTableNode", "vtkMRMLPlotSeriesNode", "vtkMRMLPlotChartNode")
+    ]
 
 
 def test_chart_shows_dice_over_effort_without_the_points_lacking_dice(mrml):
@@ -69,9 +77,14 @@ def test_a_curve_without_dice_gives_an_empty_table(mrml):
     assert node_counts(mrml.scene) == [1, 1, 1]
 
 
-@pytest.mark.parametrize("broken", [{"job_id": 1, "answers": 3, "val_dice": 0.5},
-                                    {**POINTS[1], "effort_seconds": "a while"},
-                                    {**POINTS[1], "val_dice": float("nan")}])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"job_id": 1, "answers": 3, "val_dice": 0.5},
+        {**POINTS[1], "effort_seconds": "a while"},
+        {**POINTS[1], "val_dice": float("nan")},
+    ],
+)
 def test_a_malformed_point_is_a_clear_error(mrml, broken):
     with pytest.raises(UserFacingError, match="learning curve point"):
         show_learning_curve(mrml, [POINTS[1], broken])

@@ -105,7 +105,7 @@ def test_dicom_reference_round_trips_with_identical_geometry(mrml, shared_dicom,
     hu = sitk.GetArrayFromImage(dicom)
     mask = np.zeros(hu.shape, np.uint8)
     middle = hu.shape[0] // 2
-    mask[middle - 3: middle + 3] = hu[middle - 3: middle + 3] < -400  # air and lung on six slices
+    mask[middle - 3 : middle + 3] = hu[middle - 3 : middle + 3] < -400  # air and lung on six slices
     assert 0 < mask.sum() < mask.size
     label = sitk.GetImageFromArray(mask)
     label.CopyInformation(dicom)

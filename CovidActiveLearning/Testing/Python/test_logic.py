@@ -35,7 +35,7 @@ def open_logic(mrml, backend, project: str) -> CovidActiveLearningCoreLogic:
 def lesion_voxel(lesions_kji: np.ndarray, region: SuggestedRegion) -> tuple[int, int, int] | None:
     """An infected voxel (i, j, k) of the region, as the clinician would click it, or None."""
     box = region.box
-    rows, columns = np.nonzero(lesions_kji[box.k, box.j0:box.j1, box.i0:box.i1])
+    rows, columns = np.nonzero(lesions_kji[box.k, box.j0 : box.j1, box.i0 : box.i1])
     if rows.size == 0:
         return None
     middle = rows.size // 2
@@ -294,12 +294,19 @@ def test_the_panel_enables_what_can_run_and_close_removes_the_temporary_folder(m
     logic.connect(backend)
     logic.open_project("actions", settings=TINY_MODEL)
     logic.get_suggestions(ct_node, 2)
-    assert enabled(logic.actions()) == {"connect", "send_volume", "get_suggestions", "navigate", "background",
-                                        "start_training", "predict", "learning_curve"}
+    assert enabled(logic.actions()) == {
+        "connect",
+        "send_volume",
+        "get_suggestions",
+        "navigate",
+        "background",
+        "start_training",
+        "predict",
+        "learning_curve",
+    }
     logic.tag_background()
     assert {"undo", "submit"} <= enabled(logic.actions())
-    assert enabled(logic.actions(busy=True, training=True)) == {"navigate", "background", "undo",
-                                                                 "cancel_training"}
+    assert enabled(logic.actions(busy=True, training=True)) == {"navigate", "background", "undo", "cancel_training"}
     logic.submit()
     assert not {"undo", "submit"} & enabled(logic.actions())
     folder = logic._downloads

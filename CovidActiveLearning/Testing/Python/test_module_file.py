@@ -83,20 +83,24 @@ def test_torch_monai_and_the_covidal_package_are_never_imported(path):
 def test_the_import_check_sees_what_it_must(tmp_path):
     """The AST walk finds imports nested in if/try at module level and leaves those in functions alone."""
     sample = tmp_path / "sample.py"
-    sample.write_text("import os\ntry:\n    import torch\nexcept ImportError:\n    import monai\n"
-                      "if True:\n    from SimpleITK import ReadImage\n"
-                      "class A:\n    import json\n    def f(self):\n        import scipy\n"
-                      "def g():\n    import covidal\n")
+    sample.write_text(
+        "import os\ntry:\n    import torch\nexcept ImportError:\n    import monai\n"
+        "if True:\n    from SimpleITK import ReadImage\n"
+        "class A:\n    import json\n    def f(self):\n        import scipy\n"
+        "def g():\n    import covidal\n"
+    )
     assert sorted(name for _, name in top_level_imports(sample)) == ["SimpleITK", "json", "monai", "os", "torch"]
     assert {"scipy", "covidal"} <= all_imports(sample)
 
 
 def test_importing_the_whole_lib_loads_neither_torch_nor_monai():
     modules = [f"CovidActiveLearningLib.{path.stem}" for path in LIB_FILES if path.stem != "__init__"]
-    script = (f"import sys; sys.path.insert(0, {str(MODULE_DIR)!r})\n"
-              f"for name in {modules!r}:\n    __import__(name)\n"
-              "loaded = sorted(m for m in ('torch', 'monai', 'covidal', 'qt', 'ctk') if m in sys.modules)\n"
-              "print('loaded:', loaded, len(sys.modules))")
+    script = (
+        f"import sys; sys.path.insert(0, {str(MODULE_DIR)!r})\n"
+        f"for name in {modules!r}:\n    __import__(name)\n"
+        "loaded = sorted(m for m in ('torch', 'monai', 'covidal', 'qt', 'ctk') if m in sys.modules)\n"
+        "print('loaded:', loaded, len(sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "loaded: []" in result.stdout
@@ -114,8 +118,12 @@ def ui_names_the_module_uses() -> set[str]:
     names = set()
     for node in ast.walk(tree):
         owner = node.value if isinstance(node, ast.Attribute) else None
-        if (isinstance(owner, ast.Attribute) and owner.attr == "ui"
-                and isinstance(owner.value, ast.Name) and owner.value.id == "self"):
+        if (
+            isinstance(owner, ast.Attribute)
+            and owner.attr == "ui"
+            and isinstance(owner.value, ast.Name)
+            and owner.value.id == "self"
+        ):
             names.add(node.attr)
     for dictionary in ("buttons", "BUTTON_ACTIONS"):
         names |= set(_literal_dict(tree, dictionary))
@@ -124,10 +132,16 @@ def ui_names_the_module_uses() -> set[str]:
 
 def _literal_dict(tree: ast.AST, name: str) -> dict:
     """The dict literal assigned to ``name`` (keys and values as written: constants, or the source of names)."""
-    node = next(node for node in ast.walk(tree) if isinstance(node, ast.Assign)
-                and any(isinstance(target, ast.Name) and target.id == name for target in node.targets))
-    return {key.value: value.value if isinstance(value, ast.Constant) else ast.unparse(value)
-            for key, value in zip(node.value.keys, node.value.values)}
+    node = next(
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(isinstance(target, ast.Name) and target.id == name for target in node.targets)
+    )
+    return {
+        key.value: value.value if isinstance(value, ast.Constant) else ast.unparse(value)
+        for key, value in zip(node.value.keys, node.value.values)
+    }
 
 
 def test_every_enabled_button_follows_an_action_state_of_the_logic():
@@ -147,7 +161,9 @@ def test_every_shortcut_has_a_widget_slot():
     tree = ast.parse(MODULE_FILE.read_text())
     slots = _literal_dict(tree, "SHORTCUT_SLOTS")
     assert set(slots) == {shortcut.action for shortcut in SHORTCUTS}
-    widget = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "CovidActiveLearningWidget")
+    widget = next(
+        node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "CovidActiveLearningWidget"
+    )
     methods = {node.name for node in widget.body if isinstance(node, ast.FunctionDef)}
     assert set(slots.values()) <= methods
 
@@ -162,14 +178,21 @@ def test_every_widget_the_module_uses_is_in_the_ui():
 def test_the_ui_has_the_sections_and_connects_the_scene():
     root = ElementTree.parse(UI_FILE).getroot()
     assert root.find("widget").get("class") == "qMRMLWidget"
-    sections = [widget.findtext("property[@name='text']/string") for widget in root.iter("widget")
-                if widget.get("class") == "ctkCollapsibleButton"]
+    sections = [
+        widget.findtext("property[@name='text']/string")
+        for widget in root.iter("widget")
+        if widget.get("class") == "ctkCollapsibleButton"
+    ]
     assert sections == ["Backend", "Project and volume", "Suggestions", "Labelling", "Submit", "Training", "Results"]
-    scene_receivers = {connection.findtext("receiver") for connection in root.iter("connection")
-                       if connection.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
+    scene_receivers = {
+        connection.findtext("receiver")
+        for connection in root.iter("connection")
+        if connection.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"
+    }
     in_ui = widget_names_in_ui()
-    assert scene_receivers == {name for name, cls in in_ui.items() if cls in ("qMRMLNodeComboBox",
-                                                                             "qSlicerMarkupsPlaceWidget")}
+    assert scene_receivers == {
+        name for name, cls in in_ui.items() if cls in ("qMRMLNodeComboBox", "qSlicerMarkupsPlaceWidget")
+    }
     custom = {element.findtext("class") for element in root.iter("customwidget")}
     assert {cls for cls in in_ui.values() if not cls.startswith("Q")} <= custom
 
@@ -177,8 +200,11 @@ def test_the_ui_has_the_sections_and_connects_the_scene():
 def test_every_parameter_is_bound_to_one_widget():
     """Each field of the parameter node has exactly one widget with that SlicerParameterName, and vice versa."""
     tree = ast.parse(MODULE_FILE.read_text())
-    wrapper = next(node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
-                   and node.name == "CovidActiveLearningParameterNode")
+    wrapper = next(
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef) and node.name == "CovidActiveLearningParameterNode"
+    )
     fields = [node.target.id for node in wrapper.body if isinstance(node, ast.AnnAssign)]
     root = ElementTree.parse(UI_FILE).getroot()
     bound = [prop.findtext("string") for prop in root.iter("property") if prop.get("name") == "SlicerParameterName"]
@@ -203,7 +229,8 @@ def test_cmake_copies_the_backend_client_where_the_module_looks_for_it():
     copy = re.search(r"set\(COVIDAL_CLIENT_COPY \$\{CMAKE_CURRENT_BINARY_DIR\}/(\S+)\)", text)
     assert copy is not None and copy.group(1) == f"CovidActiveLearningLib/{CANDIDATES[0].name}"
     client = re.search(
-        r"configure_file\(\s*\$\{CMAKE_CURRENT_SOURCE_DIR\}/(\S+)\s+\$\{COVIDAL_CLIENT_COPY\}\s+COPYONLY", text)
+        r"configure_file\(\s*\$\{CMAKE_CURRENT_SOURCE_DIR\}/(\S+)\s+\$\{COVIDAL_CLIENT_COPY\}\s+COPYONLY", text
+    )
     assert client is not None and (MODULE_DIR / client.group(1)).resolve() == CANDIDATES[1].resolve()
     scripts = re.search(r"set\(MODULE_PYTHON_SCRIPTS([^)]*)\)", text).group(1).split()
     assert scripts == ["${MODULE_NAME}.py", "${MODULE_LIB_SCRIPTS}", "${COVIDAL_CLIENT_COPY}"]
@@ -220,8 +247,17 @@ def test_cmake_lists_the_resources_and_generic_tests():
 
 # Older Slicer: the module must explain itself instead of failing on the core's Python 3.11 code
 
-MODULE_IMPORTS_FOR_EVERY_SLICER = {"functools", "time", "pathlib", "qt", "slicer", "vtk",
-                                   "slicer.ScriptedLoadableModule", "slicer.util", "CovidActiveLearningLib.compat"}
+MODULE_IMPORTS_FOR_EVERY_SLICER = {
+    "functools",
+    "time",
+    "pathlib",
+    "qt",
+    "slicer",
+    "vtk",
+    "slicer.ScriptedLoadableModule",
+    "slicer.util",
+    "CovidActiveLearningLib.compat",
+}
 
 
 def _guard_blocks(tree: ast.Module) -> list[ast.If]:
@@ -243,7 +279,9 @@ def test_only_what_every_slicer_has_is_imported_before_the_version_check():
         elif isinstance(node, ast.ImportFrom):
             unguarded.add(node.module)
     assert unguarded <= MODULE_IMPORTS_FOR_EVERY_SLICER, unguarded - MODULE_IMPORTS_FOR_EVERY_SLICER
-    inside = {node.module for block in _guard_blocks(tree) for node in ast.walk(block) if isinstance(node, ast.ImportFrom)}
+    inside = {
+        node.module for block in _guard_blocks(tree) for node in ast.walk(block) if isinstance(node, ast.ImportFrom)
+    }
     assert {"typing", "slicer.parameterNodeWrapper", "CovidActiveLearningLib.logic"} <= inside
 
 
@@ -259,7 +297,9 @@ def test_the_widget_and_its_classes_stand_back_when_the_slicer_is_too_old():
     tree = ast.parse(MODULE_FILE.read_text())
     guarded = {node.name for block in _guard_blocks(tree) for node in block.body if isinstance(node, ast.ClassDef)}
     assert guarded == {"CovidActiveLearningParameterNode", "CovidActiveLearningLogic"}
-    widget = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "CovidActiveLearningWidget")
+    widget = next(
+        node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "CovidActiveLearningWidget"
+    )
     for method in widget.body:
         if isinstance(method, ast.FunctionDef) and method.name in {"setup", "cleanup", "enter", "exit"}:
             first = method.body[1] if method.name == "setup" else method.body[0]
@@ -278,12 +318,17 @@ def extension_addresses(tmp_path: Path, *definitions: str, source_dir: Path | No
     if cmake is None:
         pytest.skip("cmake is not installed")
     script = tmp_path / "print.cmake"
-    script.write_text(f"include({ADDRESSES.as_posix()})\n" + "".join(
-        f'message(STATUS "{name}=${{{name}}}")\n'
-        for name in ("EXTENSION_HOMEPAGE", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS")))
+    script.write_text(
+        f"include({ADDRESSES.as_posix()})\n"
+        + "".join(
+            f'message(STATUS "{name}=${{{name}}}")\n'
+            for name in ("EXTENSION_HOMEPAGE", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS")
+        )
+    )
     source = [f"-DCOVIDAL_SOURCE_DIR={source_dir}"] if source_dir else []
-    result = subprocess.run([cmake, *definitions, *source, "-P", str(script)], check=True, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [cmake, *definitions, *source, "-P", str(script)], check=True, capture_output=True, text=True, timeout=60
+    )
     values = dict(line.removeprefix("-- ").split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     return values, result.stderr
 

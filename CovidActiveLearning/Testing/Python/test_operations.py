@@ -36,10 +36,13 @@ def catches_conflicts():
     return "not reached"
 
 
-@pytest.mark.parametrize("error, message", [
-    (BackendUnreachable("connection refused"), "The backend does not answer (connection refused)"),
-    (ClientError(422, "point outside the region"), "The backend refused: point outside the region"),
-])
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        (BackendUnreachable("connection refused"), "The backend does not answer (connection refused)"),
+        (ClientError(422, "point outside the region"), "The backend refused: point outside the region"),
+    ],
+)
 def test_backend_errors_become_sentences(error, message):
     def operation():
         yield remote(fail, error)
@@ -102,4 +105,4 @@ def test_an_error_of_the_operation_is_raised_by_result():
     with pytest.raises(UserFacingError, match="Select a CT volume"):
         BackgroundOperation(operation()).wait(5)
     with pytest.raises(UserFacingError, match="refused"):
-        BackgroundOperation((x for x in [remote(fail, ClientError(404, "no such project"))])).wait(5)
+        BackgroundOperation(x for x in [remote(fail, ClientError(404, "no such project"))]).wait(5)

@@ -24,8 +24,9 @@ class Session:
 
     def __init__(self, mrml, backend: str, chest_ct, name: str, count: int, clock) -> None:
         self.client = CovidalClient(backend)
-        project = self.client.create_project(name, model_kind="unet", grid_k=16, strategy="entropy", mc_samples=2,
-                                             loss="point", settings=TINY_MODEL)
+        project = self.client.create_project(
+            name, model_kind="unet", grid_k=16, strategy="entropy", mc_samples=2, loss="point", settings=TINY_MODEL
+        )
         self.project_id = project["id"]
         volume, _ = self.client.upload_volume(self.project_id, chest_ct)
         self.ct_node = read_volume(mrml.scene, chest_ct, "chest")
@@ -55,14 +56,24 @@ class Session:
 
     def stored(self) -> dict[int, tuple]:
         """suggestion id -> (answer, points, effort, key, annotator) as the backend holds them."""
-        return {a["suggestion_id"]: (a["answer"], [tuple(p) for p in a["points"]], a["effort_seconds"],
-                                     a["idempotency_key"], a["annotator"])
-                for a in self.client.list_annotations(self.project_id)}
+        return {
+            a["suggestion_id"]: (
+                a["answer"],
+                [tuple(p) for p in a["points"]],
+                a["effort_seconds"],
+                a["idempotency_key"],
+                a["annotator"],
+            )
+            for a in self.client.list_annotations(self.project_id)
+        }
 
     def expected(self) -> dict[int, tuple]:
         """The same, from the answer book."""
-        return {a.suggestion_id: (a.kind.value, list(a.points), a.effort_seconds, a.idempotency_key, ANNOTATOR)
-                for a in self.book.answers() if a.status is AnswerStatus.SENT}
+        return {
+            a.suggestion_id: (a.kind.value, list(a.points), a.effort_seconds, a.idempotency_key, ANNOTATOR)
+            for a in self.book.answers()
+            if a.status is AnswerStatus.SENT
+        }
 
 
 def corners(region: SuggestedRegion) -> list[tuple[int, int, int]]:
@@ -86,14 +97,21 @@ def test_clicks_arrive_as_the_voxels_under_them_and_only_once(mrml, backend, che
     session.clock.advance(1)
 
     report = session.submit()
-    assert (report.sent, report.replayed, report.still_pending, report.rejected, report.unreachable,
-            report.failed) == (3, 0, 0, [], None, [])
+    assert (report.sent, report.replayed, report.still_pending, report.rejected, report.unreachable, report.failed) == (
+        3,
+        0,
+        0,
+        [],
+        None,
+        [],
+    )
     stored = session.stored()
     assert stored == session.expected()
     assert {sid: (answer, points, effort) for sid, (answer, points, effort, _, _) in stored.items()} == {
         regions[0].id: ("infection", corners(regions[0]), 7.5),
         regions[1].id: ("background", [], 3.25),
-        regions[2].id: ("infection", [middle(regions[2])], 1.0)}
+        regions[2].id: ("infection", [middle(regions[2])], 1.0),
+    }
     assert session.book.progress(regions) == "3 of 4 answered"
 
     again = session.submit()
@@ -137,12 +155,20 @@ def test_a_lost_reply_is_replayed_and_a_wrong_project_loses_nothing(mrml, backen
     wrong = session.submit(project_id=session.project_id + 1000)
     assert (wrong.sent, wrong.rejected, wrong.still_pending) == (0, [], 2)
     assert [(sid, message.startswith("HTTP 404")) for sid, message in wrong.failed] == [
-        (regions[0].id, True), (regions[1].id, True)]
+        (regions[0].id, True),
+        (regions[1].id, True),
+    ]
 
     answer = session.book.seal(regions[0].id)  # its first send reached the backend, the reply got lost
-    session.client.submit_annotation(session.project_id, answer.suggestion_id, annotator=ANNOTATOR,
-                                     answer=answer.kind.value, points=[list(p) for p in answer.points],
-                                     effort_seconds=answer.effort_seconds, idempotency_key=answer.idempotency_key)
+    session.client.submit_annotation(
+        session.project_id,
+        answer.suggestion_id,
+        annotator=ANNOTATOR,
+        answer=answer.kind.value,
+        points=[list(p) for p in answer.points],
+        effort_seconds=answer.effort_seconds,
+        idempotency_key=answer.idempotency_key,
+    )
     report = session.submit()
     assert (report.sent, report.replayed, report.still_pending) == (1, 1, 0)
     assert session.stored() == session.expected()

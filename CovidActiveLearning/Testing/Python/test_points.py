@@ -14,10 +14,12 @@ from CovidActiveLearningLib.regions import SuggestedRegion, VoxelBox
 from CovidActiveLearningLib.volumes import read_volume
 
 CYCLE = 4
-REGION = SuggestedRegion(id=41, cycle_id=CYCLE, volume_id=1, box=VoxelBox(k=3, i0=20, i1=30, j0=10, j1=20),
-                         score=0.7, rank=2)
-OTHER = SuggestedRegion(id=42, cycle_id=CYCLE, volume_id=1, box=VoxelBox(k=3, i0=30, i1=40, j0=10, j1=20),
-                        score=0.6, rank=3)
+REGION = SuggestedRegion(
+    id=41, cycle_id=CYCLE, volume_id=1, box=VoxelBox(k=3, i0=20, i1=30, j0=10, j1=20), score=0.7, rank=2
+)
+OTHER = SuggestedRegion(
+    id=42, cycle_id=CYCLE, volume_id=1, box=VoxelBox(k=3, i0=30, i1=40, j0=10, j1=20), score=0.6, rank=3
+)
 OLD = SuggestedRegion(id=31, cycle_id=CYCLE - 1, volume_id=1, box=REGION.box, score=0.9, rank=1)
 
 
@@ -45,12 +47,15 @@ def control_point_ras(node, index: int) -> np.ndarray:
     return np.array(ras)
 
 
-@pytest.mark.parametrize(("voxel", "offset"), [
-    ((20, 10, 3), (0, 0, 0)),  # a corner of the box
-    ((29, 19, 3), (0.49, 0.49, 0.49)),  # the far corner, clicked near the cell's edge
-    ((24, 15, 3), (-0.45, 0.3, -0.4)),
-    ((21, 18, 3), (0.2, -0.49, 0.1)),
-])
+@pytest.mark.parametrize(
+    ("voxel", "offset"),
+    [
+        ((20, 10, 3), (0, 0, 0)),  # a corner of the box
+        ((29, 19, 3), (0.49, 0.49, 0.49)),  # the far corner, clicked near the cell's edge
+        ((24, 15, 3), (-0.45, 0.3, -0.4)),
+        ((21, 18, 3), (0.2, -0.49, 0.1)),
+    ],
+)
 def test_a_click_in_ras_becomes_the_voxel_under_it(ct_node, book, points, voxel, offset):
     ras = ijk_to_ras(ct_node, np.add(voxel, offset))
     assert points.add_point_ras(ct_node, REGION, book, ras) == voxel
@@ -126,17 +131,29 @@ def test_placing_makes_the_list_the_active_place_node_in_persistent_place_mode(m
     assert not points.is_place_target(mrml.markups)
 
 
-@pytest.mark.parametrize(("region", "voxel", "volume", "message"), [
-    (REGION, (30, 12, 3), True, r"The point is outside region 2; click inside the highlighted box or move to"),
-    (REGION, (22, 12, 2), True, "outside region 2"),
-    (REGION, (22, 9, 3), True, "outside region 2"),
-    (REGION, (-3, 12, 3), True, "outside the volume 'chest'; click inside the highlighted box of region 2"),
-    (REGION, (22, 12, 6), True, "outside the volume"),
-    (OTHER, (32, 12, 3), True, "Region 3 is not the region on screen"),
-    (OLD, (22, 12, 3), True, "from another cycle"),
-    (REGION, (22, 12, 3), False, "Select the CT volume"),
-], ids=["past-i1", "slice-below", "before-j0", "before-volume", "beyond-last-slice", "not-shown", "old-cycle",
-        "no-volume"])
+@pytest.mark.parametrize(
+    ("region", "voxel", "volume", "message"),
+    [
+        (REGION, (30, 12, 3), True, r"The point is outside region 2; click inside the highlighted box or move to"),
+        (REGION, (22, 12, 2), True, "outside region 2"),
+        (REGION, (22, 9, 3), True, "outside region 2"),
+        (REGION, (-3, 12, 3), True, "outside the volume 'chest'; click inside the highlighted box of region 2"),
+        (REGION, (22, 12, 6), True, "outside the volume"),
+        (OTHER, (32, 12, 3), True, "Region 3 is not the region on screen"),
+        (OLD, (22, 12, 3), True, "from another cycle"),
+        (REGION, (22, 12, 3), False, "Select the CT volume"),
+    ],
+    ids=[
+        "past-i1",
+        "slice-below",
+        "before-j0",
+        "before-volume",
+        "beyond-last-slice",
+        "not-shown",
+        "old-cycle",
+        "no-volume",
+    ],
+)
 def test_a_refused_click_is_removed_and_says_why(ct_node, book, points, region, voxel, volume, message):
     points.add_point_ras(ct_node, REGION, book, ijk_to_ras(ct_node, (25, 15, 3)))
     with pytest.raises(UserFacingError, match=message):

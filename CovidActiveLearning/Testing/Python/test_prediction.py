@@ -75,8 +75,9 @@ def test_importing_again_replaces_the_segment_in_the_same_node(mrml, chest, ches
     nodes_after_first, first_surface = mrml.scene.GetNumberOfNodes(), surface_points(first.segmentation_node)
     smaller = mask.copy()
     smaller[: mask.shape[0] // 2] = 0
-    second = import_prediction(mrml, reference, write_like(smaller, chest_files[1], tmp_path / "p2.nrrd"),
-                               "chest infection")
+    second = import_prediction(
+        mrml, reference, write_like(smaller, chest_files[1], tmp_path / "p2.nrrd"), "chest infection"
+    )
     assert second.segmentation_node.GetID() == first.segmentation_node.GetID()
     assert mrml.scene.GetNumberOfNodes() == nodes_after_first
     assert second.segmentation_node.GetSegmentation().GetNumberOfSegments() == 1
@@ -96,8 +97,9 @@ def test_other_labels_than_one_count_as_infection(mrml, chest, chest_files, tmp_
 
 def test_empty_prediction_gives_an_empty_infection_segment_and_zero_ml(mrml, chest, chest_files, tmp_path):
     reference, mask = chest
-    result = import_prediction(mrml, reference, write_like(np.zeros_like(mask), chest_files[1], tmp_path / "e.nrrd"),
-                               "pred")
+    result = import_prediction(
+        mrml, reference, write_like(np.zeros_like(mask), chest_files[1], tmp_path / "e.nrrd"), "pred"
+    )
     segmentation = result.segmentation_node.GetSegmentation()
     assert segmentation.GetNumberOfSegments() == 1
     assert segmentation.GetNthSegment(0).GetName() == INFECTION_SEGMENT

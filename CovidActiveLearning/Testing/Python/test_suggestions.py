@@ -43,8 +43,9 @@ def write_like(reference_path, array_kji: np.ndarray, path, straight: bool = Fal
 
 
 def region(box: VoxelBox, score: float, rank: int, suggestion_id: int | None = None, cycle_id: int = 1):
-    return SuggestedRegion(id=suggestion_id or 100 + rank, cycle_id=cycle_id, volume_id=1, box=box, score=score,
-                           rank=rank)
+    return SuggestedRegion(
+        id=suggestion_id or 100 + rank, cycle_id=cycle_id, volume_id=1, box=box, score=score, rank=rank
+    )
 
 
 @pytest.fixture
@@ -99,8 +100,14 @@ def roi_corners(roi) -> np.ndarray:
 
 def cell_corners(volume, box: VoxelBox) -> np.ndarray:
     """``[8, 3]`` RAS corners of the box's voxel cells."""
-    return np.array([ijk_to_ras(volume, (i, j, k)) for i in (box.i0 - 0.5, box.i1 - 0.5)
-                     for j in (box.j0 - 0.5, box.j1 - 0.5) for k in (box.k - 0.5, box.k + 0.5)])
+    return np.array(
+        [
+            ijk_to_ras(volume, (i, j, k))
+            for i in (box.i0 - 0.5, box.i1 - 0.5)
+            for j in (box.j0 - 0.5, box.j1 - 0.5)
+            for k in (box.k - 0.5, box.k + 0.5)
+        ]
+    )
 
 
 def assert_same_corners(found: np.ndarray, expected: np.ndarray) -> None:
@@ -113,6 +120,7 @@ def display_color(roi) -> tuple:
 
 
 # ROI geometry
+
 
 def test_roi_boxes_are_the_voxel_boxes_mapped_to_ras(layer, ct_and_boxes):
     volume, boxes = ct_and_boxes
@@ -128,9 +136,11 @@ def test_voxel_centres_inside_the_box_are_in_the_roi_and_those_next_to_it_are_no
     box = boxes[0]
     roi = layer.show_cycle(volume, 1, [region(box, 0.5, 1)])[0]
     inside = [(i, j, box.k) for i in range(box.i0, box.i1) for j in range(box.j0, box.j1)]
-    ring = ([(i, j, box.k) for i in (box.i0 - 1, box.i1) for j in range(box.j0 - 1, box.j1 + 1)]
-            + [(i, j, box.k) for i in range(box.i0, box.i1) for j in (box.j0 - 1, box.j1)]
-            + [(i, j, k) for i in (box.i0, box.i1 - 1) for j in (box.j0, box.j1 - 1) for k in (box.k - 1, box.k + 1)])
+    ring = (
+        [(i, j, box.k) for i in (box.i0 - 1, box.i1) for j in range(box.j0 - 1, box.j1 + 1)]
+        + [(i, j, box.k) for i in range(box.i0, box.i1) for j in (box.j0 - 1, box.j1)]
+        + [(i, j, k) for i in (box.i0, box.i1 - 1) for j in (box.j0, box.j1 - 1) for k in (box.k - 1, box.k + 1)]
+    )
     assert all(roi.IsPointInROIWorld(ijk_to_ras(volume, voxel)) for voxel in inside)
     assert not any(roi.IsPointInROIWorld(ijk_to_ras(volume, voxel)) for voxel in ring)
 
@@ -147,9 +157,13 @@ def test_a_region_outside_the_volume_is_refused(layer, oblique_ct):
 
 # Names, colours, attributes, folders
 
+
 def test_rois_come_in_rank_order_named_coloured_by_score_and_tagged(layer, oblique_ct):
-    regions = [region(CHEST_BOXES[1], 0.40, 2, suggestion_id=7), region(CHEST_BOXES[2], 0.10, 3, suggestion_id=9),
-               region(CHEST_BOXES[0], 0.90, 1, suggestion_id=5)]
+    regions = [
+        region(CHEST_BOXES[1], 0.40, 2, suggestion_id=7),
+        region(CHEST_BOXES[2], 0.10, 3, suggestion_id=9),
+        region(CHEST_BOXES[0], 0.90, 1, suggestion_id=5),
+    ]
     rois = layer.show_cycle(oblique_ct, 1, regions)
     assert [roi.GetName() for roi in rois] == ["Region 1 (0.900)", "Region 2 (0.400)", "Region 3 (0.100)"]
     assert [roi.GetAttribute("CovidActiveLearning.SuggestionId") for roi in rois] == ["5", "7", "9"]
@@ -185,6 +199,7 @@ def test_each_cycle_has_its_folder_and_a_new_cycle_hides_the_old_one(layer, mrml
 
 
 # Highlight and answered
+
 
 def test_exactly_one_roi_is_highlighted_and_the_others_are_dimmed(layer, oblique_ct):
     rois = layer.show_cycle(oblique_ct, 1, [region(box, 0.5, rank) for rank, box in enumerate(CHEST_BOXES, start=1)])
@@ -224,19 +239,23 @@ def test_showing_a_cycle_again_keeps_its_answered_regions_grey(layer, oblique_ct
 
 # Heat map
 
+
 @pytest.fixture
 def write_heatmap(chest_files):
     """Writes a float32 heat map on the chest CT's grid: each box's score over it, 0 elsewhere."""
+
     def write(path, boxes_and_scores, straight=False):
         scores = np.zeros((6, 48, 56), np.float32)
         for box, score in boxes_and_scores:
-            scores[box.k, box.j0:box.j1, box.i0:box.i1] = score
+            scores[box.k, box.j0 : box.j1, box.i0 : box.i1] = score
         return write_like(chest_files[0], scores, path, straight=straight)
+
     return write
 
 
-def test_heatmap_is_the_foreground_of_every_slice_view_with_a_legend(layer, mrml, oblique_ct, slice_views, tmp_path,
-                                                                     write_heatmap):
+def test_heatmap_is_the_foreground_of_every_slice_view_with_a_legend(
+    layer, mrml, oblique_ct, slice_views, tmp_path, write_heatmap
+):
     path = write_heatmap(tmp_path / "heat1.nrrd", [(CHEST_BOXES[0], 0.8), (CHEST_BOXES[1], 0.2)])
     heatmap = layer.show_heatmap(oblique_ct, path, 1)
     assert heatmap.GetName() == "Cycle 1 uncertainty"
@@ -263,14 +282,17 @@ def test_heatmap_of_the_same_cycle_replaces_the_earlier_one(layer, mrml, oblique
     first = layer.show_heatmap(oblique_ct, write_heatmap(tmp_path / "a.nrrd", [(CHEST_BOXES[0], 0.8)]), 1)
     first_id = first.GetID()
     layer.show_heatmap(oblique_ct, write_heatmap(tmp_path / "b.nrrd", [(CHEST_BOXES[1], 0.3)]), 1)
-    names = [node.GetName() for node in
-             [mrml.scene.GetNthNodeByClass(n, "vtkMRMLScalarVolumeNode")
-              for n in range(mrml.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]]
+    names = [
+        node.GetName()
+        for node in [
+            mrml.scene.GetNthNodeByClass(n, "vtkMRMLScalarVolumeNode")
+            for n in range(mrml.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))
+        ]
+    ]
     assert names.count("Cycle 1 uncertainty") == 1 and mrml.scene.GetNodeByID(first_id) is None
 
 
-def test_heatmap_on_another_grid_is_refused_and_not_left_in_the_scene(layer, mrml, oblique_ct, tmp_path,
-                                                                      write_heatmap):
+def test_heatmap_on_another_grid_is_refused_and_not_left_in_the_scene(layer, mrml, oblique_ct, tmp_path, write_heatmap):
     path = write_heatmap(tmp_path / "straight.nrrd", [(CHEST_BOXES[0], 0.8)], straight=True)
     with pytest.raises(UserFacingError, match="mm away"):
         layer.show_heatmap(oblique_ct, path, 1)
@@ -279,15 +301,16 @@ def test_heatmap_on_another_grid_is_refused_and_not_left_in_the_scene(layer, mrm
 
 # Navigation
 
-def test_center_on_puts_the_region_centre_in_every_view_and_slice_k_in_the_axial_one(layer, ct_and_boxes,
-                                                                                     slice_views):
+
+def test_center_on_puts_the_region_centre_in_every_view_and_slice_k_in_the_axial_one(layer, ct_and_boxes, slice_views):
     volume, boxes = ct_and_boxes
     box = boxes[0]
     layer.center_on(volume, region(box, 0.5, 1))
     center = box_center_ras(volume, box)
     for slice_node, _ in slice_views.values():
-        np.testing.assert_allclose(slicer.util.arrayFromVTKMatrix(slice_node.GetSliceToRAS())[:3, 3], center,
-                                   atol=TOLERANCE_MM)
+        np.testing.assert_allclose(
+            slicer.util.arrayFromVTKMatrix(slice_node.GetSliceToRAS())[:3, 3], center, atol=TOLERANCE_MM
+        )
     red = slicer.util.arrayFromVTKMatrix(slice_views["Red"][0].GetSliceToRAS())
     for x, y in [(0, 0), (40, 0), (0, -35), (-25, 30)]:  # anywhere on the axial plane: the middle of slice k
         assert ras_to_ijk(volume, center + x * red[:3, 0] + y * red[:3, 1])[2] == pytest.approx(box.k, abs=1e-6)
@@ -296,11 +319,12 @@ def test_center_on_puts_the_region_centre_in_every_view_and_slice_k_in_the_axial
 
 # Against the real backend
 
-def test_backend_regions_and_heat_map_line_up_voxel_for_voxel(layer, mrml, backend, chest_files, slice_views,
-                                                               tmp_path):
+
+def test_backend_regions_and_heat_map_line_up_voxel_for_voxel(layer, mrml, backend, chest_files, slice_views, tmp_path):
     client = CovidalClient(backend)
-    project = client.create_project("suggestion display", model_kind="unet", grid_k=16, strategy="entropy",
-                                    mc_samples=2, loss="point", settings={})
+    project = client.create_project(
+        "suggestion display", model_kind="unet", grid_k=16, strategy="entropy", mc_samples=2, loss="point", settings={}
+    )
     volume, _ = client.upload_volume(project["id"], chest_files[0])
     cycle = client.create_cycle(project["id"], count=3)
     regions = [SuggestedRegion.from_json(data) for data in cycle["suggestions"]]
@@ -313,14 +337,15 @@ def test_backend_regions_and_heat_map_line_up_voxel_for_voxel(layer, mrml, backe
     for roi, suggestion in zip(rois, sorted(regions, key=lambda r: r.rank)):
         box = suggestion.box
         assert_same_corners(roi_corners(roi), cell_corners(ct, box))
-        np.testing.assert_allclose(scores[box.k, box.j0:box.j1, box.i0:box.i1], suggestion.score, rtol=1e-6)
+        np.testing.assert_allclose(scores[box.k, box.j0 : box.j1, box.i0 : box.i1], suggestion.score, rtol=1e-6)
     for k, j, i in np.argwhere(scores > 0):  # every scored voxel lies in an ROI
         assert any(roi.IsPointInROIWorld(ijk_to_ras(ct, (i, j, k))) for roi in rois)
     assert slice_views["Red"][1].GetForegroundVolumeID() == heatmap.GetID()
 
 
-def test_the_opacity_the_clinician_set_survives_the_next_cycles_heat_map(layer, oblique_ct, slice_views, tmp_path,
-                                                                         write_heatmap):
+def test_the_opacity_the_clinician_set_survives_the_next_cycles_heat_map(
+    layer, oblique_ct, slice_views, tmp_path, write_heatmap
+):
     first = layer.show_heatmap(oblique_ct, write_heatmap(tmp_path / "one.nrrd", [(CHEST_BOXES[0], 0.8)]), 1)
     red, yellow = slice_views["Red"][1], slice_views["Yellow"][1]
     red.SetForegroundOpacity(0.9)  # the slider or Slicer's slice controller

@@ -26,8 +26,11 @@ def test_dicom_series_reads_with_simpleitk_geometry_and_hu(mrml, shared_dicom):
     image = reader.Execute()
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), sitk.GetArrayFromImage(image))
     last = np.array(image.GetSize()) - 1
-    np.testing.assert_allclose((ijk_to_ras_matrix(node) @ np.append(last, 1))[:3],
-                               np.array(image.TransformIndexToPhysicalPoint(last.tolist())) * [-1, -1, 1], atol=1e-3)
+    np.testing.assert_allclose(
+        (ijk_to_ras_matrix(node) @ np.append(last, 1))[:3],
+        np.array(image.TransformIndexToPhysicalPoint(last.tolist())) * [-1, -1, 1],
+        atol=1e-3,
+    )
     check_annotatable(node)
 
 

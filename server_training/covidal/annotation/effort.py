@@ -18,7 +18,6 @@ spurious vertex. A polygon has at least 3 vertices: a 1-pixel lesion costs 3.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 
@@ -29,6 +28,7 @@ from skimage.measure import approximate_polygon, find_contours
 from covidal.annotation.reference import ReferenceMasks
 from covidal.annotation.state import Answer, RegionLabel, SliceKey
 from covidal.regions.grid import RegionGrid, RegionId
+from covidal.validation import check_real
 
 DEFAULT_SECONDS = 3.0
 DEFAULT_TOLERANCE = 1.0
@@ -93,9 +93,7 @@ class PolygonEffort(EffortModel):
         tolerance: float = DEFAULT_TOLERANCE,
     ) -> None:
         self.seconds_per_vertex = _positive_seconds(seconds_per_vertex, "seconds_per_vertex")
-        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < math.inf:
-            raise ValueError(f"tolerance must be a finite non-negative number of pixels, got {tolerance!r}")
-        self.tolerance = float(tolerance)
+        self.tolerance = check_real("tolerance (pixels)", tolerance, minimum=0.0)
         self.grid = grid
         self._reference = ReferenceMasks(masks, grid)
 
@@ -151,7 +149,5 @@ def _outline_vertices(component: np.ndarray, tolerance: float) -> int:
 
 
 def _positive_seconds(value: float, name: str) -> float:
-    """``value`` as a float; ValueError unless positive and finite."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
-    return float(value)
+    """``value`` as a float; ConfigError unless positive and finite."""
+    return check_real(f"{name} (seconds)", value, above=0.0)

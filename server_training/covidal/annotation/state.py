@@ -29,7 +29,6 @@ grid. Labels are written in :class:`RegionId` order; unknown keys are ignored.
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -39,11 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from covidal.data.grid import GridMapping
 from covidal.data.points import IGNORE_INDEX, PointClass
+from covidal.data.resizing import GridMapping
 from covidal.errors import CovidalError
 from covidal.regions.grid import Box, RegionGrid, RegionId
 from covidal.utils.atomic import atomic_write_json
+from covidal.utils.documents import check_document, read_document
+from covidal.validation import check_int, is_integer
 
 FORMAT_NAME = "covidal.annotations"
 FORMAT_VERSION = 1
@@ -103,10 +104,8 @@ def describe(region: RegionId) -> str:
 
 
 def check_seed(seed: int) -> int:
-    """``seed`` as an int; ValueError unless it is a non-negative integer."""
-    if not _is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
+    """``seed`` as an int; ConfigError unless it is a non-negative integer."""
+    return check_int("seed", seed, minimum=0)
 
 
 def region_rng(seed: int, region: RegionId) -> np.random.Generator:
@@ -293,8 +292,8 @@ class AnnotationState:
             ValueError: unknown slice, ``train_size`` below 8, a
                 ``background_sample`` that is not a positive integer, or a negative seed.
         """
-        if background_sample is not None and (not _is_int(background_sample) or background_sample < 1):
-            raise ValueError(f"background_sample must be a positive integer or None, got {background_sample!r}")
+        if background_sample is not None:
+            check_int("background_sample", background_sample, minimum=1)
         check_seed(seed)
         shape = self.shape_of(key)
         mapping = GridMapping(shape, train_size)
@@ -364,19 +363,11 @@ class AnnotationState:
             CovidalError: naming the file: missing, unreadable or not JSON, or
                 any problem listed in :meth:`from_dict`.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise CovidalError(f"annotations file {path} does not exist or is not a file; check the path")
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CovidalError(f"cannot read annotations file {path}: {error}") from error
+        document = read_document(path, FORMAT_NAME, FORMAT_VERSION, "annotations file", "check the path")
         return _parse_document(document, grid, slice_shapes, source=str(path))
 
 
-def _fill_background(
-    target: np.ndarray, box: Box, sample: int | None, region: RegionId, seed: int
-) -> None:
+def _fill_background(target: np.ndarray, box: Box, sample: int | None, region: RegionId, seed: int) -> None:
     """Set a background region's training-grid ``box`` of ``target`` ``[S, S]`` to 0, all or a sample."""
     window = target[box.slices]  # a view: writing it writes target
     if sample is None or sample >= window.size:
@@ -391,17 +382,9 @@ def _parse_document(
     data: Any, grid: RegionGrid, slice_shapes: Mapping[SliceKey, tuple[int, int]], source: str
 ) -> AnnotationState:
     """An :class:`AnnotationState` from a document; CovidalError prefixed with ``source``."""
-    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-        raise CovidalError(
-            f'{source} is not an annotations file: expected a JSON object with "format": "{FORMAT_NAME}"'
-        )
-    version = data.get("version")
-    if not _is_int(version) or version != FORMAT_VERSION:
-        raise CovidalError(
-            f"{source} has annotations format version {version!r}; this program reads version {FORMAT_VERSION}"
-        )
+    data = check_document(data, FORMAT_NAME, FORMAT_VERSION, source)
     regions = data.get("regions")
-    if not _is_int(regions) or regions != grid.regions:
+    if not is_integer(regions) or regions != grid.regions:
         raise CovidalError(
             f"{source} was written for {regions!r} regions per slice but the grid has {grid.regions}; "
             "use the same number of regions as when the answers were recorded"
@@ -441,11 +424,6 @@ def _parse_label(entry: Any, where: str) -> RegionLabel:
 
 def _checked_point(point: Any) -> tuple[int, int]:
     """``point`` as a ``(row, col)`` tuple of ints; ValueError unless two non-negative integers."""
-    if not (isinstance(point, (tuple, list)) and len(point) == 2 and all(_is_int(v) and v >= 0 for v in point)):
+    if not (isinstance(point, (tuple, list)) and len(point) == 2 and all(is_integer(v) and v >= 0 for v in point)):
         raise ValueError(f"a point must be a (row, col) pair of non-negative integers, got {point!r}")
     return (int(point[0]), int(point[1]))
-
-
-def _is_int(value: Any) -> bool:
-    """True for Python/numpy integers, false for bools (JSON true is not a number here)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))

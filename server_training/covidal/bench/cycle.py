@@ -28,17 +28,15 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from covidal.bench.service import write_synthetic_ct
+from covidal.bench.service import box_centre, write_synthetic_ct
 from covidal.client import BackendUnreachable, ClientError, CovidalClient
 from covidal.errors import CovidalError
 from covidal.regions.grid import RegionGrid
-from covidal.service.jobs.config import (
-    DEFAULT_IMAGE_SIZE,
-    DEFAULT_WIDTH,
-    current_model_path,
-)
+from covidal.service.jobs.job_config import DEFAULT_IMAGE_SIZE, DEFAULT_WIDTH
 from covidal.service.local import local_service
+from covidal.service.project.layout import ProjectLayout
 from covidal.service.schemas import MAX_CYCLE_REGIONS
+from covidal.validation import check_int
 
 GOAL_S = 3.0  # the issue's goal for 512 x 512 x 300 on one H100 with a warm model
 LEASE_LIMIT = 1000  # the most suggestions the service leases per request
@@ -86,14 +84,14 @@ class CycleBenchConfig:
 
     def __post_init__(self) -> None:
         for name in ("slices", "regions", "grid_k", "mc_samples", "train_steps", "repeats", "image_size", "width"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("seed", self.seed, 0)
+            check_int(f"bench-cycle: {name}", getattr(self, name), minimum=1)
+        check_int("bench-cycle: seed", self.seed, minimum=0)
         if not isinstance(self.cache, bool):
             raise CovidalError(f"bench-cycle: cache must be True or False, got {self.cache!r}")
         if len(self.size) != 2:
             raise CovidalError(f"bench-cycle: size takes two numbers, I and J, got {self.size!r}")
         for value in self.size:
-            _check_int("size", value, 1)
+            check_int("bench-cycle: size", value, minimum=1)
         if self.device not in ("cpu", "cuda"):
             raise CovidalError(f"bench-cycle: device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.image_size % 32:
@@ -106,15 +104,20 @@ class CycleBenchConfig:
         except ValueError as error:
             raise CovidalError(f"bench-cycle: --grid-k: {error}") from None
         if min(self.size) < side:
-            raise CovidalError(f"bench-cycle: --size {self.size[0]} {self.size[1]} is too small for a grid of "
-                               f"{side} x {side} regions per slice")
+            raise CovidalError(
+                f"bench-cycle: --size {self.size[0]} {self.size[1]} is too small for a grid of "
+                f"{side} x {side} regions per slice"
+            )
         if self.regions > min(MAX_CYCLE_REGIONS, LEASE_LIMIT):
-            raise CovidalError(f"bench-cycle: --regions is at most {min(MAX_CYCLE_REGIONS, LEASE_LIMIT)}, "
-                               f"got {self.regions}")
+            raise CovidalError(
+                f"bench-cycle: --regions is at most {min(MAX_CYCLE_REGIONS, LEASE_LIMIT)}, got {self.regions}"
+            )
         # The first cycle's regions are answered, and answered regions are never suggested again.
         if self.slices * self.grid_k < 2 * self.regions:
-            raise CovidalError(f"bench-cycle: {self.slices} slices of {self.grid_k} regions are fewer than two "
-                               f"cycles of {self.regions} regions: raise --slices or --grid-k, or lower --regions")
+            raise CovidalError(
+                f"bench-cycle: {self.slices} slices of {self.grid_k} regions are fewer than two "
+                f"cycles of {self.regions} regions: raise --slices or --grid-k, or lower --regions"
+            )
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -180,14 +183,30 @@ class CycleBenchResult:
         """The figures as JSON-ready values; ``shape`` is ``(i, j, k)``."""
         config = self.config
         return {
-            "slices": config.slices, "shape": list(self.dims), "device": config.device, "regions": config.regions,
-            "grid_k": config.grid_k, "mc_samples": config.mc_samples, "image_size": config.image_size,
-            "width": config.width, "train_steps": config.train_steps, "repeats": config.repeats,
-            "write_ct_s": self.write_ct_s, "upload_s": self.upload_s, "initial_cycle_s": self.initial_cycle_s,
-            "train_s": self.train_s, "cold_s": self.cold.total_s, "warm_s": self.warm_s, "min_s": self.min_s,
-            "median_s": self.median_s, "goal_s": GOAL_S, "cache": config.cache,
-            "calls": [{"kind": kind, **asdict(call), "total_s": call.total_s}
-                      for kind, call in [("cold", self.cold), *(("warm", call) for call in self.warm)]],
+            "slices": config.slices,
+            "shape": list(self.dims),
+            "device": config.device,
+            "regions": config.regions,
+            "grid_k": config.grid_k,
+            "mc_samples": config.mc_samples,
+            "image_size": config.image_size,
+            "width": config.width,
+            "train_steps": config.train_steps,
+            "repeats": config.repeats,
+            "write_ct_s": self.write_ct_s,
+            "upload_s": self.upload_s,
+            "initial_cycle_s": self.initial_cycle_s,
+            "train_s": self.train_s,
+            "cold_s": self.cold.total_s,
+            "warm_s": self.warm_s,
+            "min_s": self.min_s,
+            "median_s": self.median_s,
+            "goal_s": GOAL_S,
+            "cache": config.cache,
+            "calls": [
+                {"kind": kind, **asdict(call), "total_s": call.total_s}
+                for kind, call in [("cold", self.cold), *(("warm", call) for call in self.warm)]
+            ],
         }
 
 
@@ -205,11 +224,18 @@ def bench_cycle(config: CycleBenchConfig, out: Path | None = None) -> CycleBench
         start = time.perf_counter()
         volume = write_synthetic_ct(folder / "synthetic-ct.nrrd", config.seed, config.shape)
         write_ct_s = time.perf_counter() - start
-        with (local_service(folder / "project", folder / "server.log", config.device,
-                            start_timeout=SERVER_START_TIMEOUT_S,
-                            serve_options=() if config.cache else ("--cache-mb", "0")) as client,
-              _request_failures_as_errors(f"see {folder / 'server.log'}" if out else
-                                          "rerun with --out DIR to keep the server's log")):
+        with (
+            local_service(
+                folder / "project",
+                folder / "server.log",
+                config.device,
+                start_timeout=SERVER_START_TIMEOUT_S,
+                serve_options=() if config.cache else ("--cache-mb", "0"),
+            ) as client,
+            _request_failures_as_errors(
+                f"see {folder / 'server.log'}" if out else "rerun with --out DIR to keep the server's log"
+            ),
+        ):
             project_id = _create_project(client, config)
             start = time.perf_counter()
             uploaded, _ = client.upload_volume(project_id, volume)
@@ -217,35 +243,45 @@ def bench_cycle(config: CycleBenchConfig, out: Path | None = None) -> CycleBench
             initial = _timed_cycle(client, project_id, config.regions)
             _answer_all(client, project_id, initial.suggestions)
             train_s = _train(client, project_id, config.train_steps)
-            if not current_model_path(folder / "project", project_id).is_file():
+            if not ProjectLayout(folder / "project").current_model(project_id).is_file():
                 raise CovidalError("bench-cycle: the training job finished but the project has no current model")
             cold = _timed_cycle(client, project_id, config.regions).call
             warm = tuple(_timed_cycle(client, project_id, config.regions).call for _ in range(config.repeats))
-    return CycleBenchResult(config, tuple(uploaded["dims"]), write_ct_s, upload_s, initial.call.total_s, train_s,
-                            cold, warm)
+    return CycleBenchResult(
+        config, tuple(uploaded["dims"]), write_ct_s, upload_s, initial.call.total_s, train_s, cold, warm
+    )
 
 
 def summary(result: CycleBenchResult) -> str:
     """The printed report: what ran, the set-up times, one row per timed cycle, min and median of the warm ones."""
     config = result.config
     di, dj, dk = result.dims
-    rows = [("cold (first use of the model)", result.cold)] + [(f"warm {n}", call)
-                                                               for n, call in enumerate(result.warm, 1)]
-    return "\n".join([
-        (f"cycle: {di}x{dj}x{dk} (i, j, k) CT, {config.grid_k} regions per slice, {config.regions} suggestions, "
-         f"{config.mc_samples} MC-dropout samples, U-Net width {config.width} on a {config.image_size} px grid, "
-         f"device {config.device}, service cache {'on' if config.cache else 'off (--cache-mb 0)'}"),
-        (f"setup: write CT {result.write_ct_s:.2f} s, upload {result.upload_s:.2f} s, first cycle without a model "
-         f"(lung fraction) {result.initial_cycle_s:.2f} s, training job ({_count(config.train_steps, 'step')}) "
-         f"{result.train_s:.2f} s"),
-        "",
-        "| call | start cycle (s) | get suggestions (s) | total (s) |",
-        "|---|---:|---:|---:|",
-        *(f"| {name} | {call.create_s:.2f} | {call.lease_s:.3f} | {call.total_s:.2f} |" for name, call in rows),
-        "",
-        (f"warm: min {result.min_s:.2f} s, median {result.median_s:.2f} s over {_count(len(result.warm), 'cycle')} "
-         f"(goal: under {GOAL_S:g} s for 512x512x300 on one H100)"),
-    ])
+    rows = [("cold (first use of the model)", result.cold)] + [
+        (f"warm {n}", call) for n, call in enumerate(result.warm, 1)
+    ]
+    return "\n".join(
+        [
+            (
+                f"cycle: {di}x{dj}x{dk} (i, j, k) CT, {config.grid_k} regions per slice, {config.regions} suggestions, "
+                f"{config.mc_samples} MC-dropout samples, U-Net width {config.width} on a {config.image_size} px grid, "
+                f"device {config.device}, service cache {'on' if config.cache else 'off (--cache-mb 0)'}"
+            ),
+            (
+                f"setup: write CT {result.write_ct_s:.2f} s, upload {result.upload_s:.2f} s, first cycle without a model "
+                f"(lung fraction) {result.initial_cycle_s:.2f} s, training job ({_count(config.train_steps, 'step')}) "
+                f"{result.train_s:.2f} s"
+            ),
+            "",
+            "| call | start cycle (s) | get suggestions (s) | total (s) |",
+            "|---|---:|---:|---:|",
+            *(f"| {name} | {call.create_s:.2f} | {call.lease_s:.3f} | {call.total_s:.2f} |" for name, call in rows),
+            "",
+            (
+                f"warm: min {result.min_s:.2f} s, median {result.median_s:.2f} s over {_count(len(result.warm), 'cycle')} "
+                f"(goal: under {GOAL_S:g} s for 512x512x300 on one H100)"
+            ),
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -255,10 +291,15 @@ class _TimedCycle:
 
 
 def _create_project(client: CovidalClient, config: CycleBenchConfig) -> int:
-    project = client.create_project("bench-cycle", model_kind="unet", grid_k=config.grid_k, strategy="entropy",
-                                    mc_samples=config.mc_samples, loss="point",
-                                    settings={"image_size": config.image_size, "width": config.width,
-                                              "seed": config.seed})
+    project = client.create_project(
+        "bench-cycle",
+        model_kind="unet",
+        grid_k=config.grid_k,
+        strategy="entropy",
+        mc_samples=config.mc_samples,
+        loss="point",
+        settings={"image_size": config.image_size, "width": config.width, "seed": config.seed},
+    )
     return project["id"]
 
 
@@ -275,22 +316,21 @@ def _timed_cycle(client: CovidalClient, project_id: int, regions: int) -> _Timed
     leased = client.lease_suggestions(project_id, cycle["id"], ANNOTATOR, limit=regions)
     lease_s = time.perf_counter() - start
     if len(cycle["suggestions"]) != regions or len(leased) != regions:
-        raise CovidalError(f"bench-cycle: cycle {cycle['number']} suggested {len(cycle['suggestions'])} and leased "
-                           f"{len(leased)} regions, not {regions}")
+        raise CovidalError(
+            f"bench-cycle: cycle {cycle['number']} suggested {len(cycle['suggestions'])} and leased "
+            f"{len(leased)} regions, not {regions}"
+        )
     return _TimedCycle(CycleCall(create_s, lease_s, regions), leased)
 
 
 def _answer_all(client: CovidalClient, project_id: int, suggestions: list[dict]) -> None:
     """Answer every region so training has labels: every second one a click at its centre, the others background."""
     for number, suggestion in enumerate(suggestions):
-        if number % 2:
-            box = suggestion["box"]
-            point = [(box["i0"] + box["i1"]) // 2, (box["j0"] + box["j1"]) // 2, suggestion["k"]]
-            client.submit_annotation(project_id, suggestion["id"], annotator=ANNOTATOR, answer="infection",
-                                     points=[point], effort_seconds=1.0)
-        else:
-            client.submit_annotation(project_id, suggestion["id"], annotator=ANNOTATOR, answer="background",
-                                     effort_seconds=1.0)
+        points = [box_centre(suggestion)] if number % 2 else []
+        answer = "infection" if points else "background"
+        client.submit_annotation(
+            project_id, suggestion["id"], annotator=ANNOTATOR, answer=answer, points=points, effort_seconds=1.0
+        )
 
 
 def _train(client: CovidalClient, project_id: int, steps: int) -> float:
@@ -308,8 +348,9 @@ def _train(client: CovidalClient, project_id: int, steps: int) -> float:
         job = client.get_job(project_id, job["id"])
     if job["status"] != "done":
         log_tail = client.job_log(project_id, job["id"]).strip().splitlines()[-1:] or ["(empty log)"]
-        raise CovidalError(f"bench-cycle: training job {job['id']} {job['status']}: {job.get('error')} "
-                           f"(its log ends: {log_tail[0]})")
+        raise CovidalError(
+            f"bench-cycle: training job {job['id']} {job['status']}: {job.get('error')} (its log ends: {log_tail[0]})"
+        )
     return time.perf_counter() - start
 
 
@@ -336,8 +377,3 @@ def _request_failures_as_errors(log_hint: str) -> Iterator[None]:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" + ("" if number == 1 else "s")
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise CovidalError(f"bench-cycle: {name} must be an integer >= {minimum}, got {value!r}")

@@ -463,7 +463,7 @@ def _normal_files(folder: Path, config: HostileBenchConfig) -> list[_NormalFile]
             )
         )
     if config.demo:
-        from covidal.sample_data import fetch_reference_ct, make_demo_case
+        from covidal.sample_data.demo import fetch_reference_ct, make_demo_case
 
         files.append(_NormalFile("demo CT (gzip NRRD)", make_demo_case().ct, VolumeFormat.NRRD))
         files.append(_NormalFile("demo CT source (.nii.gz)", fetch_reference_ct(), VolumeFormat.NIFTI))

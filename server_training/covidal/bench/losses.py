@@ -1,7 +1,7 @@
 """Train every loss on the same slices and report held-out metrics side by side.
 
 The split is fixed and documented: slices sorted by their numeric stem; the first
-``val_count`` select the best epoch (as in the reference runs), the last ``test_count``
+``val_count`` select the best pass (as in the reference runs), the last ``test_count``
 are never seen in training or selection and give the reported figures; the rest train.
 """
 
@@ -15,11 +15,11 @@ from pathlib import Path
 
 from covidal.data.slices import SliceRecord
 from covidal.errors import CovidalError
-from covidal.inference import evaluate
 from covidal.losses.registry import LossConfig, LossName
 from covidal.training.checkpoint import load_run
-from covidal.training.config import TrainConfig, resolve_device
-from covidal.training.trainer import train
+from covidal.training.inference import evaluate
+from covidal.training.train_config import TrainConfig, resolve_device
+from covidal.training.train_run import for_epochs, train
 
 REPORTED = ("dice", "iou", "ppv", "sensitivity", "specificity")
 
@@ -35,7 +35,9 @@ def split_for_bench(records: Sequence[SliceRecord], val_count: int, test_count: 
     """First ``val_count`` (by numeric stem) validate, last ``test_count`` test, the rest train."""
     ordered = sorted(records, key=lambda r: _natural_key(r.slice_id))
     if val_count + test_count >= len(ordered):
-        raise CovidalError(f"{len(ordered)} slices cannot hold {val_count} validation + {test_count} test slices and still train")
+        raise CovidalError(
+            f"{len(ordered)} slices cannot hold {val_count} validation + {test_count} test slices and still train"
+        )
     return BenchSplit(
         train=ordered[val_count : len(ordered) - test_count],
         val=ordered[:val_count],
@@ -50,33 +52,50 @@ def bench_losses(
     out_dir: Path,
     val_count: int,
     test_count: int,
+    epochs: int,
     progress: bool = True,
 ) -> list[dict]:
-    """Train one model per loss (same split, seed, schedule) and evaluate each on the test slices.
+    """Train one model per loss (same split, seed, schedule: ``epochs`` passes over the training slices, each
+    validated) and evaluate each on the test slices.
 
-    Returns one row per loss: the loss name, the test metrics, the best epoch and the wall time.
+    Returns one row per loss: the loss name, the test metrics, the best step and the wall time.
     """
     split = split_for_bench(records, val_count, test_count)
     device = resolve_device(base_config.device)
+    base_config = for_epochs(base_config, epochs, len(split.train))
     rows = []
     for loss in losses:
-        config = replace(base_config, loss=LossConfig(name=loss, consistency_weight=base_config.loss.consistency_weight))
+        config = replace(
+            base_config, loss=LossConfig(name=loss, consistency_weight=base_config.loss.consistency_weight)
+        )
         started = time.perf_counter()
         result = train(split.train, config, out_dir / loss.value, progress=progress, validation=split.val)
         seconds = time.perf_counter() - started
         best = load_run(out_dir / loss.value, device)
         metrics = evaluate(best.model, split.test, config.image_size, device).metrics
-        rows.append({"loss": loss.value, **{key: metrics[key] for key in REPORTED},
-                     "best_epoch": result.best_epoch, "val_dice": result.best_val_dice, "seconds": seconds})
+        rows.append(
+            {
+                "loss": loss.value,
+                **{key: metrics[key] for key in REPORTED},
+                "best_step": result.best_step,
+                "val_dice": result.best_val_dice,
+                "seconds": seconds,
+            }
+        )
     return rows
 
 
 def markdown_table(rows: Sequence[dict]) -> str:
     """The rows as a Markdown table (Dice, IoU, PPV, Sens, Spec on the test slices)."""
-    lines = ["| loss | Dice | IoU | PPV | Sens | Spec | best epoch | val Dice | train s |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| loss | Dice | IoU | PPV | Sens | Spec | best step | val Dice | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         values = " | ".join(f"{row[key]:.3f}" for key in REPORTED)
-        lines.append(f"| {row['loss']} | {values} | {row['best_epoch']} | {row['val_dice']:.3f} | {row['seconds']:.0f} |")
+        lines.append(
+            f"| {row['loss']} | {values} | {row['best_step']} | {row['val_dice']:.3f} | {row['seconds']:.0f} |"
+        )
     return "\n".join(lines)
 
 

@@ -17,10 +17,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from covidal.models.unet3d import UNet3DConfig, build_unet3d, count_trainable_parameters, final_layer_parameter_names
+from covidal.models.volumes.unet import (
+    UNet3DConfig,
+    build_unet3d,
+    count_trainable_parameters,
+    final_layer_parameter_names,
+)
 from covidal.noisyteacher.step import TrainingStep
 from covidal.noisyteacher.stream import PatchBatch
-from covidal.noisyteacher.weighting import StudentMode, build_weighting
+from covidal.noisyteacher.student_modes import StudentMode, build_weighting
+from covidal.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,9 @@ class ReweightBenchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.rounds < 1 or self.warmup < 0:
-            raise ValueError("batch size and rounds must be at least 1, warmup at least 0")
+        check_int("batch size", self.batch_size, minimum=1)
+        check_int("rounds", self.rounds, minimum=1)
+        check_int("warmup", self.warmup, minimum=0)
         if len(self.patch) != 3 or min(self.patch) < 1:
             raise ValueError(f"patch must be three sizes of at least 1, got {self.patch}")
         modes = tuple(StudentMode(m) for m in self.modes)
@@ -88,8 +95,11 @@ def make_batch(config: ReweightBenchConfig, seed: int) -> PatchBatch:
         image = rng.normal(0.2, 0.05, (depth, height, width)) + 0.4 * lesion
         images.append(image[None].astype(np.float32))
         labels.append(lesion.astype(np.int64))
-    return PatchBatch(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels)),
-                      tuple(f"patch{i}" for i in range(config.batch_size)))
+    return PatchBatch(
+        torch.from_numpy(np.stack(images)),
+        torch.from_numpy(np.stack(labels)),
+        tuple(f"patch{i}" for i in range(config.batch_size)),
+    )
 
 
 def bench_reweight(config: ReweightBenchConfig, device: torch.device) -> ReweightBenchResult:
@@ -112,23 +122,30 @@ def bench_reweight(config: ReweightBenchConfig, device: torch.device) -> Reweigh
             peaks[mode] = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     reference = statistics.median(seconds[StudentMode.SUPERVISED])
     timings = tuple(
-        ModeTiming(mode, tuple(seconds[mode]), statistics.median(seconds[mode]),
-                   statistics.median(seconds[mode]) / reference, peaks[mode])
+        ModeTiming(
+            mode,
+            tuple(seconds[mode]),
+            statistics.median(seconds[mode]),
+            statistics.median(seconds[mode]) / reference,
+            peaks[mode],
+        )
         for mode in config.modes
     )
     return ReweightBenchResult(config, describe_device(device), count_trainable_parameters(initial), timings)
 
 
-def _training_step(initial: torch.nn.Module, mode: StudentMode, config: ReweightBenchConfig,
-                   device: torch.device) -> TrainingStep:
+def _training_step(
+    initial: torch.nn.Module, mode: StudentMode, config: ReweightBenchConfig, device: torch.device
+) -> TrainingStep:
     model = copy.deepcopy(initial).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
     weighting = build_weighting(mode, final_layer_parameter_names(model))
     return TrainingStep(model, optimiser, weighting, device, amp=config.amp)
 
 
-def _time_step(step: TrainingStep, mode: StudentMode, expert: PatchBatch, pseudo: PatchBatch,
-               device: torch.device) -> float:
+def _time_step(
+    step: TrainingStep, mode: StudentMode, expert: PatchBatch, pseudo: PatchBatch, device: torch.device
+) -> float:
     _synchronise(device)
     started = time.perf_counter()
     step(expert, None if step.weighting is None else pseudo)
@@ -162,18 +179,34 @@ def markdown_table(result: ReweightBenchResult) -> str:
 def format_config(result: ReweightBenchResult) -> str:
     config = result.config
     patch = "x".join(str(n) for n in config.patch)
-    return (f"{result.device}; batch {config.batch_size}, patch {patch}, channels {list(config.network.channels)} "
-            f"({result.parameters:,} parameters), bf16 autocast {'on' if config.amp and 'CPU' not in result.device else 'off'}, "
-            f"{config.rounds} rounds after {config.warmup} warm-up")
+    return (
+        f"{result.device}; batch {config.batch_size}, patch {patch}, channels {list(config.network.channels)} "
+        f"({result.parameters:,} parameters), bf16 autocast {'on' if config.amp and 'CPU' not in result.device else 'off'}, "
+        f"{config.rounds} rounds after {config.warmup} warm-up"
+    )
 
 
 def as_dict(result: ReweightBenchResult) -> dict:
     return {
-        "device": result.device, "parameters": result.parameters,
-        "config": {"patch": list(result.config.patch), "batch_size": result.config.batch_size,
-                   "channels": list(result.config.network.channels), "rounds": result.config.rounds,
-                   "warmup": result.config.warmup, "amp": result.config.amp, "seed": result.config.seed},
-        "timings": [{"mode": t.mode.value, "seconds": list(t.seconds), "median_s": t.median_s, "ratio": t.ratio,
-                     "peak_memory_gib": t.peak_memory_gib} for t in result.timings],
+        "device": result.device,
+        "parameters": result.parameters,
+        "config": {
+            "patch": list(result.config.patch),
+            "batch_size": result.config.batch_size,
+            "channels": list(result.config.network.channels),
+            "rounds": result.config.rounds,
+            "warmup": result.config.warmup,
+            "amp": result.config.amp,
+            "seed": result.config.seed,
+        },
+        "timings": [
+            {
+                "mode": t.mode.value,
+                "seconds": list(t.seconds),
+                "median_s": t.median_s,
+                "ratio": t.ratio,
+                "peak_memory_gib": t.peak_memory_gib,
+            }
+            for t in result.timings
+        ],
     }
-

@@ -27,6 +27,7 @@ from covidal.client import ClientError, CovidalClient
 from covidal.errors import CovidalError
 from covidal.service.local import local_service
 from covidal.service.schemas import MAX_CYCLE_REGIONS
+from covidal.validation import check_int
 
 SYNTHETIC_SHAPE = (64, 256, 256)  # [K, J, I]
 
@@ -57,12 +58,12 @@ class ServiceBenchConfig:
 
     def __post_init__(self) -> None:
         for name in ("clients", "requests", "grid_k", "batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise CovidalError(f"bench-service: {name} must be a positive integer, got {value!r}")
+            check_int(f"bench-service: {name}", getattr(self, name), minimum=1)
         if self.requests > MAX_CYCLE_REGIONS:
-            raise CovidalError(f"bench-service: --requests is at most {MAX_CYCLE_REGIONS} (the regions of one cycle), "
-                               f"got {self.requests}")
+            raise CovidalError(
+                f"bench-service: --requests is at most {MAX_CYCLE_REGIONS} (the regions of one cycle), "
+                f"got {self.requests}"
+            )
         if self.volume is not None and not Path(self.volume).exists():
             raise CovidalError(f"bench-service: --volume {self.volume} does not exist")
 
@@ -102,10 +103,13 @@ def bench_service(config: ServiceBenchConfig) -> ServiceBenchResult:
         volume = config.volume or write_synthetic_ct(folder / "synthetic-ct.nrrd", config.seed)
         # One thread per server unless told otherwise: the clients share the same cores.
         threads = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        with (local_service(folder / "project", folder / "server.log", environment=threads) as client,
-              _refusals_as_errors()):
-            project = client.create_project("bench", model_kind="unet", grid_k=config.grid_k, strategy="entropy",
-                                            mc_samples=1, loss="point")
+        with (
+            local_service(folder / "project", folder / "server.log", environment=threads) as client,
+            _refusals_as_errors(),
+        ):
+            project = client.create_project(
+                "bench", model_kind="unet", grid_k=config.grid_k, strategy="entropy", mc_samples=1, loss="point"
+            )
             start = time.perf_counter()
             uploaded, _ = client.upload_volume(project["id"], volume)
             upload_s = time.perf_counter() - start
@@ -120,11 +124,21 @@ def bench_service(config: ServiceBenchConfig) -> ServiceBenchResult:
         raise CovidalError(f"bench-service: {len(timings.submit_ms)} of {annotations} annotations were accepted")
     requests = len(timings.lease_ms) + len(timings.submit_ms)
     return ServiceBenchResult(
-        clients=config.clients, annotations=annotations, lease_requests=len(timings.lease_ms),
-        volume_dims=tuple(uploaded["dims"]), grid_k=config.grid_k, batch=config.batch, upload_s=upload_s,
-        create_cycle_s=create_cycle_s, suggestions_p50_ms=percentile(timings.lease_ms, 50),
-        suggestions_p99_ms=percentile(timings.lease_ms, 99), submit_p50_ms=percentile(timings.submit_ms, 50),
-        submit_p99_ms=percentile(timings.submit_ms, 99), wall_s=wall_s, requests_per_s=requests / wall_s)
+        clients=config.clients,
+        annotations=annotations,
+        lease_requests=len(timings.lease_ms),
+        volume_dims=tuple(uploaded["dims"]),
+        grid_k=config.grid_k,
+        batch=config.batch,
+        upload_s=upload_s,
+        create_cycle_s=create_cycle_s,
+        suggestions_p50_ms=percentile(timings.lease_ms, 50),
+        suggestions_p99_ms=percentile(timings.lease_ms, 99),
+        submit_p50_ms=percentile(timings.submit_ms, 50),
+        submit_p99_ms=percentile(timings.submit_ms, 99),
+        wall_s=wall_s,
+        requests_per_s=requests / wall_s,
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -144,8 +158,9 @@ def write_synthetic_ct(path: Path, seed: int = 0, shape: tuple[int, int, int] = 
     rng = np.random.default_rng(seed)
     jj, ii = np.mgrid[0:j, 0:i] / np.array([j, i])[:, None, None]
     body = ((ii - 0.5) / 0.45) ** 2 + ((jj - 0.5) / 0.35) ** 2 <= 1
-    lungs = (((ii - 0.3) / 0.15) ** 2 + ((jj - 0.5) / 0.25) ** 2 <= 1) | \
-            (((ii - 0.7) / 0.15) ** 2 + ((jj - 0.5) / 0.25) ** 2 <= 1)
+    lungs = (((ii - 0.3) / 0.15) ** 2 + ((jj - 0.5) / 0.25) ** 2 <= 1) | (
+        ((ii - 0.7) / 0.15) ** 2 + ((jj - 0.5) / 0.25) ** 2 <= 1
+    )
     slice_hu = np.where(lungs, -850, np.where(body, 40, -1000))
     ct = np.empty((k, j, i), dtype=np.int16)
     for index in range(k):
@@ -165,13 +180,19 @@ def _refusals_as_errors() -> Iterator[None]:
         raise CovidalError(f"bench-service: the server refused a setup request: {error}") from None
 
 
-def _annotate(base_url: str, project_id: int, cycle_id: int, config: ServiceBenchConfig,
-              annotations: int) -> tuple[_Timings, float]:
+def _annotate(
+    base_url: str, project_id: int, cycle_id: int, config: ServiceBenchConfig, annotations: int
+) -> tuple[_Timings, float]:
     """Run the client threads until every region is answered: their timings and the wall time (s)."""
     timings = _Timings(threading.Lock(), [], [], [])
-    threads = [threading.Thread(target=_client_loop, daemon=True,
-                                args=(CovidalClient(base_url, timeout=60), project_id, cycle_id, f"annotator-{n}",
-                                      config.batch, timings)) for n in range(config.clients)]
+    threads = [
+        threading.Thread(
+            target=_client_loop,
+            daemon=True,
+            args=(CovidalClient(base_url, timeout=60), project_id, cycle_id, f"annotator-{n}", config.batch, timings),
+        )
+        for n in range(config.clients)
+    ]
     start = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -180,8 +201,9 @@ def _annotate(base_url: str, project_id: int, cycle_id: int, config: ServiceBenc
     return timings, time.perf_counter() - start
 
 
-def _client_loop(client: CovidalClient, project_id: int, cycle_id: int, annotator: str, batch: int,
-                 timings: _Timings) -> None:
+def _client_loop(
+    client: CovidalClient, project_id: int, cycle_id: int, annotator: str, batch: int, timings: _Timings
+) -> None:
     """Lease ``batch`` regions and answer each (an infection click at its centre) until none is left."""
     try:
         while True:
@@ -190,11 +212,16 @@ def _client_loop(client: CovidalClient, project_id: int, cycle_id: int, annotato
             lease_ms = (time.perf_counter() - start) * 1000
             submit_ms = []
             for suggestion in leased:
-                box = suggestion["box"]
-                point = [(box["i0"] + box["i1"]) // 2, (box["j0"] + box["j1"]) // 2, suggestion["k"]]
+                point = box_centre(suggestion)
                 start = time.perf_counter()
-                client.submit_annotation(project_id, suggestion["id"], annotator=annotator, answer="infection",
-                                         points=[point], effort_seconds=1.0)
+                client.submit_annotation(
+                    project_id,
+                    suggestion["id"],
+                    annotator=annotator,
+                    answer="infection",
+                    points=[point],
+                    effort_seconds=1.0,
+                )
                 submit_ms.append((time.perf_counter() - start) * 1000)
             with timings.lock:
                 timings.lease_ms.append(lease_ms)
@@ -209,14 +236,30 @@ def _client_loop(client: CovidalClient, project_id: int, cycle_id: int, annotato
 def summary(result: ServiceBenchResult) -> str:
     """The printed report: setup, p50/p99 per request kind, and throughput."""
     di, dj, dk = result.volume_dims
-    return "\n".join([
-        (f"service: {result.clients} clients, {result.annotations} annotations on a {di}x{dj}x{dk} (i, j, k) "
-         f"volume, grid {result.grid_k}, {result.batch} suggestions per lease"),
-        f"setup: upload {result.upload_s:.2f} s, create cycle {result.create_cycle_s:.2f} s",
-        (f"get suggestions:   p50 {result.suggestions_p50_ms:.1f} ms, p99 {result.suggestions_p99_ms:.1f} ms "
-         f"({result.lease_requests} requests)"),
-        (f"submit annotation: p50 {result.submit_p50_ms:.1f} ms, p99 {result.submit_p99_ms:.1f} ms "
-         f"({result.annotations} requests)"),
-        (f"throughput: {result.requests_per_s:.0f} requests/s "
-         f"({result.lease_requests + result.annotations} requests in {result.wall_s:.2f} s)"),
-    ])
+    return "\n".join(
+        [
+            (
+                f"service: {result.clients} clients, {result.annotations} annotations on a {di}x{dj}x{dk} (i, j, k) "
+                f"volume, grid {result.grid_k}, {result.batch} suggestions per lease"
+            ),
+            f"setup: upload {result.upload_s:.2f} s, create cycle {result.create_cycle_s:.2f} s",
+            (
+                f"get suggestions:   p50 {result.suggestions_p50_ms:.1f} ms, p99 {result.suggestions_p99_ms:.1f} ms "
+                f"({result.lease_requests} requests)"
+            ),
+            (
+                f"submit annotation: p50 {result.submit_p50_ms:.1f} ms, p99 {result.submit_p99_ms:.1f} ms "
+                f"({result.annotations} requests)"
+            ),
+            (
+                f"throughput: {result.requests_per_s:.0f} requests/s "
+                f"({result.lease_requests + result.annotations} requests in {result.wall_s:.2f} s)"
+            ),
+        ]
+    )
+
+
+def box_centre(suggestion: dict) -> list[int]:
+    """``[i, j, k]``: the voxel at the centre of a suggestion's box (as the API returns it), on its slice."""
+    box = suggestion["box"]
+    return [(box["i0"] + box["i1"]) // 2, (box["j0"] + box["j1"]) // 2, suggestion["k"]]

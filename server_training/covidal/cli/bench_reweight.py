@@ -13,22 +13,31 @@ from pathlib import Path
 
 from covidal.bench.reweight import ReweightBenchConfig, as_dict, bench_reweight, format_config, markdown_table
 from covidal.cli.options import add_device_option, non_negative_int, positive_int
-from covidal.cli.options_3d import int_tuple, patch_size
+from covidal.cli.volumes.options import int_tuple, patch_size
 from covidal.errors import CovidalError
-from covidal.models.unet3d import UNet3DConfig
-from covidal.noisyteacher.weighting import StudentMode
-from covidal.training.config import resolve_device
+from covidal.models.volumes.unet import UNet3DConfig
+from covidal.noisyteacher.student_modes import StudentMode
+from covidal.training.train_config import resolve_device
 from covidal.utils.atomic import atomic_write_json
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("bench-reweight", help="time a training step per student mode (benchmark, not a test)",
-                                 description=__doc__.split(":", 1)[1].strip())
+    parser = commands.add_parser(
+        "bench-reweight",
+        help="time a training step per student mode (benchmark, not a test)",
+        description=__doc__.split(":", 1)[1].strip(),
+    )
     parser.add_argument("--patch", type=patch_size, default=(96, 96, 96), help="N or D,H,W (default 96)")
     parser.add_argument("--batch", type=positive_int, default=4, help="patches per batch (default 4)")
-    parser.add_argument("--channels", type=int_tuple, default=UNet3DConfig().channels,
-                        help="U-Net channels per level (default: the paper's network)")
-    parser.add_argument("--modes", nargs="+", choices=[m.value for m in StudentMode], default=[m.value for m in StudentMode])
+    parser.add_argument(
+        "--channels",
+        type=int_tuple,
+        default=UNet3DConfig().channels,
+        help="U-Net channels per level (default: the paper's network)",
+    )
+    parser.add_argument(
+        "--modes", nargs="+", choices=[m.value for m in StudentMode], default=[m.value for m in StudentMode]
+    )
     parser.add_argument("--rounds", type=positive_int, default=5, help="timed rounds (default 5)")
     parser.add_argument("--warmup", type=non_negative_int, default=2, help="untimed rounds first (default 2)")
     parser.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
@@ -43,10 +52,14 @@ def run(args: argparse.Namespace) -> int:
     channels = tuple(args.channels)
     try:
         config = ReweightBenchConfig(
-            patch=tuple(args.patch), batch_size=args.batch,
+            patch=tuple(args.patch),
+            batch_size=args.batch,
             network=UNet3DConfig(channels=channels, strides=(2,) * (len(channels) - 1)),
-            modes=tuple(StudentMode(m) for m in args.modes), rounds=args.rounds, warmup=args.warmup,
-            amp=not args.no_amp, seed=args.seed,
+            modes=tuple(StudentMode(m) for m in args.modes),
+            rounds=args.rounds,
+            warmup=args.warmup,
+            amp=not args.no_amp,
+            seed=args.seed,
         )
     except ValueError as error:
         raise CovidalError(str(error)) from None

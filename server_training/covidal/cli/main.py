@@ -20,27 +20,37 @@ from covidal.cli import (
     bench_reweight,
     bench_scoring,
     bench_service,
-    compare,
-    compare_3d,
-    corrupt_labels,
     demo,
-    evaluate,
-    evaluate_3d,
-    make_cases_3d,
-    noisy_teacher,
-    predict,
-    pseudo_label,
     serve,
-    simulate,
-    train,
-    train_3d,
 )
+from covidal.cli.slices import compare, evaluate, predict, simulate, train
+from covidal.cli.volumes import compare as compare_3d
+from covidal.cli.volumes import corrupt_labels, make_cases, noisy_teacher, pseudo_label
+from covidal.cli.volumes import evaluate as evaluate_3d
+from covidal.cli.volumes import train as train_3d
 from covidal.errors import CovidalError
 
 COMMANDS = (
-    train, evaluate, predict, simulate, compare, demo, bench_losses, bench_scoring,
-    make_cases_3d, corrupt_labels, train_3d, pseudo_label, noisy_teacher, evaluate_3d, compare_3d, bench_reweight,
-    serve, bench_service, bench_cycle, bench_hostile,
+    train,
+    evaluate,
+    predict,
+    simulate,
+    compare,
+    demo,
+    bench_losses,
+    bench_scoring,
+    make_cases,
+    corrupt_labels,
+    train_3d,
+    pseudo_label,
+    noisy_teacher,
+    evaluate_3d,
+    compare_3d,
+    bench_reweight,
+    serve,
+    bench_service,
+    bench_cycle,
+    bench_hostile,
 )
 
 
@@ -76,7 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if os.environ.get("COVIDAL_DEBUG"):
             raise
-        print(f"covidal: unexpected error: {error.__class__.__name__}: {error} (COVIDAL_DEBUG=1 shows the traceback)", file=sys.stderr)
+        print(
+            f"covidal: unexpected error: {error.__class__.__name__}: {error} (COVIDAL_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

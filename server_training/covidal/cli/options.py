@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from covidal.data.window import HUWindow
-from covidal.training.config import DeviceChoice
+from covidal.training.train_config import DeviceChoice
 
 
 def positive_int(text: str) -> int:
@@ -68,14 +68,30 @@ def _parse(kind, text: str):
 
 def add_data_options(parser: argparse.ArgumentParser, masks_required: bool) -> None:
     """``--images``/``--masks`` plus how CT is windowed and masks binarised."""
-    parser.add_argument("--images", type=Path, required=True,
-                        help="folder of PNG/JPG slices, a volume (NIfTI/NRRD/MHA), a DICOM series folder, or a folder of volumes")
-    parser.add_argument("--masks", type=Path, required=masks_required,
-                        help="folder of masks sharing the images' stems, or label volume(s) matched by name")
-    parser.add_argument("--mask-class", type=positive_int, default=None,
-                        help="use only this label of multi-class masks as infection (default: any non-zero)")
-    parser.add_argument("--window-level", type=finite_float, default=-600.0, help="HU window level for CT (default -600)")
-    parser.add_argument("--window-width", type=positive_float, default=1500.0, help="HU window width for CT (default 1500)")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        required=True,
+        help="folder of PNG/JPG slices, a volume (NIfTI/NRRD/MHA), a DICOM series folder, or a folder of volumes",
+    )
+    parser.add_argument(
+        "--masks",
+        type=Path,
+        required=masks_required,
+        help="folder of masks sharing the images' stems, or label volume(s) matched by name",
+    )
+    parser.add_argument(
+        "--mask-class",
+        type=positive_int,
+        default=None,
+        help="use only this label of multi-class masks as infection (default: any non-zero)",
+    )
+    parser.add_argument(
+        "--window-level", type=finite_float, default=-600.0, help="HU window level for CT (default -600)"
+    )
+    parser.add_argument(
+        "--window-width", type=positive_float, default=1500.0, help="HU window width for CT (default 1500)"
+    )
 
 
 def window_from(args: argparse.Namespace) -> HUWindow:
@@ -83,5 +99,9 @@ def window_from(args: argparse.Namespace) -> HUWindow:
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", choices=[d.value for d in DeviceChoice], default=DeviceChoice.AUTO.value,
-                        help="where to run (default: cuda when available)")
+    parser.add_argument(
+        "--device",
+        choices=[d.value for d in DeviceChoice],
+        default=DeviceChoice.AUTO.value,
+        help="where to run (default: cuda when available)",
+    )

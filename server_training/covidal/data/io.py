@@ -346,7 +346,7 @@ def _check_nifti_complete(path: Path) -> None:
     """
     gzipped = path.name.lower().endswith(".gz")
     try:
-        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as stream:
+        with gzip.open(path, "rb") if gzipped else open(path, "rb") as stream:
             header = stream.read(540)
             expected = _nifti_expected_bytes(header)
             if expected is None:

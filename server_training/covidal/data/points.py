@@ -41,6 +41,8 @@ from scipy import ndimage
 
 from covidal.errors import CovidalError
 from covidal.utils.atomic import atomic_write
+from covidal.utils.documents import read_document
+from covidal.validation import check_int, is_integer
 
 FORMAT_NAME = "covidal.points"
 FORMAT_VERSION = 1
@@ -75,17 +77,9 @@ class PointLabel:
         if not isinstance(self.slice_id, str) or not self.slice_id:
             raise ValueError(f"slice_id must be a non-empty string, got {self.slice_id!r}")
         for name in ("row", "col"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-            object.__setattr__(self, name, int(value))
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=0))
         # Accept a plain 0/1 so callers need not wrap it; store the enum.
         object.__setattr__(self, "label", PointClass(self.label))
-
-
-def _is_int(value: Any) -> bool:
-    """True for Python/numpy integers, false for bools (JSON true is not a coordinate)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 # --- protocol -----------------------------------------------------------------
@@ -111,12 +105,9 @@ def derive_points(
     Raises:
         ValueError: ``mask`` is not a non-empty 2D array, or ``min_background < 1``.
     """
-    if not _is_int(min_background) or min_background < 1:
-        raise ValueError(f"min_background must be a positive integer, got {min_background!r}")
+    check_int("min_background", min_background, minimum=1)
     infected = _as_2d_bool(mask)
-    infection = [
-        PointLabel(slice_id, row, col, PointClass.INFECTION) for row, col in _component_centres(infected)
-    ]
+    infection = [PointLabel(slice_id, row, col, PointClass.INFECTION) for row, col in _component_centres(infected)]
     wanted_background = max(len(infection), min_background)
     background = [
         PointLabel(slice_id, row, col, PointClass.BACKGROUND)
@@ -125,9 +116,7 @@ def derive_points(
     return infection + background
 
 
-def derive_points_for_slices(
-    masks: Mapping[str, np.ndarray], seed: int, min_background: int = 1
-) -> list[PointLabel]:
+def derive_points_for_slices(masks: Mapping[str, np.ndarray], seed: int, min_background: int = 1) -> list[PointLabel]:
     """:func:`derive_points` for many slices, reproducible from ``seed``.
 
     Each slice draws from its own generator seeded by ``(seed, crc32(slice_id))``,
@@ -145,8 +134,7 @@ def derive_points_for_slices(
     Raises:
         ValueError: negative or non-integer ``seed``, or a bad mask.
     """
-    if not _is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_int("seed", seed, minimum=0)
     points: list[PointLabel] = []
     for slice_id in sorted(masks):
         rng = np.random.default_rng([int(seed), zlib.crc32(slice_id.encode("utf-8"))])
@@ -272,9 +260,7 @@ def save_points(path: Path, points: Sequence[PointLabel]) -> None:
     document = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
-        "points": [
-            {"slice": p.slice_id, "row": p.row, "col": p.col, "label": int(p.label)} for p in points
-        ],
+        "points": [{"slice": p.slice_id, "row": p.row, "col": p.col, "label": int(p.label)} for p in points],
     }
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8"))
 
@@ -288,32 +274,11 @@ def load_points(path: Path) -> list[PointLabel]:
             row/col, an empty slice id, or a label other than 0/1.
     """
     path = Path(path)
-    document = _read_json(path)
-    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
-        raise CovidalError(f"{path} is not a points file: expected a JSON object with \"format\": \"{FORMAT_NAME}\"")
-    version = document.get("version")
-    if version != FORMAT_VERSION or not _is_int(version):
-        raise CovidalError(
-            f"{path} has points format version {version!r}; this program reads version {FORMAT_VERSION}"
-        )
+    document = read_document(path, FORMAT_NAME, FORMAT_VERSION, "points file", "check the path")
     entries = document.get("points")
     if not isinstance(entries, list):
-        raise CovidalError(f"{path}: \"points\" must be a list of point objects")
+        raise CovidalError(f'{path}: "points" must be a list of point objects')
     return [_parse_point(entry, position, path) for position, entry in enumerate(entries)]
-
-
-def _read_json(path: Path) -> Any:
-    """Parsed JSON of ``path``; CovidalError when missing, unreadable or not JSON."""
-    if not path.exists():
-        raise CovidalError(f"points file {path} does not exist; check the path")
-    if not path.is_file():
-        raise CovidalError(f"points file {path} is not a file; give the path of a .json points file")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise CovidalError(f"cannot read points file {path}: {error}") from error
-    except json.JSONDecodeError as error:
-        raise CovidalError(f"points file {path} is not valid JSON: {error}") from error
 
 
 def _parse_point(entry: Any, position: int, path: Path) -> PointLabel:
@@ -326,11 +291,11 @@ def _parse_point(entry: Any, position: int, path: Path) -> PointLabel:
         raise CovidalError(f"{where} lacks key(s) {', '.join(missing)}")
     slice_id = entry["slice"]
     if not isinstance(slice_id, str) or not slice_id:
-        raise CovidalError(f"{where}: \"slice\" must be a non-empty string, got {slice_id!r}")
+        raise CovidalError(f'{where}: "slice" must be a non-empty string, got {slice_id!r}')
     for key in ("row", "col"):
-        if not _is_int(entry[key]) or entry[key] < 0:
-            raise CovidalError(f"{where}: \"{key}\" must be a non-negative integer, got {entry[key]!r}")
+        if not is_integer(entry[key]) or entry[key] < 0:
+            raise CovidalError(f'{where}: "{key}" must be a non-negative integer, got {entry[key]!r}')
     label = entry["label"]
-    if not _is_int(label) or label not in (0, 1):
-        raise CovidalError(f"{where}: \"label\" must be 0 (background) or 1 (infection), got {label!r}")
+    if not is_integer(label) or label not in (0, 1):
+        raise CovidalError(f'{where}: "label" must be 0 (background) or 1 (infection), got {label!r}')
     return PointLabel(slice_id, entry["row"], entry["col"], PointClass(label))

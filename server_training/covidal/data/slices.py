@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from covidal.data.cases import (
+from covidal.data.case_files import (
     case_name,
     cases_by_name,
     files_with_suffixes,

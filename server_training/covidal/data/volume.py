@@ -23,6 +23,20 @@ import SimpleITK as sitk
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
+def ijk_to_lps_matrix(spacing, origin, direction) -> np.ndarray:
+    """``[4, 4]`` from voxel index ``(i, j, k)`` to LPS mm: ``direction`` (3x3, or 9 values row by row) columns
+    scaled by ``spacing``, then ``origin``."""
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.reshape(direction, (3, 3)) @ np.diag(spacing)
+    matrix[:3, 3] = origin
+    return matrix
+
+
+def ijk_to_ras_matrix(spacing, origin, direction) -> np.ndarray:
+    """``[4, 4]`` from voxel index ``(i, j, k)`` to RAS mm (Slicer's IJKToRAS): LPS with x and y negated."""
+    return np.diag([*np.diag(LPS_TO_RAS), 1.0]) @ ijk_to_lps_matrix(spacing, origin, direction)
+
+
 @dataclass
 class Volume:
     """A voxel array with spacing, origin and direction.
@@ -52,30 +66,13 @@ class Volume:
 
     def ijk_to_lps(self) -> np.ndarray:
         """``[4, 4]`` homogeneous matrix from voxel index ``(i, j, k)`` to LPS mm."""
-        matrix = np.eye(4)
-        matrix[:3, :3] = self.direction @ np.diag(self.spacing)
-        matrix[:3, 3] = self.origin
-        return matrix
+        return ijk_to_lps_matrix(self.spacing, self.origin, self.direction)
 
     def ijk_to_ras(self) -> np.ndarray:
         """``[4, 4]`` homogeneous matrix from voxel index ``(i, j, k)`` to RAS mm (Slicer's IJKToRAS)."""
-        flip = np.eye(4)
-        flip[:3, :3] = LPS_TO_RAS
-        return flip @ self.ijk_to_lps()
+        return ijk_to_ras_matrix(self.spacing, self.origin, self.direction)
 
-    def ijk_to_ras_points(self, ijk: np.ndarray) -> np.ndarray:
-        """Map voxel indices ``[N, 3]`` (i, j, k order) to RAS points ``[N, 3]``."""
-        ijk = np.atleast_2d(np.asarray(ijk, dtype=float))
-        homogeneous = np.c_[ijk, np.ones(len(ijk))]
-        return (homogeneous @ self.ijk_to_ras().T)[:, :3]
-
-    def ras_to_ijk_points(self, ras: np.ndarray) -> np.ndarray:
-        """Map RAS points ``[N, 3]`` to continuous voxel indices ``[N, 3]`` (i, j, k order)."""
-        ras = np.atleast_2d(np.asarray(ras, dtype=float))
-        homogeneous = np.c_[ras, np.ones(len(ras))]
-        return (homogeneous @ np.linalg.inv(self.ijk_to_ras()).T)[:, :3]
-
-    def same_geometry(self, other: "Volume", tolerance: float = 1e-4) -> bool:
+    def same_geometry(self, other: Volume, tolerance: float = 1e-4) -> bool:
         """True when both volumes share size, spacing, origin and direction."""
         return (
             self.array.shape == other.array.shape
@@ -84,14 +81,14 @@ class Volume:
             and np.allclose(self.direction, other.direction, atol=tolerance)
         )
 
-    def with_array(self, array: np.ndarray) -> "Volume":
+    def with_array(self, array: np.ndarray) -> Volume:
         """A volume with the same geometry and new voxel values of the same shape."""
         if array.shape != self.array.shape:
             raise ValueError(f"array shape {array.shape} differs from the volume's {self.array.shape}")
         return Volume(array, self.spacing, self.origin, self.direction.copy())
 
     @classmethod
-    def from_sitk(cls, image: sitk.Image) -> "Volume":
+    def from_sitk(cls, image: sitk.Image) -> Volume:
         """Build from a 3D SimpleITK image (geometry copied exactly)."""
         if image.GetDimension() != 3:
             raise ValueError(f"expected a 3D image, got {image.GetDimension()}D")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from covidal.errors import CovidalError
+from covidal.validation import check_real
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,8 @@ class HUWindow:
     width: float = 1500.0
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.level):
-            raise ValueError(f"window level must be a finite number of HU, got {self.level}")
-        if not (math.isfinite(self.width) and self.width > 0):
-            raise ValueError(f"window width must be a positive number of HU, got {self.width}")
+        check_real("window level (HU)", self.level)
+        check_real("window width (HU)", self.width, above=0.0)
 
     @property
     def lower(self) -> float:

@@ -91,9 +91,7 @@ def check_point_labels(point_labels: Tensor, expected_shape: tuple[int, ...]) ->
         ValueError: on a wrong shape or dtype.
     """
     if tuple(point_labels.shape) != tuple(expected_shape):
-        raise ValueError(
-            f"point_labels must be [B, H, W] = {tuple(expected_shape)}, got {tuple(point_labels.shape)}"
-        )
+        raise ValueError(f"point_labels must be [B, H, W] = {tuple(expected_shape)}, got {tuple(point_labels.shape)}")
     if point_labels.dtype != torch.int64:
         raise ValueError(f"point_labels must be int64, got {point_labels.dtype}")
 

@@ -68,19 +68,6 @@ def apply_transform(x: Tensor, k: int, flip: bool) -> Tensor:
     return torch.rot90(x, k % 4, dims=(-2, -1))
 
 
-def invert_transform(x: Tensor, k: int, flip: bool) -> Tensor:
-    """Undo :func:`apply_transform` with the same ``k`` and ``flip``.
-
-    Raises:
-        ValueError: as :func:`apply_transform`.
-    """
-    _check_square_if_rotating(x, k)
-    x = torch.rot90(x, -k % 4, dims=(-2, -1))
-    if flip:
-        x = torch.flip(x, dims=(-1,))
-    return x
-
-
 def sample_transforms(
     transforms: TransformSet, count: int, generator: torch.Generator | None = None
 ) -> list[DihedralTransform]:
@@ -116,9 +103,7 @@ def consistency_term(probs_of_transformed: Tensor, transformed_probs: Tensor) ->
         ValueError: if the shapes differ.
     """
     if probs_of_transformed.shape != transformed_probs.shape:
-        raise ValueError(
-            f"shapes differ: {tuple(probs_of_transformed.shape)} vs {tuple(transformed_probs.shape)}"
-        )
+        raise ValueError(f"shapes differ: {tuple(probs_of_transformed.shape)} vs {tuple(transformed_probs.shape)}")
     return (transformed_probs - probs_of_transformed).abs().mean()
 
 

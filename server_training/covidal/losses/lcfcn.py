@@ -24,6 +24,7 @@ detached probabilities; only the cross-entropies carry gradients.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,9 +68,7 @@ class ImageRegions:
         infection_prob = logits.detach().softmax(dim=0)[INFECTION].cpu().numpy()
         predicted = (logits[INFECTION] > logits[BACKGROUND]).detach().cpu().numpy()
         blobs, _ = ndimage.label(predicted, structure=EIGHT_CONNECTED)
-        points, point_count = ndimage.label(
-            (point_labels == INFECTION).cpu().numpy(), structure=EIGHT_CONNECTED
-        )
+        points, point_count = ndimage.label((point_labels == INFECTION).cpu().numpy(), structure=EIGHT_CONNECTED)
         return cls(infection_prob, blobs, points, point_count)
 
     def points_in(self, blob: np.ndarray) -> np.ndarray:
@@ -110,14 +109,12 @@ def false_positive_loss(logits: Tensor, point_labels: Tensor) -> Tensor:
         logits: ``[B, 2, H, W]``.
         point_labels: ``[B, H, W]`` int64 in {-1, 0, 1}.
     """
-    check_logits(logits, point_labels)
-    log_background = logits.log_softmax(dim=1)[:, BACKGROUND]
-    per_image = []
-    for index in range(logits.shape[0]):
-        regions = ImageRegions.of(logits[index], point_labels[index])
+
+    def term(regions: ImageRegions, log_background: Tensor) -> Tensor:
         false_positive = (regions.blobs > 0) & ~np.isin(regions.blobs, regions.blobs_with_points())
-        per_image.append(_background_ce(log_background[index], false_positive))
-    return torch.stack(per_image).mean()
+        return _background_ce(log_background, false_positive)
+
+    return _mean_over_images(logits, point_labels, term)
 
 
 def split_loss(logits: Tensor, point_labels: Tensor) -> Tensor:
@@ -132,22 +129,18 @@ def split_loss(logits: Tensor, point_labels: Tensor) -> Tensor:
         logits: ``[B, 2, H, W]``.
         point_labels: ``[B, H, W]`` int64 in {-1, 0, 1}.
     """
-    check_logits(logits, point_labels)
-    log_background = logits.log_softmax(dim=1)[:, BACKGROUND]
-    per_image = []
-    for index in range(logits.shape[0]):
-        regions = ImageRegions.of(logits[index], point_labels[index])
-        image_total = log_background.new_zeros(())
+
+    def term(regions: ImageRegions, log_background: Tensor) -> Tensor:
+        total = log_background.new_zeros(())
         for blob_id in regions.blobs_with_points():
             blob = regions.blobs == blob_id
             point_count = len(regions.points_in(blob))
-            if point_count < 2:
-                continue
-            seeds = np.where(blob, regions.points, 0)
-            boundaries = _watershed_boundaries(regions.infection_prob, seeds) & blob
-            image_total = image_total + (point_count - 1) * _background_ce(log_background[index], boundaries)
-        per_image.append(image_total)
-    return torch.stack(per_image).mean()
+            if point_count >= 2:
+                boundaries = _watershed_boundaries(regions.infection_prob, np.where(blob, regions.points, 0)) & blob
+                total = total + (point_count - 1) * _background_ce(log_background, boundaries)
+        return total
+
+    return _mean_over_images(logits, point_labels, term)
 
 
 def global_split_loss(logits: Tensor, point_labels: Tensor) -> Tensor:
@@ -159,16 +152,23 @@ def global_split_loss(logits: Tensor, point_labels: Tensor) -> Tensor:
         logits: ``[B, 2, H, W]``.
         point_labels: ``[B, H, W]`` int64 in {-1, 0, 1}.
     """
+
+    def term(regions: ImageRegions, log_background: Tensor) -> Tensor:
+        if regions.point_count < 2:
+            return log_background.new_zeros(())
+        return _background_ce(log_background, _watershed_boundaries(regions.infection_prob, regions.points))
+
+    return _mean_over_images(logits, point_labels, term)
+
+
+def _mean_over_images(logits: Tensor, point_labels: Tensor, term: Callable[[ImageRegions, Tensor], Tensor]) -> Tensor:
+    """The mean over images of ``term(regions, log_background)``, ``log_background`` ``[H, W]`` of that image."""
     check_logits(logits, point_labels)
     log_background = logits.log_softmax(dim=1)[:, BACKGROUND]
-    per_image = []
-    for index in range(logits.shape[0]):
-        regions = ImageRegions.of(logits[index], point_labels[index])
-        if regions.point_count < 2:
-            per_image.append(log_background.new_zeros(()))
-            continue
-        boundaries = _watershed_boundaries(regions.infection_prob, regions.points)
-        per_image.append(_background_ce(log_background[index], boundaries))
+    per_image = [
+        term(ImageRegions.of(logits[index], point_labels[index]), log_background[index])
+        for index in range(logits.shape[0])
+    ]
     return torch.stack(per_image).mean()
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -15,6 +14,7 @@ from covidal.losses.consistency import ConsistencyLoss, TransformSet
 from covidal.losses.full import FullSupervisionLoss
 from covidal.losses.lcfcn import LCFCNLoss
 from covidal.losses.point import PointLoss
+from covidal.validation import check_choice, check_real, config_from_mapping
 
 
 class LossName(StrEnum):
@@ -38,21 +38,18 @@ class LossConfig:
             ``cb-*`` losses only. Must be finite and >= 0.
 
     Raises:
-        ValueError: on an unknown name or a negative or non-finite weight.
+        ConfigError: on an unknown name or a negative or non-finite weight.
     """
 
     name: LossName = LossName.CB_FLIP_ROT
     consistency_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.name not in set(LossName):
-            choices = ", ".join(LossName)
-            raise ValueError(f"unknown loss {self.name!r}; choose one of: {choices}")
-        if not math.isfinite(self.consistency_weight) or self.consistency_weight < 0:
-            raise ValueError(f"consistency_weight must be a finite number >= 0, got {self.consistency_weight}")
-        # Frozen dataclass: normalise the string to the enum through object.__setattr__.
-        object.__setattr__(self, "name", LossName(self.name))
-        object.__setattr__(self, "consistency_weight", float(self.consistency_weight))
+        # Frozen dataclass: normalise the values through object.__setattr__.
+        object.__setattr__(self, "name", check_choice("loss", self.name, LossName))
+        object.__setattr__(
+            self, "consistency_weight", check_real("consistency_weight", self.consistency_weight, minimum=0.0)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values, e.g. ``{"name": "cb-flip-rot", "consistency_weight": 1.0}``."""
@@ -65,13 +62,9 @@ class LossConfig:
         """Inverse of :meth:`to_dict`; missing keys take their defaults.
 
         Raises:
-            ValueError: on unknown keys or bad values.
+            ConfigError: not a mapping, unknown keys or bad values.
         """
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown loss option(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return config_from_mapping(cls, values, "loss config")
 
 
 LossBuilder = Callable[[LossConfig, torch.Generator | None], SegmentationLoss]

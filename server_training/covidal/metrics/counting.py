@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from covidal.metrics.segmentation import as_binary_mask, binary_pair
+from covidal.validation import check_int
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 DEFAULT_GAME_LEVELS = (0, 1, 2, 3)
@@ -33,8 +34,7 @@ def _check_2d(mask: np.ndarray, name: str) -> None:
 
 
 def _check_level(level: int) -> None:
-    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or level < 0:
-        raise ValueError(f"GAME level must be a non-negative integer, got {level!r}")
+    check_int("GAME level", level, minimum=0)
 
 
 def count_objects(mask: np.ndarray) -> int:
@@ -130,14 +130,10 @@ def compute_game(prediction: np.ndarray, reference: np.ndarray, level: int) -> f
     """
     predicted, expected = binary_pair(prediction, reference)
     _check_2d(predicted, "prediction")
-    return _game_of_centroids(
-        object_centroids(predicted), object_centroids(expected), predicted.shape, level
-    )
+    return _game_of_centroids(object_centroids(predicted), object_centroids(expected), predicted.shape, level)
 
 
-def _game_of_centroids(
-    predicted: np.ndarray, reference: np.ndarray, shape: tuple[int, int], level: int
-) -> float:
+def _game_of_centroids(predicted: np.ndarray, reference: np.ndarray, shape: tuple[int, int], level: int) -> float:
     """GAME(L) between two ``[N, 2]`` centroid sets in an image of ``shape``."""
     difference = grid_counts(predicted, shape, level) - grid_counts(reference, shape, level)
     return float(np.abs(difference).sum())
@@ -205,7 +201,5 @@ class CountingMetric:
             raise RuntimeError("no images to aggregate; call update() at least once")
         return {
             "mae": float(np.mean(self._absolute_errors)),
-            "game": {
-                str(level): float(np.mean(errors)) for level, errors in self._game_errors.items()
-            },
+            "game": {str(level): float(np.mean(errors)) for level, errors in self._game_errors.items()},
         }

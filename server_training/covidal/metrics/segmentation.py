@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from covidal.validation import check_int
+
 
 @dataclass(frozen=True)
 class ConfusionCounts:
@@ -38,11 +40,7 @@ class ConfusionCounts:
 
     def __post_init__(self) -> None:
         for name in ("tp", "fp", "fn", "tn"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(
-                    f"ConfusionCounts.{name} must be a non-negative integer, got {value!r}"
-                )
+            check_int(f"ConfusionCounts.{name}", getattr(self, name), minimum=0)
 
     def __add__(self, other: object) -> ConfusionCounts:
         if not isinstance(other, ConfusionCounts):
@@ -85,9 +83,7 @@ def binary_pair(prediction: np.ndarray, reference: np.ndarray) -> tuple[np.ndarr
     predicted = as_binary_mask(prediction, "prediction")
     expected = as_binary_mask(reference, "reference")
     if predicted.shape != expected.shape:
-        raise ValueError(
-            f"prediction shape {predicted.shape} does not match reference shape {expected.shape}"
-        )
+        raise ValueError(f"prediction shape {predicted.shape} does not match reference shape {expected.shape}")
     return predicted, expected
 
 
@@ -168,9 +164,7 @@ class SegmentationMetric:
         self._slice_count = 0
         self._per_slice_dice: dict[str, float] = {}
 
-    def update(
-        self, prediction: np.ndarray, reference: np.ndarray, slice_id: str | None = None
-    ) -> None:
+    def update(self, prediction: np.ndarray, reference: np.ndarray, slice_id: str | None = None) -> None:
         """Add one slice.
 
         Args:

@@ -25,9 +25,7 @@ HD_PERCENTILE = 95.0
 _SIX_NEIGHBOURS = generate_binary_structure(3, 1)
 
 
-def compute_hd95(
-    prediction: np.ndarray, reference: np.ndarray, spacing_ijk: tuple[float, float, float]
-) -> float:
+def compute_hd95(prediction: np.ndarray, reference: np.ndarray, spacing_ijk: tuple[float, float, float]) -> float:
     """Symmetric 95th-percentile Hausdorff distance between two masks' surfaces, in mm.
 
     Args:

@@ -1,6 +1,7 @@
-"""2D segmentation networks: a trunk producing full-resolution features, then a dropout + 1x1 head."""
+"""Segmentation networks by axis: ``slices/`` (2D: U-Net, FCN8) and ``volumes/`` (3D U-Net); ``kinds`` lists them."""
 
-from covidal.models.base import SegmentationNet
-from covidal.models.registry import ModelConfig, ModelName, build_model
+from covidal.models.kinds import ModelKind
+from covidal.models.slices.build import ModelConfig, build_model
+from covidal.models.slices.network import SegmentationNet
 
-__all__ = ["ModelConfig", "ModelName", "SegmentationNet", "build_model"]
+__all__ = ["ModelConfig", "ModelKind", "SegmentationNet", "build_model"]

@@ -100,16 +100,6 @@ def _check_same_names(a: GradientDict, b: GradientDict) -> None:
         raise ValueError(f"gradients must cover the same, non-empty set of parameters: {sorted(a)} vs {sorted(b)}")
 
 
-def flat_dot(a: GradientDict, b: GradientDict) -> Tensor:
-    """Inner product of two gradients of the same parameters, as flat vectors (scalar).
-
-    Raises:
-        ValueError: if the names differ or are empty.
-    """
-    _check_same_names(a, b)
-    return torch.stack([torch.sum(a[name] * b[name]) for name in a]).sum()
-
-
 def per_sample_dot(per_sample: GradientDict, gradient: GradientDict) -> Tensor:
     """``[B]`` inner products ``<per_sample[i], gradient>`` over all named parameters.
 

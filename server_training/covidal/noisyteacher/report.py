@@ -77,7 +77,7 @@ def markdown_table(results: list[ModeResult], reference: ModeResult, corrupted: 
         hd95 = "n/a" if math.isnan(result.hd95_mm) else f"{result.hd95_mm:.1f}"
         if result.hd95_undefined:
             hd95 += f" ({result.hd95_undefined} undefined)"
-        row = (f"| {result.label} | {result.mode} | {result.dice:.3f} | {result.dice - reference.dice:+.3f} | {hd95} |")
+        row = f"| {result.label} | {result.mode} | {result.dice:.3f} | {result.dice - reference.dice:+.3f} | {hd95} |"
         if corrupted is not None:
             row += " " + " | ".join(_mean_weight(result, corrupted, want) for want in (True, False)) + " |"
         rows.append(row)

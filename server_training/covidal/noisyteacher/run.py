@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from covidal.errors import CovidalError
-from covidal.models.unet3d import build_unet3d
-from covidal.noisyteacher.config import Train3DConfig
+from covidal.models.volumes.unet import build_unet3d
+from covidal.noisyteacher.run_config import Train3DConfig
 from covidal.utils.atomic import atomic_write
 from covidal.utils.checkpoint_file import read_checkpoint
 
@@ -53,8 +53,9 @@ def load_model(run_dir: Path, device: torch.device | str = "cpu") -> Loaded3DRun
     """
     run_dir = Path(run_dir)
     path = run_dir if run_dir.is_file() else run_dir / MODEL_FILE
-    payload = read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "3D model",
-                              f"`covidal train-3d ... --out {run_dir}`")
+    payload = read_checkpoint(
+        path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "3D model", f"`covidal train-3d ... --out {run_dir}`"
+    )
     try:
         config = Train3DConfig.from_dict(payload["config"])
         model = build_unet3d(config.network)

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from covidal.inference import autocast_for
 from covidal.noisyteacher.gradients import GradientDict, batch_gradient, per_sample_gradients
 from covidal.noisyteacher.stream import PatchBatch
-from covidal.noisyteacher.weighting import SampleWeighting
+from covidal.noisyteacher.student_modes import SampleWeighting
+from covidal.training.inference import autocast_for
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,15 @@ class TrainingStep:
         chunk_size: per-sample gradients this many samples at a time (None: all).
     """
 
-    def __init__(self, model: nn.Module, optimiser: torch.optim.Optimizer, weighting: SampleWeighting | None,
-                 device: torch.device, amp: bool = True, chunk_size: int | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimiser: torch.optim.Optimizer,
+        weighting: SampleWeighting | None,
+        device: torch.device,
+        amp: bool = True,
+        chunk_size: int | None = None,
+    ) -> None:
         self.model = model
         self.optimiser = optimiser
         self.weighting = weighting
@@ -90,8 +97,9 @@ class TrainingStep:
         self._apply(gradient)
         return record
 
-    def _pseudo_term(self, pseudo: PatchBatch, validation_gradient: GradientDict,
-                     record: StepRecord) -> tuple[GradientDict | None, StepRecord]:
+    def _pseudo_term(
+        self, pseudo: PatchBatch, validation_gradient: GradientDict, record: StepRecord
+    ) -> tuple[GradientDict | None, StepRecord]:
         """The weighted pseudo-labelled gradient (None when every weight is zero) and the updated record."""
         weighting = self.weighting
         assert weighting is not None
@@ -100,7 +108,9 @@ class TrainingStep:
             if weighting.needs_per_sample_gradients:
                 losses, per_sample = per_sample_gradients(self.model, pseudo.images, pseudo.labels, self.chunk_size)
                 weights = weighting(per_sample, validation_gradient, batch_size).to(losses.dtype)
-                gradient = {name: torch.tensordot(weights, g.to(weights.dtype), dims=1) for name, g in per_sample.items()}
+                gradient = {
+                    name: torch.tensordot(weights, g.to(weights.dtype), dims=1) for name, g in per_sample.items()
+                }
                 pseudo_loss = float((weights * losses).sum())
             else:
                 weights = weighting(None, None, batch_size).to(self.device)
@@ -108,8 +118,11 @@ class TrainingStep:
                 pseudo_loss = float(mean_loss)
         skipped = not bool(weights.sum() > 0)
         record = StepRecord(
-            expert_loss=record.expert_loss, pseudo_loss=pseudo_loss, weights=tuple(weights.tolist()),
-            pseudo_names=pseudo.names, skipped=skipped,
+            expert_loss=record.expert_loss,
+            pseudo_loss=pseudo_loss,
+            weights=tuple(weights.tolist()),
+            pseudo_names=pseudo.names,
+            skipped=skipped,
         )
         return (None if skipped else gradient), record
 

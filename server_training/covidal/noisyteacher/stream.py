@@ -27,7 +27,9 @@ class PatchBatch:
     names: tuple[str, ...]
 
     def to(self, device: torch.device) -> PatchBatch:
-        return PatchBatch(self.images.to(device, non_blocking=True), self.labels.to(device, non_blocking=True), self.names)
+        return PatchBatch(
+            self.images.to(device, non_blocking=True), self.labels.to(device, non_blocking=True), self.names
+        )
 
 
 class BatchStream:

@@ -18,13 +18,13 @@ from pathlib import Path
 import torch
 
 from covidal.errors import CovidalError
-from covidal.models.unet3d import build_unet3d, final_layer_parameter_names
-from covidal.noisyteacher.config import Train3DConfig
+from covidal.models.volumes.unet import build_unet3d, final_layer_parameter_names
 from covidal.noisyteacher.run import CONFIG_FILE, HISTORY_FILE, MODEL_FILE, STEPS_FILE, save_model
+from covidal.noisyteacher.run_config import Train3DConfig
 from covidal.noisyteacher.step import StepRecord, TrainingStep
 from covidal.noisyteacher.stream import BatchStream
-from covidal.noisyteacher.weighting import build_weighting, uses_pseudo_labels
-from covidal.training.config import resolve_device
+from covidal.noisyteacher.student_modes import build_weighting, uses_pseudo_labels
+from covidal.training.train_config import resolve_device
 from covidal.utils.atomic import atomic_write, atomic_write_json
 from covidal.utils.checkpoint_file import read_checkpoint
 from covidal.volumes.patches import PatchSampler
@@ -138,8 +138,10 @@ def train_3d(
             log(f"already trained: {done}/{config.epochs} epochs in {out}")
             return result
         _keep_steps_of_epochs(out / STEPS_FILE, done)
-        log(f"resuming after epoch {done}/{config.epochs}: replaying {done * config.steps_per_epoch} batches "
-            "of the patch streams")
+        log(
+            f"resuming after epoch {done}/{config.epochs}: replaying {done * config.steps_per_epoch} batches "
+            "of the patch streams"
+        )
         for _ in range(done * config.steps_per_epoch):
             expert_stream.next()
             if pseudo_stream is not None:
@@ -159,11 +161,17 @@ def train_3d(
         result.epochs.append(summary)
         save_model(out / MODEL_FILE, model, config, epoch)
         _append_steps(out / STEPS_FILE, epoch, records, config.steps_per_epoch)
-        atomic_write_json(out / HISTORY_FILE, {
-            "mode": config.mode.value, "epochs": [asdict(e) for e in result.epochs],
-            "pseudo_weight_by_case": {name: {"mean": total / count, "patches": count}
-                                      for name, (total, count) in sorted(weight_totals.items())},
-        })
+        atomic_write_json(
+            out / HISTORY_FILE,
+            {
+                "mode": config.mode.value,
+                "epochs": [asdict(e) for e in result.epochs],
+                "pseudo_weight_by_case": {
+                    name: {"mean": total / count, "patches": count}
+                    for name, (total, count) in sorted(weight_totals.items())
+                },
+            },
+        )
         if resumable:
             _write_state(out / STATE_FILE, config, cases, model, optimiser, result, weight_totals)
         log(_progress_line(summary, config.epochs, (time.perf_counter() - started) / (epoch - done)))
@@ -172,12 +180,21 @@ def train_3d(
     return result
 
 
-def _write_state(path: Path, config: Train3DConfig, cases: dict[str, list[str]], model: torch.nn.Module,
-                 optimiser: torch.optim.Optimizer, result: Train3DResult,
-                 weight_totals: dict[str, list[float]]) -> None:
+def _write_state(
+    path: Path,
+    config: Train3DConfig,
+    cases: dict[str, list[str]],
+    model: torch.nn.Module,
+    optimiser: torch.optim.Optimizer,
+    result: Train3DResult,
+    weight_totals: dict[str, list[float]],
+) -> None:
     """The training state after ``result.epochs[-1]``, atomically (a crash keeps the previous epoch's)."""
     payload = {
-        "format": STATE_FORMAT, "version": STATE_VERSION, "config": config.to_dict(), **cases,
+        "format": STATE_FORMAT,
+        "version": STATE_VERSION,
+        "config": config.to_dict(),
+        **cases,
         "epochs": [asdict(e) for e in result.epochs],
         "weight_totals": {name: list(total) for name, total in weight_totals.items()},
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -196,13 +213,20 @@ def _read_state(path: Path, config: Train3DConfig, cases: dict[str, list[str]]) 
         return None
     saved = read_checkpoint(path, STATE_FORMAT, STATE_VERSION, "3D training state", "a resumable 3D run")
     if saved.get("config") != config.to_dict() or any(saved.get(key) != names for key, names in cases.items()):
-        raise CovidalError(f"{path} was saved by a run with another configuration or other volumes; "
-                           "it cannot be resumed with these (start it in a new folder)")
+        raise CovidalError(
+            f"{path} was saved by a run with another configuration or other volumes; "
+            "it cannot be resumed with these (start it in a new folder)"
+        )
     return saved
 
 
-def _restore_state(saved: dict, model: torch.nn.Module, optimiser: torch.optim.Optimizer, result: Train3DResult,
-                   weight_totals: dict[str, list[float]]) -> int:
+def _restore_state(
+    saved: dict,
+    model: torch.nn.Module,
+    optimiser: torch.optim.Optimizer,
+    result: Train3DResult,
+    weight_totals: dict[str, list[float]],
+) -> int:
     """Load the weights, Adam's state, the summaries and weights per case; returns the epochs done."""
     model.load_state_dict(saved["model"])
     optimiser.load_state_dict(saved["optimizer"])
@@ -224,7 +248,9 @@ def _check_inputs(config: Train3DConfig, expert: Sequence[PreparedCase], pseudo:
     if not expert:
         raise CovidalError("no expert-labelled volumes to train on")
     if uses_pseudo_labels(config.mode) and not pseudo:
-        raise CovidalError(f"mode '{config.mode.value}' needs pseudo-labelled volumes (--pseudo-images/--pseudo-labels)")
+        raise CovidalError(
+            f"mode '{config.mode.value}' needs pseudo-labelled volumes (--pseudo-images/--pseudo-labels)"
+        )
     if not uses_pseudo_labels(config.mode) and pseudo:
         raise CovidalError("mode 'supervised' trains on expert volumes only; do not give it pseudo-labelled volumes")
 
@@ -269,5 +295,7 @@ def _progress_line(summary: EpochSummary, epochs: int, seconds_per_epoch: float)
     eta = seconds_per_epoch * (epochs - summary.epoch)
     pseudo = "" if summary.pseudo_loss is None else f", pseudo loss {summary.pseudo_loss:.4f}"
     skipped = f", {summary.skipped_steps} steps skipped (all weights 0)" if summary.skipped_steps else ""
-    return (f"epoch {summary.epoch}/{epochs}: expert loss {summary.expert_loss:.4f}{pseudo}{skipped} "
-            f"({summary.seconds:.1f} s, ETA {eta:.0f} s)")
+    return (
+        f"epoch {summary.epoch}/{epochs}: expert loss {summary.expert_loss:.4f}{pseudo}{skipped} "
+        f"({summary.seconds:.1f} s, ETA {eta:.0f} s)"
+    )

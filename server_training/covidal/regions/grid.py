@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from covidal.data.grid import GridMapping
+from covidal.data.resizing import GridMapping
+from covidal.validation import ConfigError, check_int, is_integer
 
 DEFAULT_REGIONS = 64
 
@@ -36,8 +37,7 @@ class RegionId:
     region: int
 
     def __post_init__(self) -> None:
-        if isinstance(self.region, bool) or not isinstance(self.region, int) or self.region < 0:
-            raise ValueError(f"region must be a non-negative integer, got {self.region!r}")
+        check_int("region", self.region, minimum=0)
 
 
 @dataclass(frozen=True)
@@ -66,13 +66,10 @@ class RegionGrid:
     """
 
     def __init__(self, regions: int = DEFAULT_REGIONS) -> None:
-        if isinstance(regions, bool) or not isinstance(regions, int) or regions < 1:
-            raise ValueError(f"number of regions must be a perfect square >= 1 (e.g. 64), got {regions!r}")
-        side = math.isqrt(regions)
-        if side * side != regions:
-            raise ValueError(f"number of regions must be a perfect square >= 1 (e.g. 64), got {regions}")
-        self.regions = regions
-        self._side = side
+        if not is_integer(regions) or regions < 1 or math.isqrt(regions) ** 2 != regions:
+            raise ConfigError(f"number of regions must be a perfect square >= 1 (e.g. 64), got {regions!r}")
+        self.regions = int(regions)
+        self._side = math.isqrt(regions)
 
     @property
     def side(self) -> int:

@@ -56,8 +56,15 @@ __all__ = ["ServiceSettings", "create_app"]
 LOG = logging.getLogger("covidal.service")
 
 ERROR_STATUS: dict[type[Exception], int] = {
-    NotFound: 404, Conflict: 409, LeaseError: 409, UploadTooLarge: 413, UnsupportedMediaType: 415, Invalid: 422,
-    Busy: 503, StoreError: 500, CovidalError: 422,
+    NotFound: 404,
+    Conflict: 409,
+    LeaseError: 409,
+    UploadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    Invalid: 422,
+    Busy: 503,
+    StoreError: 500,
+    CovidalError: 422,
 }
 
 
@@ -69,8 +76,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         store = Store(settings.project_dir)
         recovery = store.recover()
         if recovery.removed_files or recovery.interrupted_jobs:
-            LOG.warning("recovered the store: removed %d leftover files, interrupted %d jobs",
-                        len(recovery.removed_files), len(recovery.interrupted_jobs))
+            LOG.warning(
+                "recovered the store: removed %d leftover files, interrupted %d jobs",
+                len(recovery.removed_files),
+                len(recovery.interrupted_jobs),
+            )
         app.state.store = store
         start_decoder()
         runner = JobRunner(settings.project_dir, settings.device)
@@ -81,9 +91,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             runner.stop()
             store.close()
 
-    app = FastAPI(title="covidal", version=__version__, lifespan=lifespan,
-                  description="Backend of the CovidActiveLearning 3D Slicer extension. Geometry is in voxel "
-                              "indices (i, j, k) plus each volume's IJK-to-RAS matrix.")
+    app = FastAPI(
+        title="covidal",
+        version=__version__,
+        lifespan=lifespan,
+        description="Backend of the CovidActiveLearning 3D Slicer extension. Geometry is in voxel "
+        "indices (i, j, k) plus each volume's IJK-to-RAS matrix.",
+    )
     app.state.settings = settings
     app.state.cache = ServiceCache(settings.cache_bytes)
     app.state.upload_slots = UploadSlots(settings.max_concurrent_uploads)
@@ -110,5 +124,7 @@ async def _error_response(request: Request, error: Exception) -> JSONResponse:
 
 async def _overflow_response(request: Request, error: Exception) -> JSONResponse:
     """422 for a number the store cannot hold (SQLite integers are 64-bit): e.g. an id of 2**64 in the path."""
-    return JSONResponse({"detail": f"a number in the request is out of range (integers must lie within "
-                                   f"+-(2**63 - 1)): {error}"}, status_code=422)
+    return JSONResponse(
+        {"detail": f"a number in the request is out of range (integers must lie within +-(2**63 - 1)): {error}"},
+        status_code=422,
+    )

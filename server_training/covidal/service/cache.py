@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from covidal.data.volume import Volume
+from covidal.validation import check_int
 
 Value = TypeVar("Value")
 
@@ -98,9 +99,7 @@ class ByteBudgetCache:
     """
 
     def __init__(self, budget_bytes: int) -> None:
-        if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, int) or budget_bytes < 0:
-            raise ValueError(f"the cache budget must be a non-negative integer of bytes, got {budget_bytes!r}")
-        self.budget_bytes = budget_bytes
+        self.budget_bytes = check_int("the cache budget (bytes)", budget_bytes, minimum=0)
         self._lock = threading.Lock()
         self._loading = _KeyLocks()
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()

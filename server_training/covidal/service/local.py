@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from covidal.client import BackendUnreachable, CovidalClient
 from covidal.errors import CovidalError
@@ -39,21 +40,21 @@ class LocalService:
 
 
 @contextmanager
-def local_service(project_dir: Path, log_path: Path, device: str = "cpu", start_timeout: float = START_TIMEOUT_S,
-                  environment: Mapping[str, str] | None = None,
-                  serve_options: Sequence[str] = ()) -> Iterator[CovidalClient]:
-    """Start ``covidal serve --project-dir project_dir`` on 127.0.0.1 and a free port; yield a client of it.
-
-    See :func:`running_service`, which this wraps.
-    """
-    with running_service(project_dir, log_path, device, start_timeout, environment, serve_options) as running:
+def local_service(project_dir: Path, log_path: Path, *args: Any, **options: Any) -> Iterator[CovidalClient]:
+    """:func:`running_service` (same arguments), yielding only its client."""
+    with running_service(project_dir, log_path, *args, **options) as running:
         yield running.client
 
 
 @contextmanager
-def running_service(project_dir: Path, log_path: Path, device: str = "cpu", start_timeout: float = START_TIMEOUT_S,
-                    environment: Mapping[str, str] | None = None,
-                    serve_options: Sequence[str] = ()) -> Iterator[LocalService]:
+def running_service(
+    project_dir: Path,
+    log_path: Path,
+    device: str = "cpu",
+    start_timeout: float = START_TIMEOUT_S,
+    environment: Mapping[str, str] | None = None,
+    serve_options: Sequence[str] = (),
+) -> Iterator[LocalService]:
     """Start ``covidal serve --project-dir project_dir`` on 127.0.0.1 and a free port; yield it as a LocalService.
 
     The server's output goes to ``log_path``; ``environment`` is added to this process's environment
@@ -65,12 +66,30 @@ def running_service(project_dir: Path, log_path: Path, device: str = "cpu", star
         CovidalError: the server exited or did not answer within ``start_timeout`` s (its log's tail is shown).
     """
     port = free_port()
-    command = [sys.executable, "-m", "covidal.cli.main", "serve", "--project-dir", str(project_dir),
-               "--host", HOST, "--port", str(port), "--device", device, *serve_options]
+    command = [
+        sys.executable,
+        "-m",
+        "covidal.cli.main",
+        "serve",
+        "--project-dir",
+        str(project_dir),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--device",
+        device,
+        *serve_options,
+    ]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env={**os.environ, **(environment or {})})
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(environment or {})},
+        )
         try:
             client = CovidalClient(f"http://{HOST}:{port}", timeout=120)
             _wait_until_healthy(client, process, log_path, start_timeout)
@@ -88,11 +107,15 @@ def _wait_until_healthy(client: CovidalClient, process: subprocess.Popen, log_pa
             return
         except BackendUnreachable:
             if process.poll() is not None:
-                raise CovidalError(f"`covidal serve` exited with status {process.returncode} before answering; "
-                                   f"its log {log_path} ends with:\n{_tail(log_path)}") from None
+                raise CovidalError(
+                    f"`covidal serve` exited with status {process.returncode} before answering; "
+                    f"its log {log_path} ends with:\n{_tail(log_path)}"
+                ) from None
             if time.monotonic() > deadline:
-                raise CovidalError(f"`covidal serve` did not answer within {timeout:g} s; "
-                                   f"its log {log_path} ends with:\n{_tail(log_path)}") from None
+                raise CovidalError(
+                    f"`covidal serve` did not answer within {timeout:g} s; "
+                    f"its log {log_path} ends with:\n{_tail(log_path)}"
+                ) from None
             time.sleep(0.2)
 
 

@@ -7,41 +7,40 @@ slice's columns, ``j`` along its rows, ``k`` across slices), with the volume's
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from covidal.data.volume import ijk_to_ras_matrix
+from covidal.models.kinds import ModelKind
 from covidal.service.store import records
 
 MAX_CYCLE_REGIONS = 10_000
 MAX_GRID_K = 4096  # 64 x 64 regions per slice: 8-pixel squares on a 512 x 512 CT
 
 
-class ModelKind(StrEnum):
-    """The networks a project can train: the 2D ones of :class:`covidal.models.registry.ModelName` and the 3D U-Net."""
-
-    UNET = "unet"
-    FCN8 = "fcn8"
-    UNET3D = "unet3d"
-
-
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _Response(BaseModel):
+    """A response body; ``model_validate(record)`` reads a store record's attributes of the same names."""
+
+    model_config = ConfigDict(from_attributes=True)
 
 
 class ProjectCreate(_Request):
     name: str = Field(min_length=1, max_length=100)
     model_kind: ModelKind
     grid_k: int = Field(ge=1, le=MAX_GRID_K, description="regions per slice, a perfect square (e.g. 64)")
-    strategy: str = Field(description="a selection strategy of covidal.strategies.registry, e.g. 'entropy'")
+    strategy: str = Field(description="a selection strategy of covidal.activelearning.strategies, e.g. 'entropy'")
     mc_samples: int = Field(ge=1, le=1000)
     loss: str = Field(description="a loss of covidal.losses.registry, e.g. 'point'")
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
-class ProjectOut(BaseModel):
+class ProjectOut(_Response):
     id: int
     name: str
     model_kind: str
@@ -53,7 +52,7 @@ class ProjectOut(BaseModel):
     created_at: float
 
 
-class VolumeOut(BaseModel):
+class VolumeOut(_Response):
     id: int
     project_id: int
     name: str
@@ -68,7 +67,7 @@ class VolumeOut(BaseModel):
     created_at: float
 
 
-class LabelOut(BaseModel):
+class LabelOut(_Response):
     volume_id: int
     project_id: int
     format: str
@@ -83,14 +82,14 @@ class CycleCreate(_Request):
     volume_ids: list[int] | None = Field(default=None, description="the pool (default: every volume of the project)")
 
 
-class BoxOut(BaseModel):
+class BoxOut(_Response):
     i0: int
     i1: int
     j0: int
     j1: int
 
 
-class SuggestionOut(BaseModel):
+class SuggestionOut(_Response):
     id: int
     cycle_id: int
     volume_id: int
@@ -104,7 +103,7 @@ class SuggestionOut(BaseModel):
     answered: bool
 
 
-class CycleOut(BaseModel):
+class CycleOut(_Response):
     id: int
     project_id: int
     number: int
@@ -122,7 +121,7 @@ class AnnotationCreate(_Request):
     idempotency_key: str
 
 
-class AnnotationOut(BaseModel):
+class AnnotationOut(_Response):
     id: int
     suggestion_id: int
     project_id: int
@@ -134,79 +133,64 @@ class AnnotationOut(BaseModel):
     created_at: float
 
 
-def project_out(project: records.Project) -> ProjectOut:
-    return ProjectOut(id=project.id, name=project.name, model_kind=project.model_kind, grid_k=project.grid_k,
-                      strategy=project.strategy, mc_samples=project.mc_samples, loss=project.loss,
-                      settings=dict(project.settings), created_at=project.created_at)
-
-
-def ijk_to_ras(geometry: records.VolumeGeometry) -> np.ndarray:
-    """``[4, 4]`` IJK-to-RAS of a stored geometry (the same as :meth:`covidal.data.volume.Volume.ijk_to_ras`)."""
-    lps = np.eye(4)
-    lps[:3, :3] = np.reshape(geometry.direction, (3, 3)) @ np.diag(geometry.spacing)
-    lps[:3, 3] = geometry.origin
-    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
-
-
 def volume_out(volume: records.Volume) -> VolumeOut:
     geometry = volume.geometry
-    return VolumeOut(id=volume.id, project_id=volume.project_id, name=volume.name, format=volume.format.value,
-                     sha256=volume.sha256, size=volume.size, dims=geometry.dims, spacing=geometry.spacing,
-                     origin=geometry.origin, direction=np.reshape(geometry.direction, (3, 3)).tolist(),
-                     ijk_to_ras=ijk_to_ras(geometry).tolist(), created_at=volume.created_at)
-
-
-def label_out(label: records.Label) -> LabelOut:
-    return LabelOut(volume_id=label.volume_id, project_id=label.project_id, format=label.format.value,
-                    sha256=label.sha256, size=label.size, foreground_voxels=label.foreground_voxels,
-                    created_at=label.created_at)
-
-
-def suggestion_out(suggestion: records.Suggestion) -> SuggestionOut:
-    box = suggestion.box
-    return SuggestionOut(id=suggestion.id, cycle_id=suggestion.cycle_id, volume_id=suggestion.volume_id,
-                         k=suggestion.k, region=suggestion.region,
-                         box=BoxOut(i0=box.i0, i1=box.i1, j0=box.j0, j1=box.j1), score=suggestion.score,
-                         rank=suggestion.rank, lease_holder=suggestion.lease_holder,
-                         lease_expires_at=suggestion.lease_expires_at, answered=suggestion.answered)
+    return VolumeOut(
+        id=volume.id,
+        project_id=volume.project_id,
+        name=volume.name,
+        format=volume.format.value,
+        sha256=volume.sha256,
+        size=volume.size,
+        dims=geometry.dims,
+        spacing=geometry.spacing,
+        origin=geometry.origin,
+        direction=np.reshape(geometry.direction, (3, 3)).tolist(),
+        ijk_to_ras=ijk_to_ras_matrix(geometry.spacing, geometry.origin, geometry.direction).tolist(),
+        created_at=volume.created_at,
+    )
 
 
 def cycle_out(cycle: records.Cycle, suggestions: list[records.Suggestion]) -> CycleOut:
-    return CycleOut(id=cycle.id, project_id=cycle.project_id, number=cycle.number, status=cycle.status.value,
-                    created_at=cycle.created_at, suggestions=[suggestion_out(s) for s in suggestions])
-
-
-def annotation_out(annotation: records.Annotation) -> AnnotationOut:
-    return AnnotationOut(id=annotation.id, suggestion_id=annotation.suggestion_id, project_id=annotation.project_id,
-                         answer=annotation.answer.value, points=list(annotation.points),
-                         annotator=annotation.annotator, effort_seconds=annotation.effort_seconds,
-                         idempotency_key=annotation.idempotency_key, created_at=annotation.created_at)
+    """The cycle with its suggestions (which the cycle record does not hold)."""
+    fields = {name: getattr(cycle, name) for name in CycleOut.model_fields if name != "suggestions"}
+    return CycleOut.model_validate({**fields, "suggestions": suggestions})
 
 
 class JobCreate(_Request):
-    kind: str = Field(description="'train': train a 2D project's model (unet, fcn8) on every answered region; "
-                                  "'noisy-teacher': train a unet3d project's 3D model (teacher on the volumes with "
-                                  "an expert label, pseudo-labels of the others, student)")
-    steps: int | None = Field(default=None, ge=1, description="'train' jobs: optimiser steps (default: the "
-                                                                "project's 'steps' setting, else 20)")
-    config: dict[str, Any] = Field(default_factory=dict, description="more options: of "
-                                   "covidal.service.jobs.config.TrainJobConfig for 'train' (e.g. checkpoint_every, "
-                                   "batch_size), of covidal.service.jobs.noisy_teacher_config.NoisyTeacherJobConfig "
-                                   "for 'noisy-teacher' (e.g. mode, epochs, steps_per_epoch, patch_size)")
+    kind: str = Field(
+        description="'train': train a 2D project's model (unet, fcn8) on every answered region; "
+        "'noisy-teacher': train a unet3d project's 3D model (teacher on the volumes with "
+        "an expert label, pseudo-labels of the others, student)"
+    )
+    steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="'train' jobs: optimiser steps (default: the project's 'steps' setting, else 20)",
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="more options: of "
+        "covidal.service.jobs.job_config.TrainJobConfig for 'train' (e.g. checkpoint_every, "
+        "batch_size), of covidal.service.jobs.noisy_teacher_config.NoisyTeacherJobConfig "
+        "for 'noisy-teacher' (e.g. mode, epochs, steps_per_epoch, patch_size)",
+    )
 
 
-class JobProgressOut(BaseModel):
-    step: int = Field(description="optimiser steps done (of all stages)")
-    steps: int | None = Field(description="optimiser steps planned (of all stages)")
+class JobProgressOut(_Response):
+    step: int = Field(validation_alias="epoch", description="optimiser steps done (of all stages)")
+    steps: int | None = Field(validation_alias="epochs", description="optimiser steps planned (of all stages)")
     loss: float | None = Field(description="the last step's training loss")
-    val_dice: float | None = Field(description="'train': Dice on the known pixels (background regions and clicks) "
-                                               "of the answered slices; 'noisy-teacher': Dice of the last finished "
-                                               "stage's model on the expert volumes; both are trained on (null: none)")
+    val_dice: float | None = Field(
+        description="'train': Dice on the known pixels (background regions and clicks) "
+        "of the answered slices; 'noisy-teacher': Dice of the last finished "
+        "stage's model on the expert volumes; both are trained on (null: none)"
+    )
     eta_seconds: float | None
     stage: str | None = Field(default=None, description="'noisy-teacher' jobs: teacher, pseudo-label or student")
 
 
-class JobOut(BaseModel):
+class JobOut(_Response):
     id: int
     project_id: int
     kind: str
@@ -221,30 +205,20 @@ class JobOut(BaseModel):
     error: str | None
 
 
-class PredictionOut(BaseModel):
+class PredictionOut(_Response):
     volume_id: int
     voxels: int = Field(description="voxels labelled infection")
     infected_ml: float
-    lung_percent: float | None = Field(description="infected share of the lungs (heuristic lung mask), null if "
-                                                   "no lungs were found")
+    lung_percent: float | None = Field(
+        description="infected share of the lungs (heuristic lung mask), null if no lungs were found"
+    )
     lung_ml: float | None
 
 
-class CurvePoint(BaseModel):
+class CurvePoint(_Response):
     job_id: int
     finished_at: float
     answers: int = Field(description="answered regions the model trained on")
     effort_seconds: float = Field(description="the annotators' summed effort for those answers")
     val_dice: float | None
     steps: int
-
-
-def job_out(job: records.Job) -> JobOut:
-    progress = job.progress
-    return JobOut(id=job.id, project_id=job.project_id, kind=job.kind, status=job.status.value, device=job.device,
-                  config=dict(job.config),
-                  progress=None if progress is None else JobProgressOut(
-                      step=progress.epoch, steps=progress.epochs, loss=progress.loss, val_dice=progress.val_dice,
-                      eta_seconds=progress.eta_seconds, stage=progress.stage),
-                  cancel_requested=job.cancel_requested, created_at=job.created_at, started_at=job.started_at,
-                  finished_at=job.finished_at, error=job.error)

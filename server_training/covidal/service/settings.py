@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from covidal.service.uploads.limits import DecodeLimits
+from covidal.validation import check_int, check_real
 
 DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
 DEFAULT_LEASE_SECONDS = 15 * 60.0
@@ -62,12 +62,10 @@ class ServiceSettings:
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         for name in ("max_upload_bytes", "max_voxels", "max_concurrent_uploads"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("cache_bytes", self.cache_bytes, 0)
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("cache_bytes", self.cache_bytes, minimum=0)
         for name in ("lease_seconds", "decode_timeout_s", "body_timeout_s"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            check_real(name, getattr(self, name), above=0.0)
         object.__setattr__(self, "allowed_hosts", tuple(host_name(host) for host in self.allowed_hosts))
 
     @property
@@ -93,9 +91,3 @@ def host_name(host: str) -> str:
     if not inner or any(c.isspace() or c in "/@[]" for c in inner) or not text.isprintable():
         raise ValueError(f"not a host name or address: {host!r}")
     return text
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else "a non-negative integer"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")

@@ -93,8 +93,11 @@ def extract_dicom_zip(path: Path, folder: Path, max_expanded_bytes: int) -> Path
         # an OSError names the extraction folder, a server path: only its reason is the client's business
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
         raise Invalid(f"the upload is not a readable zip file: {reason}") from None
-    series = [candidate for candidate in (folder, *sorted(p for p in folder.rglob("*") if p.is_dir()))
-              if is_dicom_series_dir(candidate)]
+    series = [
+        candidate
+        for candidate in (folder, *sorted(p for p in folder.rglob("*") if p.is_dir()))
+        if is_dicom_series_dir(candidate)
+    ]
     if not series:
         raise Invalid("the zip holds no DICOM series: zip the folder of one series' .dcm files")
     if len(series) > 1:
@@ -115,8 +118,10 @@ def check_zip_members(members: list[zipfile.ZipInfo], max_expanded_bytes: int) -
             raise Invalid(f"the zip member name {name!r} points outside the zip's folder; refused")
     expanded = sum(member.file_size for member in members)
     if expanded > max_expanded_bytes:
-        raise UploadTooLarge(f"the zip expands to {expanded} bytes, over the limit of {max_expanded_bytes} bytes "
-                             "(4 per voxel of covidal serve --max-voxels)")
+        raise UploadTooLarge(
+            f"the zip expands to {expanded} bytes, over the limit of {max_expanded_bytes} bytes "
+            "(4 per voxel of covidal serve --max-voxels)"
+        )
 
 
 def read_upload(path: Path, label: str) -> Volume:

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from covidal.errors import CovidalError
-from covidal.models.base import SegmentationNet
-from covidal.models.registry import build_model
-from covidal.training.config import TrainConfig
+from covidal.models.slices.build import build_model
+from covidal.models.slices.network import SegmentationNet
+from covidal.training.train_config import TrainConfig
 from covidal.utils.atomic import atomic_write
 from covidal.utils.checkpoint_file import read_checkpoint
 
@@ -26,19 +26,18 @@ class LoadedRun:
 
     model: SegmentationNet
     config: TrainConfig
-    epoch: int
+    step: int
     val_dice: float | None
 
 
-def save_checkpoint(
-    path: Path, model: SegmentationNet, config: TrainConfig, epoch: int, val_dice: float | None
-) -> None:
-    """Write weights and configs atomically (a crash never leaves a half-written model.pt)."""
+def save_checkpoint(path: Path, model: SegmentationNet, config: TrainConfig, step: int, val_dice: float | None) -> None:
+    """Write weights and configs atomically (a crash never leaves a half-written model.pt): the model after
+    ``step`` optimiser steps, with its validation Dice."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "config": config.to_dict(),
-        "epoch": epoch,
+        "step": step,
         "val_dice": val_dice,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
@@ -53,14 +52,17 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu") -> LoadedRun:
     """
     run_dir = Path(run_dir)
     path = run_dir if run_dir.is_file() else run_dir / MODEL_FILE
-    payload = read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "2D model",
-                              f"`covidal train ... --out {run_dir}`")
+    payload = read_checkpoint(
+        path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "2D model", f"`covidal train ... --out {run_dir}`"
+    )
     try:
         config = TrainConfig.from_dict(payload["config"])
         # The saved weights already hold any pretrained initialisation: do not read that file again.
         model = build_model(replace(config.model, pretrained=None))
         model.load_state_dict(payload["state_dict"])
-        run = LoadedRun(model=model, config=config, epoch=payload["epoch"], val_dice=payload["val_dice"])
+        # Files written before training counted steps name it "epoch".
+        step = payload["step"] if "step" in payload else payload["epoch"]
+        run = LoadedRun(model=model, config=config, step=step, val_dice=payload["val_dice"])
     except (KeyError, TypeError, ValueError, RuntimeError, CovidalError) as error:
         # Only the class: load_state_dict's message spans many lines.
         raise CovidalError(f"{path} is a damaged covidal checkpoint ({error.__class__.__name__})") from error

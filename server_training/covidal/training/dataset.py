@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from covidal.data.grid import (
+from covidal.data.points import PointLabel
+from covidal.data.resizing import (
     GridMapping,
     point_label_map_on_grid,
     resize_image,
     resize_mask,
 )
-from covidal.data.points import PointLabel
 from covidal.data.slices import SliceRecord
 from covidal.losses.base import Batch
 from covidal.training.distributed import SINGLE_PROCESS, Shard, shard_order
@@ -26,10 +26,10 @@ def standardise(image: np.ndarray) -> np.ndarray:
     return ((image - image.mean()) / (std if std > 1e-6 else 1.0)).astype(np.float32)
 
 
-def network_input(records: Sequence[SliceRecord], size: int) -> torch.Tensor:
-    """Resized, standardised images ``[N, 1, S, S]`` (float32)."""
-    stacked = np.stack([standardise(resize_image(record.image, size)) for record in records])
-    return torch.from_numpy(stacked)[:, None]
+def network_input(images: Iterable[np.ndarray], size: int) -> torch.Tensor:
+    """float32 ``[N, 1, S, S]``: each ``[H, W]`` image in [0, 1] resized and standardised, one at a time (so a
+    generator that windows a CT slice by slice never holds a float copy of the whole CT)."""
+    return torch.from_numpy(np.stack([standardise(resize_image(image, size)) for image in images]))[:, None]
 
 
 @dataclass
@@ -53,7 +53,7 @@ class TrainingSlices:
         points_by_slice: Mapping[str, Sequence[PointLabel]],
         size: int,
         with_masks: bool,
-    ) -> "TrainingSlices":
+    ) -> TrainingSlices:
         labels = [
             point_label_map_on_grid(points_by_slice.get(r.slice_id, []), GridMapping(r.image.shape, size))
             for r in records
@@ -61,24 +61,35 @@ class TrainingSlices:
         masks = None
         if with_masks:
             masks = torch.from_numpy(np.stack([resize_mask(r.mask, size) for r in records]).astype(np.float32))
-        return cls(network_input(records, size), torch.from_numpy(np.stack(labels)), masks)
+        return cls(network_input([r.image for r in records], size), torch.from_numpy(np.stack(labels)), masks)
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def batches(self, batch_size: int, generator: torch.Generator, device: torch.device,
-                shard: Shard = SINGLE_PROCESS) -> Iterator[Batch]:
-        """Shuffled mini-batches for one epoch (the last one may be smaller).
+    def batch(self, index: torch.Tensor, device: torch.device) -> Batch:
+        """The slices at ``index`` ``[B]`` as a batch on ``device``."""
+        return Batch(
+            images=self.images[index].to(device),
+            point_labels=self.point_labels[index].to(device),
+            masks=None if self.masks is None else self.masks[index].to(device),
+        )
 
-        Under data-parallel training every rank draws the same order from its
-        identically seeded ``generator`` and batches only its own shard of it
-        (:func:`shard_order`), so the ranks' batches partition the epoch.
-        """
-        order = shard_order(torch.randperm(len(self), generator=generator), shard)
-        for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
-            yield Batch(
-                images=self.images[index].to(device),
-                point_labels=self.point_labels[index].to(device),
-                masks=None if self.masks is None else self.masks[index].to(device),
-            )
+    def batches(
+        self, batch_size: int, generator: torch.Generator, device: torch.device, shard: Shard = SINGLE_PROCESS
+    ) -> Iterator[Batch]:
+        """Shuffled mini-batches for one epoch (the last one may be smaller): :func:`batch_indices`."""
+        for index in batch_indices(len(self), batch_size, generator, shard):
+            yield self.batch(index, device)
+
+
+def batch_indices(
+    count: int, batch_size: int, generator: torch.Generator, shard: Shard = SINGLE_PROCESS
+) -> Iterator[torch.Tensor]:
+    """One epoch's shuffled batches of positions in ``[0, count)`` (the last one may be smaller).
+
+    Under data-parallel training every rank draws the same order from its identically seeded ``generator``
+    and batches only its own shard of it (:func:`shard_order`), so the ranks' batches partition the epoch.
+    """
+    order = shard_order(torch.randperm(count, generator=generator), shard)
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]

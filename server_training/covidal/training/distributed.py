@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from covidal.errors import CovidalError
-from covidal.training.config import DeviceChoice
+from covidal.training.train_config import DeviceChoice
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -93,14 +93,24 @@ def check_gpus(gpus: int, device: DeviceChoice) -> None:
         return
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if available < gpus:
-        raise CovidalError(f"--gpus {gpus} needs {gpus} CUDA GPUs but {available} are available; "
-                           f"--device cpu --gpus {gpus} runs {gpus} CPU processes (gloo) instead")
+        raise CovidalError(
+            f"--gpus {gpus} needs {gpus} CUDA GPUs but {available} are available; "
+            f"--device cpu --gpus {gpus} runs {gpus} CPU processes (gloo) instead"
+        )
 
 
 def torchrun_command(processes: int, module: str, arguments: Sequence[str]) -> list[str]:
     """``python -m torch.distributed.run --standalone --nproc-per-node N -m module arguments...``."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-            "-m", module, *arguments]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        "-m",
+        module,
+        *arguments,
+    ]
 
 
 def launch(processes: int, module: str, arguments: Sequence[str]) -> None:

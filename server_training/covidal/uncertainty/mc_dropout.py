@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from covidal.inference import autocast_for
-from covidal.models.base import SegmentationNet
+from covidal.models.slices.network import SegmentationNet
+from covidal.training.inference import autocast_for
 
 
 @dataclass(frozen=True)

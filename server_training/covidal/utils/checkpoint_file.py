@@ -27,7 +27,7 @@ def read_checkpoint(path: Path, expected_format: str, version: int, what: str, h
         raise CovidalError(f"no trained {what} at {path}; train one with {how_to_train}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - arbitrary bytes make torch.load raise almost any type (KeyError, IndexError, ...)
+    except Exception as error:
         raise CovidalError(f"{path} is not a readable covidal model ({error.__class__.__name__})") from error
     if not isinstance(payload, dict) or payload.get("format") != expected_format:
         raise CovidalError(f"{path} is not a covidal {what} checkpoint (train one with {how_to_train})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from covidal.data.cases import (
+from covidal.data.case_files import (
     case_name,
     cases_by_name,
     files_with_suffixes,

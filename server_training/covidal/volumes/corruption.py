@@ -19,7 +19,6 @@ with the Dice of each corrupted label against its original (1.0 when both are em
 from __future__ import annotations
 
 import math
-import numbers
 import shutil
 from enum import StrEnum
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from covidal.data.cases import (
+from covidal.data.case_files import (
     case_name,
     files_with_suffixes,
     natural_sorted,
@@ -38,6 +37,7 @@ from covidal.data.io import VOLUME_SUFFIXES, read_volume, volume_suffix, write_v
 from covidal.data.volume import Volume
 from covidal.errors import CovidalError
 from covidal.utils.atomic import atomic_write, atomic_write_json
+from covidal.validation import check_int, check_real
 
 CORRUPTION_FILE = "corruption.json"
 DILATE_MM = 6.0
@@ -149,8 +149,11 @@ def _corrupt_single(
     angle = rng.uniform(0.0, 2.0 * math.pi)
     offset_mm = SHIFT_MM * np.array([math.cos(angle), math.sin(angle), 0.0])
     voxels = offset_in_voxels(offset_mm, spacing)
-    detail = {"kind": kind.value, "offset_voxels_ijk": voxels.tolist(),
-              "offset_mm_ijk": [round(float(v), 3) for v in voxels * spacing]}
+    detail = {
+        "kind": kind.value,
+        "offset_voxels_ijk": voxels.tolist(),
+        "offset_mm_ijk": [round(float(v), 3) for v in voxels * spacing],
+    }
     return shift_label(label, offset_mm, spacing).astype(label.dtype), detail
 
 
@@ -204,18 +207,21 @@ def corrupt_label_folder(labels: Path, out: Path, rate: float, kind: Corruption,
         entry = {"name": name, "file": files[name].name, **detail}
         corrupted.append({**entry, "dice_to_original": _dice(array, volume.array)})
     record = {
-        "labels": str(labels), "rate": rate, "kind": kind.value, "seed": seed, "cases": len(names),
-        "corrupted": corrupted, "unchanged": [name for name in names if name not in chosen],
+        "labels": str(labels),
+        "rate": rate,
+        "kind": kind.value,
+        "seed": seed,
+        "cases": len(names),
+        "corrupted": corrupted,
+        "unchanged": [name for name in names if name not in chosen],
     }
     atomic_write_json(out / CORRUPTION_FILE, record)
     return record
 
 
 def _check_rate_and_seed(rate: float, seed: int) -> None:
-    if isinstance(rate, bool) or not (isinstance(rate, numbers.Real) and 0.0 <= rate <= 1.0):
-        raise CovidalError(f"corruption rate must be a number in [0, 1], got {rate}")
-    if isinstance(seed, bool) or not (isinstance(seed, numbers.Integral) and seed >= 0):
-        raise CovidalError(f"seed must be a whole number >= 0, got {seed}")
+    check_real("corruption rate", rate, minimum=0.0, maximum=1.0)
+    check_int("seed", seed, minimum=0)
 
 
 def _corruption_kind(kind) -> Corruption:

@@ -13,8 +13,8 @@ from torch import nn
 from covidal.data.io import read_label_volume
 from covidal.metrics.surface import compute_hd95, compute_volume_dice
 from covidal.volumes.cases import CaseSource
-from covidal.volumes.inference import SlidingWindowConfig, predict_on_source_grid
 from covidal.volumes.preprocess import PreparedCase
+from covidal.volumes.sliding_window import SlidingWindowConfig, predict_on_source_grid
 
 
 @dataclass(frozen=True)

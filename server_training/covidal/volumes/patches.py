@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from covidal.validation import check_ints
+
 IMAGE_PAD_VALUE = 0.0  # windowed intensity of air
 LABEL_PAD_VALUE = 0  # background
 
@@ -44,11 +46,7 @@ def checked_size(size: object, what: str) -> tuple[int, int, int]:
     Raises:
         ValueError: naming ``what``, when ``size`` is anything else.
     """
-    values = tuple(size) if isinstance(size, list | tuple) else ()
-    whole = all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values)
-    if len(values) != 3 or not whole or min(values) < 1:
-        raise ValueError(f"{what} must be three whole numbers >= 1 (D, H, W), got {size!r}")
-    return tuple(int(v) for v in values)  # type: ignore[return-value]
+    return check_ints(f"{what} (D, H, W)", size, count=3)  # type: ignore[return-value]
 
 
 def pad_to_at_least(array: np.ndarray, size: tuple[int, int, int], value: float) -> np.ndarray:

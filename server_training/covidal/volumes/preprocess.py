@@ -102,8 +102,14 @@ def resample_to_grid(
     Args and returns as in :func:`resample_to_spacing`; ``reference``'s voxel values are not used.
     """
     return _resample(
-        volume, reference.shape_ijk, reference.spacing, reference.origin, reference.direction,
-        interpolation, default_value, extrapolate,
+        volume,
+        reference.shape_ijk,
+        reference.spacing,
+        reference.origin,
+        reference.direction,
+        interpolation,
+        default_value,
+        extrapolate,
     )
 
 

@@ -1,57 +1,84 @@
+"""MC-dropout region scores on the network grid: the very numbers of the straightforward path (naive MC samples,
+every pixel score mapped to its native pixel, then reduced over each region's box)."""
+
 import numpy as np
 import pytest
 import torch
 
-from covidal.activelearning.pool import Pool
-from covidal.activelearning.scoring import score_pool
-from covidal.data.grid import GridMapping
-from covidal.data.slices import SliceRecord
-from covidal.models.registry import ModelConfig, build_model
+from covidal.activelearning.scoring import Reduction, band_starts, mc_region_scores, reduce_to_regions
+from covidal.data.resizing import GridMapping
+from covidal.models.slices.build import ModelConfig, build_model
 from covidal.regions.grid import RegionGrid
-from covidal.strategies.entropy import EntropyStrategy
-from covidal.strategies.random_regions import RandomRegions
 from covidal.uncertainty.mc_dropout import mc_probabilities_naive, sample_dropout_masks
 from covidal.uncertainty.measures import predictive_entropy
 
-
-@pytest.fixture
-def pool() -> Pool:
-    rng = np.random.default_rng(0)
-    shapes = [(40, 48), (33, 33), (40, 48)]
-    records = [SliceRecord(str(i), rng.random(s, dtype=np.float32), np.zeros(s, np.uint8), str(i), None)
-               for i, s in enumerate(shapes)]
-    return Pool.build(records, 32)
+SIZE = 32
+SHAPES = [(40, 48), (33, 33), (40, 48), (20, 24)]  # finer and coarser than the 32 x 32 network grid
 
 
-@pytest.fixture
+def native_reference(network_scores: np.ndarray, shape, grid: RegionGrid, reduction: str) -> np.ndarray:
+    """``[R]``: the network scores mapped to every native pixel, then reduced over each native box."""
+    rows, cols = GridMapping(shape, network_scores.shape[-1]).native_to_train_indices()
+    native = network_scores[rows[:, None], cols[None, :]]
+    reduce = np.max if reduction == "max" else np.mean
+    return np.array([reduce(native[box.slices]) for box in grid.boxes(shape)])
+
+
+@pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
     return build_model(ModelConfig(width=8, dropout=0.5))
 
 
-@pytest.mark.parametrize("batch_size", [1, 2, 8])
-def test_scores_are_naive_mc_entropy_mapped_to_native(pool, model, batch_size, single_thread_torch):
-    indices = [2, 0, 1]
-    scores = score_pool(model, pool, indices, EntropyStrategy(RegionGrid(4)), samples=5, seed=11, batch_size=batch_size)
-    masks = sample_dropout_masks(model, 5, len(indices), 11)
-    expected = predictive_entropy(mc_probabilities_naive(model, pool.images[indices], masks).probs).numpy()
-    for position, (index, slice_scores) in enumerate(zip(indices, scores)):
-        record = pool.records[index]
-        assert slice_scores.key == (record.case_id, record.slice_id)
-        assert slice_scores.pixel_scores.shape == record.image.shape
-        rows, cols = GridMapping(record.image.shape, 32).native_to_train_indices()
-        np.testing.assert_allclose(slice_scores.pixel_scores, expected[position][rows[:, None], cols[None, :]], atol=1e-5)
-    assert max(s.pixel_scores.max() for s in scores) > 0
+@pytest.fixture(scope="module")
+def images():
+    return torch.from_numpy(np.random.default_rng(0).standard_normal((len(SHAPES), 1, SIZE, SIZE), dtype=np.float32))
 
 
-def test_random_strategy_does_not_run_the_model(pool):
-    class Exploding(torch.nn.Module):
-        classifier = None
+@pytest.mark.parametrize("reduction", ["max", "mean"])
+@pytest.mark.parametrize(("shape", "grid_k"), [((40, 48), 4), ((20, 24), 9), ((45, 17), 16), ((32, 32), 1)])
+def test_reduction_on_the_network_grid_equals_the_native_grid(reduction, shape, grid_k):
+    network = np.random.default_rng(grid_k).random((3, SIZE, SIZE))
+    grid = RegionGrid(grid_k)
+    reduced = reduce_to_regions(network, shape, grid, Reduction(reduction))
+    expected = np.stack([native_reference(network[b], shape, grid, reduction) for b in range(3)])
+    if reduction == "max":
+        np.testing.assert_array_equal(reduced, expected)  # the same numbers exactly
+    else:
+        np.testing.assert_allclose(reduced, expected, rtol=1e-12)  # sums in another order
 
-    scores = score_pool(Exploding(), pool, [0, 1], RandomRegions(RegionGrid(4)), samples=5, seed=0)
-    assert [s.pixel_scores.shape for s in scores] == [(40, 48), (33, 33)]
-    assert all(not s.pixel_scores.any() for s in scores)
+
+def test_band_starts_are_the_boxes_first_rows_and_columns():
+    rows, columns = band_starts(RegionGrid(9), (11, 13))
+    assert (rows, columns) == ([0, 4, 7], [0, 4, 9])
+    assert all(box.row0 in rows and box.col0 in columns for box in RegionGrid(9).boxes((11, 13)))
 
 
-def test_nothing_to_score_gives_nothing(pool, model):
-    assert score_pool(model, pool, [], EntropyStrategy(RegionGrid(4)), samples=3, seed=0) == []
+@pytest.mark.parametrize("reduction", ["max", "mean"])
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_region_scores_are_naive_mc_entropy_reduced_on_native_boxes(
+    model, images, reduction, batch_size, single_thread_torch
+):
+    grid = RegionGrid(4)
+    masks = sample_dropout_masks(model, 5, len(SHAPES), 11)
+    scores = mc_region_scores(model, images, masks, SHAPES, grid, predictive_entropy, Reduction(reduction), batch_size)
+    entropy = predictive_entropy(mc_probabilities_naive(model, images, masks).probs).numpy()
+    expected = np.stack([native_reference(entropy[n], SHAPES[n], grid, reduction) for n in range(len(SHAPES))])
+    assert scores.shape == (len(SHAPES), 4) and scores.dtype == np.float64
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert len(np.unique(scores)) > 1
+
+
+def test_only_the_given_slices_are_scored_with_their_own_masks(model, images, single_thread_torch):
+    grid, masks = RegionGrid(4), sample_dropout_masks(model, 4, len(SHAPES), 3)
+    every = mc_region_scores(model, images, masks, SHAPES, grid, predictive_entropy)
+    some = mc_region_scores(model, images, masks, SHAPES, grid, predictive_entropy, positions=[3, 1])
+    np.testing.assert_array_equal(some[[1, 3]], every[[1, 3]])
+    assert np.all(some[[0, 2]] == -np.inf)
+    assert np.all(mc_region_scores(model, images, masks, SHAPES, grid, predictive_entropy, positions=[]) == -np.inf)
+
+
+def test_a_slice_smaller_than_the_grid_is_a_value_error(model, images):
+    masks = sample_dropout_masks(model, 2, len(SHAPES), 0)
+    with pytest.raises(ValueError, match="too small"):
+        mc_region_scores(model, images, masks, SHAPES, RegionGrid(625), predictive_entropy)

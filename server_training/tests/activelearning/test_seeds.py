@@ -14,6 +14,8 @@ def test_same_inputs_same_seed_and_names_separate_streams():
 def test_stable_across_processes():
     # Python's hash() is salted per process; a derived seed must not be.
     code = "from covidal.activelearning.seeds import derived_seed; print(derived_seed(5, 'annotator', 2))"
-    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-               for _ in range(2)}
+    outputs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    }
     assert outputs == {f"{derived_seed(5, 'annotator', 2)}\n"}

@@ -82,8 +82,10 @@ def test_different_seeds_usually_click_different_points():
 def test_clicks_are_spread_over_the_infected_pixels():
     # Region 3 holds 2 infected pixels: over 200 seeds each should be clicked about 100 times.
     region = RegionId(*KEY, 3)
-    clicks = [SimulatedAnnotator({KEY: _hand_mask()}, RegionGrid(4), seed=seed).answer(region).points[0]
-              for seed in range(200)]
+    clicks = [
+        SimulatedAnnotator({KEY: _hand_mask()}, RegionGrid(4), seed=seed).answer(region).points[0]
+        for seed in range(200)
+    ]
     assert set(clicks) == {(5, 6), (6, 6)}
     assert 60 <= clicks.count((5, 6)) <= 140
 

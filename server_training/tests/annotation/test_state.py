@@ -77,7 +77,10 @@ def test_queries_after_adding():
     assert state.labelled == {RegionId(*AWKWARD, 0), RegionId(*AWKWARD, 1), RegionId(*AWKWARD, 2), RegionId(*SQUARE, 3)}
     # RegionId order: case "12" sorts before "ct1"; regions by index within a slice.
     assert [label.region for label in state.labels()] == [
-        RegionId(*SQUARE, 3), RegionId(*AWKWARD, 0), RegionId(*AWKWARD, 1), RegionId(*AWKWARD, 2)
+        RegionId(*SQUARE, 3),
+        RegionId(*AWKWARD, 0),
+        RegionId(*AWKWARD, 1),
+        RegionId(*AWKWARD, 2),
     ]
     assert state.label_of(RegionId(*AWKWARD, 2)) == _inf(AWKWARD, 2, (6, 1), (9, 3))
     assert state.label_of(RegionId(*AWKWARD, 3)) is None
@@ -140,9 +143,7 @@ def test_add_many_is_all_or_nothing():
     assert len(state) == 3
 
 
-@pytest.mark.parametrize(
-    "shapes", [{("a",): (8, 8)}, {("a", 1): (8, 8)}, {("a", "a"): (1, 8)}, {("a", "a"): (8,)}]
-)
+@pytest.mark.parametrize("shapes", [{("a",): (8, 8)}, {("a", 1): (8, 8)}, {("a", "a"): (1, 8)}, {("a", "a"): (8,)}])
 def test_constructor_rejects_bad_pool(shapes):
     with pytest.raises(ValueError):
         AnnotationState(RegionGrid(4), shapes)
@@ -272,13 +273,16 @@ def test_background_sample_larger_than_box_takes_all(sample):
     assert np.all(target[8:16, 0:8] == 0) and np.count_nonzero(target == 0) == 64
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"background_sample": 0}, "background_sample"),
-    ({"background_sample": -3}, "background_sample"),
-    ({"background_sample": 2.5}, "background_sample"),
-    ({"background_sample": True}, "background_sample"),
-    ({"seed": -1}, "seed"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"background_sample": 0}, "background_sample"),
+        ({"background_sample": -3}, "background_sample"),
+        ({"background_sample": 2.5}, "background_sample"),
+        ({"background_sample": True}, "background_sample"),
+        ({"seed": -1}, "seed"),
+    ],
+)
 def test_label_map_on_grid_rejects_bad_options(options, message):
     with pytest.raises(ValueError, match=message):
         _awkward_state().label_map_on_grid(AWKWARD, 8, **options)
@@ -293,7 +297,9 @@ def test_region_rng_depends_on_seed_and_region_only():
     region = RegionId("ct1", "ct1:40", 5)
     assert region_rng(3, region).integers(1 << 30) == region_rng(3, RegionId("ct1", "ct1:40", 5)).integers(1 << 30)
     others = [
-        region_rng(4, region), region_rng(3, RegionId("ct1", "ct1:41", 5)), region_rng(3, RegionId("ct1", "ct1:40", 6))
+        region_rng(4, region),
+        region_rng(3, RegionId("ct1", "ct1:41", 5)),
+        region_rng(3, RegionId("ct1", "ct1:40", 6)),
     ]
     draws = {int(rng.integers(1 << 62)) for rng in [region_rng(3, region), *others]}
     assert len(draws) == 4
@@ -332,7 +338,7 @@ def test_save_load_round_trip(tmp_path):
 def test_from_dict_round_trip_and_errors():
     state = _awkward_state()
     assert AnnotationState.from_dict(state.to_dict(), RegionGrid(4), SHAPES).labels() == state.labels()
-    with pytest.raises(CovidalError, match="not an annotations file"):
+    with pytest.raises(CovidalError, match="not a covidal.annotations document"):
         AnnotationState.from_dict([], RegionGrid(4), SHAPES)
 
 
@@ -351,8 +357,8 @@ def _label_entry(**changes):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{not json", "cannot read"),
-        (json.dumps({"format": "covidal.points", "version": 1}), "not an annotations file"),
+        ("{not json", "cannot be read or is not valid JSON"),
+        (json.dumps({"format": "covidal.points", "version": 1}), "not a covidal.annotations document"),
         (json.dumps(_document(version=2)), "version 2"),
         (json.dumps(_document(version="1")), "version"),
         (json.dumps(_document(regions=9)), "9 regions"),

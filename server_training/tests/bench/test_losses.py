@@ -53,8 +53,17 @@ def test_too_many_held_out_slices(count, val_count, test_count):
 
 
 def test_markdown_table_one_row_per_loss():
-    row = {"loss": "point", "dice": 0.5, "iou": 1 / 3, "ppv": math.nan, "sensitivity": 0.25, "specificity": 1.0,
-           "best_epoch": 7, "val_dice": 0.4567, "seconds": 12.4}
+    row = {
+        "loss": "point",
+        "dice": 0.5,
+        "iou": 1 / 3,
+        "ppv": math.nan,
+        "sensitivity": 0.25,
+        "specificity": 1.0,
+        "best_step": 7,
+        "val_dice": 0.4567,
+        "seconds": 12.4,
+    }
     lines = markdown_table([row, {**row, "loss": "full"}]).splitlines()
     assert len(lines) == 4
     assert lines[0].count("|") == lines[1].count("|") == lines[2].count("|") == 10

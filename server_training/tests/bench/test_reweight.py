@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from covidal.bench.reweight import ReweightBenchConfig, bench_reweight, make_batch, markdown_table
-from covidal.models.unet3d import UNet3DConfig
-from covidal.noisyteacher.weighting import StudentMode
+from covidal.models.volumes.unet import UNet3DConfig
+from covidal.noisyteacher.student_modes import StudentMode
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
@@ -40,8 +40,14 @@ def test_benchmark_batches_hold_a_lesion_each():
     assert all(0 < int(label.sum()) < label.numel() for label in batch.labels)
 
 
-@pytest.mark.parametrize(("options", "message"), [({"batch_size": 0}, "at least 1"), ({"patch": (8, 8)}, "three sizes"),
-                                                  ({"modes": ("fast",)}, "fast")])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"batch_size": 0}, "batch size must be an integer >= 1"),
+        ({"patch": (8, 8)}, "three sizes"),
+        ({"modes": ("fast",)}, "fast"),
+    ],
+)
 def test_bad_options_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         ReweightBenchConfig(**options)
@@ -49,8 +55,26 @@ def test_bad_options_are_refused(options, message):
 
 def test_command_prints_the_table_and_writes_json(cli, tmp_path):
     path = tmp_path / "bench.json"
-    result = cli("bench-reweight", "--patch", "8", "--batch", "2", "--channels", "4,8", "--rounds", "1", "--warmup", "0",
-                 "--modes", "rgs", "rgsm-al", "--device", "cpu", "--json", path)
+    result = cli(
+        "bench-reweight",
+        "--patch",
+        "8",
+        "--batch",
+        "2",
+        "--channels",
+        "4,8",
+        "--rounds",
+        "1",
+        "--warmup",
+        "0",
+        "--modes",
+        "rgs",
+        "rgsm-al",
+        "--device",
+        "cpu",
+        "--json",
+        path,
+    )
     assert result.code == 0, result.err
     assert "| rgsm-al |" in result.out and "| supervised |" in result.out
     saved = json.loads(path.read_text())

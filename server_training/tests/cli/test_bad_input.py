@@ -48,32 +48,38 @@ def random_bytes(path: Path) -> None:
 
 def slices_case(change=None, target=None, extra=()):
     """Four PNG slices in ``images/`` and ``masks/``; ``change(path)`` damages ``target`` (e.g. "masks/3.png")."""
+
     def build(make_slices, volume_writer, tmp_path):
         data = make_slices(4)
         if change is not None:
             change(data.images.parent / target)
         return ("--images", data.images, "--masks", data.masks, *extra)
+
     return build
 
 
 def folders_case(images_name, masks_name, make_empty=False):
     """``--images tmp/<images_name> --masks tmp/<masks_name>``, created empty or left missing."""
+
     def build(make_slices, volume_writer, tmp_path):
         if make_empty:
             (tmp_path / images_name).mkdir()
             (tmp_path / masks_name).mkdir()
         return ("--images", tmp_path / images_name, "--masks", tmp_path / masks_name)
+
     return build
 
 
 def volume_case(ct_array, label_array, label_direction=None, after=None):
     """One CT file (NRRD, oblique geometry) with its label volume; ``after(ct_path)`` may damage the CT file."""
+
     def build(make_slices, volume_writer, tmp_path):
         ct = volume_writer(ct_array, tmp_path / "ct.nrrd")
         labels = volume_writer(label_array, tmp_path / "labels.nrrd", label_direction)
         if after is not None:
             after(ct)
         return ("--images", ct, "--masks", labels)
+
     return build
 
 
@@ -121,14 +127,22 @@ CASES = {  # case: (builder of the data arguments, words the error must contain)
     "volume that is not 3D": (flat_volume_case, ["2D", "3D"]),
     "truncated volume": (
         volume_case(HU, LABELS, after=lambda ct: (write_uncompressed(ct), truncate(ct, 0.7))),
-        ["cannot read volume", "ct.nrrd"]),
+        ["cannot read volume", "ct.nrrd"],
+    ),
     "unreadable volume": (volume_case(HU, LABELS, after=random_bytes), ["cannot read volume", "ct.nrrd"]),
-    "truncated compressed volume": (volume_case(HU, LABELS, after=lambda ct: truncate(ct, 0.9)), ["cannot read volume"]),
+    "truncated compressed volume": (
+        volume_case(HU, LABELS, after=lambda ct: truncate(ct, 0.9)),
+        ["cannot read volume"],
+    ),
     "NaN in a volume": (volume_case(WITH_NAN, LABELS), ["NaN"]),
     "infinity in a volume": (volume_case(WITH_INF, LABELS), ["infinite"]),
-    "label volume on another grid": (volume_case(HU, LABELS, label_direction=np.eye(3)), ["does not match", "direction"]),
+    "label volume on another grid": (
+        volume_case(HU, LABELS, label_direction=np.eye(3)),
+        ["does not match", "direction"],
+    ),
     "label volume of another size": (volume_case(HU, LABELS[:2]), ["does not match", "size"]),
     "epochs 0": (slices_case(extra=("--epochs", "0")), ["--epochs", "at least 1"]),
+    "validate-every without steps": (slices_case(extra=("--validate-every", "2")), ["--validate-every", "--steps"]),
     "masks and points both missing": (masks_and_points_missing, ["--masks", "--points"]),
 }
 
@@ -160,16 +174,27 @@ def write_points(path: Path, points: list[dict]) -> Path:
 def test_bad_points_file(cli, make_slices, tmp_path, point, words):
     data = make_slices(3)
     points = write_points(tmp_path / "points.json", [{"slice": "1", "row": 1, "col": 1, "label": 0}, point])
-    result = cli("train", "--images", data.images, "--masks", data.masks, "--points", points,
-                 "--out", tmp_path / "run", *FAST)
+    result = cli(
+        "train", "--images", data.images, "--masks", data.masks, "--points", points, "--out", tmp_path / "run", *FAST
+    )
     result.assert_user_error(*words)
 
 
 def test_points_file_that_is_not_json(cli, make_slices, tmp_path):
     data = make_slices(2)
     (tmp_path / "points.json").write_text("{not json")
-    result = cli("train", "--images", data.images, "--masks", data.masks, "--points", tmp_path / "points.json",
-                 "--out", tmp_path / "run", *FAST)
+    result = cli(
+        "train",
+        "--images",
+        data.images,
+        "--masks",
+        data.masks,
+        "--points",
+        tmp_path / "points.json",
+        "--out",
+        tmp_path / "run",
+        *FAST,
+    )
     result.assert_user_error("not valid JSON")
 
 
@@ -190,11 +215,22 @@ def test_no_traceback_reaches_the_terminal(make_slices, tmp_path):
     """A real process: a truncated image ends with one line on stderr and status 2."""
     data = make_slices(3)
     truncate(data.images / "2.png")
-    command = [sys.executable, "-m", "covidal.cli.main", "train", "--images", str(data.images),
-               "--masks", str(data.masks), "--out", str(tmp_path / "run"), *FAST]
+    command = [
+        sys.executable,
+        "-m",
+        "covidal.cli.main",
+        "train",
+        "--images",
+        str(data.images),
+        "--masks",
+        str(data.masks),
+        "--out",
+        str(tmp_path / "run"),
+        *FAST,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("COVIDAL_DEBUG", None)
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, check=False)
     assert finished.returncode == 2
     assert finished.stdout == ""
     assert "Traceback" not in finished.stderr

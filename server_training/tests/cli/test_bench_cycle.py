@@ -6,15 +6,18 @@ import pytest
 import torch
 
 
-@pytest.mark.parametrize(("argv", "words"), [
-    (["--slices", "0"], ["--slices", "at least 1"]),
-    (["--size", "64"], ["--size", "2 arguments"]),
-    (["--size", "4", "4"], ["too small"]),
-    (["--grid-k", "10"], ["grid-k", "perfect square"]),
-    (["--image-size", "100"], ["--image-size", "multiple of 32"]),
-    (["--slices", "1", "--regions", "40"], ["fewer than two cycles"]),
-    (["--device", "tpu"], ["--device", "invalid choice"]),
-])
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--slices", "0"], ["--slices", "at least 1"]),
+        (["--size", "64"], ["--size", "2 arguments"]),
+        (["--size", "4", "4"], ["too small"]),
+        (["--grid-k", "10"], ["grid-k", "perfect square"]),
+        (["--image-size", "100"], ["--image-size", "multiple of 32"]),
+        (["--slices", "1", "--regions", "40"], ["fewer than two cycles"]),
+        (["--device", "tpu"], ["--device", "invalid choice"]),
+    ],
+)
 def test_bad_options_are_one_line_errors(cli, argv, words):
     cli("bench-cycle", *argv).assert_user_error(*words)
 

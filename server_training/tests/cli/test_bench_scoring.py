@@ -56,7 +56,7 @@ def test_real_slices_are_repeated_cyclically_up_to_slices(cli, make_slices, capt
     result = cli("bench-scoring", *FAST, "--slices", "5", "--images", data.images)
     assert result.code == 0, result.err
     (images,) = captured_images
-    expected = network_input(load_slices(data.images, None), 64)
+    expected = network_input([r.image for r in load_slices(data.images, None)], 64)
     assert images.shape == (5, 1, 64, 64)
     torch.testing.assert_close(images, expected[[0, 1, 2, 0, 1]], rtol=0, atol=0)
 
@@ -77,8 +77,21 @@ def test_random_images_depend_on_the_seed(cli, captured_images):
 
 
 def test_a_trained_run_is_timed_at_its_training_size(cli, tiny_run):
-    result = cli("bench-scoring", "--model", tiny_run, "--samples", "2", "--slices", "2", "--batch-size", "2",
-                 "--repeats", "1", "--device", "cpu")
+    result = cli(
+        "bench-scoring",
+        "--model",
+        tiny_run,
+        "--samples",
+        "2",
+        "--slices",
+        "2",
+        "--batch-size",
+        "2",
+        "--repeats",
+        "1",
+        "--device",
+        "cpu",
+    )
     assert result.code == 0, result.err
     assert "2 slices of 32x32" in result.out
 

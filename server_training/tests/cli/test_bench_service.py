@@ -14,12 +14,14 @@ FIGURE = r"(\d+(?:\.\d+)?)"
 
 def test_prints_latencies_and_throughput_of_a_tiny_run(cli, tmp_path):
     volume = write_volume(lung_ct(), tmp_path / "lung.nrrd")  # 3 slices x 4 regions = 12 regions
-    result = cli("bench-service", "--clients", "2", "--requests", "10", "--volume", volume, "--grid-k", "4",
-                 "--batch", "3")
+    result = cli(
+        "bench-service", "--clients", "2", "--requests", "10", "--volume", volume, "--grid-k", "4", "--batch", "3"
+    )
     assert result.code == 0, result.err
     lines = result.out.splitlines()
-    assert lines[0] == ("service: 2 clients, 10 annotations on a 8x8x3 (i, j, k) volume, grid 4, "
-                        "3 suggestions per lease")
+    assert lines[0] == (
+        "service: 2 clients, 10 annotations on a 8x8x3 (i, j, k) volume, grid 4, 3 suggestions per lease"
+    )
     assert re.fullmatch(rf"setup: upload {FIGURE} s, create cycle {FIGURE} s", lines[1])
     lease = re.fullmatch(rf"get suggestions:   p50 {FIGURE} ms, p99 {FIGURE} ms \((\d+) requests\)", lines[2])
     submit = re.fullmatch(rf"submit annotation: p50 {FIGURE} ms, p99 {FIGURE} ms \(10 requests\)", lines[3])
@@ -34,7 +36,6 @@ def test_prints_latencies_and_throughput_of_a_tiny_run(cli, tmp_path):
     # The seconds are printed to 0.01 s and the rate to 1 request/s: check consistency within that rounding.
     requests, seconds = int(rate[2]), float(rate[3])
     assert requests / (seconds + 0.005) - 0.5 <= float(rate[1]) <= requests / max(seconds - 0.005, 1e-9) + 0.5
-
 
 
 def test_bad_options_and_unreadable_volume_are_one_line_errors(cli, tmp_path):

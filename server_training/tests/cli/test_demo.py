@@ -13,12 +13,30 @@ import pytest
 import SimpleITK as sitk
 
 from covidal.cli.main import main
-from covidal.sample_data import make_demo_case
+from covidal.sample_data.demo import make_demo_case
 
-TINY = ("--cycles", "2", "--regions", "4", "--steps", "2", "--grid-k", "4", "--mc-samples", "1",
-        "--size", "32", "--width", "4", "--device", "cpu")
-SUMMARY = re.compile(r"summary: (\d+) regions answered \((\d+) with a click on infection\), ([\d.]+) s of annotation "
-                     r"effort, Dice ([\d.]+) against the synthetic lesions on the whole CT, ([\d.]+) mL predicted")
+TINY = (
+    "--cycles",
+    "2",
+    "--regions",
+    "4",
+    "--steps",
+    "2",
+    "--grid-k",
+    "4",
+    "--mc-samples",
+    "1",
+    "--size",
+    "32",
+    "--width",
+    "4",
+    "--device",
+    "cpu",
+)
+SUMMARY = re.compile(
+    r"summary: (\d+) regions answered \((\d+) with a click on infection\), ([\d.]+) s of annotation "
+    r"effort, Dice ([\d.]+) against the synthetic lesions on the whole CT, ([\d.]+) mL predicted"
+)
 
 
 @pytest.fixture(scope="module")

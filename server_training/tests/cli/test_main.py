@@ -5,11 +5,29 @@ from __future__ import annotations
 import pytest
 
 import covidal
-import covidal.cli.evaluate
+import covidal.cli.slices.evaluate
 
-COMMANDS = ("train", "evaluate", "predict", "simulate", "compare", "demo", "bench-losses", "bench-scoring",
-            "make-cases-3d", "corrupt-labels", "train-3d", "pseudo-label", "noisy-teacher", "evaluate-3d",
-            "compare-3d", "bench-reweight", "serve", "bench-service", "bench-cycle")
+COMMANDS = (
+    "train",
+    "evaluate",
+    "predict",
+    "simulate",
+    "compare",
+    "demo",
+    "bench-losses",
+    "bench-scoring",
+    "make-cases-3d",
+    "corrupt-labels",
+    "train-3d",
+    "pseudo-label",
+    "noisy-teacher",
+    "evaluate-3d",
+    "compare-3d",
+    "bench-reweight",
+    "serve",
+    "bench-service",
+    "bench-cycle",
+)
 
 
 def test_version(cli):
@@ -41,9 +59,15 @@ def test_top_level_help_lists_every_command(cli):
         (("train", "--images", "i", "--out", "o", "--loss", "nonsense"), ["--loss", "nonsense"]),
         (("train", "--images", "i", "--out", "o", "--loss", "point", "--size", "50"), ["--size", "multiple of 32"]),
         (("train", "--images", "i", "--out", "o", "--loss", "point", "--lr", "nan"), ["--lr", "finite"]),
-        (("train", "--images", "i", "--out", "o", "--loss", "point", "--batch-size", "two"), ["--batch-size", "number"]),
+        (
+            ("train", "--images", "i", "--out", "o", "--loss", "point", "--batch-size", "two"),
+            ["--batch-size", "number"],
+        ),
         (("predict", "--model", "m", "--input", "i", "--out", "o", "--device", "tpu"), ["--device", "tpu"]),
-        (("predict", "--model", "m", "--input", "i", "--out", "o", "--window-width", "0"), ["--window-width", "positive"]),
+        (
+            ("predict", "--model", "m", "--input", "i", "--out", "o", "--window-width", "0"),
+            ["--window-width", "positive"],
+        ),
     ],
 )
 def test_bad_command_lines_are_one_line_errors(cli, argv, words):
@@ -54,7 +78,7 @@ def test_unexpected_failure_is_one_line_with_status_1(cli, monkeypatch):
     def broken(args):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(covidal.cli.evaluate, "run", broken)
+    monkeypatch.setattr(covidal.cli.slices.evaluate, "run", broken)
     monkeypatch.delenv("COVIDAL_DEBUG", raising=False)
     result = cli("evaluate", "--model", "m", "--images", "i", "--masks", "k", "--json", "j")
     assert result.code == 1
@@ -66,7 +90,7 @@ def test_covidal_debug_shows_the_original_exception(cli, monkeypatch):
     def broken(args):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(covidal.cli.evaluate, "run", broken)
+    monkeypatch.setattr(covidal.cli.slices.evaluate, "run", broken)
     monkeypatch.setenv("COVIDAL_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         cli("evaluate", "--model", "m", "--images", "i", "--masks", "k", "--json", "j")
@@ -76,6 +100,6 @@ def test_interrupt_exits_130(cli, monkeypatch):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(covidal.cli.evaluate, "run", interrupted)
+    monkeypatch.setattr(covidal.cli.slices.evaluate, "run", interrupted)
     result = cli("evaluate", "--model", "m", "--images", "i", "--masks", "k", "--json", "j")
     assert (result.code, result.err) == (130, "covidal: interrupted\n")

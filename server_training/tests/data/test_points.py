@@ -62,7 +62,7 @@ INFECTION_POINT_CASES = [
     # Thickness-2 ring: only its four inner corners reach depth sqrt(2).
     pytest.param((9, 9), RING, [(2, 2)], id="ring-point-not-in-hole"),
     # A bar on the image's top edge: the border is the lesion's edge, so row 1, not row 0.
-    pytest.param((6, 8), box(range(0, 3), range(0, 6)), [(1, 1)], id="touches-image-border"),
+    pytest.param((6, 8), box(range(3), range(6)), [(1, 1)], id="touches-image-border"),
     pytest.param(
         (12, 12),
         box(range(1, 6), range(1, 6)) + [(9, 10)],
@@ -277,9 +277,9 @@ def without_key(key: str) -> dict:
 
 
 BAD_DOCUMENTS = [
-    pytest.param("[1, 2]", "not a points file", id="top-level-list"),
-    pytest.param({"version": 1, "points": []}, "not a points file", id="no-format"),
-    pytest.param({"format": "other", "version": 1, "points": []}, "not a points file", id="wrong-format"),
+    pytest.param("[1, 2]", "not a covidal.points document", id="top-level-list"),
+    pytest.param({"version": 1, "points": []}, "not a covidal.points document", id="no-format"),
+    pytest.param({"format": "other", "version": 1, "points": []}, "not a covidal.points document", id="wrong-format"),
     pytest.param({"format": "covidal.points", "points": []}, "version None", id="no-version"),
     pytest.param({"format": "covidal.points", "version": 2, "points": []}, "version 2", id="version-2"),
     pytest.param({"format": "covidal.points", "version": "1", "points": []}, "version '1'", id="version-string"),
@@ -324,7 +324,7 @@ def test_load_rejects_missing_file_and_invalid_json(tmp_path):
         load_points(broken)
     binary = tmp_path / "binary.json"
     binary.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(CovidalError, match="cannot read"):
+    with pytest.raises(CovidalError, match="cannot be read"):
         load_points(binary)
 
 

@@ -64,9 +64,12 @@ S1 = 1 / (1 + math.exp(1.0))  # sigmoid(-1)
         # p = 0.5 everywhere, no foreground: background overlaps 1 of 2 voxels, foreground has no target.
         ((0.0, 0.0), (0, 0), (dice(1.0, 3.0) + dice(0.0, 1.0)) / 2 + math.log(2)),
         # p(fg) = sigmoid(z) = (s2, s1) for z = (2, -1); labels (fg, bg). CE = -log s2 - log(1 - s1), halved.
-        ((2.0, -1.0), (1, 0),
-         (dice(1 - S1, (1 - S2) + (1 - S1) + 1) + dice(S2, S2 + S1 + 1)) / 2
-         + (math.log1p(math.exp(-2.0)) + math.log1p(math.exp(-1.0))) / 2),
+        (
+            (2.0, -1.0),
+            (1, 0),
+            (dice(1 - S1, (1 - S2) + (1 - S1) + 1) + dice(S2, S2 + S1 + 1)) / 2
+            + (math.log1p(math.exp(-2.0)) + math.log1p(math.exp(-1.0))) / 2,
+        ),
     ],
 )
 def test_hand_values_on_two_voxels(logit_difference, labels, expected):

@@ -13,7 +13,6 @@ from covidal.losses.consistency import (
     apply_per_sample,
     apply_transform,
     consistency_term,
-    invert_transform,
     sample_transforms,
 )
 from covidal.losses.full import FullSupervisionLoss
@@ -21,6 +20,12 @@ from covidal.losses.point import PointLoss
 
 ALL_TRANSFORMS = TRANSFORMS[TransformSet.FLIP_ROT]
 SQUARE = torch.tensor([[1, 2], [3, 4]])
+
+
+def invert_transform(x: Tensor, k: int, flip: bool) -> Tensor:
+    """Undo ``apply_transform(x, k, flip)``: the inverse rotation, then the flip."""
+    x = torch.rot90(x, -k % 4, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if flip else x
 
 
 @pytest.mark.parametrize(
@@ -64,8 +69,6 @@ def test_quarter_turn_of_non_square_image_raises_but_flips_work():
     for k in (1, 3):
         with pytest.raises(ValueError, match="square"):
             apply_transform(x, k, flip=False)
-        with pytest.raises(ValueError, match="square"):
-            invert_transform(x, k, flip=True)
     assert apply_transform(x, 2, flip=True).shape == x.shape
 
 

@@ -89,7 +89,7 @@ def test_config_defaults_and_round_trip():
         ({"name": "dice"}, "unknown loss 'dice'"),
         ({"consistency_weight": -1.0}, "consistency_weight"),
         ({"consistency_weight": float("nan")}, "consistency_weight"),
-        ({"weight": 1.0}, "unknown loss option"),
+        ({"weight": 1.0}, "unknown loss config keys"),
     ],
 )
 def test_bad_options_raise(values, message):

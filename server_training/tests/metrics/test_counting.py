@@ -87,9 +87,9 @@ def test_grid_cell_of_a_row_coordinate(height, row, level, expected_cell):
 @pytest.mark.parametrize(
     "centroids, shape, level, message",
     [
-        pytest.param([[0.0, 0.0]], (4, 4), -1, "non-negative integer", id="negative-level"),
-        pytest.param([[0.0, 0.0]], (4, 4), 1.5, "non-negative integer", id="float-level"),
-        pytest.param([[0.0, 0.0]], (4, 4), True, "non-negative integer", id="bool-level"),
+        pytest.param([[0.0, 0.0]], (4, 4), -1, "integer >= 0", id="negative-level"),
+        pytest.param([[0.0, 0.0]], (4, 4), 1.5, "integer >= 0", id="float-level"),
+        pytest.param([[0.0, 0.0]], (4, 4), True, "integer >= 0", id="bool-level"),
         pytest.param([[4.0, 0.0]], (4, 4), 1, "outside an image", id="row-outside"),
         pytest.param([[0.0, -1.0]], (4, 4), 1, "outside an image", id="col-outside"),
         pytest.param([[np.nan, 0.0]], (4, 4), 1, "outside an image", id="nan"),
@@ -110,7 +110,9 @@ def test_grid_counts_rejects_bad_input(centroids, shape, level, message):
         pytest.param((7, 5), [(2, 0)], [(3, 0)], {0: 0, 1: 2, 2: 2, 3: 2}, id="uneven-neighbouring-rows"),
         pytest.param((7, 5), [(3, 0)], [(4, 0)], {0: 0, 1: 0, 2: 0, 3: 2}, id="uneven-same-cell-until-level-3"),
         pytest.param((8, 8), [(0, 0), (0, 2)], [(7, 7)], {0: 1, 1: 3, 2: 3}, id="two-in-one-cell-vs-one-elsewhere"),
-        pytest.param((4, 4), [(0, 0), (0, 1), (0, 2)], [(0, 0)], {0: 0, 1: 0, 2: 2}, id="blob-counted-once-at-centroid"),
+        pytest.param(
+            (4, 4), [(0, 0), (0, 1), (0, 2)], [(0, 0)], {0: 0, 1: 0, 2: 2}, id="blob-counted-once-at-centroid"
+        ),
         pytest.param((6, 6), [(1, 1), (4, 4)], [(1, 1), (4, 4)], {0: 0, 1: 0, 2: 0, 3: 0}, id="identical"),
         pytest.param((6, 6), [], [], {0: 0, 3: 0}, id="both-empty"),
     ],
@@ -127,7 +129,7 @@ def test_compute_game_rejects_bad_input():
         compute_game(np.zeros((4, 4), dtype=bool), np.zeros((4, 5), dtype=bool), 1)
     with pytest.raises(ValueError, match=r"2D mask \[H, W\]"):
         compute_game(np.zeros((2, 4, 4), dtype=bool), np.zeros((2, 4, 4), dtype=bool), 1)
-    with pytest.raises(ValueError, match="non-negative integer"):
+    with pytest.raises(ValueError, match="integer >= 0"):
         compute_game(np.zeros((4, 4), dtype=bool), np.zeros((4, 4), dtype=bool), -2)
     with pytest.raises(ValueError, match="threshold probabilities"):
         count_objects(np.zeros((4, 4), dtype=np.float32))
@@ -174,10 +176,10 @@ def test_counting_metric_reset():
     "levels, message",
     [
         pytest.param((), "at least one", id="empty"),
-        pytest.param((0, -1), "non-negative integer", id="negative"),
-        pytest.param((1.0,), "non-negative integer", id="float"),
-        pytest.param((True,), "non-negative integer", id="bool"),
-        pytest.param(("1",), "non-negative integer", id="string"),
+        pytest.param((0, -1), "integer >= 0", id="negative"),
+        pytest.param((1.0,), "integer >= 0", id="float"),
+        pytest.param((True,), "integer >= 0", id="bool"),
+        pytest.param(("1",), "integer >= 0", id="string"),
         pytest.param((0, 1, 1), "distinct", id="repeated"),
     ],
 )

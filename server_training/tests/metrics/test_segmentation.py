@@ -22,42 +22,42 @@ CASES = [
         [[1, 1, 0], [0, 0, 0]],
         [[1, 0, 0], [1, 0, 0]],
         ConfusionCounts(tp=1, fp=1, fn=1, tn=3),
-        dict(dice=0.5, iou=1 / 3, ppv=0.5, sensitivity=0.5, specificity=0.75),
+        {"dice": 0.5, "iou": 1 / 3, "ppv": 0.5, "sensitivity": 0.5, "specificity": 0.75},
         id="one-of-each",
     ),
     pytest.param(
         [[0, 0], [0, 0]],
         [[0, 0], [0, 0]],
         ConfusionCounts(tn=4),
-        dict(dice=1.0, iou=1.0, ppv=NAN, sensitivity=NAN, specificity=1.0),
+        {"dice": 1.0, "iou": 1.0, "ppv": NAN, "sensitivity": NAN, "specificity": 1.0},
         id="both-empty",
     ),
     pytest.param(
         [[1, 1], [1, 1]],
         [[1, 1], [1, 1]],
         ConfusionCounts(tp=4),
-        dict(dice=1.0, iou=1.0, ppv=1.0, sensitivity=1.0, specificity=NAN),
+        {"dice": 1.0, "iou": 1.0, "ppv": 1.0, "sensitivity": 1.0, "specificity": NAN},
         id="both-full",
     ),
     pytest.param(
         [[1, 1, 1]],
         [[0, 0, 0]],
         ConfusionCounts(fp=3),
-        dict(dice=0.0, iou=0.0, ppv=0.0, sensitivity=NAN, specificity=0.0),
+        {"dice": 0.0, "iou": 0.0, "ppv": 0.0, "sensitivity": NAN, "specificity": 0.0},
         id="all-false-positive",
     ),
     pytest.param(
         [[0, 0, 1, 1]],
         [[1, 1, 1, 0]],
         ConfusionCounts(tp=1, fp=1, fn=2),
-        dict(dice=0.4, iou=0.25, ppv=0.5, sensitivity=1 / 3, specificity=0.0),
+        {"dice": 0.4, "iou": 0.25, "ppv": 0.5, "sensitivity": 1 / 3, "specificity": 0.0},
         id="no-true-negative",
     ),
     pytest.param(
         np.array([[255, 0], [0, 255]], dtype=np.uint8),
         np.array([[True, True], [False, False]]),
         ConfusionCounts(tp=1, fp=1, fn=1, tn=1),
-        dict(dice=0.5, iou=1 / 3, ppv=0.5, sensitivity=0.5, specificity=0.5),
+        {"dice": 0.5, "iou": 1 / 3, "ppv": 0.5, "sensitivity": 0.5, "specificity": 0.5},
         id="uint8-255-vs-bool",
     ),
 ]
@@ -105,9 +105,9 @@ def test_counts_do_not_add_to_other_types():
         ConfusionCounts(tp=1) + 1
 
 
-@pytest.mark.parametrize("bad", [dict(tp=-1), dict(fn=1.5), dict(tn=True)])
+@pytest.mark.parametrize("bad", [{"tp": -1}, {"fn": 1.5}, {"tn": True}])
 def test_counts_reject_non_count_values(bad):
-    with pytest.raises(ValueError, match="non-negative integer"):
+    with pytest.raises(ValueError, match="integer >= 0"):
         ConfusionCounts(**bad)
 
 

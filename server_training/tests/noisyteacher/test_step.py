@@ -6,13 +6,13 @@ import copy
 
 import pytest
 import torch
+from reference_weights import rgs_weights_reference
 
 from covidal.losses.combo import per_sample_combo_loss
-from covidal.models.unet3d import UNet3DConfig, build_unet3d, final_layer_parameter_names
+from covidal.models.volumes.unet import UNet3DConfig, build_unet3d, final_layer_parameter_names
 from covidal.noisyteacher.step import TrainingStep
 from covidal.noisyteacher.stream import PatchBatch
-from covidal.noisyteacher.weighting import StudentMode, build_weighting
-from covidal.noisyteacher.weights import rgs_weights_reference
+from covidal.noisyteacher.student_modes import StudentMode, build_weighting
 
 TINY = UNet3DConfig(channels=(4, 8), strides=(2,), num_res_units=1)
 SIZE = 8
@@ -33,7 +33,9 @@ def _model() -> torch.nn.Module:
 def _step(model: torch.nn.Module, mode: StudentMode) -> TrainingStep:
     # SGD with lr 1: the parameter change is exactly minus the gradient that was applied.
     optimiser = torch.optim.SGD(model.parameters(), lr=1.0)
-    return TrainingStep(model, optimiser, build_weighting(mode, final_layer_parameter_names(model)), torch.device("cpu"))
+    return TrainingStep(
+        model, optimiser, build_weighting(mode, final_layer_parameter_names(model)), torch.device("cpu")
+    )
 
 
 def _applied_gradient(before: torch.nn.Module, after: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -41,8 +43,9 @@ def _applied_gradient(before: torch.nn.Module, after: torch.nn.Module) -> dict[s
     return {name: old[name].detach() - parameter.detach() for name, parameter in after.named_parameters()}
 
 
-def _autograd_gradient(model: torch.nn.Module, expert: PatchBatch, pseudo: PatchBatch | None,
-                       weights: torch.Tensor | None) -> dict[str, torch.Tensor]:
+def _autograd_gradient(
+    model: torch.nn.Module, expert: PatchBatch, pseudo: PatchBatch | None, weights: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
     model = copy.deepcopy(model)
     loss = per_sample_combo_loss(model(expert.images), expert.labels).mean()
     if pseudo is not None:
@@ -53,8 +56,8 @@ def _autograd_gradient(model: torch.nn.Module, expert: PatchBatch, pseudo: Patch
 
 def _assert_close(actual: dict, expected: dict) -> None:
     assert actual.keys() == expected.keys()
-    for name in actual:
-        torch.testing.assert_close(actual[name], expected[name], rtol=1e-7, atol=1e-10, msg=name)
+    for name, value in actual.items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-7, atol=1e-10, msg=name)
 
 
 def test_teacher_step_applies_the_expert_gradient():

@@ -29,7 +29,7 @@ def test_every_case_is_used_once_per_round(cases, batch_size):
     stream = _stream([_case(f"c{i}") for i in range(cases)], batch_size)
     names = [name for _ in range(cases * 3) for name in stream.next().names]
     for start in range(0, len(names) - cases + 1, cases):  # any aligned window of one round holds every case once
-        assert Counter(names[start:start + cases]) == Counter(f"c{i}" for i in range(cases))
+        assert Counter(names[start : start + cases]) == Counter(f"c{i}" for i in range(cases))
 
 
 def test_batches_have_the_patch_shape_and_come_from_the_named_case():
@@ -50,7 +50,11 @@ def test_the_same_seed_gives_the_same_batches():
 
 @pytest.mark.parametrize(
     ("cases", "batch_size", "message"),
-    [([], 2, "at least one case"), ([_case("a", labelled=False)], 2, "need labels.*a"), ([_case("a")], 0, "at least 1")],
+    [
+        ([], 2, "at least one case"),
+        ([_case("a", labelled=False)], 2, "need labels.*a"),
+        ([_case("a")], 0, "at least 1"),
+    ],
 )
 def test_bad_streams_are_refused(cases, batch_size, message):
     with pytest.raises(ValueError, match=message):

@@ -8,23 +8,29 @@ import pytest
 import torch
 
 from covidal.errors import CovidalError
-from covidal.models.unet3d import UNet3DConfig
-from covidal.noisyteacher.config import Train3DConfig
+from covidal.models.volumes.unet import UNet3DConfig
 from covidal.noisyteacher.run import load_model
+from covidal.noisyteacher.run_config import Train3DConfig
+from covidal.noisyteacher.student_modes import StudentMode
 from covidal.noisyteacher.trainer import train_3d
-from covidal.noisyteacher.weighting import StudentMode
 from covidal.volumes.cases import list_volume_cases
-from covidal.volumes.inference import SlidingWindowConfig
 from covidal.volumes.patches import PatchConfig
 from covidal.volumes.preprocess import prepare_cases
+from covidal.volumes.sliding_window import SlidingWindowConfig
 
 
 def _config(mode: StudentMode, **changes) -> Train3DConfig:
-    options = dict(
-        mode=mode, batch_size=2, epochs=2, steps_per_epoch=3, spacing=(2.0, 2.0, 4.0),
-        patch=PatchConfig(size=(8, 8, 8)), network=UNet3DConfig(channels=(4, 8), strides=(2,), num_res_units=1),
-        sliding_window=SlidingWindowConfig(patch_size=(8, 8, 8)), device="cpu",
-    )
+    options = {
+        "mode": mode,
+        "batch_size": 2,
+        "epochs": 2,
+        "steps_per_epoch": 3,
+        "spacing": (2.0, 2.0, 4.0),
+        "patch": PatchConfig(size=(8, 8, 8)),
+        "network": UNet3DConfig(channels=(4, 8), strides=(2,), num_res_units=1),
+        "sliding_window": SlidingWindowConfig(patch_size=(8, 8, 8)),
+        "device": "cpu",
+    }
     return Train3DConfig(**{**options, **changes})
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from covidal.data.grid import GridMapping, resize_mask
+from covidal.data.resizing import GridMapping, resize_mask
 from covidal.regions.grid import Box, RegionGrid, RegionId
 
 AWKWARD = [((7, 5), 4), ((13, 17), 9), ((512, 512), 64), ((100, 351), 64), ((8, 8), 64)]
@@ -154,5 +154,5 @@ def test_region_id_ordering_and_hashing():
 
 @pytest.mark.parametrize("region", [-1, 1.5, True])
 def test_region_id_bad_region_raises(region):
-    with pytest.raises(ValueError, match="non-negative integer"):
+    with pytest.raises(ValueError, match="integer >= 0"):
         RegionId("a", "1", region)

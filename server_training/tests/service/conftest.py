@@ -13,7 +13,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-sys.path.insert(0, str(Path(__file__).parent))  # tests import service_testing (pytest runs with --import-mode=importlib)
+sys.path.insert(
+    0, str(Path(__file__).parent)
+)  # tests import service_testing (pytest runs with --import-mode=importlib)
 
 from service_testing import free_port
 

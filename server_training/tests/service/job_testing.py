@@ -24,8 +24,15 @@ def lesion_ct() -> np.ndarray:
 
 def tiny_project(client, path: Path, **settings) -> tuple[dict, dict]:
     """``(project, volume)``: a unet project of 4 regions with tiny training settings and the lesion CT uploaded."""
-    project = client.create_project(unique_name("jobs"), model_kind="unet", grid_k=4, strategy="entropy",
-                                    mc_samples=2, loss="point", settings={**TINY_SETTINGS, **settings})
+    project = client.create_project(
+        unique_name("jobs"),
+        model_kind="unet",
+        grid_k=4,
+        strategy="entropy",
+        mc_samples=2,
+        loss="point",
+        settings={**TINY_SETTINGS, **settings},
+    )
     if not path.exists():
         write_volume(lesion_ct(), path)
     volume, _ = client.upload_volume(project["id"], path, "lesion")
@@ -44,11 +51,18 @@ def answer_slices(client, project_id: int, slices: set[int], annotator: str = "d
         if k not in slices:
             continue
         if suggestion["region"] == 0:
-            client.submit_annotation(project_id, suggestion["id"], annotator=annotator, answer="infection",
-                                     points=[[8, 8, k]], effort_seconds=3.0)
+            client.submit_annotation(
+                project_id,
+                suggestion["id"],
+                annotator=annotator,
+                answer="infection",
+                points=[[8, 8, k]],
+                effort_seconds=3.0,
+            )
         else:
-            client.submit_annotation(project_id, suggestion["id"], annotator=annotator, answer="background",
-                                     effort_seconds=3.0)
+            client.submit_annotation(
+                project_id, suggestion["id"], annotator=annotator, answer="background", effort_seconds=3.0
+            )
         answered.append(suggestion)
     return answered
 

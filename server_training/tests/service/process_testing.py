@@ -19,12 +19,26 @@ def serve(project_dir: Path, *options: str, log: Path | None = None) -> tuple[su
 
     ``options`` go on its command line; its output goes to ``log`` when given."""
     port = free_port()
-    command = [sys.executable, "-m", "covidal.cli.main", "serve", "--project-dir", str(project_dir),
-               "--port", str(port), *options]
+    command = [
+        sys.executable,
+        "-m",
+        "covidal.cli.main",
+        "serve",
+        "--project-dir",
+        str(project_dir),
+        "--port",
+        str(port),
+        *options,
+    ]
     output = subprocess.DEVNULL if log is None else open(log, "ab")  # noqa: SIM115 - the child holds it
-    process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2], start_new_session=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=output,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command,
+        cwd=Path(__file__).resolve().parents[2],
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
     if log is not None:
         output.close()
     client = CovidalClient(f"http://127.0.0.1:{port}", timeout=30)

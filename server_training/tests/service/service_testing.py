@@ -56,5 +56,6 @@ def unique_name(prefix: str) -> str:
 
 
 def new_project(client, grid_k: int = 4) -> dict:
-    return client.create_project(unique_name("lungs"), model_kind="unet", grid_k=grid_k, strategy="entropy",
-                                 mc_samples=4, loss="point")
+    return client.create_project(
+        unique_name("lungs"), model_kind="unet", grid_k=grid_k, strategy="entropy", mc_samples=4, loss="point"
+    )

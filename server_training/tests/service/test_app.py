@@ -58,29 +58,46 @@ def test_projects_create_list_get_and_patch_settings(service):
     client = service.client
     project = new_project(client, grid_k=16)
     assert {key: project[key] for key in ("grid_k", "strategy", "mc_samples", "loss", "model_kind")} == {
-        "grid_k": 16, "strategy": "entropy", "mc_samples": 4, "loss": "point", "model_kind": "unet"}
+        "grid_k": 16,
+        "strategy": "entropy",
+        "mc_samples": 4,
+        "loss": "point",
+        "model_kind": "unet",
+    }
     assert client.get_project(project["id"]) == project
     assert project in client.list_projects()
     changed = client.update_project_settings(project["id"], {"window": [-600, 1500]})
     assert changed["settings"] == {"window": [-600, 1500]}
     with assert_client_error(409, "already exists"):
-        client.create_project(project["name"], model_kind="unet", grid_k=16, strategy="entropy", mc_samples=4,
-                              loss="point")
+        client.create_project(
+            project["name"], model_kind="unet", grid_k=16, strategy="entropy", mc_samples=4, loss="point"
+        )
 
 
-@pytest.mark.parametrize(("field", "value", "words"), [
-    ("grid_k", 10, ["grid_k", "perfect square"]),
-    ("strategy", "psychic", ["strategy", "entropy"]),
-    ("loss", "l9", ["loss", "point"]),
-    ("model_kind", "resnet", ["model_kind"]),
-    ("mc_samples", 0, ["mc_samples"]),
-    ("name", "../etc", ["project name", "plain name"]),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("grid_k", 10, ["grid_k", "perfect square"]),
+        ("strategy", "psychic", ["strategy", "entropy"]),
+        ("loss", "l9", ["loss", "point"]),
+        ("model_kind", "resnet", ["model_kind"]),
+        ("mc_samples", 0, ["mc_samples"]),
+        ("name", "../etc", ["project name", "plain name"]),
+    ],
+)
 def test_bad_project_fields_are_422(service, field, value, words):
-    body = {"name": unique_name("p"), "model_kind": "unet", "grid_k": 4, "strategy": "entropy", "mc_samples": 2,
-            "loss": "point", field: value}
-    status, answer = raw_request(service.base_url, "POST", "/projects", json.dumps(body).encode(),
-                                 {"Content-Type": "application/json"})
+    body = {
+        "name": unique_name("p"),
+        "model_kind": "unet",
+        "grid_k": 4,
+        "strategy": "entropy",
+        "mc_samples": 2,
+        "loss": "point",
+        field: value,
+    }
+    status, answer = raw_request(
+        service.base_url, "POST", "/projects", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
     assert status == 422
     for word in words:
         assert word in json.dumps(answer), answer
@@ -154,8 +171,13 @@ def test_annotation_submit_replay_conflict_and_bad_points(service, lung_case):
     cycle = client.create_cycle(pid, count=3)
     first, second, third = client.lease_suggestions(pid, cycle["id"], "alice", limit=3)
     point = [first["box"]["i0"], first["box"]["j0"], first["k"]]
-    answer = {"annotator": "alice", "answer": "infection", "points": [point], "effort_seconds": 4.5,
-              "idempotency_key": unique_name("key")}
+    answer = {
+        "annotator": "alice",
+        "answer": "infection",
+        "points": [point],
+        "effort_seconds": 4.5,
+        "idempotency_key": unique_name("key"),
+    }
     stored, created = client.submit_annotation(pid, first["id"], **answer)
     assert created and stored["points"] == [point] and stored["effort_seconds"] == 4.5
     replay, created = client.submit_annotation(pid, first["id"], **answer)
@@ -192,30 +214,54 @@ def test_unknown_ids_and_other_projects_regions_are_404(service, lung_case):
         client.create_cycle(other["id"], count=1)
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("POST", "/projects", b"{not json"),
-    ("POST", "/projects/1/cycles", b'{"count": "many"}'),
-    ("POST", "/projects/1/cycles", b'{"count": 3, "surprise": 1}'),
-    ("POST", "/projects/1/annotations", b'{"suggestion_id": 1}'),
-    ("PATCH", "/projects/1/settings", b"[1, 2]"),
-    ("GET", "/projects/one", None),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/projects", b"{not json"),
+        ("POST", "/projects/1/cycles", b'{"count": "many"}'),
+        ("POST", "/projects/1/cycles", b'{"count": 3, "surprise": 1}'),
+        ("POST", "/projects/1/annotations", b'{"suggestion_id": 1}'),
+        ("PATCH", "/projects/1/settings", b"[1, 2]"),
+        ("GET", "/projects/one", None),
+    ],
+)
 def test_malformed_requests_are_422(service, method, path, body):
     status, answer = raw_request(service.base_url, method, path, body, {"Content-Type": "application/json"})
     assert status == 422 and answer["detail"], answer
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("POST", "/projects", ('{"name": "nan", "model_kind": "unet", "grid_k": 4, "strategy": "entropy", '
-                           '"mc_samples": NaN, "loss": "point"}')),
-    ("POST", "/projects", ('{"name": "inf", "model_kind": "unet", "grid_k": 4, "strategy": "entropy", '
-                           '"mc_samples": 2, "loss": "point", "settings": {"window": [-Infinity, 1e999]}}')),
-    ("PATCH", "/projects/1/settings", '{"window": [NaN, 100]}'),
-    ("POST", "/projects/1/cycles", '{"count": Infinity}'),
-    ("POST", "/projects/1/jobs", '{"kind": "train", "config": {"learning_rate": NaN}}'),
-    ("POST", "/projects/1/annotations", ('{"suggestion_id": 1, "annotator": "a", "answer": "background", '
-                                         '"effort_seconds": -Infinity, "idempotency_key": "k"}')),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        (
+            "POST",
+            "/projects",
+            (
+                '{"name": "nan", "model_kind": "unet", "grid_k": 4, "strategy": "entropy", '
+                '"mc_samples": NaN, "loss": "point"}'
+            ),
+        ),
+        (
+            "POST",
+            "/projects",
+            (
+                '{"name": "inf", "model_kind": "unet", "grid_k": 4, "strategy": "entropy", '
+                '"mc_samples": 2, "loss": "point", "settings": {"window": [-Infinity, 1e999]}}'
+            ),
+        ),
+        ("PATCH", "/projects/1/settings", '{"window": [NaN, 100]}'),
+        ("POST", "/projects/1/cycles", '{"count": Infinity}'),
+        ("POST", "/projects/1/jobs", '{"kind": "train", "config": {"learning_rate": NaN}}'),
+        (
+            "POST",
+            "/projects/1/annotations",
+            (
+                '{"suggestion_id": 1, "annotator": "a", "answer": "background", '
+                '"effort_seconds": -Infinity, "idempotency_key": "k"}'
+            ),
+        ),
+    ],
+)
 def test_non_finite_numbers_in_json_are_422(service, lung_case, method, path, body):
     """JSON has no NaN or Infinity (Python's parser accepts them, and 1e999 overflows to infinity)."""
     status, answer = raw_request(service.base_url, method, path, body.encode(), {"Content-Type": "application/json"})
@@ -258,14 +304,32 @@ def _bad_uploads(folder: Path) -> dict[str, tuple[str, bytes, tuple[str, ...]]]:
     }
 
 
-@pytest.mark.parametrize("case", ["corrupt", "truncated", "flat", "nan", "nan-nifti", "inf-nifti-gz", "complex",
-                                  "nodicom", "traversal", "notzip", "empty"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "corrupt",
+        "truncated",
+        "flat",
+        "nan",
+        "nan-nifti",
+        "inf-nifti-gz",
+        "complex",
+        "nodicom",
+        "traversal",
+        "notzip",
+        "empty",
+    ],
+)
 def test_bad_uploads_are_422_and_leave_nothing(service, tmp_path, case):
     volume_format, body, words = _bad_uploads(tmp_path)[case]
     project = new_project(service.client)
-    status, answer = raw_request(service.base_url, "POST",
-                                 f"/projects/{project['id']}/volumes?name={case}&format={volume_format}", body,
-                                 OCTET_STREAM)
+    status, answer = raw_request(
+        service.base_url,
+        "POST",
+        f"/projects/{project['id']}/volumes?name={case}&format={volume_format}",
+        body,
+        OCTET_STREAM,
+    )
     assert status == 422, answer
     for word in words:
         assert word.lower() in answer["detail"].lower(), answer
@@ -273,22 +337,27 @@ def test_bad_uploads_are_422_and_leave_nothing(service, tmp_path, case):
     assert_store_clean(service, project["id"], volumes=0)
 
 
-@pytest.mark.parametrize(("query", "status", "word"), [
-    ("name=..&format=nrrd", 422, "plain name"),
-    ("name=a%2Fb&format=nrrd", 422, "plain name"),
-    ("name=x&format=dicom", 422, "format"),
-    ("format=nrrd", 422, "name"),
-])
+@pytest.mark.parametrize(
+    ("query", "status", "word"),
+    [
+        ("name=..&format=nrrd", 422, "plain name"),
+        ("name=a%2Fb&format=nrrd", 422, "plain name"),
+        ("name=x&format=dicom", 422, "format"),
+        ("format=nrrd", 422, "name"),
+    ],
+)
 def test_bad_upload_queries_are_refused_before_storing(service, lung_case, query, status, word):
     project, _, path = lung_case
-    code, answer = raw_request(service.base_url, "POST", f"/projects/{project['id']}/volumes?{query}",
-                               path.read_bytes(), OCTET_STREAM)
+    code, answer = raw_request(
+        service.base_url, "POST", f"/projects/{project['id']}/volumes?{query}", path.read_bytes(), OCTET_STREAM
+    )
     assert code == status and word in json.dumps(answer), answer
     assert_store_clean(service, project["id"], volumes=1)
 
 
 def test_upload_to_an_unknown_project_is_404(service, lung_case):
     _, _, path = lung_case
-    code, answer = raw_request(service.base_url, "POST", "/projects/999999/volumes?name=x&format=nrrd",
-                               path.read_bytes(), OCTET_STREAM)
+    code, answer = raw_request(
+        service.base_url, "POST", "/projects/999999/volumes?name=x&format=nrrd", path.read_bytes(), OCTET_STREAM
+    )
     assert code == 404 and "project 999999" in answer["detail"]

@@ -86,7 +86,7 @@ def test_a_failed_load_keeps_nothing():
 
 @pytest.mark.parametrize("budget", [-1, 1.5, True])
 def test_a_bad_budget_is_refused(budget):
-    with pytest.raises(ValueError, match="non-negative integer"):
+    with pytest.raises(ValueError, match="integer >= 0"):
         ByteBudgetCache(budget)
 
 

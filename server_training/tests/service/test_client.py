@@ -19,8 +19,10 @@ DICOM_SERIES = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / 
 
 
 def test_client_imports_no_ml_module():
-    code = ("import sys, covidal.client; heavy = {'torch', 'numpy', 'SimpleITK', 'monai'} & set(sys.modules); "
-            "assert not heavy, heavy")
+    code = (
+        "import sys, covidal.client; heavy = {'torch', 'numpy', 'SimpleITK', 'monai'} & set(sys.modules); "
+        "assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
 
@@ -52,10 +54,14 @@ def test_upload_over_the_limit_is_413_and_leaves_nothing(service_starter, tmp_pa
         running.client.upload_volume(project["id"], big)
     assert raised.value.status == 413
     # Without a Content-Length (chunked), the limit is enforced while streaming.
-    chunks = (big.read_bytes()[start:start + 300] for start in range(0, big.stat().st_size, 300))
-    status, answer = raw_request(running.base_url, "POST", f"/projects/{project['id']}/volumes?name=b&format=nrrd",
-                                 chunks, {"Transfer-Encoding": "chunked",
-                                                          "Content-Type": "application/octet-stream"})
+    chunks = (big.read_bytes()[start : start + 300] for start in range(0, big.stat().st_size, 300))
+    status, answer = raw_request(
+        running.base_url,
+        "POST",
+        f"/projects/{project['id']}/volumes?name=b&format=nrrd",
+        chunks,
+        {"Transfer-Encoding": "chunked", "Content-Type": "application/octet-stream"},
+    )
     assert status == 413 and "limit" in answer["detail"]
     with Store(running.settings.project_dir) as store:
         assert store.integrity_check() == [] and store.list_volumes(project["id"]) == []
@@ -66,8 +72,11 @@ def test_with_a_token_every_request_needs_it(service_starter, tmp_path):
     project = new_project(running.client)
     path = write_volume(lung_ct(), tmp_path / "lung.nrrd")
     assert running.client.upload_volume(project["id"], path)[1]
-    for method, route, body in [("GET", "/projects", None), ("GET", "/openapi.json", None),
-                                ("POST", f"/projects/{project['id']}/volumes?name=x&format=nrrd", path.read_bytes())]:
+    for method, route, body in [
+        ("GET", "/projects", None),
+        ("GET", "/openapi.json", None),
+        ("POST", f"/projects/{project['id']}/volumes?name=x&format=nrrd", path.read_bytes()),
+    ]:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
             status, answer = raw_request(running.base_url, method, route, body, headers)
             assert status == 401 and "Authorization: Bearer" in answer["detail"], (route, headers, answer)

@@ -59,8 +59,12 @@ def annotate(client: CovidalClient, project_id: int, cycle_id: int, annotator: s
             continue
         for suggestion in batch:
             key = uuid.uuid4().hex
-            answer = {"annotator": annotator, "answer": "background", "effort_seconds": float(sent),
-                      "idempotency_key": key}
+            answer = {
+                "annotator": annotator,
+                "answer": "background",
+                "effort_seconds": float(sent),
+                "idempotency_key": key,
+            }
             try:
                 stored, created = client.submit_annotation(project_id, suggestion["id"], **answer)
             except ClientError as error:
@@ -105,8 +109,11 @@ def lease_overlaps(leases: list[tuple[int, str, float]]) -> list[str]:
     overlaps = []
     for suggestion_id, intervals in by_region.items():
         for start, end, holder in intervals:
-            overlaps += [f"region {suggestion_id}: {holder} [{start}, {end}) and {other} [{s}, {e})"
-                         for s, e, other in intervals if other != holder and s < end - 1e-6 and start < e - 1e-6]
+            overlaps += [
+                f"region {suggestion_id}: {holder} [{start}, {end}) and {other} [{s}, {e})"
+                for s, e, other in intervals
+                if other != holder and s < end - 1e-6 and start < e - 1e-6
+            ]
     return overlaps
 
 
@@ -130,8 +137,7 @@ def test_concurrent_annotators_neither_lose_nor_duplicate_answers(cycle):
     record = Record()
     walker = run_in_thread(walk_away, record, running.client, project_id, cycle_id, record)
     walker.join(30)
-    threads = [run_in_thread(annotate, record, running.client, project_id, cycle_id, name, record)
-               for name in WORKERS]
+    threads = [run_in_thread(annotate, record, running.client, project_id, cycle_id, name, record) for name in WORKERS]
     for thread in threads:
         thread.join(DEADLINE_S + 10)
     assert not record.errors, record.errors
@@ -140,8 +146,9 @@ def test_concurrent_annotators_neither_lose_nor_duplicate_answers(cycle):
     history = running.client.list_annotations(project_id)
     stored = {annotation["id"]: annotation for annotation in history}
     assert len(stored) == len(history) == len(record.acknowledged) == REGIONS
-    assert {i: (a["suggestion_id"], a["annotator"], a["idempotency_key"]) for i, a in stored.items()} \
-        == record.acknowledged
+    assert {
+        i: (a["suggestion_id"], a["annotator"], a["idempotency_key"]) for i, a in stored.items()
+    } == record.acknowledged
     assert len({annotation["suggestion_id"] for annotation in history}) == REGIONS
     assert all(s["answered"] for s in running.client.get_cycle(project_id, cycle_id)["suggestions"])
 

@@ -8,8 +8,8 @@ import shutil
 from job_testing import answer_slices, finished, tiny_project, wait_for_job
 
 from covidal.service.cache import VolumeKey
-from covidal.service.jobs.config import current_model_path
 from covidal.service.jobs.progress import publish_model
+from covidal.service.project.layout import ProjectLayout
 from covidal.service.settings import ServiceSettings
 
 UPLOAD_LIMIT = 64 * 2**20
@@ -40,8 +40,10 @@ def test_cycles_with_the_cache_equal_those_without_and_follow_a_new_model(servic
     uncached = service_starter(ServiceSettings(tmp_path / "uncached", max_upload_bytes=UPLOAD_LIMIT, cache_bytes=0))
 
     def both_cycles() -> tuple[list[tuple], list[tuple]]:
-        return (suggestions(cached.client.create_cycle(project_id, count=16)),
-                suggestions(uncached.client.create_cycle(project_id, count=16)))
+        return (
+            suggestions(cached.client.create_cycle(project_id, count=16)),
+            suggestions(uncached.client.create_cycle(project_id, count=16)),
+        )
 
     for _ in range(3):  # cold, then from the cache
         with_cache, without = both_cycles()
@@ -53,7 +55,7 @@ def test_cycles_with_the_cache_equal_those_without_and_follow_a_new_model(servic
 
     # A second job publishes another model in the cached service's folder only: its next cycle differs from
     # the one the old model gives; once the uncached service has the same file, they agree again.
-    new_model, old_model = (current_model_path(tmp_path / name, project_id) for name in ("cached", "uncached"))
+    new_model, old_model = (ProjectLayout(tmp_path / name).current_model(project_id) for name in ("cached", "uncached"))
     train(cached.client, project_id, steps=3)
     assert new_model.read_bytes() != old_model.read_bytes()
     with_new, with_old = both_cycles()

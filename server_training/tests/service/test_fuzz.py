@@ -31,10 +31,16 @@ from covidal.service.settings import ServiceSettings
 MAX_EXAMPLES = 20  # per operation and mode: the whole file runs in about 30 s on 2 cores
 VALID_IDS = {"project_id": 1, "volume_id": 1, "cycle_id": 1}  # made by the `schema` fixture
 # Reads of what the fixture made: each must answer 2xx at least once, or the fuzzer never got past the ids.
-MUST_SUCCEED = ["/projects/{project_id}", "/projects/{project_id}/volumes",
-                "/projects/{project_id}/volumes/{volume_id}", "/projects/{project_id}/volumes/{volume_id}/download",
-                "/projects/{project_id}/cycles", "/projects/{project_id}/cycles/{cycle_id}",
-                "/projects/{project_id}/cycles/{cycle_id}/heatmap/{volume_id}", "/projects/{project_id}/annotations"]
+MUST_SUCCEED = [
+    "/projects/{project_id}",
+    "/projects/{project_id}/volumes",
+    "/projects/{project_id}/volumes/{volume_id}",
+    "/projects/{project_id}/volumes/{volume_id}/download",
+    "/projects/{project_id}/cycles",
+    "/projects/{project_id}/cycles/{cycle_id}",
+    "/projects/{project_id}/cycles/{cycle_id}/heatmap/{volume_id}",
+    "/projects/{project_id}/annotations",
+]
 STATUSES: dict[tuple[str, str], set[int]] = defaultdict(set)  # (method, path) -> statuses seen
 
 
@@ -46,8 +52,12 @@ def _has_inputs(operation: dict) -> bool:
 OPENAPI = create_app(ServiceSettings(Path("unused-project-dir"))).openapi()
 OPERATIONS = [(method.upper(), path) for path, methods in OPENAPI["paths"].items() for method in methods]
 # Negative mode needs an input to break: operations without parameters or body get positive cases only.
-CASES = [(method, path, mode) for method, path in OPERATIONS for mode in GenerationMode
-         if mode is GenerationMode.POSITIVE or _has_inputs(OPENAPI["paths"][path][method.lower()])]
+CASES = [
+    (method, path, mode)
+    for method, path in OPERATIONS
+    for mode in GenerationMode
+    if mode is GenerationMode.POSITIVE or _has_inputs(OPENAPI["paths"][path][method.lower()])
+]
 
 
 @pytest.fixture(scope="module")
@@ -74,23 +84,45 @@ def test_no_request_gets_a_server_error(schema, service, method, path, mode):
     cases = st.one_of(operation.as_strategy(mode, path_parameters=valid), operation.as_strategy(mode))
 
     @given(case=cases)
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def no_server_error(case):
         response = case.call(base_url=service.base_url, timeout=30)
         STATUSES[method, path].add(response.status_code)
-        assert response.status_code < 500, (case.formatted_path, case.query, case.body, response.status_code,
-                                            response.text[:300])
+        assert response.status_code < 500, (
+            case.formatted_path,
+            case.query,
+            case.body,
+            response.status_code,
+            response.text[:300],
+        )
 
     no_server_error()
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("GET", f"/projects/{2**64}", None),
-    ("GET", f"/projects/1/cycles/{-2**70}", None),
-    ("POST", "/projects/1/annotations", {"suggestion_id": 2**63, "annotator": "a", "answer": "background",
-                                         "effort_seconds": 1.0, "idempotency_key": "k"}),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", f"/projects/{2**64}", None),
+        ("GET", f"/projects/1/cycles/{-(2**70)}", None),
+        (
+            "POST",
+            "/projects/1/annotations",
+            {
+                "suggestion_id": 2**63,
+                "annotator": "a",
+                "answer": "background",
+                "effort_seconds": 1.0,
+                "idempotency_key": "k",
+            },
+        ),
+    ],
+)
 def test_numbers_beyond_64_bits_are_422_not_500(schema, service, method, path, body):
     """The first 5xx the fuzzer found: SQLite cannot bind them (OverflowError)."""
     data = None if body is None else json.dumps(body).encode()

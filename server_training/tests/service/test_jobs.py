@@ -71,8 +71,16 @@ def test_prediction_has_the_volume_geometry_and_stats(service, trained, tmp_path
 def test_learning_curve_json_and_png(service, trained, tmp_path):
     project, _, answered, job = trained
     curve = service.client.learning_curve(project["id"])
-    assert curve == [{"job_id": job["id"], "finished_at": job["finished_at"], "answers": len(answered),
-                      "effort_seconds": 3.0 * len(answered), "val_dice": job["progress"]["val_dice"], "steps": 6}]
+    assert curve == [
+        {
+            "job_id": job["id"],
+            "finished_at": job["finished_at"],
+            "answers": len(answered),
+            "effort_seconds": 3.0 * len(answered),
+            "val_dice": job["progress"]["val_dice"],
+            "steps": 6,
+        }
+    ]
     png = service.client.download_learning_curve(project["id"], tmp_path / "curve.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
 
@@ -89,8 +97,13 @@ def test_job_errors_are_clear(service, trained, tmp_path):
     with assert_client_error(404, "job 999999"):
         client.get_job(project["id"], 999999)
     answer_slices(client, project["id"], {0})
-    status, answer = raw_request(service.base_url, "POST", f"/projects/{project['id']}/jobs",
-                                 json.dumps({"kind": "segment"}).encode(), {"Content-Type": "application/json"})
+    status, answer = raw_request(
+        service.base_url,
+        "POST",
+        f"/projects/{project['id']}/jobs",
+        json.dumps({"kind": "segment"}).encode(),
+        {"Content-Type": "application/json"},
+    )
     assert status == 422 and "'train'" in answer["detail"]
     with assert_client_error(422, "image_size", "multiple of 32"):
         client.start_training(project["id"], config={"image_size": 40})
@@ -129,6 +142,6 @@ def test_a_crashing_worker_fails_the_job_and_the_service_goes_on(service, tmp_pa
         job = store.enqueue_job(project["id"], "train", {"steps": 0})
     failed = wait_for_job(client, project["id"], job.id, finished)
     assert failed["status"] == "failed"
-    assert "CovidalError" in failed["error"] and "steps" in failed["error"]
+    assert "ConfigError" in failed["error"] and "steps" in failed["error"]
     assert "Traceback" in client.job_log(project["id"], job.id)
     assert client.health()["status"] == "ok"

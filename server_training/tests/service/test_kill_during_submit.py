@@ -57,8 +57,9 @@ def test_acknowledged_annotations_survive_a_kill_during_submission(tmp_path):
         in_flight_key = submitter.in_flight["idempotency_key"]
         assert set(by_key) - {a["idempotency_key"] for a in acknowledged} <= {in_flight_key}
         # resending is safe: an acknowledged answer replays as itself, the one in flight lands exactly once
-        replay, created = client.submit_annotation(project["id"], **{k: v for k, v in acknowledged[0].items()
-                                                                     if k != "id"})
+        replay, created = client.submit_annotation(
+            project["id"], **{k: v for k, v in acknowledged[0].items() if k != "id"}
+        )
         assert (replay["id"], created) == (acknowledged[0]["id"], False)
         _, created = client.submit_annotation(project["id"], **submitter.in_flight)
         assert created == (in_flight_key not in by_key)

@@ -20,8 +20,9 @@ def labelled(service, tmp_path_factory) -> tuple[dict, list[dict]]:
     return unet3d_project(service.client, tmp_path_factory.mktemp("labels"), count=2, labelled=1)
 
 
-def write_image(array: np.ndarray, path, spacing=VOLUME_SPACING, origin=VOLUME_ORIGIN, direction=None,
-                compress: bool = True):
+def write_image(
+    array: np.ndarray, path, spacing=VOLUME_SPACING, origin=VOLUME_ORIGIN, direction=None, compress: bool = True
+):
     """``array`` ``[K, J, I]`` as a volume file with the given geometry (the test volumes' by default)."""
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(spacing)
@@ -60,8 +61,9 @@ def test_a_label_uploads_replaces_downloads_and_lists(service, labelled, tmp_pat
 def test_whole_float_labels_are_accepted(service, labelled, tmp_path):
     client, (project, volumes) = service.client, labelled
     _, label = lesion_case(0)
-    stored, _ = client.upload_label(project["id"], volumes[0]["id"],
-                                    write_image(label.astype(np.float32), tmp_path / "float.nrrd"))
+    stored, _ = client.upload_label(
+        project["id"], volumes[0]["id"], write_image(label.astype(np.float32), tmp_path / "float.nrrd")
+    )
     assert stored["foreground_voxels"] == int(label.sum())
 
 
@@ -78,17 +80,33 @@ def _written(path, content: bytes):
 
 BAD_LABELS = {
     "size": (lambda label, path: write_image(label[:, :, :20], path), ["size", "(20, 24, 12)", "(24, 24, 12)"]),
-    "spacing": (lambda label, path: write_image(label, path, spacing=(0.7, 0.8, 3.0)), ["spacing", "(0.7, 0.8, 3)", "(0.7, 0.8, 2.5)"]),
-    "origin": (lambda label, path: write_image(label, path, origin=(-12.5, 30.0, -90.0)), ["origin", "(-12.5, 30, -90)"]),
+    "spacing": (
+        lambda label, path: write_image(label, path, spacing=(0.7, 0.8, 3.0)),
+        ["spacing", "(0.7, 0.8, 3)", "(0.7, 0.8, 2.5)"],
+    ),
+    "origin": (
+        lambda label, path: write_image(label, path, origin=(-12.5, 30.0, -90.0)),
+        ["origin", "(-12.5, 30, -90)"],
+    ),
     "direction": (lambda label, path: write_image(label, path, direction=np.eye(3)), ["direction"]),
-    "negative": (lambda label, path: write_image(_with(label.astype(np.int16), (0, 0, 0), -1), path),
-                 ["negative", "-1"]),
-    "fraction": (lambda label, path: write_image(_with(label.astype(np.float32), (0, 0, 0), 0.5), path),
-                 ["not whole numbers", "0.5"]),
-    "nan": (lambda label, path: write_image(_with(label.astype(np.float32), (0, 0, 0), np.nan),
-                                            path.with_suffix(".nii.gz")), ["NaN"]),
-    "not a volume": (lambda label, path: _written(path, b"NRRD0004\nthis is not a volume\n"),
-                     ["not a readable 3D volume"]),
+    "negative": (
+        lambda label, path: write_image(_with(label.astype(np.int16), (0, 0, 0), -1), path),
+        ["negative", "-1"],
+    ),
+    "fraction": (
+        lambda label, path: write_image(_with(label.astype(np.float32), (0, 0, 0), 0.5), path),
+        ["not whole numbers", "0.5"],
+    ),
+    "nan": (
+        lambda label, path: write_image(
+            _with(label.astype(np.float32), (0, 0, 0), np.nan), path.with_suffix(".nii.gz")
+        ),
+        ["NaN"],
+    ),
+    "not a volume": (
+        lambda label, path: _written(path, b"NRRD0004\nthis is not a volume\n"),
+        ["not a readable 3D volume"],
+    ),
     "2D": (lambda label, path: write_volume(label[0], path), ["2D"]),
 }
 
@@ -119,18 +137,25 @@ def test_labels_are_refused_where_they_do_not_belong(service, labelled, tmp_path
     with assert_client_error(404, "no expert label", "PUT"):
         client.download_label(flat["id"], ct["id"], tmp_path / "none.nrrd")
     octet_stream = {"Content-Type": "application/octet-stream"}
-    status, answer = raw_request(service.base_url, "PUT", f"/projects/{pid}/volumes/{volumes[1]['id']}/label"
-                                 "?format=dicom-zip", label.read_bytes(), octet_stream)
+    status, answer = raw_request(
+        service.base_url,
+        "PUT",
+        f"/projects/{pid}/volumes/{volumes[1]['id']}/label?format=dicom-zip",
+        label.read_bytes(),
+        octet_stream,
+    )
     assert status == 422 and "nrrd" in str(answer)
-    status, answer = raw_request(service.base_url, "PUT", f"/projects/{pid}/volumes/{volumes[1]['id']}/label"
-                                 "?format=nrrd", b"", octet_stream)
+    status, answer = raw_request(
+        service.base_url, "PUT", f"/projects/{pid}/volumes/{volumes[1]['id']}/label?format=nrrd", b"", octet_stream
+    )
     assert status == 422 and "empty" in answer["detail"]
 
 
 def test_a_label_over_the_upload_limit_is_413(service_starter, tmp_path):
     running = service_starter(ServiceSettings(tmp_path / "project", max_upload_bytes=4096))
-    project = running.client.create_project("small", model_kind="unet3d", grid_k=4, strategy="entropy",
-                                            mc_samples=2, loss="point")
+    project = running.client.create_project(
+        "small", model_kind="unet3d", grid_k=4, strategy="entropy", mc_samples=2, loss="point"
+    )
     ct = write_image(np.full((12, 24, 24), -850, dtype=np.int16), tmp_path / "ct.nrrd")  # compresses to < 4 KiB
     volume, _ = running.client.upload_volume(project["id"], ct)
     big = write_image(lesion_case(0)[1], tmp_path / "label.nrrd", compress=False)  # 6912 bytes of voxels

@@ -27,12 +27,16 @@ def test_service_stops_when_the_block_raises(tmp_path):
 
 
 def test_a_service_that_cannot_start_is_a_clear_error(tmp_path):
-    with (pytest.raises(CovidalError, match=r"exited with status 2 before answering(.|\n)*--device"),
-          local_service(tmp_path / "p", tmp_path / "serve.log", device="tpu")):
+    with (
+        pytest.raises(CovidalError, match=r"exited with status 2 before answering(.|\n)*--device"),
+        local_service(tmp_path / "p", tmp_path / "serve.log", device="tpu"),
+    ):
         pass
 
 
 def test_serve_options_reach_the_command_line(tmp_path):
-    with (pytest.raises(CovidalError, match=r"exited with status 2 before answering(.|\n)*--cache-mb"),
-          local_service(tmp_path / "p", tmp_path / "serve.log", serve_options=("--cache-mb", "-1"))):
+    with (
+        pytest.raises(CovidalError, match=r"exited with status 2 before answering(.|\n)*--cache-mb"),
+        local_service(tmp_path / "p", tmp_path / "serve.log", serve_options=("--cache-mb", "-1")),
+    ):
         pass

@@ -51,7 +51,8 @@ def test_the_job_trains_teacher_and_student_and_reports_progress(service, traine
     assert result["val_dice"] == progress["val_dice"] and result["mode"] == "rgsm-al"
     history = json.loads((folder / "student" / "history.json").read_text())
     assert history["mode"] == "rgsm-al" and set(history["pseudo_weight_by_case"]) == {
-        f"volume{v['id']}" for v in volumes[1:]}
+        f"volume{v['id']}" for v in volumes[1:]
+    }
     current = service.settings.project_dir / "models" / str(project["id"]) / "current" / "model.pt"
     assert current.read_bytes() == (folder / "student" / "model.pt").read_bytes()
     assert service.client.learning_curve(project["id"]) == []  # the curve follows the 2D jobs' answers
@@ -87,11 +88,19 @@ def test_cycles_of_a_unet3d_project_keep_the_lung_fraction_scores(service, train
 def test_supervised_mode_trains_the_teacher_alone(service, tmp_path):
     client = service.client
     project, volumes = unet3d_project(client, tmp_path, count=1, labelled=1)  # nothing to pseudo-label
-    job = wait_for_job(client, project["id"], start_noisy_teacher(client, project["id"], mode="supervised")["id"],
-                       finished, timeout=180)
+    job = wait_for_job(
+        client,
+        project["id"],
+        start_noisy_teacher(client, project["id"], mode="supervised")["id"],
+        finished,
+        timeout=180,
+    )
     assert job["status"] == "done", (job, client.job_log(project["id"], job["id"]))
     assert (job["progress"]["step"], job["progress"]["steps"], job["progress"]["stage"]) == (
-        STEPS_PER_NETWORK, STEPS_PER_NETWORK, "teacher")
+        STEPS_PER_NETWORK,
+        STEPS_PER_NETWORK,
+        "teacher",
+    )
     assert not (job_folder(service, job) / "student").exists()
     assert client.predict_volume(project["id"], volumes[0]["id"])["volume_id"] == volumes[0]["id"]
 
@@ -105,15 +114,24 @@ def test_job_kinds_and_configs_are_checked(service, trained, tmp_path):
         client.start_training(pid)  # kind 'train'
     with assert_client_error(422, "'unet'", "'train' job"):
         client.start_training(flat["id"], kind="noisy-teacher")
-    status, answer = raw_request(service.base_url, "POST", f"/projects/{pid}/jobs",
-                                 json.dumps({"kind": "segment"}).encode(), {"Content-Type": "application/json"})
+    status, answer = raw_request(
+        service.base_url,
+        "POST",
+        f"/projects/{pid}/jobs",
+        json.dumps({"kind": "segment"}).encode(),
+        {"Content-Type": "application/json"},
+    )
     assert status == 422 and "'train', 'noisy-teacher'" in answer["detail"]
     with assert_client_error(422, "'steps'", "epochs"):
         client.start_training(pid, steps=5, kind="noisy-teacher")
-    for config, words in [({"mode": "psychic"}, ["mode", "rgsm-al"]),
-                          ({"patch_size": [9, 8, 8]}, ["patch_size", "multiples of 2"]),
-                          ({"epochs": 0}, ["epochs", ">= 1"]), ({"lam": 2}, ["lam", "[0, 1]"]),
-                          ({"spacing": [1, 1]}, ["spacing"]), ({"steps": 3}, ["unknown job config keys"])]:
+    for config, words in [
+        ({"mode": "psychic"}, ["mode", "rgsm-al"]),
+        ({"patch_size": [9, 8, 8]}, ["patch_size", "multiples of 2"]),
+        ({"epochs": 0}, ["epochs", ">= 1"]),
+        ({"lam": 2}, ["lam", "[0, 1]"]),
+        ({"spacing": [1, 1]}, ["spacing"]),
+        ({"steps": 3}, ["unknown job config keys"]),
+    ]:
         with assert_client_error(422, *words):
             start_noisy_teacher(client, pid, **config)
     unlabelled, _ = unet3d_project(client, tmp_path / "none", count=1, labelled=0)
@@ -129,8 +147,7 @@ def test_a_queued_3d_job_waits_and_a_running_one_cancels(service, tmp_path):
     project, _ = unet3d_project(client, tmp_path, count=2, labelled=1)
     first = start_noisy_teacher(client, project["id"], epochs=10_000)
     second = start_noisy_teacher(client, project["id"], mode="supervised")
-    wait_for_job(client, project["id"], first["id"], lambda j: (j["progress"] or {}).get("step", 0) >= 2,
-                 timeout=120)
+    wait_for_job(client, project["id"], first["id"], lambda j: (j["progress"] or {}).get("step", 0) >= 2, timeout=120)
     assert client.get_job(project["id"], second["id"])["status"] == "queued"  # one job per device at a time
     client.cancel_job(project["id"], first["id"])
     first = wait_for_job(client, project["id"], first["id"], finished)

@@ -33,8 +33,9 @@ def test_service_killed_mid_student_resumes_to_the_weights_of_an_uninterrupted_j
         reference = start_noisy_teacher(client, pid, epochs=EPOCHS, steps_per_epoch=STEPS_PER_EPOCH)
         assert wait_for_job(client, pid, reference["id"], finished, timeout=300)["status"] == "done"
         job = start_noisy_teacher(client, pid, epochs=EPOCHS, steps_per_epoch=STEPS_PER_EPOCH)
-        wait_for_job(client, pid, job["id"], lambda j: (j["progress"] or {}).get("step", 0) >= STEPS_PER_NETWORK + 4,
-                     timeout=300)  # two student epochs done
+        wait_for_job(
+            client, pid, job["id"], lambda j: (j["progress"] or {}).get("step", 0) >= STEPS_PER_NETWORK + 4, timeout=300
+        )  # two student epochs done
     finally:
         kill_group(process)
     process, client = serve(project_dir)

@@ -10,8 +10,14 @@ from service_testing import VOLUME_SPACING, unique_name, write_volume
 CT_SHAPE = (12, 24, 24)  # [K, J, I]
 LUNG, LESION = -850, -300  # HU
 # A 3D run of a second or two: a two-level U-Net on 8^3 patches of a 2 x 2 x 4 mm grid (8 x 10 x 8 voxels here).
-TINY_3D_CONFIG = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "patch_size": [8, 8, 8],
-                  "spacing": [2.0, 2.0, 4.0], "channels": [4, 8]}
+TINY_3D_CONFIG = {
+    "epochs": 2,
+    "steps_per_epoch": 2,
+    "batch_size": 2,
+    "patch_size": [8, 8, 8],
+    "spacing": [2.0, 2.0, 4.0],
+    "channels": [4, 8],
+}
 
 
 def lesion_case(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -30,8 +36,9 @@ def unet3d_project(client, folder: Path, count: int = 3, labelled: int = 1) -> t
     """``(project, volumes)``: a unet3d project with ``count`` lesion CTs uploaded, the first ``labelled`` with
     their expert label."""
     folder.mkdir(parents=True, exist_ok=True)
-    project = client.create_project(unique_name("nt"), model_kind="unet3d", grid_k=4, strategy="entropy",
-                                    mc_samples=2, loss="point")
+    project = client.create_project(
+        unique_name("nt"), model_kind="unet3d", grid_k=4, strategy="entropy", mc_samples=2, loss="point"
+    )
     volumes = []
     for number in range(count):
         ct, label = lesion_case(number)

@@ -8,7 +8,7 @@ import torch
 
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, LossName
-from covidal.models.registry import ModelConfig, build_model
+from covidal.models.slices.build import ModelConfig, build_model
 from covidal.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -16,18 +16,24 @@ from covidal.training.checkpoint import (
     load_run,
     save_checkpoint,
 )
-from covidal.training.config import TrainConfig
+from covidal.training.train_config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
-CONFIG = TrainConfig(loss=LossConfig(LossName.CB_FLIP, consistency_weight=0.5), model=ModelConfig(dropout=0.3),
-                     epochs=2, image_size=32, seed=3, device="cpu")
+CONFIG = TrainConfig(
+    loss=LossConfig(LossName.CB_FLIP, consistency_weight=0.5),
+    model=ModelConfig(dropout=0.3),
+    steps=2,
+    image_size=32,
+    seed=3,
+    device="cpu",
+)
 
 
 def saved_model(path):
     torch.manual_seed(5)
     model = build_model(CONFIG.model)
-    save_checkpoint(path, model, CONFIG, epoch=2, val_dice=0.75)
+    save_checkpoint(path, model, CONFIG, step=2, val_dice=0.75)
     return model
 
 
@@ -36,7 +42,7 @@ def test_round_trip_gives_identical_predictions(tmp_path, point_at):
     model = saved_model(tmp_path / MODEL_FILE)
     run = load_run(tmp_path if point_at == "folder" else tmp_path / MODEL_FILE)
     assert run.config == CONFIG
-    assert (run.epoch, run.val_dice) == (2, 0.75)
+    assert (run.step, run.val_dice) == (2, 0.75)
     assert not run.model.training  # ready for inference: dropout off
     images = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     model.eval()
@@ -57,8 +63,15 @@ def test_missing_model_says_how_to_make_one(tmp_path):
 
 def valid_payload(**changes):
     state = {k: v for k, v in build_model(CONFIG.model).state_dict().items()}
-    return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": CONFIG.to_dict(),
-            "epoch": 1, "val_dice": None, "state_dict": state, **changes}
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": CONFIG.to_dict(),
+        "step": 1,
+        "val_dice": None,
+        "state_dict": state,
+        **changes,
+    }
 
 
 @pytest.mark.parametrize(
@@ -89,14 +102,14 @@ def without(key):
     "payload",
     [
         valid_payload(config={}),
-        valid_payload(config={**CONFIG.to_dict(), "epochs": 0}),
+        valid_payload(config={**CONFIG.to_dict(), "steps": 0}),
         valid_payload(config={**CONFIG.to_dict(), "model": {"name": "resnet"}}),
         valid_payload(state_dict={}),
         valid_payload(state_dict={"classifier.weight": torch.zeros(3)}),
         without("config"),
-        without("epoch"),
+        without("step"),
     ],
-    ids=["empty config", "bad config value", "unknown model", "no weights", "wrong weights", "no config", "no epoch"],
+    ids=["empty config", "bad config value", "unknown model", "no weights", "wrong weights", "no config", "no step"],
 )
 def test_damaged_checkpoint_is_one_clear_error(tmp_path, payload):
     torch.save(payload, tmp_path / MODEL_FILE)
@@ -119,10 +132,24 @@ def test_a_plain_pickle_with_code_is_refused_not_executed(tmp_path):
 CORRUPT_SEEDS = (0, 17, 54, 62, *range(1, 13))
 
 
-@pytest.mark.parametrize("content", [b"", b"PK\x03\x04broken zip"] + [np.random.default_rng(s).bytes(1000) for s in CORRUPT_SEEDS])
+@pytest.mark.parametrize(
+    "content", [b"", b"PK\x03\x04broken zip"] + [np.random.default_rng(s).bytes(1000) for s in CORRUPT_SEEDS]
+)
 def test_corrupt_bytes_are_refused(tmp_path, content):
     path = tmp_path / MODEL_FILE
     path.write_bytes(content)
     with pytest.raises(CovidalError, match="not a readable covidal model"):
         load_run(tmp_path)
 
+
+def test_a_model_saved_before_training_counted_steps_still_loads(tmp_path):
+    """Files of earlier versions (the service's current models among them) name the step ``epoch`` and the
+    config's step count ``epochs``."""
+    legacy = valid_payload(
+        config={k: v for k, v in CONFIG.to_dict().items() if k not in ("steps", "validate_every")} | {"epochs": 7}
+    )
+    legacy["epoch"] = legacy.pop("step")
+    torch.save(legacy, tmp_path / MODEL_FILE)
+    run = load_run(tmp_path)
+    assert (run.step, run.config.steps, run.config.validate_every) == (1, 7, None)
+    assert run.config.image_size == CONFIG.image_size

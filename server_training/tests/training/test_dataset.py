@@ -45,7 +45,7 @@ def test_standardise_gives_zero_mean_unit_std():
 
 def test_network_input_shape_and_per_slice_standardisation():
     records = [record("a", (40, 48), 0), record("b", (64, 30), 1)]
-    tensor = network_input(records, SIZE)
+    tensor = network_input([r.image for r in records], SIZE)
     assert tensor.shape == (2, 1, SIZE, SIZE) and tensor.dtype == torch.float32
     for one in tensor:
         assert abs(float(one.mean())) < 1e-4 and float(one.std(unbiased=False)) == pytest.approx(1.0, abs=1e-4)
@@ -88,7 +88,9 @@ def tagged_slices(count: int) -> TrainingSlices:
     )
 
 
-@pytest.mark.parametrize(("count", "batch_size", "sizes"), [(7, 3, [3, 3, 1]), (6, 3, [3, 3]), (2, 8, [2]), (1, 1, [1])])
+@pytest.mark.parametrize(
+    ("count", "batch_size", "sizes"), [(7, 3, [3, 3, 1]), (6, 3, [3, 3]), (2, 8, [2]), (1, 1, [1])]
+)
 def test_batches_cover_every_slice_once_per_epoch(count, batch_size, sizes):
     data = tagged_slices(count)
     generator = torch.Generator().manual_seed(0)
@@ -108,8 +110,10 @@ def test_batch_order_is_shuffled_and_seeded():
 
     def orders(seed):
         generator = torch.Generator().manual_seed(seed)
-        return [torch.cat([b.images[:, 0, 0, 0] for b in data.batches(4, generator, torch.device("cpu"))]).tolist()
-                for _ in range(2)]
+        return [
+            torch.cat([b.images[:, 0, 0, 0] for b in data.batches(4, generator, torch.device("cpu"))]).tolist()
+            for _ in range(2)
+        ]
 
     first, second = orders(0)
     assert orders(0) == [first, second]

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from covidal.errors import CovidalError
-from covidal.training.config import DeviceChoice
 from covidal.training.dataset import TrainingSlices
 from covidal.training.distributed import (
     SINGLE_PROCESS,
@@ -14,14 +13,18 @@ from covidal.training.distributed import (
     shard_order,
     torchrun_command,
 )
+from covidal.training.train_config import DeviceChoice
 
 
-@pytest.mark.parametrize(("length", "world_size", "expected"), [
-    (6, 2, [[0, 2, 4], [1, 3, 5]]),
-    (5, 2, [[0, 2, 4], [1, 3, 0]]),  # padded by wrapping: both ranks take 3 steps' worth
-    (4, 3, [[0, 3], [1, 0], [2, 1]]),
-    (2, 4, [[0], [1], [0], [1]]),
-])
+@pytest.mark.parametrize(
+    ("length", "world_size", "expected"),
+    [
+        (6, 2, [[0, 2, 4], [1, 3, 5]]),
+        (5, 2, [[0, 2, 4], [1, 3, 0]]),  # padded by wrapping: both ranks take 3 steps' worth
+        (4, 3, [[0, 3], [1, 0], [2, 1]]),
+        (2, 4, [[0], [1], [0], [1]]),
+    ],
+)
 def test_shards_stride_through_the_order_padded_to_equal_length(length, world_size, expected):
     order = torch.tensor([10 + i for i in range(length)])
     shards = [shard_order(order, Shard(rank, world_size)).tolist() for rank in range(world_size)]
@@ -35,9 +38,11 @@ def test_one_process_keeps_the_order_as_it_is():
 
 def test_two_ranks_batches_partition_the_single_process_batches():
     data = TrainingSlices(torch.arange(6.0).view(6, 1, 1, 1), torch.zeros(6, 1, 1, dtype=torch.int64), None)
+
     def batches(shard, size):
         generator = torch.Generator().manual_seed(5)
         return [b.images.flatten().tolist() for b in data.batches(size, generator, torch.device("cpu"), shard)]
+
     single = batches(SINGLE_PROCESS, 4)
     rank0, rank1 = batches(Shard(0, 2), 2), batches(Shard(1, 2), 2)
     assert [sorted(a + b) for a, b in zip(rank0, rank1)] == [sorted(b) for b in single]
@@ -67,7 +72,15 @@ def test_more_gpus_than_available_is_a_user_error_unless_on_cpu():
 
 def test_torchrun_command_is_standalone_with_one_process_per_gpu():
     assert torchrun_command(3, "pkg.worker", ["{}"]) == [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3", "-m", "pkg.worker", "{}"]
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=3",
+        "-m",
+        "pkg.worker",
+        "{}",
+    ]
 
 
 def test_mean_over_one_rank_is_the_values_themselves():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from covidal.models.unet import UNet2D
+from covidal.models.slices.unet import UNet2D
 from covidal.uncertainty.mc_dropout import (
     MCSamples,
     mc_probabilities_cached,

@@ -30,8 +30,15 @@ def write_dicom_series(array: np.ndarray, folder: Path, spacing=(0.7, 0.8, 2.5),
     for k in range(array.shape[0]):
         slice_ = image[:, :, k]
         position = "\\".join(str(x) for x in image.TransformIndexToPhysicalPoint((0, 0, k)))
-        tags = {"0008|0060": "CT", "0020|000d": series + ".1", "0020|000e": series, "0020|0013": str(k + 1),
-                "0020|0037": "1\\0\\0\\0\\1\\0", "0020|0032": position, "0018|0050": str(spacing[2])}
+        tags = {
+            "0008|0060": "CT",
+            "0020|000d": series + ".1",
+            "0020|000e": series,
+            "0020|0013": str(k + 1),
+            "0020|0037": "1\\0\\0\\0\\1\\0",
+            "0020|0032": position,
+            "0018|0050": str(spacing[2]),
+        }
         for tag, value in tags.items():
             slice_.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"{k:03d}.dcm"))
@@ -133,7 +140,9 @@ def test_two_entries_with_one_name_are_refused(tmp_path, folder, extra):
 
 def test_label_file_for_a_folder_of_cases_is_refused(tmp_path):
     images, labels = data_set(tmp_path)
-    with pytest.raises(CovidalError, match=r"labels .*p2\.nii\.gz must be a folder of label volumes named like the cases"):
+    with pytest.raises(
+        CovidalError, match=r"labels .*p2\.nii\.gz must be a folder of label volumes named like the cases"
+    ):
         list_volume_cases(images, labels / "p2.nii.gz")
 
 

@@ -274,8 +274,11 @@ def test_mixed_includes_swap_only_where_a_same_size_case_exists(tmp_path, volume
 def test_rate_zero_copies_float_multi_class_and_detached_labels_unchanged(tmp_path, volume_writer):
     folder = tmp_path / "labels"
     folder.mkdir()
-    labels = {"a.nrrd": box_label(value=3, dtype=np.int16), "b.mha": box_label(dtype=np.float32),
-              "c.mhd": box_label(value=2)}
+    labels = {
+        "a.nrrd": box_label(value=3, dtype=np.int16),
+        "b.mha": box_label(dtype=np.float32),
+        "c.mhd": box_label(value=2),
+    }
     for name, array in labels.items():
         volume_writer(array, folder / name)
     record = corrupt_label_folder(folder, tmp_path / "out", 0, Corruption.DILATE, seed=0)

@@ -34,8 +34,13 @@ def test_scores_of_known_pairs(prediction, reference, dice, hd95):
 
 
 def test_average_hd95_skips_volumes_where_it_is_undefined():
-    summary = summarise_scores({"a": {"dice": 1.0, "hd95_mm": 2.0}, "b": {"dice": 0.0, "hd95_mm": math.nan},
-                                "c": {"dice": 0.5, "hd95_mm": 4.0}})
+    summary = summarise_scores(
+        {
+            "a": {"dice": 1.0, "hd95_mm": 2.0},
+            "b": {"dice": 0.0, "hd95_mm": math.nan},
+            "c": {"dice": 0.5, "hd95_mm": 4.0},
+        }
+    )
     assert summary["dice"] == pytest.approx(0.5)
     assert summary["hd95_mm"] == pytest.approx(3.0)
     assert summary["hd95_undefined"] == 1

@@ -31,11 +31,11 @@ def test_patch_config_turns_lists_into_tuples():
 @pytest.mark.parametrize(
     ("size", "probability", "message"),
     [
-        ((0, 8, 8), 0.5, "patch size must be three whole numbers >= 1"),
-        ((8, 8), 0.5, "patch size must be three whole numbers >= 1"),
-        ((8.0, 8, 8), 0.5, "patch size must be three whole numbers >= 1"),
-        ((True, 8, 8), 0.5, "patch size must be three whole numbers >= 1"),
-        (8, 0.5, "patch size must be three whole numbers >= 1"),
+        ((0, 8, 8), 0.5, r"patch size \(D, H, W\) must be 3 integers >= 1"),
+        ((8, 8), 0.5, r"patch size \(D, H, W\) must be 3 integers >= 1"),
+        ((8.0, 8, 8), 0.5, r"patch size \(D, H, W\) must be 3 integers >= 1"),
+        ((True, 8, 8), 0.5, r"patch size \(D, H, W\) must be 3 integers >= 1"),
+        (8, 0.5, r"patch size \(D, H, W\) must be 3 integers >= 1"),
         ((8, 8, 8), -0.1, r"foreground probability must be in \[0, 1\]"),
         ((8, 8, 8), 1.5, r"foreground probability must be in \[0, 1\]"),
         ((8, 8, 8), float("nan"), r"foreground probability must be in \[0, 1\]"),

@@ -83,8 +83,9 @@ def test_linear_resampling_reproduces_a_linear_ramp_in_mm(tmp_path, volume_write
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32])
 def test_nearest_resampling_takes_the_nearest_voxel_and_keeps_the_dtype(tmp_path, volume_writer, dtype):
     labels = index_ramp(SHAPE, 2).astype(dtype)  # each voxel holds its i index
-    resampled = resample_to_spacing(oblique_volume(labels, volume_writer, tmp_path), TARGET_SPACING_MM,
-                                    Interpolation.NEAREST)
+    resampled = resample_to_spacing(
+        oblique_volume(labels, volume_writer, tmp_path), TARGET_SPACING_MM, Interpolation.NEAREST
+    )
     assert resampled.array.dtype == dtype
     # new voxel i' lies at source index i' * 1.6 / 0.7 = 2.29 i' (never halfway, so no ties)
     nearest_i = np.rint(index_ramp(GRID_SHAPE, 2) * TARGET_SPACING_MM[0] / SPACING[0])
@@ -166,7 +167,9 @@ def test_prepare_case_puts_image_and_binary_label_on_the_training_grid(tmp_path,
     np.testing.assert_array_equal(prepared.label, expected)
 
 
-@pytest.mark.parametrize(("hu", "unit"), [(-2000, 0.0), (-1000, 0.0), (-650, 0.25), (-300, 0.5), (400, 1.0), (1500, 1.0)])
+@pytest.mark.parametrize(
+    ("hu", "unit"), [(-2000, 0.0), (-1000, 0.0), (-650, 0.25), (-300, 0.5), (400, 1.0), (1500, 1.0)]
+)
 def test_ct_window_maps_hu_to_unit_range(tmp_path, volume_writer, hu, unit):
     assert (CT_WINDOW.lower, CT_WINDOW.upper) == (-1000.0, 400.0)
     ct = volume_writer(np.full(SHAPE, hu, np.int16), tmp_path / "ct.nii.gz")
@@ -203,7 +206,10 @@ def test_two_dimensional_file_is_refused(tmp_path):
 
 @pytest.mark.parametrize(
     ("shape", "spacing", "message"),
-    [(SHAPE, (0.7, 0.8, 3.0), r"spacing \(0\.7, 0\.8\d*, 3\.0\) vs"), ((12, 20, 24), SPACING, r"size \(i, j, k\) \(24, 20, 12\)")],
+    [
+        (SHAPE, (0.7, 0.8, 3.0), r"spacing \(0\.7, 0\.8\d*, 3\.0\) vs"),
+        ((12, 20, 24), SPACING, r"size \(i, j, k\) \(24, 20, 12\)"),
+    ],
 )
 def test_label_on_another_grid_is_refused(tmp_path, volume_writer, shape, spacing, message):
     case = ct_with_labels(tmp_path, volume_writer)

@@ -6,22 +6,22 @@ a job is started.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from covidal.errors import CovidalError
-from covidal.models.unet3d import UNet3DConfig
-from covidal.noisyteacher.config import Train3DConfig
-from covidal.noisyteacher.weighting import (
+from covidal.models.volumes.unet import UNet3DConfig
+from covidal.noisyteacher.run_config import Train3DConfig
+from covidal.noisyteacher.student_modes import (
     StudentMode,
     parse_student_mode,
     uses_pseudo_labels,
 )
-from covidal.service.jobs.config import MAX_STEPS, JobConfig, check_int, is_real
-from covidal.volumes.inference import SlidingWindowConfig
+from covidal.service.jobs.job_config import MAX_STEPS, JobConfig
+from covidal.validation import check_int, check_ints, check_real, is_real
 from covidal.volumes.patches import PatchConfig
 from covidal.volumes.preprocess import TARGET_SPACING_MM
+from covidal.volumes.sliding_window import SlidingWindowConfig
 
 DEFAULTS = Train3DConfig()
 # Bounds of the settings that size a 3D job's memory (the defaults: batch 2, patch 96, channels up to 256, 5 levels)
@@ -73,31 +73,39 @@ class NoisyTeacherJobConfig(JobConfig):
         except CovidalError as error:
             raise CovidalError(f"job config mode: {error}") from None
         for name in ("epochs", "steps_per_epoch"):
-            check_int(name, getattr(self, name), 1)
-        check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
-        check_int("seed", self.seed, 0)
+            check_int(f"job config {name}", getattr(self, name), minimum=1)
+        check_int("job config batch_size", self.batch_size, minimum=1, maximum=MAX_BATCH_SIZE)
+        check_int("job config seed", self.seed, minimum=0)
         if self.epochs * self.steps_per_epoch > MAX_STEPS:
-            raise CovidalError(f"job config epochs * steps_per_epoch must be at most {MAX_STEPS}, got "
-                               f"{self.epochs * self.steps_per_epoch}")
-        if not is_real(self.lam) or not 0 <= self.lam <= 1:
-            raise CovidalError(f"job config lam must be a number in [0, 1], got {self.lam!r}")
-        if not is_real(self.learning_rate) or not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise CovidalError(f"job config learning_rate must be a positive finite number, got {self.learning_rate!r}")
-        object.__setattr__(self, "channels", _ints("channels", self.channels, None, MAX_CHANNELS))
-        object.__setattr__(self, "patch_size", _ints("patch_size", self.patch_size, 3, MAX_PATCH_SIDE))
+            raise CovidalError(
+                f"job config epochs * steps_per_epoch must be at most {MAX_STEPS}, got "
+                f"{self.epochs * self.steps_per_epoch}"
+            )
+        check_real("job config lam", self.lam, minimum=0.0, maximum=1.0)
+        check_real("job config learning_rate", self.learning_rate, above=0.0)
+        object.__setattr__(self, "channels", check_ints("job config channels", self.channels, maximum=MAX_CHANNELS))
+        object.__setattr__(
+            self, "patch_size", check_ints("job config patch_size", self.patch_size, count=3, maximum=MAX_PATCH_SIDE)
+        )
         object.__setattr__(self, "spacing", _spacing(self.spacing))
         if not 2 <= len(self.channels) <= MAX_LEVELS:
             raise CovidalError(f"job config channels needs 2 to {MAX_LEVELS} levels, got {list(self.channels)}")
         multiple = 2 ** (len(self.channels) - 1)
         if any(size % multiple for size in self.patch_size):
-            raise CovidalError(f"job config patch_size must be multiples of {multiple} (the {len(self.channels)} "
-                               f"U-Net levels halve it {len(self.channels) - 1} times), got {list(self.patch_size)}")
+            raise CovidalError(
+                f"job config patch_size must be multiples of {multiple} (the {len(self.channels)} "
+                f"U-Net levels halve it {len(self.channels) - 1} times), got {list(self.patch_size)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (lists for the tuples, the mode's name)."""
         values = asdict(self)
-        values.update(mode=self.mode.value, patch_size=list(self.patch_size), spacing=list(self.spacing),
-                      channels=list(self.channels))
+        values.update(
+            mode=self.mode.value,
+            patch_size=list(self.patch_size),
+            spacing=list(self.spacing),
+            channels=list(self.channels),
+        )
         return values
 
     @property
@@ -113,11 +121,19 @@ class NoisyTeacherJobConfig(JobConfig):
         """
         try:
             return Train3DConfig(
-                mode=mode, lam=self.lam, batch_size=self.batch_size, epochs=self.epochs,
-                steps_per_epoch=self.steps_per_epoch, learning_rate=self.learning_rate, spacing=self.spacing,
+                mode=mode,
+                lam=self.lam,
+                batch_size=self.batch_size,
+                epochs=self.epochs,
+                steps_per_epoch=self.steps_per_epoch,
+                learning_rate=self.learning_rate,
+                spacing=self.spacing,
                 patch=PatchConfig(size=self.patch_size),
                 network=UNet3DConfig(channels=self.channels, strides=(2,) * (len(self.channels) - 1)),
-                sliding_window=SlidingWindowConfig(patch_size=self.patch_size), seed=self.seed, device=device)
+                sliding_window=SlidingWindowConfig(patch_size=self.patch_size),
+                seed=self.seed,
+                device=device,
+            )
         except ValueError as error:
             raise CovidalError(f"job config: {error}") from None
 
@@ -126,20 +142,11 @@ class NoisyTeacherJobConfig(JobConfig):
         return self.epochs * self.steps_per_epoch
 
 
-def _ints(name: str, values: object, count: int | None, maximum: int) -> tuple[int, ...]:
-    """``values`` (a JSON list) as a tuple of integers 1..``maximum``, ``count`` of them when given; CovidalError
-    otherwise."""
-    items = tuple(values) if isinstance(values, list | tuple) else ()
-    whole = all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= maximum for v in items)
-    if not items or not whole or (count is not None and len(items) != count):
-        amount = f"{count} integers" if count is not None else "a list of integers"
-        raise CovidalError(f"job config {name} must be {amount} from 1 to at most {maximum}, got {values!r}")
-    return items
-
-
 def _spacing(values: object) -> tuple[float, float, float]:
     items = tuple(values) if isinstance(values, list | tuple) else ()
-    if len(items) != 3 or not all(is_real(v) and math.isfinite(v) and v >= MIN_SPACING_MM for v in items):
-        raise CovidalError(f"job config spacing must be three millimetre values (i, j, k), each at least "
-                           f"{MIN_SPACING_MM}, got {values!r}")
+    if len(items) != 3 or not all(is_real(v) and v >= MIN_SPACING_MM for v in items):
+        raise CovidalError(
+            f"job config spacing must be three millimetre values (i, j, k), each at least "
+            f"{MIN_SPACING_MM}, got {values!r}"
+        )
     return tuple(float(v) for v in items)  # type: ignore[return-value]

@@ -50,8 +50,16 @@ class JobReporter:
         """Measure the ETA's pace from the next report on (a new stage, whose steps take another time)."""
         self._clock = None
 
-    def report(self, step: int, steps: int, loss: float | None, val_dice: float | None, *,
-               stage: str | None = None, checkpoint: Path | None = None) -> None:
+    def report(
+        self,
+        step: int,
+        steps: int,
+        loss: float | None,
+        val_dice: float | None,
+        *,
+        stage: str | None = None,
+        checkpoint: Path | None = None,
+    ) -> None:
         """Record step ``step`` of ``steps`` (call it after every step: it reports at most once per ``interval``,
         but always for a checkpoint and the last step). ``checkpoint`` is an absolute path under the store's root
         folder; the ETA follows the pace since the first report (or :meth:`restart_clock`).
@@ -69,8 +77,11 @@ class JobReporter:
         eta = 0.0 if step >= steps else None if step == first else (now - started) / (step - first) * (steps - step)
         finite_loss = loss if loss is not None and math.isfinite(loss) else None
         self._publish(JobProgress(step, steps, finite_loss, val_dice, eta, stage), checkpoint)
-        print(f"{'' if stage is None else stage + ' '}step {step}/{steps} loss {_text(finite_loss)} "
-              f"val_dice {_text(val_dice)} eta {'-' if eta is None else f'{eta:.0f}s'}", flush=True)
+        print(
+            f"{'' if stage is None else stage + ' '}step {step}/{steps} loss {_text(finite_loss)} "
+            f"val_dice {_text(val_dice)} eta {'-' if eta is None else f'{eta:.0f}s'}",
+            flush=True,
+        )
 
     def amend(self, **changes: object) -> None:
         """Report the last progress again with ``changes`` (fields of :class:`JobProgress`, e.g. ``stage``).

@@ -17,7 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-from covidal.service.jobs.config import JobPaths
+from covidal.service.project.layout import JobPaths
 from covidal.service.store.errors import Conflict, StoreError
 from covidal.service.store.records import Job, JobStatus
 from covidal.service.store.store import Store
@@ -65,8 +65,19 @@ class JobRunner:
     def _run_child(self, store: Store, job: Job) -> None:
         paths = JobPaths(self.project_dir, job.id)
         paths.folder.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "covidal.service.jobs.worker", "--project-dir", str(self.project_dir),
-                   "--project-id", str(job.project_id), "--job-id", str(job.id), "--parent-pid", str(os.getpid())]
+        command = [
+            sys.executable,
+            "-m",
+            "covidal.service.jobs.worker",
+            "--project-dir",
+            str(self.project_dir),
+            "--project-id",
+            str(job.project_id),
+            "--job-id",
+            str(job.id),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
         LOG.info("job %d of project %d starts on %s", job.id, job.project_id, self.device)
         with open(paths.log, "ab") as log:
             child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -1,4 +1,4 @@
-"""What the routes need: the open store, the service settings and the service's cache."""
+"""What the routes need: the open store, the service settings, the projects' file layout and the cache."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from covidal.service.cache import ServiceCache
+from covidal.service.project.layout import ProjectLayout
 from covidal.service.settings import ServiceSettings
 from covidal.service.store.store import Store
 
@@ -19,6 +20,10 @@ def get_settings(request: Request) -> ServiceSettings:
     return request.app.state.settings
 
 
+def get_layout(request: Request) -> ProjectLayout:
+    return ProjectLayout(request.app.state.settings.project_dir)
+
+
 def get_cache(request: Request) -> ServiceCache:
     return request.app.state.cache
 
@@ -26,3 +31,4 @@ def get_cache(request: Request) -> ServiceCache:
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 CacheDep = Annotated[ServiceCache, Depends(get_cache)]
+LayoutDep = Annotated[ProjectLayout, Depends(get_layout)]

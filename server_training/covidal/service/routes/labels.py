@@ -1,7 +1,7 @@
 """``/projects/{p}/volumes/{v}/label``: the expert label volume of a volume of a ``unet3d`` project.
 
 An upload is received as a volume's is (``application/octet-stream``, size and voxel limits, 413), read back
-safely and checked (:func:`covidal.service.labels.check_label_file`: the volume's exact geometry, whole values
+safely and checked (:func:`covidal.service.label_checks.check_label_file`: the volume's exact geometry, whole values
 >= 0); a refused file is removed (422) and an accepted one recorded, replacing the volume's earlier label.
 The volumes with a label are the expert volumes of the project's ``noisy-teacher`` jobs.
 """
@@ -16,11 +16,12 @@ from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from covidal.service.labels import check_label_file
+from covidal.models.kinds import ModelKind
+from covidal.service.label_checks import check_label_file
 from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import SettingsDep, StoreDep
 from covidal.service.routes.uploads import receive_upload, upload_slot
-from covidal.service.schemas import LabelOut, ModelKind, label_out
+from covidal.service.schemas import LabelOut
 from covidal.service.store.errors import Conflict, Invalid
 from covidal.service.store.files import CHUNK_BYTES, StoredFile
 from covidal.service.store.records import Label, LabelFormat, Volume, VolumeFormat
@@ -31,36 +32,64 @@ from covidal.service.volumes import stored_suffix
 router = api_router("labels")
 
 
-@router.put("/projects/{project_id}/volumes/{volume_id}/label", status_code=201,
-            responses={200: {"description": "the volume's earlier label was replaced"},
-                       413: {"description": "over the upload or voxel limit"},
-                       415: {"description": "not sent as application/octet-stream"},
-                       422: {"description": "not a unet3d project, not a 3D volume, another geometry than the "
-                                            "volume's, values that are not whole numbers >= 0"},
-                       503: {"description": "too many uploads at once"}},
-            openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
-                "schema": {"type": "string", "format": "binary"}}}}})
-async def upload_label(project_id: int, volume_id: int, request: Request, response: Response, store: StoreDep,
-                       settings: SettingsDep,
-                       format: Annotated[LabelFormat, Query(description="how the body is encoded")]) -> LabelOut:
+@router.put(
+    "/projects/{project_id}/volumes/{volume_id}/label",
+    status_code=201,
+    responses={
+        200: {"description": "the volume's earlier label was replaced"},
+        413: {"description": "over the upload or voxel limit"},
+        415: {"description": "not sent as application/octet-stream"},
+        422: {
+            "description": "not a unet3d project, not a 3D volume, another geometry than the "
+            "volume's, values that are not whole numbers >= 0"
+        },
+        503: {"description": "too many uploads at once"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def upload_label(
+    project_id: int,
+    volume_id: int,
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    settings: SettingsDep,
+    format: Annotated[LabelFormat, Query(description="how the body is encoded")],
+) -> LabelOut:
     """Store the request body (NRRD or NIfTI: 0 background, > 0 infection, on the volume's grid) as its label."""
     project = await run_in_threadpool(store.get_project, project_id)
     volume = await run_in_threadpool(store.get_volume, project_id, volume_id)
     if project.model_kind != ModelKind.UNET3D:
-        raise Invalid(f"project {project_id} trains the {project.model_kind!r} model from answered regions; expert "
-                      f"label volumes are for '{ModelKind.UNET3D.value}' projects (their noisy-teacher jobs)")
+        raise Invalid(
+            f"project {project_id} trains the {project.model_kind!r} model from answered regions; expert "
+            f"label volumes are for '{ModelKind.UNET3D.value}' projects (their noisy-teacher jobs)"
+        )
     async with upload_slot(request):
-        stored = await receive_upload(request, store.files, Store.label_folder(project_id),
-                                      partial(stored_suffix, VolumeFormat(format.value)), settings.max_upload_bytes,
-                                      "the label file")
+        stored = await receive_upload(
+            request,
+            store.files,
+            Store.label_folder(project_id),
+            partial(stored_suffix, VolumeFormat(format.value)),
+            settings.max_upload_bytes,
+            "the label file",
+        )
         label, created = await run_in_threadpool(_record, store, volume, stored, format, settings.decode_limits)
     response.status_code = 201 if created else 200
-    return label_out(label)
+    return LabelOut.model_validate(label)
 
 
-@router.get("/projects/{project_id}/volumes/{volume_id}/label",
-            responses={200: {"content": {"application/octet-stream": {}}, "description": "the label as uploaded"},
-                       404: {"description": "the volume has no label"}})
+@router.get(
+    "/projects/{project_id}/volumes/{volume_id}/label",
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "the label as uploaded"},
+        404: {"description": "the volume has no label"},
+    },
+)
 def download_label(project_id: int, volume_id: int, store: StoreDep) -> StreamingResponse:
     """The volume's label file as uploaded (NRRD or NIfTI)."""
     label = store.get_label(project_id, volume_id)
@@ -70,23 +99,27 @@ def download_label(project_id: int, volume_id: int, store: StoreDep) -> Streamin
     except FileNotFoundError:
         raise Conflict(f"the label of volume {volume_id} was replaced while it was being read; ask again") from None
     filename = f"label-volume{volume_id}{''.join(path.suffixes)}"
-    return StreamingResponse(_chunks(handle), media_type="application/octet-stream",
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                                      "Content-Length": str(label.size)})
+    return StreamingResponse(
+        _chunks(handle),
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Content-Length": str(label.size)},
+    )
 
 
 @router.get("/projects/{project_id}/labels")
 def list_labels(project_id: int, store: StoreDep) -> list[LabelOut]:
     """The project's expert labels (one per labelled volume), by volume id."""
-    return [label_out(label) for label in store.list_labels(project_id)]
+    return [LabelOut.model_validate(label) for label in store.list_labels(project_id)]
 
 
-def _record(store: Store, volume: Volume, stored: StoredFile, label_format: LabelFormat,
-            limits: DecodeLimits) -> tuple[Label, bool]:
+def _record(
+    store: Store, volume: Volume, stored: StoredFile, label_format: LabelFormat, limits: DecodeLimits
+) -> tuple[Label, bool]:
     """Check the stored upload against ``volume`` and record it: ``(label, created)``; removed if refused."""
     try:
-        summary = check_label_file(store.files.path(stored.relative_path), VolumeFormat(label_format.value),
-                                   volume.geometry, volume.id, limits)
+        summary = check_label_file(
+            store.files.path(stored.relative_path), VolumeFormat(label_format.value), volume.geometry, volume.id, limits
+        )
     except BaseException:
         store.files.remove(stored.relative_path)
         raise

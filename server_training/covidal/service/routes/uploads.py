@@ -40,8 +40,10 @@ class UploadSlots:
     @contextmanager
     def hold(self) -> Iterator[None]:
         if self.taken >= self.size:
-            raise Busy(f"{self.taken} uploads are in progress, the most this service takes at once (covidal serve "
-                       "--max-uploads): send it again in a moment")
+            raise Busy(
+                f"{self.taken} uploads are in progress, the most this service takes at once (covidal serve "
+                "--max-uploads): send it again in a moment"
+            )
         self.taken += 1
         try:
             yield
@@ -58,14 +60,17 @@ async def upload_slot(request: Request) -> AsyncIterator[None]:
     """
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != UPLOAD_MEDIA_TYPE:
-        raise UnsupportedMediaType(f"send the file as the request body with 'Content-Type: {UPLOAD_MEDIA_TYPE}'"
-                                   f"{f' (got {media_type!r})' if media_type else ''}")
+        raise UnsupportedMediaType(
+            f"send the file as the request body with 'Content-Type: {UPLOAD_MEDIA_TYPE}'"
+            f"{f' (got {media_type!r})' if media_type else ''}"
+        )
     with request.app.state.upload_slots.hold():
         yield
 
 
-async def receive_upload(request: Request, files: FileStore, kind: str, suffix_of: Callable[[bytes], str],
-                         limit: int, what: str) -> StoredFile:
+async def receive_upload(
+    request: Request, files: FileStore, kind: str, suffix_of: Callable[[bytes], str], limit: int, what: str
+) -> StoredFile:
     """Store the request body durably under ``kind`` (see :meth:`FileStore.put_stream`).
 
     Args:
@@ -83,8 +88,9 @@ async def receive_upload(request: Request, files: FileStore, kind: str, suffix_o
     first = await anext(chunks, b"")
     if not first:
         raise Invalid(f"the upload is empty: send {what} as the request body")
-    return await run_in_threadpool(files.put_stream, kind, suffix_of(first), _blocking_chunks(first, chunks, limit),
-                                   limit)
+    return await run_in_threadpool(
+        files.put_stream, kind, suffix_of(first), _blocking_chunks(first, chunks, limit), limit
+    )
 
 
 async def _non_empty(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

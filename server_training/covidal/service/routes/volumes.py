@@ -32,24 +32,48 @@ from covidal.service.volumes import check_plain_name, geometry_of, stored_suffix
 router = api_router("volumes")
 
 
-@router.post("/projects/{project_id}/volumes", status_code=201,
-             responses={200: {"description": "the same content was uploaded before: that volume"},
-                        413: {"description": "over the upload or voxel limit"},
-                        415: {"description": "not sent as application/octet-stream"},
-                        422: {"description": "not a 3D volume"}, 503: {"description": "too many uploads at once"}},
-             openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
-                 "schema": {"type": "string", "format": "binary"}}}}})
-async def upload_volume(project_id: int, request: Request, response: Response, store: StoreDep,
-                        settings: SettingsDep, cache: CacheDep, name: Annotated[str, Query(description="a label, e.g. the case id")],
-                        format: Annotated[VolumeFormat, Query(description="how the body is encoded")]) -> VolumeOut:
+@router.post(
+    "/projects/{project_id}/volumes",
+    status_code=201,
+    responses={
+        200: {"description": "the same content was uploaded before: that volume"},
+        413: {"description": "over the upload or voxel limit"},
+        415: {"description": "not sent as application/octet-stream"},
+        422: {"description": "not a 3D volume"},
+        503: {"description": "too many uploads at once"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def upload_volume(
+    project_id: int,
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    settings: SettingsDep,
+    cache: CacheDep,
+    name: Annotated[str, Query(description="a label, e.g. the case id")],
+    format: Annotated[VolumeFormat, Query(description="how the body is encoded")],
+) -> VolumeOut:
     """Store the request body (NRRD, NIfTI, or a zip of one DICOM series folder) as a volume of the project."""
     name = check_plain_name(name, "volume name")
     await run_in_threadpool(store.get_project, project_id)
     async with upload_slot(request):
-        stored = await receive_upload(request, store.files, Store.volume_folder(project_id),
-                                      partial(stored_suffix, format), settings.max_upload_bytes, "the volume file")
-        volume, created = await run_in_threadpool(_record, store, cache, project_id, name, stored, format,
-                                                  settings.decode_limits)
+        stored = await receive_upload(
+            request,
+            store.files,
+            Store.volume_folder(project_id),
+            partial(stored_suffix, format),
+            settings.max_upload_bytes,
+            "the volume file",
+        )
+        volume, created = await run_in_threadpool(
+            _record, store, cache, project_id, name, stored, format, settings.decode_limits
+        )
     response.status_code = 201 if created else 200
     return volume_out(volume)
 
@@ -65,8 +89,11 @@ def get_volume(project_id: int, volume_id: int, store: StoreDep) -> VolumeOut:
     return volume_out(store.get_volume(project_id, volume_id))
 
 
-@router.get("/projects/{project_id}/volumes/{volume_id}/download", response_class=FileResponse,
-            responses={200: {"content": {"application/octet-stream": {}}, "description": "the file as uploaded"}})
+@router.get(
+    "/projects/{project_id}/volumes/{volume_id}/download",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "the file as uploaded"}},
+)
 def download_volume(project_id: int, volume_id: int, store: StoreDep) -> FileResponse:
     volume = store.get_volume(project_id, volume_id)
     path = store.files.path(volume.path)
@@ -75,8 +102,15 @@ def download_volume(project_id: int, volume_id: int, store: StoreDep) -> FileRes
     return FileResponse(path, media_type="application/octet-stream", filename=filename)
 
 
-def _record(store: Store, cache: ServiceCache, project_id: int, name: str, stored: StoredFile,
-            volume_format: VolumeFormat, limits: DecodeLimits):
+def _record(
+    store: Store,
+    cache: ServiceCache,
+    project_id: int,
+    name: str,
+    stored: StoredFile,
+    volume_format: VolumeFormat,
+    limits: DecodeLimits,
+):
     """Read the stored upload and record it as a volume: ``(volume, created)``; the file is removed if refused.
     The voxels read go into ``cache``."""
     try:

@@ -49,16 +49,18 @@ class Database:
             or it cannot use WAL (e.g. some network filesystems).
     """
 
-    def __init__(self, path: Path, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
-                 migrations: Sequence[Migration] = MIGRATIONS) -> None:
+    def __init__(
+        self, path: Path, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S, migrations: Sequence[Migration] = MIGRATIONS
+    ) -> None:
         if not busy_timeout_s > 0:
             raise ValueError(f"busy_timeout_s must be positive, got {busy_timeout_s!r}")
         self.path = Path(path)
         self.busy_timeout_s = float(busy_timeout_s)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._connection = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
-                                           check_same_thread=False)
+        self._connection = sqlite3.connect(
+            self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
         try:
             self._configure()
             migrate(self._connection, migrations)
@@ -75,8 +77,10 @@ class Database:
         connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
         mode = self._switch_to_wal()
         if str(mode).lower() != "wal":
-            raise StoreError(f"the store database {self.path} cannot use write-ahead logging (journal mode "
-                             f"stayed {mode!r}); put the store on a local disk")
+            raise StoreError(
+                f"the store database {self.path} cannot use write-ahead logging (journal mode "
+                f"stayed {mode!r}); put the store on a local disk"
+            )
         connection.execute("PRAGMA synchronous = FULL")
         connection.execute("PRAGMA foreign_keys = ON")
 
@@ -127,8 +131,10 @@ class Database:
             connection.execute(begin)
         except sqlite3.OperationalError as error:
             if error.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                raise Busy(f"the store database {self.path} stayed locked by another writer for "
-                           f"{self.busy_timeout_s:g} s; retry later") from error
+                raise Busy(
+                    f"the store database {self.path} stayed locked by another writer for "
+                    f"{self.busy_timeout_s:g} s; retry later"
+                ) from error
             raise
         try:
             yield connection

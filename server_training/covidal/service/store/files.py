@@ -122,13 +122,17 @@ class FileStore:
             Invalid: as :meth:`path`.
         """
         base = self.path(folder)
-        return sorted(path.relative_to(self.root).as_posix() for path in base.rglob("*")
-                      if path.is_file() and not path.name.startswith(TEMPORARY_PREFIX))
+        return sorted(
+            path.relative_to(self.root).as_posix()
+            for path in base.rglob("*")
+            if path.is_file() and not path.name.startswith(TEMPORARY_PREFIX)
+        )
 
     def temporaries(self) -> list[str]:
         """Relative paths of the temporary files that writers left behind (interrupted writes), sorted."""
-        return sorted(path.relative_to(self.root).as_posix() for path in self.root.rglob(f"{TEMPORARY_PREFIX}*")
-                      if path.is_file())
+        return sorted(
+            path.relative_to(self.root).as_posix() for path in self.root.rglob(f"{TEMPORARY_PREFIX}*") if path.is_file()
+        )
 
     def remove_temporaries(self) -> list[str]:
         """Delete the leftovers of interrupted writes and return their relative paths.

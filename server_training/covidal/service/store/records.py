@@ -9,8 +9,6 @@ Times are epoch seconds (UTC).
 from __future__ import annotations
 
 import json
-import math
-import numbers
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from covidal.service.store.errors import Invalid
+from covidal.validation import check_int, check_real, is_integer, is_real
 
 Point = tuple[int, int, int]
 """``(i, j, k)`` voxel indices."""
@@ -101,7 +100,7 @@ class VolumeGeometry:
 
     def __post_init__(self) -> None:
         dims = tuple(self.dims)
-        if len(dims) != 3 or not all(_is_int(d) and d >= 1 for d in dims):
+        if len(dims) != 3 or not all(is_integer(d) and d >= 1 for d in dims):
             raise Invalid(f"volume dims must be three positive integers (i, j, k), got {self.dims!r}")
         object.__setattr__(self, "dims", tuple(int(d) for d in dims))
         object.__setattr__(self, "spacing", _floats("volume spacing", self.spacing, 3, positive=True))
@@ -170,7 +169,7 @@ class RegionBox:
 
     def __post_init__(self) -> None:
         values = (self.i0, self.i1, self.j0, self.j1)
-        if not all(_is_int(v) for v in values) or not (0 <= self.i0 < self.i1 and 0 <= self.j0 < self.j1):
+        if not all(is_integer(v) for v in values) or not (0 <= self.i0 < self.i1 and 0 <= self.j0 < self.j1):
             raise Invalid(f"region box must satisfy 0 <= i0 < i1 and 0 <= j0 < j1 (integers), got {values}")
 
     def contains(self, i: int, j: int) -> bool:
@@ -194,7 +193,7 @@ class SuggestionSpec:
 
     def __post_init__(self) -> None:
         for name in ("volume_id", "k", "region"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+            if not is_integer(getattr(self, name)) or getattr(self, name) < 0:
                 raise Invalid(f"suggestion {name} must be a non-negative integer, got {getattr(self, name)!r}")
         if not isinstance(self.box, RegionBox):
             raise Invalid(f"suggestion box must be a RegionBox, got {self.box!r}")
@@ -264,17 +263,18 @@ class JobProgress:
     stage: str | None = None
 
     def __post_init__(self) -> None:
-        if not _is_int(self.epoch) or self.epoch < 0:
-            raise Invalid(f"job progress epoch must be a non-negative integer, got {self.epoch!r}")
-        if self.epochs is not None and (not _is_int(self.epochs) or self.epochs < self.epoch):
-            raise Invalid(f"job progress epochs must be an integer >= epoch {self.epoch}, got {self.epochs!r}")
-        for name in ("loss", "val_dice", "eta_seconds"):
+        check_int("job progress epoch", self.epoch, minimum=0, error=Invalid)
+        if self.epochs is not None:
+            check_int("job progress epochs", self.epochs, minimum=self.epoch, error=Invalid)
+        for name, bounds in (
+            ("loss", {}),
+            ("val_dice", {"minimum": 0.0, "maximum": 1.0}),
+            ("eta_seconds", {"minimum": 0.0}),
+        ):
             if getattr(self, name) is not None:
-                object.__setattr__(self, name, _floats(f"job progress {name}", (getattr(self, name),), 1)[0])
-        if self.val_dice is not None and not 0 <= self.val_dice <= 1:
-            raise Invalid(f"job progress val_dice must lie in [0, 1], got {self.val_dice!r}")
-        if self.eta_seconds is not None and self.eta_seconds < 0:
-            raise Invalid(f"job progress eta_seconds must be >= 0, got {self.eta_seconds!r}")
+                object.__setattr__(
+                    self, name, check_real(f"job progress {name}", getattr(self, name), **bounds, error=Invalid)
+                )
         if self.stage is not None:
             check_text(self.stage, "job progress stage", 50)
 
@@ -312,8 +312,12 @@ def check_points(points: object) -> tuple[Point, ...]:
         raise Invalid(f"points must be a list of [i, j, k] voxel indices, got {points!r}")
     checked: list[Point] = []
     for number, point in enumerate(points, start=1):
-        if (isinstance(point, (str, bytes)) or not isinstance(point, Sequence) or len(point) != 3
-                or not all(_is_int(value) for value in point)):
+        if (
+            isinstance(point, (str, bytes))
+            or not isinstance(point, Sequence)
+            or len(point) != 3
+            or not all(is_integer(value) for value in point)
+        ):
             raise Invalid(f"point #{number} must be three integers [i, j, k], got {point!r}")
         i, j, k = (int(value) for value in point)
         if (i, j, k) in checked:
@@ -338,20 +342,50 @@ def format_time(seconds: float) -> str:
 
 
 def project_from_row(row: sqlite3.Row) -> Project:
-    return Project(row["id"], row["name"], row["model_kind"], row["grid_k"], row["strategy"], row["mc_samples"],
-                   row["loss"], json.loads(row["settings"]), row["created_at"])
+    return Project(
+        row["id"],
+        row["name"],
+        row["model_kind"],
+        row["grid_k"],
+        row["strategy"],
+        row["mc_samples"],
+        row["loss"],
+        json.loads(row["settings"]),
+        row["created_at"],
+    )
 
 
 def volume_from_row(row: sqlite3.Row) -> Volume:
-    geometry = VolumeGeometry((row["dim_i"], row["dim_j"], row["dim_k"]), json.loads(row["spacing"]),
-                              json.loads(row["origin"]), json.loads(row["direction"]))
-    return Volume(row["id"], row["project_id"], row["name"], row["sha256"], VolumeFormat(row["format"]),
-                  row["path"], row["size"], geometry, row["created_at"])
+    geometry = VolumeGeometry(
+        (row["dim_i"], row["dim_j"], row["dim_k"]),
+        json.loads(row["spacing"]),
+        json.loads(row["origin"]),
+        json.loads(row["direction"]),
+    )
+    return Volume(
+        row["id"],
+        row["project_id"],
+        row["name"],
+        row["sha256"],
+        VolumeFormat(row["format"]),
+        row["path"],
+        row["size"],
+        geometry,
+        row["created_at"],
+    )
 
 
 def label_from_row(row: sqlite3.Row) -> Label:
-    return Label(row["volume_id"], row["project_id"], LabelFormat(row["format"]), row["path"], row["sha256"],
-                 row["size"], row["foreground_voxels"], row["created_at"])
+    return Label(
+        row["volume_id"],
+        row["project_id"],
+        LabelFormat(row["format"]),
+        row["path"],
+        row["sha256"],
+        row["size"],
+        row["foreground_voxels"],
+        row["created_at"],
+    )
 
 
 def cycle_from_row(row: sqlite3.Row) -> Cycle:
@@ -361,32 +395,61 @@ def cycle_from_row(row: sqlite3.Row) -> Cycle:
 def suggestion_from_row(row: sqlite3.Row) -> Suggestion:
     """``row`` of ``suggestions`` plus an ``answered`` column."""
     box = RegionBox(row["i0"], row["i1"], row["j0"], row["j1"])
-    return Suggestion(row["id"], row["cycle_id"], row["project_id"], row["volume_id"], row["k"], row["region"], box,
-                      row["score"], row["rank"], row["lease_holder"], row["lease_expires_at"], bool(row["answered"]))
+    return Suggestion(
+        row["id"],
+        row["cycle_id"],
+        row["project_id"],
+        row["volume_id"],
+        row["k"],
+        row["region"],
+        box,
+        row["score"],
+        row["rank"],
+        row["lease_holder"],
+        row["lease_expires_at"],
+        bool(row["answered"]),
+    )
 
 
 def annotation_from_row(row: sqlite3.Row) -> Annotation:
     points = tuple((int(i), int(j), int(k)) for i, j, k in json.loads(row["points"]))
-    return Annotation(row["id"], row["suggestion_id"], row["project_id"], Answer(row["answer"]), points,
-                      row["annotator"], row["effort_seconds"], row["idempotency_key"], row["created_at"])
+    return Annotation(
+        row["id"],
+        row["suggestion_id"],
+        row["project_id"],
+        Answer(row["answer"]),
+        points,
+        row["annotator"],
+        row["effort_seconds"],
+        row["idempotency_key"],
+        row["created_at"],
+    )
 
 
 def job_from_row(row: sqlite3.Row) -> Job:
     progress = None if row["progress"] is None else JobProgress(**json.loads(row["progress"]))
-    return Job(row["id"], row["project_id"], row["kind"], JobStatus(row["status"]), row["device"],
-               json.loads(row["config"]), progress, row["checkpoint_path"], row["log_path"],
-               bool(row["cancel_requested"]), row["created_at"], row["started_at"], row["finished_at"], row["error"])
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return Job(
+        row["id"],
+        row["project_id"],
+        row["kind"],
+        JobStatus(row["status"]),
+        row["device"],
+        json.loads(row["config"]),
+        progress,
+        row["checkpoint_path"],
+        row["log_path"],
+        bool(row["cancel_requested"]),
+        row["created_at"],
+        row["started_at"],
+        row["finished_at"],
+        row["error"],
+    )
 
 
 def _floats(field: str, values: object, count: int, positive: bool = False) -> tuple[float, ...]:
     """``values`` as ``count`` finite floats (positive ones if asked); Invalid otherwise (strings and bools too)."""
     items = tuple(values) if isinstance(values, Sequence) and not isinstance(values, str) else ()
-    if len(items) != count or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-                                      and (v > 0 or not positive) for v in items):
+    if len(items) != count or not all(is_real(v) and (v > 0 or not positive) for v in items):
         kind = "positive finite numbers" if positive else "finite numbers"
         raise Invalid(f"{field} must be {count} {kind}, got {values!r}")
     return tuple(float(v) for v in items)

@@ -204,5 +204,7 @@ def _refuse_newer(connection: sqlite3.Connection, latest: int) -> None:
     found = user_version(connection)
     if found > latest:
         name = connection.execute("PRAGMA database_list").fetchone()[2] or "the database"
-        raise StoreError(f"{name} has schema version {found}, but this covidal reads versions up to {latest}: "
-                         "it was written by a newer covidal; upgrade covidal to open it")
+        raise StoreError(
+            f"{name} has schema version {found}, but this covidal reads versions up to {latest}: "
+            "it was written by a newer covidal; upgrade covidal to open it"
+        )

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import numbers
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
@@ -65,14 +63,16 @@ from covidal.service.store.records import (
     to_json,
     volume_from_row,
 )
+from covidal.validation import check_int, check_real
 
 DATABASE_NAME = "store.sqlite3"
 FILES_FOLDER = "files"
 VOLUMES_FOLDER = "volumes"
 LABELS_FOLDER = "labels"
 _OWNERS = {VOLUMES_FOLDER: "volume", LABELS_FOLDER: "label"}  # file folder -> the rows that reference its files
-_SUGGESTIONS = ("SELECT s.*, EXISTS (SELECT 1 FROM annotations a WHERE a.suggestion_id = s.id) AS answered "
-                "FROM suggestions s")
+_SUGGESTIONS = (
+    "SELECT s.*, EXISTS (SELECT 1 FROM annotations a WHERE a.suggestion_id = s.id) AS answered FROM suggestions s"
+)
 _FINISHED_STATUSES = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
 _E = TypeVar("_E", Answer, VolumeFormat, LabelFormat)
 
@@ -112,19 +112,38 @@ class Store:
 
     # Projects
 
-    def create_project(self, name: str, *, model_kind: str, grid_k: int, strategy: str, mc_samples: int, loss: str,
-                       settings: Mapping[str, Any] | None = None, now: float | None = None) -> Project:
+    def create_project(
+        self,
+        name: str,
+        *,
+        model_kind: str,
+        grid_k: int,
+        strategy: str,
+        mc_samples: int,
+        loss: str,
+        settings: Mapping[str, Any] | None = None,
+        now: float | None = None,
+    ) -> Project:
         """A new project; Conflict if the name is taken, Invalid for a bad value."""
-        values = (check_text(name, "project name", 100), check_text(model_kind, "model_kind", 100),
-                  _positive_int(grid_k, "grid_k"), check_text(strategy, "strategy", 100),
-                  _positive_int(mc_samples, "mc_samples"), check_text(loss, "loss", 100),
-                  to_json({} if settings is None else settings, "project settings"), _now(now))
+        values = (
+            check_text(name, "project name", 100),
+            check_text(model_kind, "model_kind", 100),
+            check_int("grid_k", grid_k, minimum=1, error=Invalid),
+            check_text(strategy, "strategy", 100),
+            check_int("mc_samples", mc_samples, minimum=1, error=Invalid),
+            check_text(loss, "loss", 100),
+            to_json({} if settings is None else settings, "project settings"),
+            _now(now),
+        )
         with self.database.transaction() as db:
             taken = db.execute("SELECT id FROM projects WHERE name = ?", (values[0],)).fetchone()
             if taken is not None:
                 raise Conflict(f"a project named {values[0]!r} already exists (id {taken['id']})")
-            cursor = db.execute("INSERT INTO projects (name, model_kind, grid_k, strategy, mc_samples, loss, settings, "
-                                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+            cursor = db.execute(
+                "INSERT INTO projects (name, model_kind, grid_k, strategy, mc_samples, loss, settings, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
             return _project(db, cursor.lastrowid)
 
     def list_projects(self) -> list[Project]:
@@ -140,8 +159,9 @@ class Store:
         to_json(changes, "project settings")
         with self.database.transaction() as db:
             settings = {**_project(db, project_id).settings, **changes}
-            db.execute("UPDATE projects SET settings = ? WHERE id = ?",
-                       (to_json(settings, "project settings"), project_id))
+            db.execute(
+                "UPDATE projects SET settings = ? WHERE id = ?", (to_json(settings, "project settings"), project_id)
+            )
             return _project(db, project_id)
 
     # Volumes
@@ -151,8 +171,15 @@ class Store:
         """The :class:`FileStore` kind to upload a volume of ``project_id`` to, before :meth:`add_volume`."""
         return f"{VOLUMES_FOLDER}/{int(project_id)}"
 
-    def add_volume(self, project_id: int, name: str, stored: StoredFile, volume_format: VolumeFormat | str,
-                   geometry: VolumeGeometry, now: float | None = None) -> tuple[Volume, bool]:
+    def add_volume(
+        self,
+        project_id: int,
+        name: str,
+        stored: StoredFile,
+        volume_format: VolumeFormat | str,
+        geometry: VolumeGeometry,
+        now: float | None = None,
+    ) -> tuple[Volume, bool]:
         """Record the uploaded file ``stored`` as a volume of the project: ``(volume, created)``.
 
         The store owns ``stored`` from here: if the project already has a volume with the
@@ -174,8 +201,15 @@ class Store:
             self.files.remove(stored.relative_path)
         return volume, created
 
-    def _insert_volume(self, project_id: int, name: str, stored: StoredFile, volume_format: VolumeFormat | str,
-                       geometry: VolumeGeometry, now: float) -> tuple[Volume, bool]:
+    def _insert_volume(
+        self,
+        project_id: int,
+        name: str,
+        stored: StoredFile,
+        volume_format: VolumeFormat | str,
+        geometry: VolumeGeometry,
+        now: float,
+    ) -> tuple[Volume, bool]:
         """Insert the volume, or find the project's volume with the same content: ``(volume, created)``."""
         name = check_text(name, "volume name")
         volume_format = _enum(VolumeFormat, volume_format, "volume format")
@@ -183,16 +217,28 @@ class Store:
             raise Invalid(f"volume geometry must be a VolumeGeometry, got {geometry!r}")
         with self.database.transaction() as db:
             _project(db, project_id)
-            existing = db.execute("SELECT * FROM volumes WHERE project_id = ? AND sha256 = ?",
-                                  (project_id, stored.sha256)).fetchone()
+            existing = db.execute(
+                "SELECT * FROM volumes WHERE project_id = ? AND sha256 = ?", (project_id, stored.sha256)
+            ).fetchone()
             if existing is not None:
                 return volume_from_row(existing), False
             cursor = db.execute(
                 "INSERT INTO volumes (project_id, name, sha256, format, path, size, dim_i, dim_j, dim_k, spacing, "
                 "origin, direction, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (project_id, name, stored.sha256, volume_format.value, stored.relative_path, stored.size,
-                 *geometry.dims, json.dumps(geometry.spacing), json.dumps(geometry.origin),
-                 json.dumps(geometry.direction), now))
+                (
+                    project_id,
+                    name,
+                    stored.sha256,
+                    volume_format.value,
+                    stored.relative_path,
+                    stored.size,
+                    *geometry.dims,
+                    json.dumps(geometry.spacing),
+                    json.dumps(geometry.origin),
+                    json.dumps(geometry.direction),
+                    now,
+                ),
+            )
             return _volume(db, project_id, cursor.lastrowid), True
 
     def list_volumes(self, project_id: int) -> list[Volume]:
@@ -207,8 +253,9 @@ class Store:
 
     def find_volume_by_sha256(self, project_id: int, sha256: str) -> Volume | None:
         with self.database.read() as db:
-            row = db.execute("SELECT * FROM volumes WHERE project_id = ? AND sha256 = ?",
-                             (project_id, sha256)).fetchone()
+            row = db.execute(
+                "SELECT * FROM volumes WHERE project_id = ? AND sha256 = ?", (project_id, sha256)
+            ).fetchone()
             return None if row is None else volume_from_row(row)
 
     # Expert labels
@@ -218,8 +265,15 @@ class Store:
         """The :class:`FileStore` kind to upload a label of ``project_id`` to, before :meth:`set_label`."""
         return f"{LABELS_FOLDER}/{int(project_id)}"
 
-    def set_label(self, project_id: int, volume_id: int, stored: StoredFile, label_format: LabelFormat | str,
-                  foreground_voxels: int, now: float | None = None) -> tuple[Label, bool]:
+    def set_label(
+        self,
+        project_id: int,
+        volume_id: int,
+        stored: StoredFile,
+        label_format: LabelFormat | str,
+        foreground_voxels: int,
+        now: float | None = None,
+    ) -> tuple[Label, bool]:
         """Record the uploaded file ``stored`` as the volume's expert label: ``(label, created)``.
 
         The caller has checked the file (the volume's geometry, integer labels). An earlier label of the
@@ -234,14 +288,24 @@ class Store:
             raise ValueError(f"{stored.relative_path!r} was not uploaded to {self.label_folder(project_id)!r}")
         try:
             label_format = _enum(LabelFormat, label_format, "label format")
-            foreground_voxels = _non_negative_int(foreground_voxels, "foreground_voxels")
+            foreground_voxels = check_int("foreground_voxels", foreground_voxels, minimum=0, error=Invalid)
             with self.database.transaction() as db:
                 _volume(db, project_id, volume_id)
                 previous = db.execute("SELECT path FROM labels WHERE volume_id = ?", (volume_id,)).fetchone()
-                db.execute("INSERT OR REPLACE INTO labels (volume_id, project_id, format, path, sha256, size, "
-                           "foreground_voxels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           (volume_id, project_id, label_format.value, stored.relative_path, stored.sha256,
-                            stored.size, foreground_voxels, _now(now)))
+                db.execute(
+                    "INSERT OR REPLACE INTO labels (volume_id, project_id, format, path, sha256, size, "
+                    "foreground_voxels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        volume_id,
+                        project_id,
+                        label_format.value,
+                        stored.relative_path,
+                        stored.sha256,
+                        stored.size,
+                        foreground_voxels,
+                        _now(now),
+                    ),
+                )
                 label = _label(db, project_id, volume_id)
         except BaseException:
             self.files.remove(stored.relative_path)
@@ -287,16 +351,37 @@ class Store:
             project = _project(db, project_id)
             for spec in specs:
                 _check_spec(spec, _volume(db, project_id, spec.volume_id), project)
-            number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM cycles WHERE project_id = ?",
-                                (project_id,)).fetchone()[0]
-            db.execute("UPDATE cycles SET status = ? WHERE project_id = ? AND status = ?",
-                       (CycleStatus.CLOSED.value, project_id, CycleStatus.OPEN.value))
-            cycle_id = db.execute("INSERT INTO cycles (project_id, number, status, created_at) VALUES (?, ?, ?, ?)",
-                                  (project_id, number, CycleStatus.OPEN.value, created)).lastrowid
-            db.executemany("INSERT INTO suggestions (cycle_id, project_id, volume_id, k, region, i0, i1, j0, j1, "
-                           "score, rank) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           [(cycle_id, project_id, s.volume_id, s.k, s.region, s.box.i0, s.box.i1, s.box.j0,
-                             s.box.j1, s.score, rank) for rank, s in enumerate(specs, start=1)])
+            number = db.execute(
+                "SELECT COALESCE(MAX(number), 0) + 1 FROM cycles WHERE project_id = ?", (project_id,)
+            ).fetchone()[0]
+            db.execute(
+                "UPDATE cycles SET status = ? WHERE project_id = ? AND status = ?",
+                (CycleStatus.CLOSED.value, project_id, CycleStatus.OPEN.value),
+            )
+            cycle_id = db.execute(
+                "INSERT INTO cycles (project_id, number, status, created_at) VALUES (?, ?, ?, ?)",
+                (project_id, number, CycleStatus.OPEN.value, created),
+            ).lastrowid
+            db.executemany(
+                "INSERT INTO suggestions (cycle_id, project_id, volume_id, k, region, i0, i1, j0, j1, "
+                "score, rank) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        cycle_id,
+                        project_id,
+                        s.volume_id,
+                        s.k,
+                        s.region,
+                        s.box.i0,
+                        s.box.i1,
+                        s.box.j0,
+                        s.box.j1,
+                        s.score,
+                        rank,
+                    )
+                    for rank, s in enumerate(specs, start=1)
+                ],
+            )
             return _cycle(db, project_id, cycle_id)
 
     def list_cycles(self, project_id: int) -> list[Cycle]:
@@ -320,8 +405,16 @@ class Store:
         with self.database.read() as db:
             return _suggestion(db, project_id, suggestion_id)
 
-    def lease_suggestions(self, project_id: int, cycle_id: int, annotator: str, *, limit: int, lease_seconds: float,
-                          now: float | None = None) -> list[Suggestion]:
+    def lease_suggestions(
+        self,
+        project_id: int,
+        cycle_id: int,
+        annotator: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        now: float | None = None,
+    ) -> list[Suggestion]:
         """Lease up to ``limit`` unanswered regions of an open cycle to ``annotator`` until ``now + lease_seconds``.
 
         The annotator's own unexpired leases come first (renewed), then the best-ranked regions
@@ -333,31 +426,50 @@ class Store:
             Invalid: a bad annotator, ``limit`` or ``lease_seconds``.
         """
         annotator = check_text(annotator, "annotator", 100)
-        limit = _positive_int(limit, "limit")
-        if not (isinstance(lease_seconds, numbers.Real) and math.isfinite(lease_seconds) and lease_seconds > 0):
-            raise Invalid(f"lease_seconds must be a positive number of seconds, got {lease_seconds!r}")
+        limit = check_int("limit", limit, minimum=1, error=Invalid)
+        check_real("lease_seconds", lease_seconds, above=0.0, error=Invalid)
         now = _now(now)
         with self.database.transaction() as db:
             cycle = _cycle(db, project_id, cycle_id)
             if cycle.status is not CycleStatus.OPEN:
-                raise Conflict(f"cycle {cycle.number} (id {cycle.id}) of project {project_id} is closed: "
-                               "fetch the suggestions of the latest cycle")
-            ids = [row[0] for row in db.execute(
-                "SELECT s.id FROM suggestions s WHERE s.cycle_id = :cycle "
-                "AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.suggestion_id = s.id) "
-                "AND (s.lease_holder IS NULL OR s.lease_expires_at <= :now OR s.lease_holder = :annotator) "
-                "ORDER BY CASE WHEN s.lease_holder = :annotator AND s.lease_expires_at > :now THEN 0 ELSE 1 END, "
-                "s.rank LIMIT :limit", {"cycle": cycle_id, "now": now, "annotator": annotator, "limit": limit})]
-            db.executemany("UPDATE suggestions SET lease_holder = ?, lease_expires_at = ? WHERE id = ?",
-                           [(annotator, now + lease_seconds, suggestion_id) for suggestion_id in ids])
-            return sorted((_suggestion(db, project_id, suggestion_id) for suggestion_id in ids),
-                          key=lambda suggestion: suggestion.rank)
+                raise Conflict(
+                    f"cycle {cycle.number} (id {cycle.id}) of project {project_id} is closed: "
+                    "fetch the suggestions of the latest cycle"
+                )
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT s.id FROM suggestions s WHERE s.cycle_id = :cycle "
+                    "AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.suggestion_id = s.id) "
+                    "AND (s.lease_holder IS NULL OR s.lease_expires_at <= :now OR s.lease_holder = :annotator) "
+                    "ORDER BY CASE WHEN s.lease_holder = :annotator AND s.lease_expires_at > :now THEN 0 ELSE 1 END, "
+                    "s.rank LIMIT :limit",
+                    {"cycle": cycle_id, "now": now, "annotator": annotator, "limit": limit},
+                )
+            ]
+            db.executemany(
+                "UPDATE suggestions SET lease_holder = ?, lease_expires_at = ? WHERE id = ?",
+                [(annotator, now + lease_seconds, suggestion_id) for suggestion_id in ids],
+            )
+            return sorted(
+                (_suggestion(db, project_id, suggestion_id) for suggestion_id in ids),
+                key=lambda suggestion: suggestion.rank,
+            )
 
     # Annotations
 
-    def submit_annotation(self, project_id: int, suggestion_id: int, *, annotator: str, answer: Answer | str,
-                          points: Sequence[Sequence[int]], effort_seconds: float, idempotency_key: str,
-                          now: float | None = None) -> tuple[Annotation, bool]:
+    def submit_annotation(
+        self,
+        project_id: int,
+        suggestion_id: int,
+        *,
+        annotator: str,
+        answer: Answer | str,
+        points: Sequence[Sequence[int]],
+        effort_seconds: float,
+        idempotency_key: str,
+        now: float | None = None,
+    ) -> tuple[Annotation, bool]:
         """Record ``annotator``'s answer for a region: ``(annotation, created)``.
 
         Args:
@@ -381,29 +493,40 @@ class Store:
             raise Invalid("an infection answer needs one or more points [i, j, k] on the infection")
         if answer is Answer.BACKGROUND and points:
             raise Invalid("a background tag covers the whole region and takes no points")
-        if not (isinstance(effort_seconds, numbers.Real) and not isinstance(effort_seconds, bool)
-                and math.isfinite(effort_seconds) and effort_seconds >= 0):
-            raise Invalid(f"effort_seconds must be a finite number >= 0, got {effort_seconds!r}")
+        check_real("effort_seconds", effort_seconds, minimum=0.0, error=Invalid)
         content = (suggestion_id, annotator, answer, points, float(effort_seconds))
         now = _now(now)
         with self.database.transaction() as db:
-            row = db.execute("SELECT * FROM annotations WHERE project_id = ? AND idempotency_key = ?",
-                             (project_id, key)).fetchone()
+            row = db.execute(
+                "SELECT * FROM annotations WHERE project_id = ? AND idempotency_key = ?", (project_id, key)
+            ).fetchone()
             if row is not None:
                 return _replayed(annotation_from_row(row), content), False
             suggestion = _suggestion(db, project_id, suggestion_id)
             row = db.execute("SELECT * FROM annotations WHERE suggestion_id = ?", (suggestion_id,)).fetchone()
             if row is not None:
                 previous = annotation_from_row(row)
-                raise Conflict(f"suggestion {suggestion_id} (region {suggestion.region} of slice k={suggestion.k}) "
-                               f"was already answered at {format_time(previous.created_at)} by "
-                               f"{previous.annotator!r}")
+                raise Conflict(
+                    f"suggestion {suggestion_id} (region {suggestion.region} of slice k={suggestion.k}) "
+                    f"was already answered at {format_time(previous.created_at)} by "
+                    f"{previous.annotator!r}"
+                )
             _check_lease(suggestion, annotator, now)
             _check_inside(points, suggestion, _volume(db, project_id, suggestion.volume_id))
-            cursor = db.execute("INSERT INTO annotations (suggestion_id, project_id, answer, points, annotator, "
-                                "effort_seconds, idempotency_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                (suggestion_id, project_id, answer.value, json.dumps(points), annotator,
-                                 float(effort_seconds), key, now))
+            cursor = db.execute(
+                "INSERT INTO annotations (suggestion_id, project_id, answer, points, annotator, "
+                "effort_seconds, idempotency_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    suggestion_id,
+                    project_id,
+                    answer.value,
+                    json.dumps(points),
+                    annotator,
+                    float(effort_seconds),
+                    key,
+                    now,
+                ),
+            )
             row = db.execute("SELECT * FROM annotations WHERE id = ?", (cursor.lastrowid,)).fetchone()
             return annotation_from_row(row), True
 
@@ -416,14 +539,24 @@ class Store:
 
     # Jobs
 
-    def enqueue_job(self, project_id: int, kind: str, config: Mapping[str, Any], *, log_path: str | None = None,
-                    now: float | None = None) -> Job:
+    def enqueue_job(
+        self,
+        project_id: int,
+        kind: str,
+        config: Mapping[str, Any],
+        *,
+        log_path: str | None = None,
+        now: float | None = None,
+    ) -> Job:
         """A queued job; NotFound for an unknown project, Invalid for a bad kind or config."""
         values = (project_id, check_text(kind, "job kind", 50), to_json(config, "job config"), log_path, _now(now))
         with self.database.transaction() as db:
             _project(db, project_id)
-            cursor = db.execute("INSERT INTO jobs (project_id, kind, config, log_path, created_at, status) "
-                                "VALUES (?, ?, ?, ?, ?, 'queued')", values)
+            cursor = db.execute(
+                "INSERT INTO jobs (project_id, kind, config, log_path, created_at, status) "
+                "VALUES (?, ?, ?, ?, ?, 'queued')",
+                values,
+            )
             return _job(db, cursor.lastrowid)
 
     def get_job(self, project_id: int, job_id: int) -> Job:
@@ -433,8 +566,10 @@ class Store:
     def list_jobs(self, project_id: int) -> list[Job]:
         with self.database.read() as db:
             _project(db, project_id)
-            return [job_from_row(row) for row in db.execute("SELECT * FROM jobs WHERE project_id = ? ORDER BY id",
-                                                            (project_id,))]
+            return [
+                job_from_row(row)
+                for row in db.execute("SELECT * FROM jobs WHERE project_id = ? ORDER BY id", (project_id,))
+            ]
 
     def claim_next_job(self, device: str, now: float | None = None) -> Job | None:
         """Start the oldest queued job (of any project) on ``device``, unless a job is already running there.
@@ -449,8 +584,11 @@ class Store:
             row = db.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1").fetchone()
             if row is None:
                 return None
-            db.execute("UPDATE jobs SET status = 'running', device = ?, started_at = ?, finished_at = NULL, "
-                       "error = NULL WHERE id = ?", (device, now, row["id"]))
+            db.execute(
+                "UPDATE jobs SET status = 'running', device = ?, started_at = ?, finished_at = NULL, "
+                "error = NULL WHERE id = ?",
+                (device, now, row["id"]),
+            )
             return _job(db, row["id"])
 
     def update_job_progress(self, job_id: int, progress: JobProgress, checkpoint_path: str | None = None) -> Job:
@@ -465,12 +603,15 @@ class Store:
             raise Invalid(f"job progress must be a JobProgress, got {progress!r}")
         with self.database.transaction() as db:
             _require_status(_job(db, job_id), JobStatus.RUNNING)
-            db.execute("UPDATE jobs SET progress = ?, checkpoint_path = COALESCE(?, checkpoint_path) WHERE id = ?",
-                       (json.dumps(dataclasses.asdict(progress)), checkpoint_path, job_id))
+            db.execute(
+                "UPDATE jobs SET progress = ?, checkpoint_path = COALESCE(?, checkpoint_path) WHERE id = ?",
+                (json.dumps(dataclasses.asdict(progress)), checkpoint_path, job_id),
+            )
             return _job(db, job_id)
 
-    def finish_job(self, job_id: int, status: JobStatus | str, error: str | None = None,
-                   now: float | None = None) -> Job:
+    def finish_job(
+        self, job_id: int, status: JobStatus | str, error: str | None = None, now: float | None = None
+    ) -> Job:
         """End a running job as done, failed (with ``error``) or cancelled.
 
         Raises:
@@ -482,8 +623,10 @@ class Store:
         now = _now(now)
         with self.database.transaction() as db:
             _require_status(_job(db, job_id), JobStatus.RUNNING)
-            db.execute("UPDATE jobs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
-                       (status.value, now, error, job_id))
+            db.execute(
+                "UPDATE jobs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
+                (status.value, now, error, job_id),
+            )
             return _job(db, job_id)
 
     def cancel_job(self, project_id: int, job_id: int, now: float | None = None) -> Job:
@@ -499,8 +642,10 @@ class Store:
                 db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
             else:
                 _require_status(job, JobStatus.QUEUED, JobStatus.INTERRUPTED)
-                db.execute("UPDATE jobs SET status = 'cancelled', cancel_requested = 1, finished_at = ? WHERE id = ?",
-                           (now, job_id))
+                db.execute(
+                    "UPDATE jobs SET status = 'cancelled', cancel_requested = 1, finished_at = ? WHERE id = ?",
+                    (now, job_id),
+                )
             return _job(db, job_id)
 
     def mark_running_jobs_interrupted(self, now: float | None = None) -> list[Job]:
@@ -508,9 +653,12 @@ class Store:
         now = _now(now)
         with self.database.transaction() as db:
             ids = [row[0] for row in db.execute("SELECT id FROM jobs WHERE status = 'running' ORDER BY id")]
-            db.execute("UPDATE jobs SET status = CASE cancel_requested WHEN 1 THEN 'cancelled' ELSE 'interrupted' END, "
-                       "finished_at = ?, error = 'the service stopped while the job was running' "
-                       "WHERE status = 'running'", (now,))
+            db.execute(
+                "UPDATE jobs SET status = CASE cancel_requested WHEN 1 THEN 'cancelled' ELSE 'interrupted' END, "
+                "finished_at = ?, error = 'the service stopped while the job was running' "
+                "WHERE status = 'running'",
+                (now,),
+            )
             return [_job(db, job_id) for job_id in ids]
 
     def requeue_job(self, project_id: int, job_id: int) -> Job:
@@ -521,8 +669,11 @@ class Store:
         """
         with self.database.transaction() as db:
             _require_status(_job(db, job_id, project_id), JobStatus.INTERRUPTED)
-            db.execute("UPDATE jobs SET status = 'queued', device = NULL, started_at = NULL, finished_at = NULL, "
-                       "error = NULL WHERE id = ?", (job_id,))
+            db.execute(
+                "UPDATE jobs SET status = 'queued', device = NULL, started_at = NULL, finished_at = NULL, "
+                "error = NULL WHERE id = ?",
+                (job_id,),
+            )
             return _job(db, job_id)
 
     # Health
@@ -547,8 +698,10 @@ class Store:
         """
         with self.database.read() as db:
             problems = [f"database: {row[0]}" for row in db.execute("PRAGMA integrity_check") if row[0] != "ok"]
-            problems += [f"database: row {row[1]} of table {row[0]} references a missing row of {row[2]}"
-                         for row in db.execute("PRAGMA foreign_key_check")]
+            problems += [
+                f"database: row {row[1]} of table {row[0]} references a missing row of {row[2]}"
+                for row in db.execute("PRAGMA foreign_key_check")
+            ]
             volumes = [volume_from_row(row) for row in db.execute("SELECT * FROM volumes ORDER BY id")]
             labels = [label_from_row(row) for row in db.execute("SELECT * FROM labels ORDER BY volume_id")]
         for volume in volumes:
@@ -558,8 +711,10 @@ class Store:
             where = f"label of volume {label.volume_id} of project {label.project_id}: file {label.path}"
             problems += _file_problems(self.files, where, label.path, label.sha256)
         problems += [f"file {relative}: left over by an interrupted write" for relative in self.files.temporaries()]
-        problems += [f"file {relative}: not referenced by any {_OWNERS[relative.split('/')[0]]}"
-                     for relative in self._unreferenced_files()]
+        problems += [
+            f"file {relative}: not referenced by any {_OWNERS[relative.split('/')[0]]}"
+            for relative in self._unreferenced_files()
+        ]
         return problems
 
     def _unreferenced_files(self) -> list[str]:
@@ -583,21 +738,7 @@ def _file_problems(files: FileStore, where: str, relative: str, sha256: str) -> 
 def _now(now: float | None) -> float:
     if now is None:
         return time.time()
-    if isinstance(now, bool) or not isinstance(now, numbers.Real) or not math.isfinite(now):
-        raise ValueError(f"now must be finite epoch seconds, got {now!r}")
-    return float(now)
-
-
-def _positive_int(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise Invalid(f"{field} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _non_negative_int(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise Invalid(f"{field} must be a non-negative integer, got {value!r}")
-    return int(value)
+    return check_real("now (epoch seconds)", now)
 
 
 def _enum(kind: type[_E], value: object, field: str) -> _E:
@@ -624,8 +765,10 @@ def _volume(db: sqlite3.Connection, project_id: int, volume_id: int) -> Volume:
 def _label(db: sqlite3.Connection, project_id: int, volume_id: int) -> Label:
     row = db.execute("SELECT * FROM labels WHERE volume_id = ? AND project_id = ?", (volume_id, project_id)).fetchone()
     if row is None:
-        raise NotFound(f"volume {volume_id} of project {project_id} has no expert label yet: upload one with "
-                       f"PUT /projects/{project_id}/volumes/{volume_id}/label")
+        raise NotFound(
+            f"volume {volume_id} of project {project_id} has no expert label yet: upload one with "
+            f"PUT /projects/{project_id}/volumes/{volume_id}/label"
+        )
     return label_from_row(row)
 
 
@@ -667,25 +810,31 @@ def _check_spec(spec: SuggestionSpec, volume: Volume, project: Project) -> None:
     if spec.region >= project.grid_k:
         raise Invalid(f"{where}: the region index must be below the project's grid_k {project.grid_k}")
     if spec.k >= dk or spec.box.i1 > di or spec.box.j1 > dj:
-        raise Invalid(f"{where}: box i [{spec.box.i0}, {spec.box.i1}), j [{spec.box.j0}, {spec.box.j1}) "
-                      f"lies outside the volume of {di} x {dj} x {dk} voxels (i, j, k)")
+        raise Invalid(
+            f"{where}: box i [{spec.box.i0}, {spec.box.i1}), j [{spec.box.j0}, {spec.box.j1}) "
+            f"lies outside the volume of {di} x {dj} x {dk} voxels (i, j, k)"
+        )
 
 
 def _replayed(stored: Annotation, content: tuple[object, ...]) -> Annotation:
     """``stored`` if it has ``content`` ``(suggestion_id, annotator, answer, points, effort)``; Conflict otherwise."""
     if (stored.suggestion_id, stored.annotator, stored.answer, stored.points, stored.effort_seconds) == content:
         return stored
-    raise Conflict(f"idempotency key {stored.idempotency_key!r} was already used for a different answer "
-                   f"({stored.answer.value} for suggestion {stored.suggestion_id} by {stored.annotator!r} at "
-                   f"{format_time(stored.created_at)}); send a new key with a new answer")
+    raise Conflict(
+        f"idempotency key {stored.idempotency_key!r} was already used for a different answer "
+        f"({stored.answer.value} for suggestion {stored.suggestion_id} by {stored.annotator!r} at "
+        f"{format_time(stored.created_at)}); send a new key with a new answer"
+    )
 
 
 def _check_lease(suggestion: Suggestion, annotator: str, now: float) -> None:
     holder, expires = suggestion.lease_holder, suggestion.lease_expires_at
     if holder is None or holder == annotator or expires is None or expires <= now:
         return
-    raise LeaseError(f"suggestion {suggestion.id} is leased to {holder!r} until {format_time(expires)} (your lease "
-                     "on it, if you had one, has expired): fetch new suggestions")
+    raise LeaseError(
+        f"suggestion {suggestion.id} is leased to {holder!r} until {format_time(expires)} (your lease "
+        "on it, if you had one, has expired): fetch new suggestions"
+    )
 
 
 def _check_inside(points: tuple[Point, ...], suggestion: Suggestion, volume: Volume) -> None:
@@ -693,8 +842,12 @@ def _check_inside(points: tuple[Point, ...], suggestion: Suggestion, volume: Vol
     box = suggestion.box
     for number, (i, j, k) in enumerate(points, start=1):
         if not (0 <= i < di and 0 <= j < dj and 0 <= k < dk):
-            raise Invalid(f"point #{number} [{i}, {j}, {k}] lies outside volume {volume.id} ({volume.name!r}) of "
-                          f"{di} x {dj} x {dk} voxels (i, j, k)")
+            raise Invalid(
+                f"point #{number} [{i}, {j}, {k}] lies outside volume {volume.id} ({volume.name!r}) of "
+                f"{di} x {dj} x {dk} voxels (i, j, k)"
+            )
         if not suggestion.contains((i, j, k)):
-            raise Invalid(f"point #{number} [{i}, {j}, {k}] lies outside suggestion {suggestion.id}: its region is "
-                          f"i in [{box.i0}, {box.i1}), j in [{box.j0}, {box.j1}) on slice k = {suggestion.k}")
+            raise Invalid(
+                f"point #{number} [{i}, {j}, {k}] lies outside suggestion {suggestion.id}: its region is "
+                f"i in [{box.i0}, {box.i1}), j in [{box.j0}, {box.j1}) on slice k = {suggestion.k}"
+            )

@@ -37,8 +37,9 @@ def region_specs(volume_id: int, count: int) -> list[SuggestionSpec]:
 def open_project(root: Path, name: str = "lungs", regions: int = 12) -> tuple[Store, Project, Volume, Cycle]:
     """A store at ``root`` with a project, a volume and an open cycle of ``regions`` regions."""
     store = Store(root)
-    project = store.create_project(name, model_kind="unet3d", grid_k=16, strategy="entropy", mc_samples=4,
-                                   loss="point", now=T0)
+    project = store.create_project(
+        name, model_kind="unet3d", grid_k=16, strategy="entropy", mc_samples=4, loss="point", now=T0
+    )
     stored = store.files.put_stream(store.volume_folder(project.id), ".nrrd", io.BytesIO(name.encode() * 100), 10**6)
     volume, _ = store.add_volume(project.id, "ct1.nrrd", stored, VolumeFormat.NRRD, GEOMETRY, now=T0)
     cycle = store.create_cycle(project.id, region_specs(volume.id, regions), now=T0)

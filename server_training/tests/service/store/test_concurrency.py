@@ -43,9 +43,13 @@ def overlapping_leases(grants):
     by_region = defaultdict(list)
     for suggestion_id, annotator, start, end in grants:
         by_region[suggestion_id].append((annotator, start, end))
-    return [(suggestion_id, a, b) for suggestion_id, leases in by_region.items()
-            for index, a in enumerate(leases) for b in leases[index + 1:]
-            if a[0] != b[0] and a[1] < b[2] and b[1] < a[2]]
+    return [
+        (suggestion_id, a, b)
+        for suggestion_id, leases in by_region.items()
+        for index, a in enumerate(leases)
+        for b in leases[index + 1 :]
+        if a[0] != b[0] and a[1] < b[2] and b[1] < a[2]
+    ]
 
 
 def test_threads_leasing_with_short_leases_and_answering_lose_and_duplicate_nothing(project_opener):
@@ -81,8 +85,14 @@ def test_threads_leasing_with_short_leases_and_answering_lose_and_duplicate_noth
                 key, point = f"{annotator}:{suggestion.id}", (suggestion.box.i0, suggestion.box.j1 - 1, suggestion.k)
                 try:
                     answer, created = store.submit_annotation(
-                        project.id, suggestion.id, annotator=annotator, answer="infection", points=[point],
-                        effort_seconds=rng.uniform(0, 30), idempotency_key=key)
+                        project.id,
+                        suggestion.id,
+                        annotator=annotator,
+                        answer="infection",
+                        points=[point],
+                        effort_seconds=rng.uniform(0, 30),
+                        idempotency_key=key,
+                    )
                 except (LeaseError, Conflict) as error:  # its lease ran out and another annotator took over
                     with lock:
                         refusals.append((annotator, suggestion.id, error))
@@ -90,15 +100,22 @@ def test_threads_leasing_with_short_leases_and_answering_lose_and_duplicate_noth
                 with lock:
                     acks[key] = (answer, created)
                 if rng.random() < 0.3:  # a client retrying after a lost response
-                    again = store.submit_annotation(project.id, suggestion.id, annotator=annotator,
-                                                    answer="infection", points=[point],
-                                                    effort_seconds=answer.effort_seconds, idempotency_key=key)
+                    again = store.submit_annotation(
+                        project.id,
+                        suggestion.id,
+                        annotator=annotator,
+                        answer="infection",
+                        points=[point],
+                        effort_seconds=answer.effort_seconds,
+                        idempotency_key=key,
+                    )
                     assert again == (answer, False)
 
     run_threads(annotate, [(f"annotator{n}", n) for n in range(4)])
     history = store.annotation_history(project.id)
-    assert sorted(a.suggestion_id for a in history) == sorted(s.id for s in store.list_suggestions(project.id,
-                                                                                                   cycle.id))
+    assert sorted(a.suggestion_id for a in history) == sorted(
+        s.id for s in store.list_suggestions(project.id, cycle.id)
+    )
     assert all(created for _, created in acks.values()) and len(acks) == len(history) == 120
     assert {a.idempotency_key: a for a in history} == {key: answer for key, (answer, _) in acks.items()}
     assert overlapping_leases(grants) == []
@@ -122,9 +139,15 @@ def test_threads_with_their_own_connections_racing_for_the_same_regions_answer_e
         with Store(store.root) as own:
             for suggestion in order:
                 try:
-                    _, created = own.submit_annotation(project.id, suggestion.id, annotator=annotator,
-                                                       answer="background", points=[], effort_seconds=1.0,
-                                                       idempotency_key=f"{annotator}:{suggestion.id}")
+                    _, created = own.submit_annotation(
+                        project.id,
+                        suggestion.id,
+                        annotator=annotator,
+                        answer="background",
+                        points=[],
+                        effort_seconds=1.0,
+                        idempotency_key=f"{annotator}:{suggestion.id}",
+                    )
                     outcome = "created" if created else "replayed"
                 except Conflict as error:
                     assert "was already answered at" in str(error)
@@ -142,9 +165,26 @@ def test_threads_with_their_own_connections_racing_for_the_same_regions_answer_e
 def test_two_processes_annotating_one_store_never_share_a_region(project_opener):
     store, project, _, cycle = project_opener(regions=120)
     store.close()
-    workers = [subprocess.Popen([sys.executable, str(WORKER), "annotate", str(store.root), str(project.id),
-                                 str(cycle.id), name, "1000", "0.002"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for name in ("alice", "bob")]
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(WORKER),
+                "annotate",
+                str(store.root),
+                str(project.id),
+                str(cycle.id),
+                name,
+                "1000",
+                "0.002",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("alice", "bob")
+    ]
     try:
         assert [worker.stdout.readline() for worker in workers] == ["READY\n"] * 2
         for worker in workers:  # start both at once: neither may finish before the other starts

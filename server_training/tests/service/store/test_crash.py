@@ -24,8 +24,13 @@ def run_until(arguments, stop_line, extra_delay_s=0.0):
 
     Lines the worker flushed before dying are read too: they were printed after their call returned.
     """
-    worker = subprocess.Popen([sys.executable, str(WORKER), *map(str, arguments)], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        [sys.executable, str(WORKER), *map(str, arguments)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines, deadline = [], time.monotonic() + TIME_LIMIT_S
     try:
         for line in worker.stdout:
@@ -56,8 +61,9 @@ def after_acks(count):
 def test_acknowledged_answers_survive_a_sigkill_mid_submit(project_opener, kill_after, extra_delay_s):
     store, project, _, cycle = project_opener(regions=120)
     store.close()
-    lines = run_until(["annotate", store.root, project.id, cycle.id, "alice", 1000, 0], after_acks(kill_after),
-                      extra_delay_s)
+    lines = run_until(
+        ["annotate", store.root, project.id, cycle.id, "alice", 1000, 0], after_acks(kill_after), extra_delay_s
+    )
     acked = {line.split()[1] for line in lines if line.startswith("ACK")}
     assert len(acked) >= kill_after
     with Store(store.root) as restarted:
@@ -66,8 +72,11 @@ def test_acknowledged_answers_survive_a_sigkill_mid_submit(project_opener, kill_
         assert acked <= stored and len(stored - acked) <= 1  # at most the submit in flight committed unacknowledged
         assert restarted.integrity_check() == []
         # the store keeps working: the killed client's regions stay leased to it, the others can be leased
-        free = {s.id for s in restarted.list_suggestions(project.id, cycle.id)
-                if not s.answered and s.lease_holder != "alice"}
+        free = {
+            s.id
+            for s in restarted.list_suggestions(project.id, cycle.id)
+            if not s.answered and s.lease_holder != "alice"
+        }
         leased = restarted.lease_suggestions(project.id, cycle.id, "bob", limit=200, lease_seconds=60)
         assert {s.id for s in leased} == free and len(free) >= 120 - len(stored) - 2
 

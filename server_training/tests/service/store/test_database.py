@@ -11,8 +11,10 @@ import pytest
 from covidal.service.store.database import Database
 from covidal.service.store.errors import Busy, StoreError
 
-INSERT_PROJECT = ("INSERT INTO projects (name, model_kind, grid_k, strategy, mc_samples, loss, created_at) "
-                  "VALUES (?, 'unet3d', 1, 'entropy', 4, 'point', 0)")
+INSERT_PROJECT = (
+    "INSERT INTO projects (name, model_kind, grid_k, strategy, mc_samples, loss, created_at) "
+    "VALUES (?, 'unet3d', 1, 'entropy', 4, 'point', 0)"
+)
 
 
 def names(path):
@@ -44,14 +46,21 @@ def test_a_transaction_commits_when_the_block_ends_and_rolls_back_when_it_raises
 
 
 def test_transactions_do_not_nest(tmp_path):
-    with (Database(tmp_path / "db.sqlite3") as database, database.transaction(),
-          pytest.raises(RuntimeError, match="do not nest"), database.transaction()):
+    with (
+        Database(tmp_path / "db.sqlite3") as database,
+        database.transaction(),
+        pytest.raises(RuntimeError, match="do not nest"),
+        database.transaction(),
+    ):
         pass
 
 
 def test_foreign_keys_are_enforced(tmp_path):
-    with (Database(tmp_path / "db.sqlite3") as database, database.transaction() as db,
-          pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY")):
+    with (
+        Database(tmp_path / "db.sqlite3") as database,
+        database.transaction() as db,
+        pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"),
+    ):
         db.execute("INSERT INTO cycles (project_id, number, status, created_at) VALUES (99, 1, 'open', 0)")
 
 

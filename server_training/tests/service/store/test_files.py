@@ -18,8 +18,9 @@ def listing(folder):
     return sorted(path.name for path in folder.iterdir())
 
 
-@pytest.mark.parametrize("stream_of", [io.BytesIO, lambda data: [data[:1000], bytearray(data[1000:2500]),
-                                                                  memoryview(data[2500:])]])
+@pytest.mark.parametrize(
+    "stream_of", [io.BytesIO, lambda data: [data[:1000], bytearray(data[1000:2500]), memoryview(data[2500:])]]
+)
 def test_a_stream_round_trips_with_its_sha256_and_size(tmp_path, stream_of):
     data = os.urandom(3000)
     files = FileStore(tmp_path / "files")
@@ -67,8 +68,21 @@ def test_files_get_the_users_umask_not_owner_only(tmp_path):
     assert stat.S_IMODE((tmp_path / stored.relative_path).stat().st_mode) == 0o644
 
 
-@pytest.mark.parametrize("relative", ["", ".", "..", "../outside", "/etc/passwd", "volumes/../../outside",
-                                      "volumes/1/../../..", "a\\..\\b", "C:/Windows", "link/secret"])
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "",
+        ".",
+        "..",
+        "../outside",
+        "/etc/passwd",
+        "volumes/../../outside",
+        "volumes/1/../../..",
+        "a\\..\\b",
+        "C:/Windows",
+        "link/secret",
+    ],
+)
 def test_paths_outside_the_root_are_refused(tmp_path, relative):
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "secret").write_bytes(b"secret")

@@ -20,7 +20,12 @@ def test_a_queued_job_round_trips(opened):
     store, project, _, _ = opened
     job = enqueue(store, project, T0, lr=0.01)
     assert (job.status, job.kind, job.config, job.log_path, job.created_at) == (
-        JobStatus.QUEUED, "train", {"epochs": 3, "lr": 0.01}, f"logs/{T0}.log", T0)
+        JobStatus.QUEUED,
+        "train",
+        {"epochs": 3, "lr": 0.01},
+        f"logs/{T0}.log",
+        T0,
+    )
     assert (job.device, job.progress, job.started_at, job.cancel_requested) == (None, None, None, False)
     assert store.get_job(project.id, job.id) == job and store.list_jobs(project.id) == [job]
 
@@ -29,8 +34,12 @@ def test_one_job_runs_per_device_oldest_first(opened):
     store, project, _, _ = opened
     second, first, third = (enqueue(store, project, T0 + delay) for delay in (2, 1, 3))
     running = store.claim_next_job("cuda:0", now=T0 + 10)
-    assert (running.id, running.status, running.device, running.started_at) == (first.id, JobStatus.RUNNING,
-                                                                                 "cuda:0", T0 + 10)
+    assert (running.id, running.status, running.device, running.started_at) == (
+        first.id,
+        JobStatus.RUNNING,
+        "cuda:0",
+        T0 + 10,
+    )
     assert store.claim_next_job("cuda:0") is None  # the device is busy: the others stay queued
     assert store.claim_next_job("cuda:1").id == second.id
     store.finish_job(first.id, JobStatus.DONE, now=T0 + 20)
@@ -60,8 +69,9 @@ def test_progress_and_checkpoints_are_recorded_while_running(opened):
         store.update_job_progress(job.id, {"epoch": 3})
 
 
-@pytest.mark.parametrize("status, error", [(JobStatus.DONE, None), (JobStatus.FAILED, "CUDA out of memory"),
-                                           ("cancelled", None)])
+@pytest.mark.parametrize(
+    "status, error", [(JobStatus.DONE, None), (JobStatus.FAILED, "CUDA out of memory"), ("cancelled", None)]
+)
 def test_a_running_job_finishes(opened, status, error):
     store, project, _, _ = opened
     job = enqueue(store, project, T0)
@@ -93,8 +103,9 @@ def test_cancelling_a_queued_job_is_immediate_and_a_running_one_is_asked_to_stop
     assert (asked.status, asked.cancel_requested) == (JobStatus.RUNNING, True)
     assert store.update_job_progress(running.id, JobProgress(epoch=1)).cancel_requested  # the runner learns it
     assert store.finish_job(running.id, JobStatus.CANCELLED).status is JobStatus.CANCELLED
-    with pytest.raises(Conflict, match=f"job {running.id} is cancelled, but this needs a job that is queued or "
-                                       "interrupted"):
+    with pytest.raises(
+        Conflict, match=f"job {running.id} is cancelled, but this needs a job that is queued or interrupted"
+    ):
         store.cancel_job(project.id, running.id)
 
 
@@ -107,16 +118,22 @@ def test_a_restart_interrupts_running_jobs_and_a_resumed_job_keeps_its_checkpoin
     store.close()
     with Store(store.root) as restarted:
         [interrupted] = restarted.recover(now=T0 + 200).interrupted_jobs
-        assert (interrupted.id, interrupted.status, interrupted.finished_at) == (job.id, JobStatus.INTERRUPTED,
-                                                                                 T0 + 200)
+        assert (interrupted.id, interrupted.status, interrupted.finished_at) == (
+            job.id,
+            JobStatus.INTERRUPTED,
+            T0 + 200,
+        )
         assert interrupted.error == "the service stopped while the job was running"
         assert restarted.claim_next_job("cuda:0").id == later.id  # an interrupted job waits to be resumed
         restarted.finish_job(later.id, JobStatus.DONE)
         resumed = restarted.requeue_job(project.id, job.id)
         assert (resumed.status, resumed.error, resumed.device) == (JobStatus.QUEUED, None, None)
         claimed = restarted.claim_next_job("cuda:0")
-        assert (claimed.id, claimed.checkpoint_path, claimed.progress) == (job.id, "checkpoints/1/epoch2.pt",
-                                                                           JobProgress(2, 5))
+        assert (claimed.id, claimed.checkpoint_path, claimed.progress) == (
+            job.id,
+            "checkpoints/1/epoch2.pt",
+            JobProgress(2, 5),
+        )
         with pytest.raises(Conflict, match=f"job {job.id} is running, but this needs a job that is interrupted"):
             restarted.requeue_job(project.id, job.id)
 

@@ -21,7 +21,11 @@ def test_a_label_is_recorded_replaced_and_its_old_file_removed(opened):
     store, project, volume, _ = opened
     first, created = store.set_label(project.id, volume.id, put_label(store, project.id, b"first"), "nrrd", 7, now=T0)
     assert created and (first.volume_id, first.format, first.foreground_voxels, first.created_at) == (
-        volume.id, LabelFormat.NRRD, 7, T0)
+        volume.id,
+        LabelFormat.NRRD,
+        7,
+        T0,
+    )
     second, created = store.set_label(project.id, volume.id, put_label(store, project.id, b"second"), "nifti", 3)
     assert not created and store.get_label(project.id, volume.id) == second and second.size == len(b"second")
     assert store.files.files("labels") == [second.path] and store.list_labels(project.id) == [second]
@@ -30,8 +34,9 @@ def test_a_label_is_recorded_replaced_and_its_old_file_removed(opened):
 
 def test_a_refused_label_leaves_no_file(opened):
     store, project, volume, _ = opened
-    other = store.create_project("other", model_kind="unet3d", grid_k=16, strategy="entropy", mc_samples=4,
-                                 loss="point")
+    other = store.create_project(
+        "other", model_kind="unet3d", grid_k=16, strategy="entropy", mc_samples=4, loss="point"
+    )
     with pytest.raises(NotFound, match="not part of project"):
         store.set_label(other.id, volume.id, put_label(store, other.id), "nrrd", 1)
     with pytest.raises(Invalid, match="label format"):
@@ -53,5 +58,6 @@ def test_startup_removes_labels_never_recorded_and_the_check_sees_a_missing_file
     assert store.recover().removed_files == (orphan,)
     label, _ = store.set_label(project.id, volume.id, put_label(store, project.id), "nrrd", 1)
     store.files.path(label.path).unlink()
-    assert store.integrity_check() == [f"label of volume {volume.id} of project {project.id}: file {label.path} "
-                                       "is missing"]
+    assert store.integrity_check() == [
+        (f"label of volume {volume.id} of project {project.id}: file {label.path} is missing")
+    ]

@@ -44,8 +44,10 @@ def test_an_empty_file_gets_every_table_and_the_current_version(tmp_path):
 def test_reopening_applies_nothing_and_keeps_the_data(tmp_path):
     path = tmp_path / "db.sqlite3"
     with Database(path) as database, database.transaction() as db:
-        db.execute("INSERT INTO projects (name, model_kind, grid_k, strategy, mc_samples, loss, created_at) "
-                   "VALUES ('p', 'unet3d', 16, 'entropy', 4, 'point', 0)")
+        db.execute(
+            "INSERT INTO projects (name, model_kind, grid_k, strategy, mc_samples, loss, created_at) "
+            "VALUES ('p', 'unet3d', 16, 'entropy', 4, 'point', 0)"
+        )
     for _ in range(2):
         with Database(path) as database, database.read() as db:
             assert [row["name"] for row in db.execute("SELECT name FROM projects")] == ["p"]
@@ -103,10 +105,13 @@ def test_openers_racing_on_new_files_all_succeed_and_apply_each_migration_once(t
     assert errors == [] and versions == [SCHEMA_VERSION] * 60
 
 
-@pytest.mark.parametrize("migrations, message", [
-    ([Migration(2, "b", ())], r"numbered 1, 2, \.\.\. in order, got \[2\]"),
-    ([Migration(1, "a", ()), Migration(1, "a", ())], r"got \[1, 1\]"),
-])
+@pytest.mark.parametrize(
+    "migrations, message",
+    [
+        ([Migration(2, "b", ())], r"numbered 1, 2, \.\.\. in order, got \[2\]"),
+        ([Migration(1, "a", ()), Migration(1, "a", ())], r"got \[1, 1\]"),
+    ],
+)
 def test_badly_numbered_migrations_are_refused(tmp_path, migrations, message):
     with pytest.raises(ValueError, match=message):
         migrate(connect(tmp_path / "db.sqlite3"), migrations)

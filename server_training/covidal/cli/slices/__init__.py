@@ -1,0 +1,1 @@
+"""Commands on 2D slices: train, evaluate, predict, simulate region active learning, compare its curves."""

@@ -1,0 +1,109 @@
+"""``covidal predict``: segment a slice image, a folder of slices, or a CT volume / DICOM series."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from covidal.cli.options import add_device_option, finite_float, positive_float
+from covidal.cli.slices.evaluate import _window
+from covidal.data.io import IMAGE_SUFFIXES, VOLUME_SUFFIXES, read_image_2d, read_volume, volume_suffix, write_volume
+from covidal.data.slices import (
+    SliceRecord,
+    case_name,
+    load_slice_folder,
+    load_volume_slices,
+)
+from covidal.data.window import HUWindow, to_unit_intensity
+from covidal.errors import CovidalError
+from covidal.training.checkpoint import LoadedRun, load_run
+from covidal.training.inference import predict_probabilities
+from covidal.training.train_config import resolve_device
+from covidal.utils.atomic import atomic_write
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser(
+        "predict", help="write a predicted infection mask", description=__doc__.split(":", 1)[1].strip()
+    )
+    parser.add_argument("--model", type=Path, required=True, help="run folder written by `covidal train`")
+    parser.add_argument(
+        "--input",
+        type=Path,
+        required=True,
+        help="a PNG/JPG slice, a folder of them, a volume (NIfTI/NRRD/MHA) or a DICOM series folder",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="PNG mask (0/255) for a slice, a folder for a folder, a label volume (.nrrd) for a volume",
+    )
+    parser.add_argument("--window-level", type=finite_float, default=None, help="override the trained HU window level")
+    parser.add_argument(
+        "--window-width", type=positive_float, default=None, help="override the trained HU window width"
+    )
+    add_device_option(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    loaded = load_run(args.model, device)
+    window = _window(args, loaded.config.window)
+    source: Path = args.input
+    if not source.exists():
+        raise CovidalError(f"input {source} does not exist")
+    if source.is_file() and _is_image(source):
+        _predict_image_file(loaded, source, args.out, window, device)
+    elif source.is_dir() and any(_is_image(p) for p in source.iterdir()):
+        _predict_image_folder(loaded, source, args.out, window, device, not args.quiet)
+    else:
+        _predict_volume(loaded, source, args.out, window, device, not args.quiet)
+    print(f"prediction written to {args.out}")
+    return 0
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _write_png(mask: np.ndarray, path: Path) -> None:
+    image = sitk.GetImageFromArray((mask * 255).astype(np.uint8))
+    atomic_write(path, lambda tmp: sitk.WriteImage(image, str(tmp)))
+
+
+def _predict_image_file(loaded: LoadedRun, source: Path, out: Path, window: HUWindow, device) -> None:
+    if out.suffix.lower() != ".png":
+        raise CovidalError(f"--out must be a .png file for a slice image, got {out}")
+    image = to_unit_intensity(read_image_2d(source), window)
+    record = SliceRecord(slice_id=source.stem, image=image, mask=None, case_id=source.stem, slice_index=None)
+    ((_, prob),) = predict_probabilities(loaded.model, [record], loaded.config.image_size, device)
+    _write_png(prob >= 0.5, out)
+
+
+def _predict_image_folder(loaded: LoadedRun, source: Path, out: Path, window: HUWindow, device, progress: bool) -> None:
+    if (out.exists() and not out.is_dir()) or out.suffix.lower() in IMAGE_SUFFIXES:
+        raise CovidalError(f"--out {out} looks like a file; give a folder for the predictions of a folder of slices")
+    records = load_slice_folder(source, None, window=window)
+    for record, prob in predict_probabilities(
+        loaded.model, records, loaded.config.image_size, device, progress=progress
+    ):
+        _write_png(prob >= 0.5, out / f"{record.slice_id}.png")
+
+
+def _predict_volume(loaded: LoadedRun, source: Path, out: Path, window: HUWindow, device, progress: bool) -> None:
+    if volume_suffix(out) is None:
+        raise CovidalError(f"--out must be a label volume file ({', '.join(VOLUME_SUFFIXES)}) for a volume, got {out}")
+    volume = read_volume(source)
+    records = load_volume_slices(volume, None, case_name(source), window)
+    labels = np.zeros(volume.array.shape, dtype=np.uint8)
+    for record, prob in predict_probabilities(
+        loaded.model, records, loaded.config.image_size, device, progress=progress
+    ):
+        labels[record.slice_index] = prob >= 0.5
+    write_volume(volume.with_array(labels), out)

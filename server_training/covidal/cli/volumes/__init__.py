@@ -1,0 +1,1 @@
+"""Commands on 3D volumes: cases, label corruption, training (noisy teacher), pseudo-labels, evaluation."""

@@ -1,0 +1,1 @@
+"""3D networks of volumes (the noisy-teacher U-Net)."""

@@ -1,0 +1,74 @@
+"""A project's learning curve: one point per finished ``train`` job (answers and effort it trained on, its
+validation Dice), written by the job as its ``result.json`` and drawn as a PNG."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+from covidal.service.jobs.job_config import JobKind
+from covidal.service.project.layout import JobPaths, ProjectLayout
+from covidal.service.schemas import CurvePoint
+from covidal.service.store.records import JobStatus
+from covidal.service.store.store import Store
+from covidal.utils.atomic import atomic_write_json
+
+
+def record_job_result(
+    paths: JobPaths, job_id: int, steps: int, answers: int, effort_seconds: float, val_dice: float | None
+) -> None:
+    """Write a finished job's point of the curve (atomically)."""
+    atomic_write_json(
+        paths.result,
+        {
+            "job_id": job_id,
+            "steps": steps,
+            "answers": answers,
+            "effort_seconds": effort_seconds,
+            "val_dice": val_dice,
+            "finished_at": time.time(),
+        },
+    )
+
+
+def curve_points(store: Store, layout: ProjectLayout, project_id: int) -> list[CurvePoint]:
+    """One point per ``train`` job that finished (done), in finishing order."""
+    jobs = [job for job in store.list_jobs(project_id) if job.kind == JobKind.TRAIN and job.status is JobStatus.DONE]
+    points = []
+    for job in jobs:
+        path = layout.job(job.id).result
+        if path.is_file():
+            result = json.loads(path.read_text(encoding="utf-8"))
+            points.append(
+                CurvePoint(
+                    job_id=job.id,
+                    finished_at=job.finished_at or result["finished_at"],
+                    answers=result["answers"],
+                    effort_seconds=result["effort_seconds"],
+                    val_dice=result["val_dice"],
+                    steps=result["steps"],
+                )
+            )
+    return sorted(points, key=lambda point: (point.finished_at, point.job_id))
+
+
+def curve_png(points: list[CurvePoint], title: str) -> bytes:
+    """PNG of validation Dice against annotation effort (minutes); jobs without a Dice are left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4), dpi=100)
+    axes = figure.subplots()
+    shown = [point for point in points if point.val_dice is not None]
+    axes.plot([p.effort_seconds / 60 for p in shown], [p.val_dice for p in shown], marker="o")
+    axes.set_xlabel("annotation effort (minutes)")
+    axes.set_ylabel("validation Dice (known pixels)")
+    axes.set_ylim(0, 1)
+    axes.set_title(f"{title}: {len(points)} trained model(s)" + ("" if shown else ", no Dice yet"))
+    axes.grid(alpha=0.3)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

@@ -1,0 +1,103 @@
+"""One typed configuration per training run, saved with its results."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+
+import torch
+
+from covidal.data.window import HUWindow
+from covidal.losses.registry import LossConfig, LossName
+from covidal.models.slices.build import ModelConfig
+from covidal.validation import ConfigError, check_int, check_real
+
+
+class DeviceChoice(StrEnum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+def resolve_device(choice: DeviceChoice | str) -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without a GPU is a user error."""
+    from covidal.errors import CovidalError
+
+    choice = DeviceChoice(choice)
+    if choice is DeviceChoice.AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice is DeviceChoice.CUDA and not torch.cuda.is_available():
+        raise CovidalError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return torch.device(choice.value)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a 2D point-supervised training run.
+
+    Attributes:
+        loss: which loss and its weights.
+        model: which network and its head dropout.
+        steps: optimiser steps in all (>= 1); ``covidal train --epochs E`` sets E passes over the training slices.
+        validate_every: steps between validations (each may keep the model as the best so far), or None for
+            once per pass over the training slices; the last step is always validated.
+        batch_size: slices per optimisation step (>= 1).
+        learning_rate: Adam step size (> 0).
+        image_size: side of the square training grid in pixels (multiple of 32).
+        val_fraction: share of the slices held out for model selection, in [0, 1).
+        seed: seeds the split, the derived points, the initialisation and the batches.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        window: Hounsfield window applied to CT volumes (8-bit images are used as they are).
+        mask_class: binarise multi-class masks as ``== mask_class`` instead of "any non-zero".
+        min_background_points: when points are derived from masks, at least this many
+            background clicks per slice (the paper's protocol is as many as infection clicks).
+    """
+
+    loss: LossConfig = field(default_factory=LossConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    steps: int = 1000
+    validate_every: int | None = None
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    image_size: int = 352
+    val_fraction: float = 0.1
+    seed: int = 0
+    device: DeviceChoice = DeviceChoice.AUTO
+    window: HUWindow = field(default_factory=HUWindow)
+    mask_class: int | None = None
+    min_background_points: int = 1
+
+    def __post_init__(self) -> None:
+        self.device = DeviceChoice(self.device)
+        check_int("steps", self.steps, minimum=1)
+        if self.validate_every is not None:
+            check_int("validate_every", self.validate_every, minimum=1)
+        check_int("batch size", self.batch_size, minimum=1)
+        check_real("learning rate", self.learning_rate, above=0.0)
+        if check_int("image size", self.image_size, minimum=32) % 32:
+            raise ConfigError(f"image size must be a positive multiple of 32, got {self.image_size}")
+        check_int("min_background_points", self.min_background_points, minimum=1)
+        check_real("validation fraction", self.val_fraction, minimum=0.0, below=1.0)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["loss"] = self.loss.to_dict()
+        data["model"] = self.model.to_dict()
+        data["device"] = self.device.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """The config of :meth:`to_dict`. One saved before training counted steps has ``epochs`` instead: it
+        reads as that many steps (the service's jobs stored their step count there; for ``covidal train`` runs
+        the number only describes the run, nothing trains from a loaded config)."""
+        data = dict(data)
+        if "epochs" in data and "steps" not in data:
+            data["steps"] = data.pop("epochs")
+        data["loss"] = LossConfig.from_dict(data["loss"])
+        data["model"] = ModelConfig.from_dict(data["model"])
+        data["window"] = HUWindow(**data["window"])
+        return cls(**data)
+
+
+__all__ = ["DeviceChoice", "LossName", "TrainConfig", "resolve_device"]

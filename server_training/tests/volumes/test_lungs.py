@@ -1,0 +1,57 @@
+"""Lung segmentation of a chest CT in HU: a phantom with airway, vessels and bowel gas, and input that is no chest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from covidal.data.volume import Volume
+from covidal.errors import CovidalError
+from covidal.volumes.lungs import segment_lungs
+
+
+def chest_phantom() -> tuple[Volume, np.ndarray]:
+    """A 40 x 64 x 80 chest at 2 mm: body, two lungs with vessels, trachea and bronchi, bowel gas.
+
+    Returns the CT and the true lung mask ``[K, J, I]`` (ellipsoids, vessels included).
+    """
+    k, j, i = np.ogrid[:40, :64, :80]
+    hu = np.full((40, 64, 80), -1000, dtype=np.int16)
+    hu[np.broadcast_to(((j - 32) / 28) ** 2 + ((i - 40) / 36) ** 2 <= 1, hu.shape)] = 40
+    lungs = np.zeros(hu.shape, dtype=bool)
+    for centre_i in (22, 58):
+        lungs |= ((k - 18) / 12) ** 2 + ((j - 32) / 14) ** 2 + ((i - centre_i) / 11) ** 2 <= 1
+    hu[lungs] = -850
+    hu[16:19, 30:33, 20:23] = 40  # vessels inside each lung
+    hu[16:19, 30:33, 57:60] = 40
+    trachea = ((j - 32) ** 2 + (i - 40) ** 2 <= 9) & (k >= 22)
+    bronchi = ((k - 22) ** 2 + (j - 32) ** 2 <= 4) & (i >= 28) & (i <= 52)
+    hu[np.broadcast_to(trachea, hu.shape) | np.broadcast_to(bronchi, hu.shape)] = -1000
+    hu[2:4, 40:42, 40:42] = -1000  # gas in the bowel
+    return Volume(hu, spacing=(2.0, 2.0, 2.0)), lungs
+
+
+def test_phantom_lungs_are_found_without_airway_or_bowel_gas() -> None:
+    ct, truth = chest_phantom()
+    found = segment_lungs(ct)
+    dice = 2 * (found & truth).sum() / (found.sum() + truth.sum())
+    assert dice > 0.95
+    assert ndimage.label(found)[1] == 2
+    assert not found[31:, 29:36, 37:44].any()  # trachea above the lungs
+    assert not found[:5].any()  # bowel gas
+    assert found[17, 31, 21] and found[17, 31, 58]  # vessels filled in
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((8, 8), dtype=np.int16), "3D"),
+        (np.full((8, 16, 16), -1000, dtype=np.int16), "no lungs"),
+        (np.full((8, 16, 16), 40, dtype=np.int16), "no lungs"),
+    ],
+    ids=["2D", "all air", "all soft tissue"],
+)
+def test_segment_lungs_rejects_non_chest_input(array: np.ndarray, message: str) -> None:
+    with pytest.raises(CovidalError, match=message):
+        segment_lungs(Volume(array))
