@@ -62,17 +62,33 @@ def _combined(config: TrainConfig) -> TrainConfig:
     return _loss(config, self_training_weight=1.0)
 
 
-# Each method: the base config -> the config it trains and predicts with.
-METHODS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
+def _with_tta(method: Callable[[TrainConfig], TrainConfig]) -> Callable[[TrainConfig], TrainConfig]:
+    return lambda config: replace(method(config), tta=True)
+
+
+_TRAINED: dict[str, Callable[[TrainConfig], TrainConfig]] = {
     "full": lambda c: _loss(c, name=LossName.FULL),
-    "full+tta": lambda c: replace(_loss(c, name=LossName.FULL), tta=True),
     "point": lambda c: _loss(c, name=LossName.POINT),
     "cb-flip-rot": _cb,
-    "cb+tta": lambda c: replace(_cb(c), tta=True),
-    "cb+lungs": lambda c: replace(_cb(c), lung_restriction=True),
     "cb+background-prior": lambda c: replace(_cb(c), background_prior=BackgroundPrior.INTENSITY),
     "cb+pseudo-masks": lambda c: replace(_cb(c), pseudo_masks=True),
     "cb+self-training": lambda c: _loss(_cb(c), self_training_weight=1.0),
+}
+# Each method: the base config -> the config it trains and predicts with. "+tta" and "+lungs" only change how
+# the trained model of the same name predicts.
+METHODS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
+    "full": _TRAINED["full"],
+    "full+tta": _with_tta(_TRAINED["full"]),
+    "point": _TRAINED["point"],
+    "point+tta": _with_tta(_TRAINED["point"]),
+    "cb-flip-rot": _cb,
+    "cb+tta": _with_tta(_cb),
+    "cb+lungs": lambda c: replace(_cb(c), lung_restriction=True),
+    **{name: _TRAINED[name] for name in ("cb+background-prior", "cb+pseudo-masks", "cb+self-training")},
+    **{
+        f"{name}+tta": _with_tta(_TRAINED[name])
+        for name in ("cb+background-prior", "cb+pseudo-masks", "cb+self-training")
+    },
     "cb+all": _combined,
     "cb+all+lungs": lambda c: replace(_combined(c), lung_restriction=True),
 }
