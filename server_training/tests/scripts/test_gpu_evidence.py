@@ -23,6 +23,8 @@ DATA = ROOT.parent / "shared" / "data" / "covid_semiseg" / "train"
 pytestmark = pytest.mark.skipif(not (DATA / "images").is_dir(), reason="needs ../shared/data/covid_semiseg/train")
 
 
+# About 3 minutes on two idle cores (every step starts its own processes); more on a shared machine.
+@pytest.mark.timeout(1800)
 def test_quick_form_writes_one_json_with_every_figure(tmp_path):
     done = subprocess.run(
         ["bash", str(SCRIPT), "--quick", "--out", str(tmp_path)],
