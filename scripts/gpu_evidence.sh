@@ -56,7 +56,7 @@ timed() {  # timed NAME COMMAND...: run, record the wall seconds
   local name=$1 start; shift; start=$(date +%s.%N)
   echo "== $name" >&2
   "$@"
-  SECONDS_OF[$name]=$(echo "$(date +%s.%N) - $start" | bc)
+  SECONDS_OF[$name]=$(awk -v start="$start" -v end="$(date +%s.%N)" 'BEGIN { print end - start }')
 }
 
 # 1. Cross-validation: one process per trained model (methods that only predict differently share it), JOBS at a
@@ -99,7 +99,7 @@ from pathlib import Path
 import torch
 
 out, quick, seconds = Path(sys.argv[1]), sys.argv[2] == "1", json.loads(sys.argv[3])
-read = lambda name: json.loads((out / name).read_text())
+read = lambda name: json.loads((out / name).read_text(encoding="utf-8"))
 cv = read("cv/results.json")
 evidence = {
     "quick": quick,
@@ -110,16 +110,16 @@ evidence = {
         "command": cv["environment"]["command"],
         "rows": [{k: row[k] for k in ("method", "dice", "iou", "ppv", "sensitivity", "fold_dice", "train_seconds")}
                  for row in cv["rows"]],
-        "table": (out / "cv/table.md").read_text(),
+        "table": (out / "cv/table.md").read_text(encoding="utf-8"),
     },
     "al": {
         "supervised": read("al/full/test_metrics.json")["dice"],
-        "table": (out / "al/compare_cb-flip-rot.md").read_text(),
+        "table": (out / "al/compare_cb-flip-rot.md").read_text(encoding="utf-8"),
     },
     "scoring": read("scoring.json"),
     "reweight": read("reweight.json"),
     "cycle": read("cycle.json"),
 }
-(out / "evidence.json").write_text(json.dumps(evidence, indent=2))
+(out / "evidence.json").write_text(json.dumps(evidence, indent=2), encoding="utf-8")
 print(f"{out / 'evidence.json'}: {evidence['seconds']['total']:.0f} s on {evidence['device']}")
 PY

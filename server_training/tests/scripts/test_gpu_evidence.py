@@ -34,7 +34,7 @@ def test_quick_form_writes_one_json_with_every_figure(tmp_path):
         timeout=1800,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    evidence = json.loads((tmp_path / "evidence.json").read_text())
+    evidence = json.loads((tmp_path / "evidence.json").read_text(encoding="utf-8"))
     assert evidence["quick"] is True and evidence["device"] == "cpu"
     assert set(evidence["seconds"]) == {"cv", "al", "scoring", "reweight", "cycle", "total"}
     rows = {row["method"]: row for row in evidence["cv"]["rows"]}
