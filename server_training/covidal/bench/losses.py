@@ -33,7 +33,7 @@ class BenchSplit:
 
 def split_for_bench(records: Sequence[SliceRecord], val_count: int, test_count: int) -> BenchSplit:
     """First ``val_count`` (by numeric stem) validate, last ``test_count`` test, the rest train."""
-    ordered = sorted(records, key=lambda r: _natural_key(r.slice_id))
+    ordered = sorted(records, key=lambda r: natural_key(r.slice_id))
     if val_count + test_count >= len(ordered):
         raise CovidalError(
             f"{len(ordered)} slices cannot hold {val_count} validation + {test_count} test slices and still train"
@@ -72,7 +72,7 @@ def bench_losses(
         result = train(split.train, config, out_dir / loss.value, progress=progress, validation=split.val)
         seconds = time.perf_counter() - started
         best = load_run(out_dir / loss.value, device)
-        metrics = evaluate(best.model, split.test, config.image_size, device).metrics
+        metrics = evaluate(best.model, split.test, config.image_size, device, options=config.prediction).metrics
         rows.append(
             {
                 "loss": loss.value,
@@ -99,5 +99,5 @@ def markdown_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def _natural_key(text: str) -> list:
+def natural_key(text: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]

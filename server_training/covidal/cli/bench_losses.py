@@ -34,20 +34,38 @@ def add_parser(commands) -> None:
     add_data_options(parser, masks_required=True)
     parser.add_argument("--out", type=Path, required=True, help="folder for one run per loss and results.json")
     parser.add_argument("--losses", nargs="+", choices=[n.value for n in LossName], default=[n.value for n in LossName])
-    parser.add_argument("--epochs", type=positive_int, default=150, help="passes over the training slices")
-    parser.add_argument("--batch-size", type=positive_int, default=8)
-    parser.add_argument("--lr", type=positive_float, default=1e-3)
-    parser.add_argument("--size", type=image_size, default=352)
+    add_schedule_options(parser, epochs=150, size=352)
     parser.add_argument(
         "--val-count", type=positive_int, default=5, help="first N slices (by number) select the best pass"
     )
     parser.add_argument(
         "--test-count", type=positive_int, default=10, help="last N slices (by number) are the held-out test set"
     )
-    parser.add_argument("--seed", type=non_negative_int, default=0)
     add_device_option(parser)
     parser.add_argument("--quiet", action="store_true")
     parser.set_defaults(run=run)
+
+
+def add_schedule_options(parser: argparse.ArgumentParser, epochs: int, size: int) -> None:
+    """--epochs, --batch-size, --lr, --size and --seed of a training benchmark, with these defaults."""
+    parser.add_argument("--epochs", type=positive_int, default=epochs, help="passes over the training slices")
+    parser.add_argument("--batch-size", type=positive_int, default=8)
+    parser.add_argument("--lr", type=positive_float, default=1e-3)
+    parser.add_argument("--size", type=image_size, default=size, help=f"square training grid (default {size})")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+
+
+def write_results(args: argparse.Namespace, rows: list[dict], **extra: object) -> None:
+    """``args.out/results.json``: the rows, the command line, torch, the device, and ``extra``."""
+    environment = {
+        "command": " ".join(["covidal", *sys.argv[1:]]),
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name()
+        if torch.cuda.is_available() and args.device != "cpu"
+        else platform.processor() or "cpu",
+        **extra,
+    }
+    atomic_write_json(args.out / "results.json", {"rows": rows, "environment": environment})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,15 +84,6 @@ def run(args: argparse.Namespace) -> int:
     rows = bench_losses(
         records, losses, config, args.out, args.val_count, args.test_count, args.epochs, progress=not args.quiet
     )
-    table = markdown_table(rows)
-    environment = {
-        "command": " ".join(["covidal", *sys.argv[1:]]),
-        "torch": torch.__version__,
-        "device": torch.cuda.get_device_name()
-        if torch.cuda.is_available() and args.device != "cpu"
-        else platform.processor() or "cpu",
-        "config": config.to_dict(),
-    }
-    atomic_write_json(args.out / "results.json", {"rows": rows, "environment": environment})
-    print(table)
+    write_results(args, rows, config=config.to_dict())
+    print(markdown_table(rows))
     return 0

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from covidal import __version__
 from covidal.cli import (
+    bench_cv,
     bench_cycle,
     bench_hostile,
     bench_losses,
@@ -38,6 +39,7 @@ COMMANDS = (
     compare,
     demo,
     bench_losses,
+    bench_cv,
     bench_scoring,
     make_cases,
     corrupt_labels,

@@ -28,6 +28,8 @@ class Batch:
         point_labels: ``[B, H, W]`` int64; ``IGNORE_INDEX`` (-1) = unlabelled,
             0 = background, 1 = infection.
         masks: ``[B, H, W]`` float in {0, 1}; only the fully supervised loss needs it.
+        derived_labels: ``[B, H, W]`` int64 like ``point_labels``: labels derived from the clicks and the
+            image (pseudo-masks, certain background), weighed below the clicks; None when not derived.
 
     Raises:
         ValueError: if the shapes or the label dtype do not match the above.
@@ -36,6 +38,7 @@ class Batch:
     images: Tensor
     point_labels: Tensor
     masks: Tensor | None = None
+    derived_labels: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.shape[1] != 1:
@@ -44,6 +47,8 @@ class Batch:
         check_point_labels(self.point_labels, expected)
         if self.masks is not None and tuple(self.masks.shape) != expected:
             raise ValueError(f"masks must be [B, H, W] = {expected}, got {tuple(self.masks.shape)}")
+        if self.derived_labels is not None:
+            check_point_labels(self.derived_labels, expected)
 
 
 @dataclass

@@ -18,7 +18,9 @@ from enum import StrEnum
 import torch
 from torch import Tensor, nn
 
-from covidal.losses.base import Batch, LogitsLoss, LossResult, SegmentationLoss
+from covidal.losses.base import IGNORE_INDEX, Batch, LogitsLoss, LossResult, SegmentationLoss
+from covidal.losses.point import point_loss
+from covidal.validation import check_real
 
 
 class TransformSet(StrEnum):
@@ -68,6 +70,13 @@ def apply_transform(x: Tensor, k: int, flip: bool) -> Tensor:
     return torch.rot90(x, k % 4, dims=(-2, -1))
 
 
+def invert_transform(x: Tensor, k: int, flip: bool) -> Tensor:
+    """Undo :func:`apply_transform`: ``hflip^flip ∘ rot90^-k`` on the last two dimensions."""
+    _check_square_if_rotating(x, k)
+    x = torch.rot90(x, -k % 4, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if flip else x
+
+
 def sample_transforms(
     transforms: TransformSet, count: int, generator: torch.Generator | None = None
 ) -> list[DihedralTransform]:
@@ -92,6 +101,29 @@ def apply_per_sample(x: Tensor, transforms: list[DihedralTransform]) -> Tensor:
     return torch.stack([apply_transform(sample, t.quarter_turns, t.flip) for sample, t in zip(x, transforms)])
 
 
+def invert_per_sample(x: Tensor, transforms: list[DihedralTransform]) -> Tensor:
+    """Undo :func:`apply_per_sample` (same arguments and errors)."""
+    if len(transforms) != x.shape[0]:
+        raise ValueError(f"need one transform per sample: {len(transforms)} transforms for batch of {x.shape[0]}")
+    return torch.stack([invert_transform(sample, t.quarter_turns, t.flip) for sample, t in zip(x, transforms)])
+
+
+def confident_labels(probabilities: Tensor, point_labels: Tensor, threshold: float) -> Tensor:
+    """Pseudo-labels of the unlabelled pixels the model is sure of: int64 ``[B, H, W]``.
+
+    Args:
+        probabilities: ``[B, 2, H, W]`` softmax (the teacher's, detached).
+        point_labels: ``[B, H, W]``; clicked pixels (not -1) get no pseudo-label (their click is scored).
+        threshold: a pixel is labelled with its class when that class's probability is at least this.
+
+    Returns:
+        -1 where unsure or clicked, else the confident class.
+    """
+    confidence, label = probabilities.max(dim=1)
+    sure = (confidence >= threshold) & (point_labels == IGNORE_INDEX)
+    return torch.where(sure, label, torch.full_like(label, IGNORE_INDEX))
+
+
 def consistency_term(probs_of_transformed: Tensor, transformed_probs: Tensor) -> Tensor:
     """Mean absolute difference ``mean |t(f(x)) - f(t(x))|`` over all elements.
 
@@ -114,14 +146,21 @@ class ConsistencyLoss(SegmentationLoss):
     transformed images concatenated (batch ``2B``); the same logits feed both
     base terms and the consistency term.
 
+    With ``self_training_weight > 0`` a self-training term is added: the two views' softmax, aligned back and
+    averaged (a detached teacher), labels the unclicked pixels it is at least ``self_training_threshold`` sure
+    of (:func:`confident_labels`), and both views are scored against those labels with the class-balanced
+    point loss.
+
     Args:
         base: the loss on labelled pixels (point, LCFCN or fully supervised).
         transforms: which transforms to draw from.
         weight: ``lambda``, the weight of the consistency term; must be >= 0.
         generator: random source for drawing transforms; the global RNG if None.
+        self_training_weight: weight of the self-training term, >= 0 (0: none).
+        self_training_threshold: teacher confidence needed for a pseudo-label, in [0.5, 1].
 
     Raises:
-        ValueError: on a negative or non-finite weight, or an unknown transform set.
+        ValueError: on a negative or non-finite weight, a threshold out of range, or an unknown transform set.
         TypeError: if ``base`` cannot score precomputed logits.
     """
 
@@ -131,6 +170,8 @@ class ConsistencyLoss(SegmentationLoss):
         transforms: TransformSet,
         weight: float = 1.0,
         generator: torch.Generator | None = None,
+        self_training_weight: float = 0.0,
+        self_training_threshold: float = 0.9,
     ) -> None:
         if not isinstance(base, LogitsLoss):
             raise TypeError(f"base must be a LogitsLoss (with from_logits), got {type(base).__name__}")
@@ -141,6 +182,12 @@ class ConsistencyLoss(SegmentationLoss):
         self.weight = float(weight)
         self.generator = generator
         self.requires_masks = base.requires_masks
+        self.self_training_weight = check_real(
+            "self_training_weight", self_training_weight, minimum=0.0, error=ValueError
+        )
+        self.self_training_threshold = check_real(
+            "self_training_threshold", self_training_threshold, minimum=0.5, maximum=1.0, error=ValueError
+        )
 
     def __call__(self, model: nn.Module, batch: Batch) -> LossResult:
         height, width = batch.images.shape[-2:]
@@ -164,7 +211,25 @@ class ConsistencyLoss(SegmentationLoss):
             **{f"transformed/{name}": value for name, value in transformed.parts.items()},
             "consistency": consistency.item(),
         }
+        if self.self_training_weight > 0:
+            self_training = self._self_training(logits_original, logits_transformed, batch, transforms)
+            total = total + self.self_training_weight * self_training
+            parts["self_training"] = self_training.item()
         return LossResult(total=total, parts=parts)
+
+    def _self_training(
+        self, logits_original: Tensor, logits_transformed: Tensor, batch: Batch, transforms: list[DihedralTransform]
+    ) -> Tensor:
+        """Class-balanced CE of both views against the detached two-view teacher's confident pixels."""
+        with torch.no_grad():
+            teacher = 0.5 * (
+                logits_original.float().softmax(dim=1)
+                + invert_per_sample(logits_transformed.float().softmax(dim=1), transforms)
+            )
+            pseudo = confident_labels(teacher, batch.point_labels, self.self_training_threshold)
+        return point_loss(logits_original, pseudo) + point_loss(
+            logits_transformed, apply_per_sample(pseudo, transforms)
+        )
 
 
 def _transform_batch(batch: Batch, transforms: list[DihedralTransform]) -> Batch:
@@ -173,6 +238,7 @@ def _transform_batch(batch: Batch, transforms: list[DihedralTransform]) -> Batch
         images=apply_per_sample(batch.images, transforms),
         point_labels=apply_per_sample(batch.point_labels, transforms),
         masks=None if batch.masks is None else apply_per_sample(batch.masks, transforms),
+        derived_labels=None if batch.derived_labels is None else apply_per_sample(batch.derived_labels, transforms),
     )
 
 

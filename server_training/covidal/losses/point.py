@@ -14,6 +14,7 @@ from covidal.losses.base import (
     LossResult,
     check_logits,
 )
+from covidal.validation import check_real
 
 
 def point_loss(logits: Tensor, point_labels: Tensor) -> Tensor:
@@ -50,8 +51,24 @@ def point_loss(logits: Tensor, point_labels: Tensor) -> Tensor:
 
 
 class PointLoss(LogitsLoss):
-    """The point loss alone (the paper's point-supervised baseline)."""
+    """The point loss on the clicks, plus ``derived_weight`` times the point loss on the batch's derived labels
+    (pseudo-masks, certain background) when it has them.
+
+    Args:
+        derived_weight: weight of the derived labels' term, finite and >= 0 (0 leaves them out).
+
+    Raises:
+        ValueError: a negative or non-finite weight.
+    """
+
+    def __init__(self, derived_weight: float = 0.0) -> None:
+        self.derived_weight = check_real("derived_weight", derived_weight, minimum=0.0, error=ValueError)
 
     def from_logits(self, logits: Tensor, batch: Batch) -> LossResult:
         loss = point_loss(logits, batch.point_labels)
-        return LossResult(total=loss, parts={"point": loss.item()})
+        parts = {"point": loss.item()}
+        if self.derived_weight > 0 and batch.derived_labels is not None:
+            derived = point_loss(logits, batch.derived_labels)
+            loss = loss + self.derived_weight * derived
+            parts["derived"] = derived.item()
+        return LossResult(total=loss, parts=parts)

@@ -36,6 +36,11 @@ class LossConfig:
         name: the loss (a :class:`LossName` or its string value).
         consistency_weight: ``lambda`` of the consistency term; used by the
             ``cb-*`` losses only. Must be finite and >= 0.
+        derived_weight: weight of the labels derived from the clicks and the image (pseudo-masks, certain
+            background; chosen in the training config) beside the clicks; point and ``cb-flip*`` losses only.
+        self_training_weight: weight of self-training on the confident unclicked pixels (``cb-flip*`` losses
+            only; 0 = off).
+        self_training_threshold: confidence a pixel needs to be self-labelled, in [0.5, 1].
 
     Raises:
         ConfigError: on an unknown name or a negative or non-finite weight.
@@ -43,12 +48,19 @@ class LossConfig:
 
     name: LossName = LossName.CB_FLIP_ROT
     consistency_weight: float = 1.0
+    derived_weight: float = 0.5
+    self_training_weight: float = 0.0
+    self_training_threshold: float = 0.9
 
     def __post_init__(self) -> None:
         # Frozen dataclass: normalise the values through object.__setattr__.
         object.__setattr__(self, "name", check_choice("loss", self.name, LossName))
+        for weight in ("consistency_weight", "derived_weight", "self_training_weight"):
+            object.__setattr__(self, weight, check_real(weight, getattr(self, weight), minimum=0.0))
         object.__setattr__(
-            self, "consistency_weight", check_real("consistency_weight", self.consistency_weight, minimum=0.0)
+            self,
+            "self_training_threshold",
+            check_real("self_training_threshold", self.self_training_threshold, minimum=0.5, maximum=1.0),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,14 +81,25 @@ class LossConfig:
 
 LossBuilder = Callable[[LossConfig, torch.Generator | None], SegmentationLoss]
 
+
+def _point_consistency(transforms: TransformSet) -> LossBuilder:
+    def build(config: LossConfig, generator: torch.Generator | None) -> SegmentationLoss:
+        return ConsistencyLoss(
+            PointLoss(config.derived_weight),
+            transforms,
+            config.consistency_weight,
+            generator,
+            config.self_training_weight,
+            config.self_training_threshold,
+        )
+
+    return build
+
+
 LOSS_BUILDERS: dict[LossName, LossBuilder] = {
-    LossName.POINT: lambda config, generator: PointLoss(),
-    LossName.CB_FLIP: lambda config, generator: ConsistencyLoss(
-        PointLoss(), TransformSet.FLIP, config.consistency_weight, generator
-    ),
-    LossName.CB_FLIP_ROT: lambda config, generator: ConsistencyLoss(
-        PointLoss(), TransformSet.FLIP_ROT, config.consistency_weight, generator
-    ),
+    LossName.POINT: lambda config, generator: PointLoss(config.derived_weight),
+    LossName.CB_FLIP: _point_consistency(TransformSet.FLIP),
+    LossName.CB_FLIP_ROT: _point_consistency(TransformSet.FLIP_ROT),
     LossName.LCFCN: lambda config, generator: LCFCNLoss(),
     LossName.CB_LCFCN: lambda config, generator: ConsistencyLoss(
         LCFCNLoss(), TransformSet.FLIP_ROT, config.consistency_weight, generator

@@ -17,6 +17,7 @@ from covidal.data.resizing import (
 )
 from covidal.data.slices import SliceRecord
 from covidal.losses.base import Batch
+from covidal.training.derived_labels import BackgroundPrior, derived_label_maps
 from covidal.training.distributed import SINGLE_PROCESS, Shard, shard_order
 
 
@@ -40,11 +41,14 @@ class TrainingSlices:
         images: ``[N, 1, S, S]`` standardised images.
         point_labels: ``[N, S, S]`` int64, -1 unlabelled, 0 background, 1 infection.
         masks: ``[N, S, S]`` float reference masks, or None when the loss does not need them.
+        derived_labels: ``[N, S, S]`` int64 labels derived from the clicks and the image
+            (:mod:`covidal.training.derived_labels`), or None.
     """
 
     images: torch.Tensor
     point_labels: torch.Tensor
     masks: torch.Tensor | None
+    derived_labels: torch.Tensor | None = None
 
     @classmethod
     def build(
@@ -53,7 +57,10 @@ class TrainingSlices:
         points_by_slice: Mapping[str, Sequence[PointLabel]],
         size: int,
         with_masks: bool,
+        pseudo_masks: bool = False,
+        background_prior: BackgroundPrior = BackgroundPrior.NONE,
     ) -> TrainingSlices:
+        """The slices on the ``size`` grid; ``pseudo_masks`` and ``background_prior`` choose the derived labels."""
         labels = [
             point_label_map_on_grid(points_by_slice.get(r.slice_id, []), GridMapping(r.image.shape, size))
             for r in records
@@ -61,7 +68,14 @@ class TrainingSlices:
         masks = None
         if with_masks:
             masks = torch.from_numpy(np.stack([resize_mask(r.mask, size) for r in records]).astype(np.float32))
-        return cls(network_input([r.image for r in records], size), torch.from_numpy(np.stack(labels)), masks)
+        on_grid = [resize_image(r.image, size) for r in records]
+        derived = derived_label_maps(on_grid, labels, pseudo_masks, background_prior)
+        return cls(
+            torch.from_numpy(np.stack([standardise(image) for image in on_grid]))[:, None],
+            torch.from_numpy(np.stack(labels)),
+            masks,
+            None if derived is None else torch.from_numpy(derived),
+        )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -72,6 +86,7 @@ class TrainingSlices:
             images=self.images[index].to(device),
             point_labels=self.point_labels[index].to(device),
             masks=None if self.masks is None else self.masks[index].to(device),
+            derived_labels=None if self.derived_labels is None else self.derived_labels[index].to(device),
         )
 
     def batches(

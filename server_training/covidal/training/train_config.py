@@ -10,7 +10,8 @@ import torch
 from covidal.data.window import HUWindow
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.slices.build import ModelConfig
-from covidal.validation import ConfigError, check_int, check_real
+from covidal.training.derived_labels import BackgroundPrior
+from covidal.validation import ConfigError, check_choice, check_int, check_real
 
 
 class DeviceChoice(StrEnum):
@@ -29,6 +30,24 @@ def resolve_device(choice: DeviceChoice | str) -> torch.device:
     if choice is DeviceChoice.CUDA and not torch.cuda.is_available():
         raise CovidalError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
     return torch.device(choice.value)
+
+
+@dataclass(frozen=True)
+class PredictionOptions:
+    """How a trained 2D model predicts.
+
+    Attributes:
+        tta: average the softmax over the 8 flips and quarter turns of the square (the transforms the
+            ``cb-flip-rot`` loss trains the model to be equivariant to), each mapped back.
+        lung_restriction: zero the infection probability outside the (widened) intensity lung mask of each
+            slice (:func:`covidal.data.intensity_lungs.intensity_lung_mask`).
+    """
+
+    tta: bool = False
+    lung_restriction: bool = False
+
+
+PLAIN_PREDICTION = PredictionOptions()
 
 
 @dataclass
@@ -51,6 +70,11 @@ class TrainConfig:
         mask_class: binarise multi-class masks as ``== mask_class`` instead of "any non-zero".
         min_background_points: when points are derived from masks, at least this many
             background clicks per slice (the paper's protocol is as many as infection clicks).
+        pseudo_masks: grow each infection click into a pseudo-mask (flood fill of similar tissue), a derived
+            label weighed by ``loss.derived_weight``.
+        background_prior: background labelled without clicks (:class:`BackgroundPrior`), weighed likewise.
+        tta: predict (validation, evaluation, prediction) with test-time augmentation over flips and rotations.
+        lung_restriction: predict no infection outside the widened intensity lung mask.
     """
 
     loss: LossConfig = field(default_factory=LossConfig)
@@ -66,9 +90,17 @@ class TrainConfig:
     window: HUWindow = field(default_factory=HUWindow)
     mask_class: int | None = None
     min_background_points: int = 1
+    pseudo_masks: bool = False
+    background_prior: BackgroundPrior = BackgroundPrior.NONE
+    tta: bool = False
+    lung_restriction: bool = False
 
     def __post_init__(self) -> None:
         self.device = DeviceChoice(self.device)
+        self.background_prior = check_choice("background_prior", self.background_prior, BackgroundPrior)
+        for flag in ("pseudo_masks", "tta", "lung_restriction"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         check_int("steps", self.steps, minimum=1)
         if self.validate_every is not None:
             check_int("validate_every", self.validate_every, minimum=1)
@@ -84,7 +116,13 @@ class TrainConfig:
         data["loss"] = self.loss.to_dict()
         data["model"] = self.model.to_dict()
         data["device"] = self.device.value
+        data["background_prior"] = self.background_prior.value
         return data
+
+    @property
+    def prediction(self) -> PredictionOptions:
+        """How models trained with this config predict."""
+        return PredictionOptions(tta=self.tta, lung_restriction=self.lung_restriction)
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
@@ -100,4 +138,4 @@ class TrainConfig:
         return cls(**data)
 
 
-__all__ = ["DeviceChoice", "LossName", "TrainConfig", "resolve_device"]
+__all__ = ["DeviceChoice", "LossName", "PredictionOptions", "TrainConfig", "resolve_device"]

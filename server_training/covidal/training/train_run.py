@@ -163,7 +163,14 @@ def train(
     if shard.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_points(run_dir / POINTS_FILE, train_points)
-    data = TrainingSlices.build(train_records, points_by_slice(train_points), config.image_size, loss_fn.requires_masks)
+    data = TrainingSlices.build(
+        train_records,
+        points_by_slice(train_points),
+        config.image_size,
+        loss_fn.requires_masks,
+        config.pseudo_masks,
+        config.background_prior,
+    )
 
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(device)
@@ -206,7 +213,11 @@ def train(
         window.clear()
         started = time.perf_counter()
         if shard.is_main:
-            record.val = evaluate(model, val_records, config.image_size, device).to_dict() if val_records else None
+            record.val = (
+                evaluate(model, val_records, config.image_size, device, options=config.prediction).to_dict()
+                if val_records
+                else None
+            )
             _keep_if_best(result, record, model, config)
             bar.set_postfix(
                 loss=f"{record.loss:.3f}", val_dice="-" if record.val is None else f"{record.val['dice']:.3f}"

@@ -15,6 +15,7 @@ COMMANDS = (
     "compare",
     "demo",
     "bench-losses",
+    "bench-cv",
     "bench-scoring",
     "make-cases-3d",
     "corrupt-labels",

@@ -12,7 +12,10 @@ from covidal.losses.consistency import (
     TransformSet,
     apply_per_sample,
     apply_transform,
+    confident_labels,
     consistency_term,
+    invert_per_sample,
+    invert_transform,
     sample_transforms,
 )
 from covidal.losses.full import FullSupervisionLoss
@@ -20,12 +23,6 @@ from covidal.losses.point import PointLoss
 
 ALL_TRANSFORMS = TRANSFORMS[TransformSet.FLIP_ROT]
 SQUARE = torch.tensor([[1, 2], [3, 4]])
-
-
-def invert_transform(x: Tensor, k: int, flip: bool) -> Tensor:
-    """Undo ``apply_transform(x, k, flip)``: the inverse rotation, then the flip."""
-    x = torch.rot90(x, -k % 4, dims=(-2, -1))
-    return torch.flip(x, dims=(-1,)) if flip else x
 
 
 @pytest.mark.parametrize(
@@ -215,3 +212,53 @@ def test_rotations_on_non_square_batch_raise_clearly():
         ConsistencyLoss(PointLoss(), TransformSet.FLIP_ROT)(nn.Conv2d(1, 2, 1), batch)
     flips_only = ConsistencyLoss(PointLoss(), TransformSet.FLIP)(nn.Conv2d(1, 2, 1), batch)
     assert torch.isfinite(flips_only.total)
+
+
+def test_invert_per_sample_undoes_each_samples_transform():
+    x = torch.arange(3 * 2 * 4 * 4, dtype=torch.float32).reshape(3, 2, 4, 4)
+    transforms = [ALL_TRANSFORMS[0], ALL_TRANSFORMS[3], ALL_TRANSFORMS[6]]
+    assert torch.equal(invert_per_sample(apply_per_sample(x, transforms), transforms), x)
+    with pytest.raises(ValueError, match="one transform per sample"):
+        invert_per_sample(x, transforms[:2])
+
+
+def test_confident_labels_keep_sure_unclicked_pixels_only():
+    infection = torch.tensor([[[0.95, 0.5, 0.05, 0.99]]])  # [B=1, H=1, W=4]
+    probabilities = torch.stack([1 - infection, infection], dim=1)
+    clicks = torch.tensor([[[-1, -1, -1, 0]]])
+    # sure infection, unsure, sure background, clicked (its click is scored, not a pseudo-label)
+    assert confident_labels(probabilities, clicks, 0.9).tolist() == [[[1, -1, 0, -1]]]
+
+
+def test_self_training_adds_a_term_only_when_weighted():
+    torch.manual_seed(0)
+    model = nn.Conv2d(1, 2, kernel_size=3, padding=1)
+    with torch.no_grad():
+        model.bias.copy_(torch.tensor([0.0, 5.0]))  # confident infection everywhere
+    labels = torch.full((2, 8, 8), IGNORE_INDEX)
+    labels[:, 0, 0] = 0
+    batch = Batch(torch.randn(2, 1, 8, 8), labels)
+    plain = ConsistencyLoss(PointLoss(), TransformSet.FLIP_ROT, generator=torch.Generator().manual_seed(1))
+    teaching = ConsistencyLoss(
+        PointLoss(), TransformSet.FLIP_ROT, generator=torch.Generator().manual_seed(1), self_training_weight=0.5
+    )
+    base, taught = plain(model, batch), teaching(model, batch)
+    assert "self_training" not in base.parts
+    # The confident infection pixels become infection labels; the model agrees, so the term is small but > 0.
+    assert 0 < taught.parts["self_training"] < 0.1
+    assert taught.total.item() == pytest.approx(base.total.item() + 0.5 * taught.parts["self_training"], rel=1e-5)
+    with pytest.raises(ValueError, match="self_training_threshold"):
+        ConsistencyLoss(PointLoss(), TransformSet.FLIP, self_training_threshold=0.3)
+
+
+def test_derived_labels_move_with_the_batch():
+    labels = torch.full((1, 4, 4), IGNORE_INDEX)
+    derived = torch.full((1, 4, 4), IGNORE_INDEX)
+    derived[0, 0, 1] = 1
+    recording = RecordingLoss()
+    loss = ConsistencyLoss(recording, TransformSet.FLIP, generator=torch.Generator().manual_seed(0))
+    loss(nn.Conv2d(1, 2, kernel_size=1), Batch(torch.zeros(1, 1, 4, 4), labels, derived_labels=derived))
+    original, transformed = recording.batches
+    assert original.derived_labels[0, 0, 1] == 1
+    moved = transformed.derived_labels
+    assert (moved == 1).sum() == 1 and moved[0, 0, 1] != 1  # both flips move pixel (0, 1)

@@ -128,3 +128,20 @@ def test_point_loss_class_runs_the_model_and_reports_its_part():
 def test_batch_rejects_mismatched_tensors(images, labels, masks, message):
     with pytest.raises(ValueError, match=message):
         Batch(images=images, point_labels=labels, masks=masks)
+
+
+def test_derived_labels_add_a_weighted_point_loss_of_their_own():
+    margin = torch.zeros(1, 4, 4)
+    margin[0, 0, 0] = 2.0
+    clicks = torch.full((1, 4, 4), IGNORE_INDEX)
+    clicks[0, 0, 0] = 1
+    derived = torch.full((1, 4, 4), IGNORE_INDEX)
+    derived[0, 1, 1] = 0  # margin 0: CE log 2
+    batch = Batch(torch.zeros(1, 1, 4, 4), clicks, derived_labels=derived)
+    logits = make_logits(margin)
+    weighted = PointLoss(derived_weight=0.5).from_logits(logits, batch)
+    assert weighted.parts == pytest.approx({"point": softplus(-2.0), "derived": math.log(2)})
+    assert weighted.total.item() == pytest.approx(softplus(-2.0) + 0.5 * math.log(2))
+    assert PointLoss().from_logits(logits, batch).total.item() == pytest.approx(softplus(-2.0))
+    with pytest.raises(ValueError, match="derived_weight"):
+        PointLoss(derived_weight=-1.0)

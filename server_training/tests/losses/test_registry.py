@@ -78,7 +78,13 @@ def test_config_defaults_and_round_trip():
     assert config.name is LossName.CB_FLIP_ROT and config.consistency_weight == 1.0
     from_strings = LossConfig(name="cb-flip", consistency_weight=2)
     assert from_strings.name is LossName.CB_FLIP
-    assert from_strings.to_dict() == {"name": "cb-flip", "consistency_weight": 2.0}
+    assert from_strings.to_dict() == {
+        "name": "cb-flip",
+        "consistency_weight": 2.0,
+        "derived_weight": 0.5,
+        "self_training_weight": 0.0,
+        "self_training_threshold": 0.9,
+    }
     assert LossConfig.from_dict(from_strings.to_dict()) == from_strings
     assert LossConfig.from_dict({}) == LossConfig()
 
@@ -90,8 +96,19 @@ def test_config_defaults_and_round_trip():
         ({"consistency_weight": -1.0}, "consistency_weight"),
         ({"consistency_weight": float("nan")}, "consistency_weight"),
         ({"weight": 1.0}, "unknown loss config keys"),
+        ({"derived_weight": -0.1}, "derived_weight"),
+        ({"self_training_weight": float("inf")}, "self_training_weight"),
+        ({"self_training_threshold": 0.4}, "self_training_threshold"),
     ],
 )
 def test_bad_options_raise(values, message):
     with pytest.raises(ValueError, match=message):
         LossConfig.from_dict(values)
+
+
+def test_point_losses_carry_the_derived_and_self_training_weights():
+    config = LossConfig(LossName.CB_FLIP, derived_weight=0.25, self_training_weight=0.5, self_training_threshold=0.8)
+    loss = build_loss(config)
+    assert loss.base.derived_weight == 0.25
+    assert (loss.self_training_weight, loss.self_training_threshold) == (0.5, 0.8)
+    assert build_loss(LossConfig(LossName.POINT, derived_weight=0.75)).derived_weight == 0.75

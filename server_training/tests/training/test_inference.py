@@ -9,9 +9,11 @@ import pytest
 import torch
 from torch import nn
 
+from covidal.data.intensity_lungs import intensity_lung_mask
 from covidal.data.slices import SliceRecord
 from covidal.training.checkpoint import load_run
-from covidal.training.inference import evaluate, predict_probabilities
+from covidal.training.inference import evaluate, predict_probabilities, softmax_of
+from covidal.training.train_config import PredictionOptions
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
@@ -108,3 +110,41 @@ def test_predictions_do_not_depend_on_batching(tiny_run):
     together = [p for _, p in predict_probabilities(run.model, records, 32, CPU, batch_size=5)]
     for single, batched in zip(one_by_one, together):
         np.testing.assert_allclose(single, batched, atol=1e-5)
+
+
+def test_tta_of_a_flip_and_rotation_equivariant_model_equals_the_model():
+    torch.manual_seed(0)
+    images = torch.randn(2, 1, 16, 16)
+    pointwise = nn.Conv2d(1, 2, kernel_size=1)  # acts on each pixel alone: equivariant to every flip and turn
+    with torch.no_grad():
+        assert torch.allclose(
+            softmax_of(pointwise, images, CPU, tta=True), softmax_of(pointwise, images, CPU), atol=1e-6
+        )
+
+
+def test_tta_averages_the_views_of_a_model_that_is_not_equivariant():
+    torch.manual_seed(0)
+    images = torch.randn(2, 1, 16, 16)
+    shifted = nn.Conv2d(1, 2, kernel_size=3, padding=1)
+    with torch.no_grad():
+        shifted.weight.zero_()
+        shifted.weight[1, 0, 0, 0] = 3.0  # reads the upper-left neighbour: moved by every flip and turn
+        plain, augmented = softmax_of(shifted, images, CPU), softmax_of(shifted, images, CPU, tta=True)
+    assert (plain - augmented).abs().max() > 0.05
+    assert torch.allclose(augmented.sum(dim=1), torch.ones(2, 16, 16), atol=1e-6)
+
+
+def test_lung_restriction_zeroes_predictions_outside_the_lungs():
+    rows, cols = np.indices((64, 64))
+    lungs = (((rows - 32) / 24) ** 2 + ((cols - 18) / 10) ** 2 <= 1) | (
+        ((rows - 32) / 24) ** 2 + ((cols - 46) / 10) ** 2 <= 1
+    )
+    image = np.where(lungs, 0.1, 0.6).astype(np.float32)
+    slice_record = SliceRecord("chest", image, None, "chest", None)
+    options = PredictionOptions(lung_restriction=True)
+    ((_, restricted),) = predict_probabilities(ConstantNet(infection=True), [slice_record], 32, CPU, options=options)
+    ((_, free),) = predict_probabilities(ConstantNet(infection=True), [slice_record], 32, CPU)
+    outside = ~intensity_lung_mask(image)
+    assert outside.any() and (restricted[outside] == 0).all()
+    assert (restricted[lungs] > 0.99).all()
+    assert (free > 0.99).all()

@@ -12,6 +12,7 @@ from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.kinds import ModelKind
 from covidal.models.slices.build import ModelConfig
+from covidal.training.derived_labels import BackgroundPrior
 from covidal.training.train_config import DeviceChoice, TrainConfig, resolve_device
 
 
@@ -38,6 +39,10 @@ def test_defaults_are_valid_and_device_is_an_enum():
             device="cpu",
             window=HUWindow(level=-500.0, width=1200.0),
             mask_class=2,
+            pseudo_masks=True,
+            background_prior=BackgroundPrior.BOTH,
+            tta=True,
+            lung_restriction=True,
         ),
     ],
 )
@@ -48,6 +53,7 @@ def test_to_dict_from_dict_round_trip_through_json(config):
     assert data["loss"]["name"] == config.loss.name.value
     assert data["model"]["name"] == config.model.name.value
     assert data["device"] == config.device.value
+    assert data["background_prior"] == config.background_prior.value
     assert data["window"] == {"level": config.window.level, "width": config.window.width}
 
 
@@ -68,6 +74,10 @@ def test_to_dict_from_dict_round_trip_through_json(config):
         ("val_fraction", -0.1, "validation fraction"),
         ("device", "gpu", "gpu"),
         ("min_background_points", 0, "min_background_points"),
+        ("background_prior", "lungs", "background_prior"),
+        ("pseudo_masks", 1, "pseudo_masks"),
+        ("tta", "yes", "tta"),
+        ("lung_restriction", None, "lung_restriction"),
     ],
 )
 def test_bad_values_raise_value_error(field, value, message):
@@ -95,3 +105,8 @@ def test_resolve_device_auto_follows_cuda_availability():
 def test_resolve_device_cuda_without_gpu_is_a_user_error():
     with pytest.raises(CovidalError, match="--device cpu"):
         resolve_device("cuda")
+
+
+def test_prediction_options_follow_the_config():
+    options = TrainConfig(tta=True).prediction
+    assert options.tta and not options.lung_restriction

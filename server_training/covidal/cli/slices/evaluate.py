@@ -38,7 +38,14 @@ def run(args: argparse.Namespace) -> int:
     window = _window(args, loaded.config.window)
     mask_class = args.mask_class if args.mask_class is not None else loaded.config.mask_class
     records = load_slices(args.images, args.masks, window, mask_class)
-    result = evaluate(loaded.model, records, loaded.config.image_size, device, progress=not args.quiet)
+    result = evaluate(
+        loaded.model,
+        records,
+        loaded.config.image_size,
+        device,
+        progress=not args.quiet,
+        options=loaded.config.prediction,
+    )
     report = {
         **result.to_dict(),
         "settings": {

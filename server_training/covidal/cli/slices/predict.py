@@ -82,7 +82,9 @@ def _predict_image_file(loaded: LoadedRun, source: Path, out: Path, window: HUWi
         raise CovidalError(f"--out must be a .png file for a slice image, got {out}")
     image = to_unit_intensity(read_image_2d(source), window)
     record = SliceRecord(slice_id=source.stem, image=image, mask=None, case_id=source.stem, slice_index=None)
-    ((_, prob),) = predict_probabilities(loaded.model, [record], loaded.config.image_size, device)
+    ((_, prob),) = predict_probabilities(
+        loaded.model, [record], loaded.config.image_size, device, options=loaded.config.prediction
+    )
     _write_png(prob >= 0.5, out)
 
 
@@ -91,7 +93,7 @@ def _predict_image_folder(loaded: LoadedRun, source: Path, out: Path, window: HU
         raise CovidalError(f"--out {out} looks like a file; give a folder for the predictions of a folder of slices")
     records = load_slice_folder(source, None, window=window)
     for record, prob in predict_probabilities(
-        loaded.model, records, loaded.config.image_size, device, progress=progress
+        loaded.model, records, loaded.config.image_size, device, progress=progress, options=loaded.config.prediction
     ):
         _write_png(prob >= 0.5, out / f"{record.slice_id}.png")
 
@@ -103,7 +105,7 @@ def _predict_volume(loaded: LoadedRun, source: Path, out: Path, window: HUWindow
     records = load_volume_slices(volume, None, case_name(source), window)
     labels = np.zeros(volume.array.shape, dtype=np.uint8)
     for record, prob in predict_probabilities(
-        loaded.model, records, loaded.config.image_size, device, progress=progress
+        loaded.model, records, loaded.config.image_size, device, progress=progress, options=loaded.config.prediction
     ):
         labels[record.slice_index] = prob >= 0.5
     write_volume(volume.with_array(labels), out)

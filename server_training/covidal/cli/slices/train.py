@@ -32,12 +32,16 @@ from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.kinds import SLICE_MODEL_KINDS, ModelKind
 from covidal.models.slices.build import ModelConfig
+from covidal.training.derived_labels import BackgroundPrior
 from covidal.training.distributed import SINGLE_PROCESS, Shard, check_gpus, launch
 from covidal.training.train_config import TrainConfig
 from covidal.training.train_run import TrainResult, for_epochs, split_train_val, train
 
 WORKER_MODULE = "covidal.cli.slices.train_worker"
 DEFAULT_EPOCHS = 100
+DEFAULT_LOSS = LossName.CB_FLIP_ROT
+# Test-time augmentation was the one option that raised the cross-validated Dice of CB (flip, rot) (BENCHMARKS.md).
+DEFAULT_TTA = True
 
 
 def add_parser(commands) -> None:
@@ -50,8 +54,8 @@ def add_parser(commands) -> None:
     parser.add_argument(
         "--loss",
         choices=[n.value for n in LossName],
-        required=True,
-        help="point: CE on clicked pixels; cb-flip / cb-flip-rot: + consistency under flips (and rotations); "
+        default=DEFAULT_LOSS.value,
+        help=f"(default {DEFAULT_LOSS.value}) point: CE on clicked pixels; cb-flip / cb-flip-rot: + consistency under flips (and rotations); "
         "lcfcn / cb-lcfcn: counting loss (with consistency); full: fully supervised upper bound",
     )
     parser.add_argument("--out", type=Path, required=True, help="run folder for model.pt, train.json, points.json")
@@ -98,6 +102,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--size", type=image_size, default=352, help="square training grid (default 352)")
     parser.add_argument("--dropout", type=fraction, default=0.5, help="head dropout probability (default 0.5)")
     parser.add_argument("--consistency-weight", type=non_negative_float, default=1.0, help="lambda of the CB loss")
+    add_point_supervision_options(parser)
     parser.add_argument(
         "--val-fraction", type=fraction, default=0.1, help="share of slices held out for model selection"
     )
@@ -115,9 +120,62 @@ def add_parser(commands) -> None:
     parser.set_defaults(run=run)
 
 
+def add_point_supervision_options(parser: argparse.ArgumentParser) -> None:
+    """The options that turn clicks into more supervision (see ``BENCHMARKS.md`` for what each measured)."""
+    group = parser.add_argument_group("more supervision from the clicks")
+    group.add_argument(
+        "--pseudo-masks",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="grow each infection click into a pseudo-mask of similar tissue, weighed by --derived-weight",
+    )
+    group.add_argument(
+        "--background-prior",
+        choices=[p.value for p in BackgroundPrior],
+        default=BackgroundPrior.NONE.value,
+        help="background without clicks: intensity (aerated lung, bone), outside-lungs, both, none (default)",
+    )
+    group.add_argument(
+        "--derived-weight",
+        type=non_negative_float,
+        default=0.5,
+        help="weight of the pseudo-masks and background prior beside the clicks (default 0.5)",
+    )
+    group.add_argument(
+        "--self-training-weight",
+        type=non_negative_float,
+        default=0.0,
+        help="cb-flip* losses: weight of self-training on confident unclicked pixels (default 0: off)",
+    )
+    group.add_argument(
+        "--self-training-threshold",
+        type=fraction,
+        default=0.9,
+        help="confidence a pixel needs to be self-labelled, in [0.5, 1) (default 0.9)",
+    )
+    group.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_TTA,
+        help=f"predict with test-time augmentation over flips and rotations (default {'on' if DEFAULT_TTA else 'off'})",
+    )
+    group.add_argument(
+        "--lung-restriction",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="predict no infection outside the widened intensity lung mask (default off)",
+    )
+
+
 def config_from(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
-        loss=LossConfig(name=LossName(args.loss), consistency_weight=args.consistency_weight),
+        loss=LossConfig(
+            name=LossName(args.loss),
+            consistency_weight=args.consistency_weight,
+            derived_weight=args.derived_weight,
+            self_training_weight=args.self_training_weight,
+            self_training_threshold=args.self_training_threshold,
+        ),
         model=ModelConfig(
             name=ModelKind(args.model),
             dropout=args.dropout,
@@ -135,6 +193,10 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
         window=window_from(args),
         mask_class=args.mask_class,
         min_background_points=args.background_points,
+        pseudo_masks=args.pseudo_masks,
+        background_prior=BackgroundPrior(args.background_prior),
+        tta=args.tta,
+        lung_restriction=args.lung_restriction,
     )
 
 

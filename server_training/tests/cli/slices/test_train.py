@@ -233,3 +233,42 @@ def test_steps_and_validate_every_set_the_schedule(cli, synthetic_slices, tmp_pa
     assert [v["step"] for v in summary["validations"]] == [2, 4, 5]
     assert (summary["config"]["steps"], summary["config"]["validate_every"]) == (5, 2)
     assert "of 5" in result.out
+
+
+def test_point_supervision_options_reach_the_loss_and_the_saved_config(cli, synthetic_slices, tmp_path):
+    run_dir = tmp_path / "run"
+    result = cli(
+        "train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--out", run_dir,
+        "--pseudo-masks", "--background-prior", "intensity", "--derived-weight", "0.25",
+        "--self-training-weight", "0.5", "--self-training-threshold", "0.8", "--no-tta", "--lung-restriction", *FAST,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    config = load_run(run_dir).config
+    assert config.loss.name.value == "cb-flip-rot"  # the default loss
+    assert (config.pseudo_masks, config.background_prior.value, config.tta, config.lung_restriction) == (
+        True,
+        "intensity",
+        False,
+        True,
+    )
+    assert (config.loss.derived_weight, config.loss.self_training_weight, config.loss.self_training_threshold) == (
+        0.25,
+        0.5,
+        0.8,
+    )
+    parts = summary_of(run_dir)["validations"][-1]["loss_parts"]
+    assert {"original/derived", "transformed/derived", "self_training"} <= set(parts)
+
+
+def test_the_default_run_predicts_with_tta_and_a_bad_threshold_is_one_line(cli, synthetic_slices, tmp_path):
+    result = cli(
+        "train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--out", tmp_path / "run",
+        *FAST,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert load_run(tmp_path / "run").config.prediction.tta
+    bad = cli(
+        "train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--out", tmp_path / "bad",
+        "--self-training-threshold", "0.3", *FAST,
+    )  # fmt: skip
+    bad.assert_user_error("self_training_threshold")

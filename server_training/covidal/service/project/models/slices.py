@@ -73,7 +73,9 @@ def predict_labels(run: LoadedRun, volume: Volume) -> np.ndarray:
     device = next(run.model.parameters()).device
     labels = np.zeros(volume.array.shape, dtype=np.uint8)
     records = load_volume_slices(volume, None, "volume", run.config.window)
-    for record, probability in predict_probabilities(run.model, records, run.config.image_size, device):
+    for record, probability in predict_probabilities(
+        run.model, records, run.config.image_size, device, options=run.config.prediction
+    ):
         labels[record.slice_index] = probability >= 0.5
     return labels
 

@@ -1,0 +1,80 @@
+"""Cross-validation of methods: fixed folds, micro metrics over every held-out slice, reuse of finished folds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from covidal.bench.cross_validation import METHODS, cross_validate, fixed_folds
+from covidal.data.slices import SliceRecord, load_slices
+from covidal.errors import CovidalError
+from covidal.losses.registry import LossConfig
+from covidal.metrics.segmentation import ConfusionCounts, compute_dice
+from covidal.models.slices.build import ModelConfig
+from covidal.training.train_config import TrainConfig
+
+pytestmark = pytest.mark.usefixtures("single_thread_torch")
+
+
+def records(count: int) -> list[SliceRecord]:
+    image = np.zeros((8, 8), dtype=np.float32)
+    return [SliceRecord(str(i), image, image.astype(np.uint8), str(i), None) for i in range(count)]
+
+
+def test_folds_are_contiguous_blocks_in_numeric_order_covering_every_slice_once():
+    blocks = fixed_folds(list(reversed(records(12))), 5)
+    assert [[r.slice_id for r in block] for block in blocks] == [
+        ["0", "1"],
+        ["2", "3", "4"],
+        ["5", "6"],
+        ["7", "8", "9"],
+        ["10", "11"],
+    ]
+    with pytest.raises(CovidalError, match="folds"):
+        fixed_folds(records(3), 4)
+    with pytest.raises(CovidalError, match="folds"):
+        fixed_folds(records(3), 1)
+
+
+def test_rows_sum_the_counts_of_every_held_out_slice_and_finished_folds_are_reused(make_slices, tmp_path):
+    slices = make_slices(6)
+    data = load_slices(slices.images, slices.masks)
+    config = TrainConfig(
+        loss=LossConfig(), model=ModelConfig(width=8), batch_size=4, image_size=32, val_fraction=0.0, device="cpu"
+    )
+    lines: list[str] = []
+    rows = cross_validate(data, ["point", "cb+tta"], config, tmp_path, folds=3, epochs=1, log=lines.append)
+    assert [row["method"] for row in rows] == ["point", "cb+tta"]
+    assert len(lines) == 6
+    for row in rows:
+        folds = [json.loads((tmp_path / row["method"] / f"fold{k}.json").read_text()) for k in range(3)]
+        assert sum(fold["slices"] for fold in folds) == 6
+        total = sum((ConfusionCounts(**fold["counts"]) for fold in folds), ConfusionCounts())
+        assert total.tp + total.fp + total.fn + total.tn == 6 * 40 * 48  # every native pixel, once
+        assert row["dice"] == pytest.approx(compute_dice(total))
+        assert row["config"]["tta"] is (row["method"] == "cb+tta")
+    again = cross_validate(data, ["point", "cb+tta"], config, tmp_path, folds=3, epochs=1, log=lines.append)
+    assert again == rows  # read back, not trained again (training seconds would differ)
+
+
+def test_unknown_methods_and_missing_masks_are_refused(tmp_path):
+    with pytest.raises(CovidalError, match="unknown method"):
+        cross_validate(records(4), ["magic"], TrainConfig(), tmp_path, folds=2, epochs=1)
+    no_masks = [SliceRecord(r.slice_id, r.image, None, r.case_id, None) for r in records(4)]
+    with pytest.raises(CovidalError, match="mask"):
+        cross_validate(no_masks, ["point"], TrainConfig(), tmp_path, folds=2, epochs=1)
+
+
+def test_every_method_is_a_valid_config():
+    for name, method in METHODS.items():
+        assert isinstance(method(TrainConfig()), TrainConfig), name
+
+
+def test_the_command_refuses_an_unknown_method_in_one_line(cli, synthetic_slices, tmp_path):
+    result = cli(
+        "bench-cv", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--out", tmp_path,
+        "--methods", "magic",
+    )  # fmt: skip
+    result.assert_user_error("magic")
