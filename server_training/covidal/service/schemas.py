@@ -24,13 +24,39 @@ class _Request(BaseModel):
 
 
 class ProjectCreate(_Request):
+    """A new project; every field but the name left out (or null) takes the service's default for its device
+    (``GET /defaults``), and the project records what it was created with."""
+
     name: str = Field(min_length=1, max_length=100)
-    model_kind: ModelKind
-    grid_k: int = Field(ge=1, le=MAX_GRID_K, description="regions per slice, a perfect square (e.g. 64)")
-    strategy: str = Field(description="a selection strategy of covidal.activelearning.strategies, e.g. 'entropy'")
-    mc_samples: int = Field(ge=1, le=1000)
-    loss: str = Field(description="a loss of covidal.losses.registry, e.g. 'point'")
-    settings: dict[str, Any] = Field(default_factory=dict)
+    model_kind: ModelKind | None = None
+    grid_k: int | None = Field(
+        default=None, ge=1, le=MAX_GRID_K, description="regions per slice, a perfect square (e.g. 16)"
+    )
+    strategy: str | None = Field(
+        default=None, description="a selection strategy of covidal.activelearning.strategies, e.g. 'entropy'"
+    )
+    mc_samples: int | None = Field(default=None, ge=1, le=1000)
+    loss: str | None = Field(default=None, description="a loss of covidal.losses.registry, e.g. 'cb-flip-rot'")
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="training and cycle settings (image_size, width, steps, seed, max_per_slice, ...); the "
+        "device's defaults of image_size, width and steps are recorded for those left out",
+    )
+
+
+class DefaultsOut(BaseModel):
+    """The project defaults of this service's device (:mod:`covidal.service.defaults`)."""
+
+    device: str
+    model_kind: str
+    loss: str
+    strategy: str
+    grid_k: int
+    mc_samples: int
+    regions_per_cycle: int
+    image_size: int
+    width: int
+    steps: int
 
 
 class ProjectOut(BaseModel):
@@ -270,12 +296,16 @@ class JobOut(BaseModel):
 
 class PredictionOut(BaseModel):
     volume_id: int
-    voxels: int = Field(description="voxels labelled infection")
+    voxels: int = Field(description="voxels labelled infection (inside the lungs when they were found)")
     infected_ml: float
-    lung_percent: float | None = Field(
-        description="infected share of the lungs (heuristic lung mask), null if no lungs were found"
+    lungs: str = Field(
+        description="'restricted to the lungs', or why no lungs were found (then the prediction is not restricted "
+        "and the lung figures are null)"
     )
-    lung_ml: float | None
+    lung_ml: float | None = Field(default=None, description="aerated lung plus the infection found in the lungs")
+    lung_percent: float | None = Field(default=None, description="infected share of both lungs")
+    right_lung_percent: float | None = Field(default=None, description="infected share of the patient's right lung")
+    left_lung_percent: float | None = Field(default=None, description="infected share of the patient's left lung")
 
 
 class CurvePoint(BaseModel):

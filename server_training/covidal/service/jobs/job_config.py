@@ -13,11 +13,13 @@ from typing import Any
 
 from covidal.errors import CovidalError
 from covidal.models.kinds import SLICE_MODEL_KINDS, VOLUME_MODEL_KINDS, ModelKind
+from covidal.service.defaults import CPU_DEFAULTS
 from covidal.validation import check_int, check_real, config_from_mapping
 
-DEFAULT_STEPS = 20
-DEFAULT_IMAGE_SIZE = 64
-DEFAULT_WIDTH = 16
+# A job of a project that recorded no training settings (created before they were recorded) trains like the CPU's.
+DEFAULT_STEPS = CPU_DEFAULTS.steps
+DEFAULT_IMAGE_SIZE = CPU_DEFAULTS.image_size
+DEFAULT_WIDTH = CPU_DEFAULTS.width
 MAX_STEPS = 1_000_000
 # Upper bounds of the settings that size a job's memory: far above any useful value, far below an exhausted machine.
 MAX_IMAGE_SIZE = 1024
