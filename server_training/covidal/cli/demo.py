@@ -260,14 +260,14 @@ def _check_box(suggestion: dict, annotator: SimulatedAnnotator, k: int) -> None:
         )
 
 
-def _train(client: CovidalClient, project_id: int, steps: int) -> None:
-    """Start a training job on every answered region and print its progress until it ends.
+def _train(client: CovidalClient, project_id: int, steps: int | None) -> None:
+    """Start a training job (``steps``, else the project's) on every answered region and print its progress until it ends.
 
     Raises:
         CovidalError: the job failed or was cancelled (with its error), or did not end in time.
     """
     job = client.start_training(project_id, steps=steps)
-    print(f"  training job {job['id']}: {steps} steps", flush=True)
+    print(f"  training job {job['id']}", flush=True)
     deadline, last_step, last_print = time.monotonic() + JOB_TIMEOUT_S, None, 0.0
     while job["status"] not in ("done", "failed", "cancelled", "interrupted"):
         if time.monotonic() > deadline:
@@ -292,7 +292,8 @@ def _train(client: CovidalClient, project_id: int, steps: int) -> None:
             f"{client.job_log(project_id, job['id'])[-2000:]}"
         )
     val_dice = job["progress"]["val_dice"]
-    print("  done" + (f"; Dice on the answered pixels {val_dice:.3f}" if val_dice is not None else ""), flush=True)
+    # The job's own Dice is on the pixels it trained on; the held-out Dice that follows is the measure.
+    print("  done" + (f" (Dice on its training pixels {val_dice:.3f})" if val_dice is not None else ""), flush=True)
 
 
 def _eta(seconds: float | None) -> str:
