@@ -56,7 +56,7 @@ CPU_DEFAULTS = ServedDefaults(
     regions_per_cycle=48,
     image_size=128,
     width=16,
-    steps=60,
+    steps=100,
 )
 CUDA_DEFAULTS = ServedDefaults(
     model_kind="unet",
