@@ -129,7 +129,10 @@ CASES = {  # case: (builder of the data arguments, words the error must contain)
         volume_case(HU, LABELS, after=lambda ct: (write_uncompressed(ct), truncate(ct, 0.7))),
         ["cannot read", "ct.nrrd", "damaged, truncated"],
     ),
-    "unreadable volume": (volume_case(HU, LABELS, after=random_bytes), ["cannot read", "ct.nrrd", "damaged, truncated"]),
+    "unreadable volume": (
+        volume_case(HU, LABELS, after=random_bytes),
+        ["cannot read", "ct.nrrd", "damaged, truncated"],
+    ),
     "truncated compressed volume": (
         volume_case(HU, LABELS, after=lambda ct: truncate(ct, 0.9)),
         ["cannot read", "damaged, truncated"],

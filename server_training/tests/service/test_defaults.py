@@ -37,11 +37,14 @@ def test_a_project_left_to_the_service_gets_and_records_the_defaults(service):
 
 
 def test_a_creators_choices_win_over_the_defaults(service):
-    project = service.client.create_project(
-        "chosen", loss="point", grid_k=64, settings={"image_size": 64, "seed": 3}
-    )
+    project = service.client.create_project("chosen", loss="point", grid_k=64, settings={"image_size": 64, "seed": 3})
     assert (project["loss"], project["grid_k"], project["strategy"]) == ("point", 64, CPU_DEFAULTS.strategy)
-    assert project["settings"] == {"image_size": 64, "seed": 3, "width": CPU_DEFAULTS.width, "steps": CPU_DEFAULTS.steps}
+    assert project["settings"] == {
+        "image_size": 64,
+        "seed": 3,
+        "width": CPU_DEFAULTS.width,
+        "steps": CPU_DEFAULTS.steps,
+    }
 
 
 def test_a_bad_choice_is_refused_naming_it(service):
