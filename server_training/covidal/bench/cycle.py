@@ -268,7 +268,7 @@ def summary(result: CycleBenchResult) -> str:
             ),
             (
                 f"setup: write CT {result.write_ct_s:.2f} s, upload {result.upload_s:.2f} s, first cycle without a model "
-                f"(lung fraction) {result.initial_cycle_s:.2f} s, training job ({_count(config.train_steps, 'step')}) "
+                f"(CT prior) {result.initial_cycle_s:.2f} s, training job ({_count(config.train_steps, 'step')}) "
                 f"{result.train_s:.2f} s"
             ),
             "",

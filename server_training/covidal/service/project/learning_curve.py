@@ -54,11 +54,12 @@ def curve_points(store: Store, layout: ProjectLayout, project_id: int) -> list[C
 
 
 def curve_png(points: list[CurvePoint], title: str) -> bytes:
-    """PNG of validation Dice against annotation effort (minutes); jobs without a Dice are left out."""
+    """PNG of each job's Dice on its training pixels (the answered regions: nothing of a project is held out) against
+    annotation effort (minutes); jobs without a Dice are left out. The demo draws its held-out curve the same way."""
     shown = [point for point in points if point.val_dice is not None]
     return dice_curve_png(
         [point.effort_seconds for point in shown],
         [point.val_dice for point in shown],
         f"{title}: {len(points)} trained model(s)" + ("" if shown else ", no Dice yet"),
-        "validation Dice (known pixels)",
+        "Dice on its training pixels (answered regions)",
     )
