@@ -304,6 +304,8 @@ def _read_volume_file(path: Path) -> sitk.Image:
         return sitk.ReadImage(str(path))
     except RuntimeError as error:
         # ITK's message names its own classes and source lines; say what it means instead.
+        if any(word in str(error).lower() for word in ("bad_alloc", "allocate", "memory")):
+            raise CovidalError(f"cannot read {path}: not enough memory to decode it") from error
         raise CovidalError(
             f"cannot read {path} as a {suffix} volume: the file is damaged, truncated or not in that format"
         ) from error

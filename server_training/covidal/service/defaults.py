@@ -1,10 +1,10 @@
 """The settings a project gets when its creator does not choose: one place, read by the service when it creates a
-project, by the Slicer module (which sends none of them) and by ``covidal demo``.
+project, by the Slicer module (which leaves the loss, strategy and MC samples to it) and by ``covidal demo``.
 
 This module imports no torch (the HTTP routes and the job config read it), so names are plain strings; the
-service checks them like any creator's choice. They differ by device: a GPU trains a wider network on a finer grid in the time a CPU takes for a small one.
-The CPU values were chosen by the experiment in ``server_training/BENCHMARKS.md`` ("Served defaults"); the
-CUDA values scale the grid and width up as far as that section's GPU estimate allows.
+service checks them like any creator's choice. They differ by device: a GPU trains a wider network on a finer
+grid in the time a CPU takes for a small one. Why these values, and what is measured and what is not:
+``server_training/BENCHMARKS.md``, "Served defaults" (the CUDA values are not measured: no GPU was lent).
 """
 
 from __future__ import annotations
