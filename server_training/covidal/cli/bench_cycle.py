@@ -39,24 +39,14 @@ def add_parser(commands) -> None:
         help="in-plane voxels of the CT (default 512 512)",
     )
     served = CPU_DEFAULTS
-    parser.add_argument(
-        "--regions",
-        type=positive_int,
-        default=served.regions_per_cycle,
-        help=f"suggestions per cycle (default {served.regions_per_cycle}, the service's on a CPU)",
-    )
-    parser.add_argument(
-        "--grid-k",
-        type=positive_int,
-        default=served.grid_k,
-        help=f"regions per slice, a square (default {served.grid_k}, the service's on a CPU)",
-    )
-    parser.add_argument(
-        "--mc-samples",
-        type=positive_int,
-        default=served.mc_samples,
-        help=f"MC-dropout samples per slice (default {served.mc_samples}, the service's on a CPU)",
-    )
+    for flag, default, what in (
+        ("--regions", served.regions_per_cycle, "suggestions per cycle"),
+        ("--grid-k", served.grid_k, "regions per slice, a square"),
+        ("--mc-samples", served.mc_samples, "MC-dropout samples per slice"),
+    ):
+        parser.add_argument(
+            flag, type=positive_int, default=default, help=f"{what} (default {default}, the service's on a CPU)"
+        )
     parser.add_argument(
         "--train-steps",
         type=positive_int,

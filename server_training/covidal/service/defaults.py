@@ -9,12 +9,12 @@ grid in the time a CPU takes for a small one. Why these values, and what is meas
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 
-@dataclass(frozen=True)
-class ServedDefaults:
+
+class ServedDefaults(BaseModel):
     """A project's defaults on one device.
 
     Attributes:
@@ -28,6 +28,8 @@ class ServedDefaults:
         width: the U-Net's base channel count.
         steps: optimiser steps per training job.
     """
+
+    model_config = ConfigDict(frozen=True)
 
     model_kind: str
     loss: str
@@ -44,7 +46,7 @@ class ServedDefaults:
         return {"image_size": self.image_size, "width": self.width, "steps": self.steps}
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
 CPU_DEFAULTS = ServedDefaults(
@@ -58,17 +60,7 @@ CPU_DEFAULTS = ServedDefaults(
     width=16,
     steps=100,
 )
-CUDA_DEFAULTS = ServedDefaults(
-    model_kind="unet",
-    loss="cb-flip-rot",
-    strategy="entropy",
-    grid_k=16,
-    mc_samples=8,
-    regions_per_cycle=48,
-    image_size=256,
-    width=32,
-    steps=200,
-)
+CUDA_DEFAULTS = CPU_DEFAULTS.model_copy(update={"mc_samples": 8, "image_size": 256, "width": 32, "steps": 200})
 
 
 def served_defaults(device: str) -> ServedDefaults:

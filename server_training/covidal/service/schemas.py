@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from covidal.models.kinds import ModelKind
+from covidal.service.defaults import ServedDefaults
 from covidal.service.store import records
 
 MAX_CYCLE_REGIONS = 10_000
@@ -44,19 +45,10 @@ class ProjectCreate(_Request):
     )
 
 
-class DefaultsOut(BaseModel):
+class DefaultsOut(ServedDefaults):
     """The project defaults of this service's device (:mod:`covidal.service.defaults`)."""
 
     device: str
-    model_kind: str
-    loss: str
-    strategy: str
-    grid_k: int
-    mc_samples: int
-    regions_per_cycle: int
-    image_size: int
-    width: int
-    steps: int
 
 
 class ProjectOut(BaseModel):
