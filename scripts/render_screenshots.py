@@ -48,7 +48,7 @@ TRAINING_TIMEOUT_S = 2400
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "Resources" / "Screenshots")
-    # The first cycle ranks slices by lung voxels, not infection, one region per slice: asking for many makes sure
+    # The first cycle ranks regions by a CT prior of infection, one region per slice: asking for many makes sure
     # some region holds a lesion to click on.
     parser.add_argument("--regions", type=int, default=190, help="regions the cycle asks for")
     parser.add_argument("--steps", type=int, default=150, help="training steps before the prediction")

@@ -126,22 +126,23 @@ class CovidActiveLearningCoreLogic:
     def open_project(
         self,
         name: str,
-        regions_per_slice: int = 16,
-        strategy: str = "entropy",
-        mc_samples: int = 8,
-        loss: str = "point",
+        regions_per_slice: int | None = None,
+        strategy: str | None = None,
+        mc_samples: int | None = None,
+        loss: str | None = None,
         settings: dict | None = None,
     ) -> int:
-        """Use the backend's project called ``name``, creating it (a 2D U-Net) if there is none."""
+        """Use the backend's project called ``name``, creating it (a 2D U-Net) if there is none; the choices left
+        None take the backend's defaults for its device (``GET /defaults``)."""
         return run_now(self.open_project_operation(name, regions_per_slice, strategy, mc_samples, loss, settings))
 
     def open_project_operation(
         self,
         name: str,
-        regions_per_slice: int = 16,
-        strategy: str = "entropy",
-        mc_samples: int = 8,
-        loss: str = "point",
+        regions_per_slice: int | None = None,
+        strategy: str | None = None,
+        mc_samples: int | None = None,
+        loss: str | None = None,
         settings: dict | None = None,
     ) -> Operation[int]:
         client = self._client()

@@ -59,26 +59,22 @@ class CovidalClient:
         self,
         name: str,
         *,
-        model_kind: str,
-        grid_k: int,
-        strategy: str,
-        mc_samples: int,
-        loss: str,
+        model_kind: str | None = None,
+        grid_k: int | None = None,
+        strategy: str | None = None,
+        mc_samples: int | None = None,
+        loss: str | None = None,
         settings: dict | None = None,
     ) -> dict:
-        return self._json(
-            "POST",
-            "/projects",
-            {
-                "name": name,
-                "model_kind": model_kind,
-                "grid_k": grid_k,
-                "strategy": strategy,
-                "mc_samples": mc_samples,
-                "loss": loss,
-                "settings": settings or {},
-            },
-        )
+        """Create a project; the choices left None take the service's defaults for its device (:meth:`defaults`)."""
+        choices = {"model_kind": model_kind, "grid_k": grid_k, "strategy": strategy, "mc_samples": mc_samples}
+        choices["loss"] = loss
+        body = {key: value for key, value in choices.items() if value is not None}
+        return self._json("POST", "/projects", {"name": name, **body, "settings": settings or {}})
+
+    def defaults(self) -> dict:
+        """The project defaults of the service's device (loss, grid, width, steps, regions per cycle, ...)."""
+        return self._json("GET", "/defaults")
 
     def list_projects(self) -> list[dict]:
         return self._json("GET", "/projects")

@@ -32,7 +32,7 @@ from covidal.bench.service import box_centre, write_synthetic_ct
 from covidal.client import BackendUnreachable, ClientError, CovidalClient
 from covidal.errors import CovidalError
 from covidal.regions.grid import RegionGrid
-from covidal.service.jobs.job_config import DEFAULT_IMAGE_SIZE, DEFAULT_WIDTH
+from covidal.service.defaults import CPU_DEFAULTS
 from covidal.service.local import local_service
 from covidal.service.project.layout import ProjectLayout
 from covidal.service.schemas import MAX_CYCLE_REGIONS
@@ -71,14 +71,14 @@ class CycleBenchConfig:
 
     slices: int = 300
     size: tuple[int, int] = (512, 512)
-    regions: int = 48
-    grid_k: int = 64
-    mc_samples: int = 8
+    regions: int = CPU_DEFAULTS.regions_per_cycle
+    grid_k: int = CPU_DEFAULTS.grid_k
+    mc_samples: int = CPU_DEFAULTS.mc_samples
     device: str = "cpu"
     train_steps: int = 2
     repeats: int = 3
-    image_size: int = DEFAULT_IMAGE_SIZE
-    width: int = DEFAULT_WIDTH
+    image_size: int = CPU_DEFAULTS.image_size
+    width: int = CPU_DEFAULTS.width
     seed: int = 0
     cache: bool = True
 
@@ -268,7 +268,7 @@ def summary(result: CycleBenchResult) -> str:
             ),
             (
                 f"setup: write CT {result.write_ct_s:.2f} s, upload {result.upload_s:.2f} s, first cycle without a model "
-                f"(lung fraction) {result.initial_cycle_s:.2f} s, training job ({_count(config.train_steps, 'step')}) "
+                f"(CT prior) {result.initial_cycle_s:.2f} s, training job ({_count(config.train_steps, 'step')}) "
                 f"{result.train_s:.2f} s"
             ),
             "",
@@ -295,9 +295,9 @@ def _create_project(client: CovidalClient, config: CycleBenchConfig) -> int:
         "bench-cycle",
         model_kind="unet",
         grid_k=config.grid_k,
-        strategy="entropy",
+        strategy=CPU_DEFAULTS.strategy,
         mc_samples=config.mc_samples,
-        loss="point",
+        loss=CPU_DEFAULTS.loss,
         settings={"image_size": config.image_size, "width": config.width, "seed": config.seed},
     )
     return project["id"]

@@ -15,7 +15,7 @@ from covidal.cli.options import (
     non_negative_int,
     positive_int,
 )
-from covidal.service.jobs.job_config import DEFAULT_IMAGE_SIZE, DEFAULT_WIDTH
+from covidal.service.defaults import CPU_DEFAULTS
 from covidal.training.train_config import resolve_device
 from covidal.utils.atomic import atomic_write_json
 
@@ -38,9 +38,15 @@ def add_parser(commands) -> None:
         default=(512, 512),
         help="in-plane voxels of the CT (default 512 512)",
     )
-    parser.add_argument("--regions", type=positive_int, default=48, help="suggestions per cycle (default 48)")
-    parser.add_argument("--grid-k", type=positive_int, default=64, help="regions per slice, a square (default 64)")
-    parser.add_argument("--mc-samples", type=positive_int, default=8, help="MC-dropout samples per slice (default 8)")
+    served = CPU_DEFAULTS
+    for flag, default, what in (
+        ("--regions", served.regions_per_cycle, "suggestions per cycle"),
+        ("--grid-k", served.grid_k, "regions per slice, a square"),
+        ("--mc-samples", served.mc_samples, "MC-dropout samples per slice"),
+    ):
+        parser.add_argument(
+            flag, type=positive_int, default=default, help=f"{what} (default {default}, the service's on a CPU)"
+        )
     parser.add_argument(
         "--train-steps",
         type=positive_int,
@@ -53,15 +59,15 @@ def add_parser(commands) -> None:
     parser.add_argument(
         "--image-size",
         type=image_size,
-        default=DEFAULT_IMAGE_SIZE,
-        help=f"the model's input grid, as a project's 'image_size' setting (default "
-        f"{DEFAULT_IMAGE_SIZE}, the service's)",
+        default=served.image_size,
+        help=f"the model's input grid, as a project's 'image_size' setting (default {served.image_size}, the "
+        "service's on a CPU)",
     )
     parser.add_argument(
         "--width",
         type=positive_int,
-        default=DEFAULT_WIDTH,
-        help=f"the U-Net's base channels (default {DEFAULT_WIDTH}, the service's)",
+        default=served.width,
+        help=f"the U-Net's base channels (default {served.width}, the service's on a CPU)",
     )
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seeds the CT and the training job")
     parser.add_argument(

@@ -1,19 +1,21 @@
 """``covidal demo``: the main job, region active learning through the HTTP service on a real CT with synthetic lesions.
 
-It fetches a real chest CT from PyPI (the TotalSegmentator source distribution), paints
-synthetic ground-glass lesions inside its lungs and crops it to the lungs. Then it starts
-``covidal serve`` on loopback and, through the HTTP API only (``covidal.client``), does what
-a clinician with the Slicer module does: creates a project, uploads the CT, and runs cycles
-of suggested regions answered by a simulated annotator (one click on infection, else
-"background", 3 s each) followed by a training job. At the end it downloads the prediction
-(NRRD on the CT's grid) and the learning curve (PNG), and prints Dice against the lesions.
+It fetches a real chest CT from PyPI (the TotalSegmentator source distribution) and makes two cases of
+it: synthetic ground-glass and consolidation lesions painted inside its lungs with two seeds, both cropped
+to the lungs. Then it starts ``covidal serve`` on loopback and, through the HTTP API only (``covidal.client``),
+does what a clinician with the Slicer module does, with the service's default settings: creates a project,
+uploads the training case, and runs cycles of suggested regions answered by a simulated annotator (one
+click on infection, else "background", 3 s each) followed by a training job. After each cycle the model
+predicts the held-out case (never suggested, never answered): Dice and infected mL against its lesions are
+the learning curve. At the end it writes the held-out prediction (NRRD on the case's grid), the learning
+curve (PNG) and the prediction over the CT next to the truth at the held-out case's most infected slice (PNG).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,21 +23,17 @@ import SimpleITK as sitk
 
 from covidal.annotation.annotator import SimulatedAnnotator
 from covidal.annotation.state import Answer
-from covidal.cli.options import (
-    add_device_option,
-    image_size,
-    non_negative_int,
-    positive_int,
-)
+from covidal.cli.options import add_device_option, image_size, non_negative_int, positive_int
 from covidal.client import BackendUnreachable, ClientError, CovidalClient
-from covidal.data.io import geometry_difference, read_volume
+from covidal.data.io import read_volume
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossName
 from covidal.regions.grid import RegionGrid, RegionId
-from covidal.sample_data.demo import describe, make_demo_case
+from covidal.sample_data.demo import DemoCase, describe, make_demo_case
+from covidal.sample_data.figures import HeldOutPoint, curve_png, overlay_png
 from covidal.service.local import local_service
 from covidal.training.train_config import resolve_device
-from covidal.utils.atomic import atomic_write
+from covidal.utils.atomic import atomic_write, atomic_write_bytes
 
 CROP_MARGIN = 8  # voxels kept around the lungs' bounding box
 EFFORT_SECONDS = 3.0  # a click or a "background" tag (a slice delineation is about 96 s)
@@ -56,25 +54,20 @@ def add_parser(commands) -> None:
         "--out",
         type=Path,
         required=True,
-        help="folder for the cropped case, the service's project, the prediction and the curve",
+        help="folder for the cropped cases, the service's project, the prediction and the figures",
     )
     parser.add_argument("--cycles", type=positive_int, default=3, help="annotate-then-train cycles (default 3)")
-    parser.add_argument("--regions", type=positive_int, default=48, help="suggested regions per cycle (default 48)")
-    parser.add_argument("--steps", type=positive_int, default=60, help="training steps per cycle (default 60)")
-    parser.add_argument("--grid-k", type=positive_int, default=16, help="regions per slice, a perfect square")
-    parser.add_argument("--mc-samples", type=positive_int, default=4, help="MC-dropout samples scoring regions")
+    service_default = "default: the service's for its device (GET /defaults)"
+    parser.add_argument("--regions", type=positive_int, help=f"suggested regions per cycle ({service_default})")
+    parser.add_argument("--steps", type=positive_int, help=f"training steps per cycle ({service_default})")
+    parser.add_argument("--grid-k", type=positive_int, help=f"regions per slice, a perfect square ({service_default})")
     parser.add_argument(
-        "--loss",
-        choices=[n.value for n in LossName],
-        default=LossName.LCFCN.value,
-        help="the project's loss (default lcfcn: with this few clicks cb-flip-rot marked most "
-        "of the lungs as infected)",
+        "--mc-samples", type=positive_int, help=f"MC-dropout samples scoring regions ({service_default})"
     )
-    parser.add_argument("--size", type=image_size, default=96, help="training grid (small so the demo runs on a CPU)")
-    parser.add_argument(
-        "--width", type=positive_int, default=16, help="U-Net base channels (small so the demo runs on a CPU)"
-    )
-    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--loss", choices=[n.value for n in LossName], help=f"the project's loss ({service_default})")
+    parser.add_argument("--size", type=image_size, help=f"training grid ({service_default})")
+    parser.add_argument("--width", type=positive_int, help=f"U-Net base channels ({service_default})")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="lesions of the training case (held out: +1)")
     parser.add_argument(
         "--cache", type=Path, default=None, help="download cache (default $COVIDAL_CACHE or ~/.cache/covidal)"
     )
@@ -84,48 +77,80 @@ def add_parser(commands) -> None:
 
 @dataclass
 class Tally:
-    """What the simulated annotator did over all cycles."""
+    """What the simulated annotator did over all cycles, and the held-out figures after each."""
 
     regions: int = 0
     infection: int = 0
     effort_seconds: float = 0.0
+    curve: list[HeldOutPoint] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CroppedCase:
+    """A demo case cropped to the lungs: ``ct.nrrd``-like files and the lesions ``[K, J, I]`` in memory."""
+
+    ct: Path
+    lesions_path: Path
+    lesions: np.ndarray
+    voxel_ml: float
+
+    @property
+    def lesion_ml(self) -> float:
+        return float(self.lesions.sum()) * self.voxel_ml
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     out: Path = args.out
-    grid = _region_grid(args.grid_k)
-    case = make_demo_case(args.cache, seed=args.seed)
-    print(f"demo case:\n{describe(case)}", flush=True)
-    ct_path, lesions_path = _crop_case(case, out / "data")
-    lesions = sitk.GetArrayFromImage(sitk.ReadImage(str(lesions_path))).astype(bool)  # [K, J, I]
-    annotator = SimulatedAnnotator({(CASE, str(k)): lesions[k] for k in range(lesions.shape[0])}, grid, args.seed)
+    if args.grid_k is not None:
+        _region_grid(args.grid_k)  # refused before anything is made or started
+    case, held_out_case = (make_demo_case(args.cache, seed=seed) for seed in (args.seed, args.seed + 1))
+    print(f"training case:\n{describe(case)}\nheld-out case:\n{describe(held_out_case)}", flush=True)
+    box = _crop_box(case)
+    train = _crop_case(case, box, out / "data", "")
+    held_out = _crop_case(held_out_case, box, out / "data", "heldout_")
     try:
-        prediction, curve, infected_ml, tally = _active_learning(args, ct_path, lesions, annotator)
+        tally, stats = _active_learning(args, train, held_out)
     except (ClientError, BackendUnreachable) as error:
         raise CovidalError(f"the demo's request to the service failed: {error} (see {out / 'service.log'})") from None
-    _check_geometry(ct_path, prediction)
-    dice = _dice(read_volume(prediction).array != 0, lesions)
-    print(f"\nprediction (label volume on the CT's grid): {prediction}\nlearning curve: {curve}")
-    print(
-        "the lesions are synthetic, painted into a real CT; the Dice is on the same CT whose regions the "
-        "simulated annotator answered (not a held-out case)"
+    prediction = out / "prediction.nrrd"
+    predicted = read_volume(prediction).array != 0
+    curve, overlay = out / "learning_curve.png", out / "prediction_vs_truth.png"
+    atomic_write_bytes(curve, curve_png(tally.curve, "demo, held-out case"))
+    slice_index = int(np.argmax(held_out.lesions.sum(axis=(1, 2))))
+    atomic_write_bytes(
+        overlay,
+        overlay_png(
+            read_volume(held_out.ct).array[slice_index],
+            predicted[slice_index],
+            held_out.lesions[slice_index],
+            slice_index,
+        ),
     )
+    print(f"\nheld-out prediction (label volume on the case's grid): {prediction}\nlearning curve: {curve}")
+    print(f"prediction over the CT next to the truth, slice {slice_index} (most infected): {overlay}")
+    print("the lesions are synthetic, painted into a real CT; the held-out case was never suggested nor answered")
+    last = tally.curve[-1]
     print(
         f"summary: {tally.regions} regions answered ({tally.infection} with a click on infection), "
-        f"{tally.effort_seconds:g} s of annotation effort, Dice {dice:.3f} against the synthetic lesions "
-        f"on the whole CT, {infected_ml:.1f} mL predicted infected (wall time {time.monotonic() - started:.0f} s)"
+        f"{tally.effort_seconds:g} s of annotation effort; held-out case: Dice {last.dice:.3f} against the "
+        f"synthetic lesions, {last.infected_ml:.1f} mL predicted infected vs {held_out.lesion_ml:.1f} mL true "
+        f"(right lung {_percent(stats['right_lung_percent'])}, left lung {_percent(stats['left_lung_percent'])} "
+        f"involved) (wall time {time.monotonic() - started:.0f} s)"
     )
     return 0
 
 
-def _active_learning(
-    args: argparse.Namespace, ct_path: Path, lesions: np.ndarray, annotator: SimulatedAnnotator
-) -> tuple[Path, Path, float, Tally]:
-    """Start the service, run the cycles through its HTTP API and fetch the results.
+def _percent(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f}%"
+
+
+def _active_learning(args: argparse.Namespace, train: CroppedCase, held_out: CroppedCase) -> tuple[Tally, dict]:
+    """Start the service, run the cycles through its HTTP API, measure on the held-out case after each.
 
     Returns:
-        ``(prediction NRRD, learning curve PNG, infected mL, what the annotator did)``.
+        ``(what the annotator did and the held-out curve, the last held-out prediction's figures)``; the last
+        held-out prediction is saved as ``OUT/prediction.nrrd``.
     """
     out: Path = args.out
     device = resolve_device(args.device).type  # the service takes cpu or cuda, not auto
@@ -135,34 +160,39 @@ def _active_learning(
             f"log {out / 'service.log'})",
             flush=True,
         )
+        defaults = client.defaults()
         project = client.create_project(
             f"demo-seed{args.seed}",
-            model_kind="unet",
             grid_k=args.grid_k,
-            strategy="entropy",
             mc_samples=args.mc_samples,
             loss=args.loss,
-            settings=_training_settings(args),
+            settings=_training_settings(args, defaults),
         )
-        volume, _ = client.upload_volume(project["id"], ct_path, "demo_ct")
-        print(
-            f"project {project['id']} created; CT uploaded as volume {volume['id']} "
-            f"({' x '.join(map(str, volume['dims']))} voxels)",
-            flush=True,
+        print(_project_line(project, args.regions or defaults["regions_per_cycle"]), flush=True)
+        volume, _ = client.upload_volume(project["id"], train.ct, "demo_ct")
+        held_out_volume, _ = client.upload_volume(project["id"], held_out.ct, "heldout_ct")
+        annotator = SimulatedAnnotator(
+            {(CASE, str(k)): train.lesions[k] for k in range(len(train.lesions))},
+            RegionGrid(project["grid_k"]),
+            args.seed,
         )
-        tally = Tally()
+        tally, stats = Tally(), {}
         for cycle_number in range(1, args.cycles + 1):
             print(f"\ncycle {cycle_number}/{args.cycles}", flush=True)
-            _annotate_cycle(client, project["id"], args.regions, annotator, tally)
+            count = args.regions or defaults["regions_per_cycle"]
+            _annotate_cycle(client, project["id"], volume["id"], count, annotator, tally)
             _train(client, project["id"], args.steps)
-            dice = _cycle_dice(client, project["id"], volume["id"], lesions, out / "data" / "cycle_prediction.nrrd")
-            print(
-                f"  after {tally.regions} answers ({tally.effort_seconds:g} s): Dice {dice:.3f} against the "
-                "synthetic lesions on the whole CT",
-                flush=True,
-            )
-        prediction, curve, infected_ml = _fetch_results(client, project["id"], volume["id"], out)
-    return prediction, curve, infected_ml, tally
+            stats = _measure_held_out(client, project["id"], held_out_volume["id"], held_out, out, tally)
+    return tally, stats
+
+
+def _project_line(project: dict, regions: int) -> str:
+    settings = project["settings"]
+    return (
+        f"project {project['id']}: loss {project['loss']}, {project['strategy']} with {project['mc_samples']} "
+        f"MC-dropout samples, {project['grid_k']} regions per slice, {regions} suggestions per cycle, "
+        f"{settings['image_size']}-pixel grid, U-Net width {settings['width']}, {settings['steps']} steps per job"
+    )
 
 
 def _region_grid(regions: int) -> RegionGrid:
@@ -172,21 +202,23 @@ def _region_grid(regions: int) -> RegionGrid:
         raise CovidalError(f"--grid-k: {error}") from None
 
 
-def _training_settings(args: argparse.Namespace) -> dict:
-    """Project settings the training job reads (see ``covidal.service.jobs.job_config.TrainJobConfig.for_project``)."""
-    return {
-        "image_size": args.size,
-        "width": args.width,
+def _training_settings(args: argparse.Namespace, defaults: dict) -> dict:
+    """Project settings the training job reads (see ``TrainJobConfig.for_project``): the options given, else the
+    service's defaults (which the service records for those left out)."""
+    chosen = {"image_size": args.size, "width": args.width, "steps": args.steps}
+    steps = args.steps or defaults["steps"]
+    return {key: value for key, value in chosen.items() if value is not None} | {
         "seed": args.seed,
-        "checkpoint_every": max(1, args.steps // 5),
+        "checkpoint_every": steps,  # the job's own Dice (answered pixels) once, at its end
     }
 
 
 def _annotate_cycle(
-    client: CovidalClient, project_id: int, count: int, annotator: SimulatedAnnotator, tally: Tally
+    client: CovidalClient, project_id: int, volume_id: int, count: int, annotator: SimulatedAnnotator, tally: Tally
 ) -> None:
-    """Open a cycle of ``count`` suggested regions, lease them all and answer each like a clinician would."""
-    cycle = client.create_cycle(project_id, count=count)
+    """Open a cycle of ``count`` suggested regions of the training volume, lease them all and answer each like a
+    clinician would."""
+    cycle = client.create_cycle(project_id, count=count, volume_ids=[volume_id])
     leased = client.lease_suggestions(project_id, cycle["id"], ANNOTATOR, limit=count)
     infection = 0
     for suggestion in leased:
@@ -228,14 +260,14 @@ def _check_box(suggestion: dict, annotator: SimulatedAnnotator, k: int) -> None:
         )
 
 
-def _train(client: CovidalClient, project_id: int, steps: int) -> None:
-    """Start a training job on every answered region and print its progress until it ends.
+def _train(client: CovidalClient, project_id: int, steps: int | None) -> None:
+    """Start a training job (``steps``, else the project's) on every answered region and print its progress until it ends.
 
     Raises:
         CovidalError: the job failed or was cancelled (with its error), or did not end in time.
     """
     job = client.start_training(project_id, steps=steps)
-    print(f"  training job {job['id']}: {steps} steps", flush=True)
+    print(f"  training job {job['id']}", flush=True)
     deadline, last_step, last_print = time.monotonic() + JOB_TIMEOUT_S, None, 0.0
     while job["status"] not in ("done", "failed", "cancelled", "interrupted"):
         if time.monotonic() > deadline:
@@ -260,45 +292,12 @@ def _train(client: CovidalClient, project_id: int, steps: int) -> None:
             f"{client.job_log(project_id, job['id'])[-2000:]}"
         )
     val_dice = job["progress"]["val_dice"]
-    print("  done" + (f"; Dice on the answered pixels {val_dice:.3f}" if val_dice is not None else ""), flush=True)
-
-
-def _cycle_dice(client: CovidalClient, project_id: int, volume_id: int, lesions: np.ndarray, path: Path) -> float:
-    """Dice of the current model's prediction of the CT against the lesions ``[K, J, I]``.
-
-    The service's own learning curve scores only the answered pixels (a click per infected
-    region); the demo knows the whole truth, so it reports this too.
-    """
-    client.predict_volume(project_id, volume_id)
-    return _dice(read_volume(client.download_prediction(project_id, volume_id, path)).array != 0, lesions)
+    # The job's own Dice is on the pixels it trained on; the held-out Dice that follows is the measure.
+    print("  done" + (f" (Dice on its training pixels {val_dice:.3f})" if val_dice is not None else ""), flush=True)
 
 
 def _eta(seconds: float | None) -> str:
     return "?" if seconds is None else f"{seconds:.0f} s"
-
-
-def _fetch_results(client: CovidalClient, project_id: int, volume_id: int, out: Path) -> tuple[Path, Path, float]:
-    """Predict the CT with the last model; download the prediction and the learning curve.
-
-    Returns:
-        ``(prediction NRRD, learning curve PNG, infected mL)``.
-    """
-    stats = client.predict_volume(project_id, volume_id)
-    prediction = client.download_prediction(project_id, volume_id, out / "prediction.nrrd")
-    curve = client.download_learning_curve(project_id, out / "learning_curve.png")
-    for point in client.learning_curve(project_id):
-        dice = "n/a" if point["val_dice"] is None else f"{point['val_dice']:.3f}"
-        print(
-            f"learning curve: {point['answers']} answers, {point['effort_seconds']:g} s of effort -> "
-            f"validation Dice {dice}"
-        )
-    return prediction, curve, float(stats["infected_ml"])
-
-
-def _check_geometry(ct_path: Path, prediction: Path) -> None:
-    difference = geometry_difference(read_volume(ct_path), read_volume(prediction))
-    if difference:
-        raise CovidalError(f"the prediction {prediction} is not on the CT's grid: {difference}")
 
 
 def _dice(predicted: np.ndarray, reference: np.ndarray) -> float:
@@ -307,12 +306,31 @@ def _dice(predicted: np.ndarray, reference: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int((predicted & reference).sum()) / total
 
 
-def _crop_case(case, folder: Path) -> tuple[Path, Path]:
-    """Crop the case to the lungs' bounding box (+ margin in-plane) and write ``ct.nrrd`` and ``lesions.nrrd``.
+def _measure_held_out(
+    client: CovidalClient, project_id: int, volume_id: int, held_out: CroppedCase, out: Path, tally: Tally
+) -> dict:
+    """Predict the held-out case with the current model, save it as ``OUT/prediction.nrrd``, add a curve point.
 
-    The crop keeps only the chest, so the small CPU training grid keeps native resolution
-    and the service scores fewer regions. Every lesion lies in the lungs, hence in the crop:
-    a Dice on the crop is the Dice on the whole CT with background predicted outside it.
+    Returns:
+        the service's figures of the prediction (infected mL, share of each lung).
+    """
+    stats = client.predict_volume(project_id, volume_id)
+    path = client.download_prediction(project_id, volume_id, out / "prediction.nrrd")
+    dice = _dice(read_volume(path).array != 0, held_out.lesions)
+    tally.curve.append(HeldOutPoint(tally.regions, tally.effort_seconds, dice, stats["infected_ml"]))
+    print(
+        f"  after {tally.regions} answers ({tally.effort_seconds:g} s): held-out Dice {dice:.3f}, "
+        f"{stats['infected_ml']:.1f} mL predicted infected vs {held_out.lesion_ml:.1f} mL true",
+        flush=True,
+    )
+    return stats
+
+
+def _crop_box(case: DemoCase) -> tuple[slice, slice, slice]:
+    """``(i, j, k)`` slices of the lungs' bounding box, ``CROP_MARGIN`` wider on every side within the CT.
+
+    The crop keeps only the chest, so the training grid keeps native resolution and the service scores
+    fewer regions; the margin keeps chest wall around the lungs, so lungs never touch a slice's border.
 
     Raises:
         CovidalError: fewer than 10 slices with lung.
@@ -320,20 +338,28 @@ def _crop_case(case, folder: Path) -> tuple[Path, Path]:
     lungs = sitk.GetArrayFromImage(sitk.ReadImage(str(case.lungs))).astype(bool)  # [K, J, I]
     if lungs.any(axis=(1, 2)).sum() < 10:
         raise CovidalError("the demo CT has fewer than 10 slices with lung")
-    (k0, k1), (j0, j1), (i0, i1) = (
-        _extent(lungs.any(axis=axes), margin)
-        for axes, margin in (((1, 2), 0), ((0, 2), CROP_MARGIN), ((0, 1), CROP_MARGIN))
-    )
+    k, j, i = (_extent(lungs.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
+    return i, j, k
+
+
+def _crop_case(case: DemoCase, box: tuple[slice, slice, slice], folder: Path, prefix: str) -> CroppedCase:
+    """Write ``{prefix}ct.nrrd`` and ``{prefix}lesions.nrrd``, the case cropped to ``box``.
+
+    Every lesion lies in the lungs, hence in the crop: a Dice on the crop is the Dice on the whole CT with
+    background predicted outside it.
+    """
     paths = []
     for kind, source in (("ct", case.ct), ("lesions", case.lesions)):
-        path = folder / f"{kind}.nrrd"
-        block = sitk.ReadImage(str(source))[i0:i1, j0:j1, k0:k1]  # SimpleITK slicing keeps the geometry
+        path = folder / f"{prefix}{kind}.nrrd"
+        block = sitk.ReadImage(str(source))[box]  # SimpleITK slicing keeps the geometry
         atomic_write(path, lambda tmp, block=block: sitk.WriteImage(block, str(tmp), True))
         paths.append(path)
-    return paths[0], paths[1]
+    lesions = sitk.ReadImage(str(paths[1]))
+    voxel_ml = float(np.prod(lesions.GetSpacing())) / 1000.0
+    return CroppedCase(paths[0], paths[1], sitk.GetArrayFromImage(lesions).astype(bool), voxel_ml)
 
 
-def _extent(occupied: np.ndarray, margin: int) -> tuple[int, int]:
-    """``[start, stop)`` of the occupied indices of a 1D mask, widened by ``margin`` within bounds."""
+def _extent(occupied: np.ndarray) -> slice:
+    """``[start, stop)`` of the occupied indices of a 1D mask, widened by ``CROP_MARGIN`` within bounds."""
     index = np.flatnonzero(occupied)
-    return max(0, int(index[0]) - margin), min(len(occupied), int(index[-1]) + 1 + margin)
+    return slice(max(0, int(index[0]) - CROP_MARGIN), min(len(occupied), int(index[-1]) + 1 + CROP_MARGIN))

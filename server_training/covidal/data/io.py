@@ -89,7 +89,10 @@ def read_dicom_image(files: tuple[str, ...], folder: Path) -> sitk.Image:
     try:
         image = reader.Execute()
     except RuntimeError as error:
-        raise CovidalError(f"cannot read the DICOM series in {folder}: {_last_line(error)}") from error
+        raise CovidalError(
+            f"cannot read the DICOM series in {folder}: a file of it is damaged, or its pixel data is compressed "
+            "in a way this installation cannot decode"
+        ) from error
     return _checked_image(image, folder)
 
 
@@ -300,7 +303,12 @@ def _read_volume_file(path: Path) -> sitk.Image:
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as error:
-        raise CovidalError(f"cannot read volume {path}: {_last_line(error)}") from error
+        # ITK's message names its own classes and source lines; say what it means instead.
+        if any(word in str(error).lower() for word in ("bad_alloc", "allocate", "memory")):
+            raise CovidalError(f"cannot read {path}: not enough memory to decode it") from error
+        raise CovidalError(
+            f"cannot read {path} as a {suffix} volume: the file is damaged, truncated or not in that format"
+        ) from error
 
 
 def dicom_series_files(folder: Path) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from covidal.data.volume import ijk_to_ras_matrix
 from covidal.models.kinds import ModelKind
+from covidal.service.defaults import ServedDefaults
 from covidal.service.store import records
 
 MAX_CYCLE_REGIONS = 10_000
@@ -31,13 +32,30 @@ class _Response(BaseModel):
 
 
 class ProjectCreate(_Request):
+    """A new project; every field but the name left out (or null) takes the service's default for its device
+    (``GET /defaults``), and the project records what it was created with."""
+
     name: str = Field(min_length=1, max_length=100)
-    model_kind: ModelKind
-    grid_k: int = Field(ge=1, le=MAX_GRID_K, description="regions per slice, a perfect square (e.g. 64)")
-    strategy: str = Field(description="a selection strategy of covidal.activelearning.strategies, e.g. 'entropy'")
-    mc_samples: int = Field(ge=1, le=1000)
-    loss: str = Field(description="a loss of covidal.losses.registry, e.g. 'point'")
-    settings: dict[str, Any] = Field(default_factory=dict)
+    model_kind: ModelKind | None = None
+    grid_k: int | None = Field(
+        default=None, ge=1, le=MAX_GRID_K, description="regions per slice, a perfect square (e.g. 16)"
+    )
+    strategy: str | None = Field(
+        default=None, description="a selection strategy of covidal.activelearning.strategies, e.g. 'entropy'"
+    )
+    mc_samples: int | None = Field(default=None, ge=1, le=1000)
+    loss: str | None = Field(default=None, description="a loss of covidal.losses.registry, e.g. 'cb-flip-rot'")
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="training and cycle settings (image_size, width, steps, seed, max_per_slice, ...); the "
+        "device's defaults of image_size, width and steps are recorded for those left out",
+    )
+
+
+class DefaultsOut(ServedDefaults):
+    """The project defaults of this service's device (:mod:`covidal.service.defaults`)."""
+
+    device: str
 
 
 class ProjectOut(_Response):
@@ -207,12 +225,16 @@ class JobOut(_Response):
 
 class PredictionOut(_Response):
     volume_id: int
-    voxels: int = Field(description="voxels labelled infection")
+    voxels: int = Field(description="voxels labelled infection (inside the lungs when they were found)")
     infected_ml: float
-    lung_percent: float | None = Field(
-        description="infected share of the lungs (heuristic lung mask), null if no lungs were found"
+    lungs: str = Field(
+        description="'restricted to the lungs', or why no lungs were found (then the prediction is not restricted "
+        "and the lung figures are null)"
     )
-    lung_ml: float | None
+    lung_ml: float | None = Field(default=None, description="aerated lung plus the infection found in the lungs")
+    lung_percent: float | None = Field(default=None, description="infected share of both lungs")
+    right_lung_percent: float | None = Field(default=None, description="infected share of the patient's right lung")
+    left_lung_percent: float | None = Field(default=None, description="infected share of the patient's left lung")
 
 
 class CurvePoint(_Response):

@@ -9,8 +9,11 @@ lungs that still touch are split by erosion into left and right (kept apart by a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
+from skimage.morphology import convex_hull_image
 
 from covidal.data.volume import Volume
 from covidal.errors import CovidalError
@@ -23,6 +26,8 @@ AIRWAY_WALL_MM = 3.0
 MIN_LUNG_FRACTION = 0.2  # a component smaller than this share of the largest is gas in the bowel, not lung
 LUNG_CLOSING_RADIUS_MM = 3.0
 MAX_SPLIT_EROSIONS = 4
+RIGHT, LEFT = 1, 2  # labels of :class:`Lungs`
+OUTSIDE_LUNGS_HU = -1024.0  # what :func:`lungs_only` puts outside the lungs: air, below any tissue's range
 
 
 def segment_lungs(ct: Volume) -> np.ndarray:
@@ -182,3 +187,112 @@ def _ellipsoid(radius_kji: np.ndarray) -> np.ndarray:
     """Boolean ellipsoid structuring element with the given radii in voxels ``(k, j, i)``."""
     grids = np.ogrid[tuple(slice(-r, r + 1) for r in radius_kji)]
     return sum((g / r) ** 2 for g, r in zip(grids, radius_kji)) <= 1.0
+
+
+@dataclass(frozen=True)
+class Lungs:
+    """The lungs of a CT: the aerated lung, and each lung filled to its convex hull slice by slice.
+
+    The aerated mask (:func:`segment_lungs`) leaves out dense lesions on the pleura (consolidation is soft-tissue
+    dense, not air): on the demo CT it holds 0.815 of the lesion voxels. Each lung's axial outline filled to its
+    convex hull puts them back (0.992) but also takes in the domes of the diaphragm (5,749 mL against 4,059 mL).
+    So a prediction is restricted to the filled lungs (it keeps pleural lesions and drops air outside the body
+    and the soft tissue around the chest), while what is measured as lung is the aerated lung plus the
+    infection found in the filled lungs.
+
+    Attributes:
+        aerated: bool ``[K, J, I]``, :func:`segment_lungs`.
+        filled: uint8 ``[K, J, I]``: 0 outside, :data:`RIGHT` (1) and :data:`LEFT` (2) for the patient's right and
+            left lung, each filled to its per-slice convex hull; a single unsplit component is :data:`RIGHT`.
+        voxel_ml: the volume of one voxel in mL.
+    """
+
+    aerated: np.ndarray
+    filled: np.ndarray
+    voxel_ml: float
+
+    @property
+    def nbytes(self) -> int:
+        return self.aerated.nbytes + self.filled.nbytes
+
+
+def find_lungs(ct: Volume) -> Lungs:
+    """The aerated lungs (:func:`segment_lungs`) and the filled lungs, labelled right and left.
+
+    Right and left come from the CT's geometry: the lung whose centre lies further toward the patient's left
+    (LPS +x) is the left lung. Where the two hulls would overlap, the voxel goes to the right lung.
+
+    Raises:
+        CovidalError: as :func:`segment_lungs`.
+    """
+    aerated = segment_lungs(ct)
+    components, _ = ndimage.label(aerated)
+    filled = np.zeros(components.shape, dtype=np.uint8)
+    for label, component in zip((RIGHT, LEFT), _right_then_left(components, ct)):
+        filled[_slice_hulls(components == component) & (filled == 0)] = label
+    return Lungs(aerated, filled, float(np.prod(ct.spacing)) / 1000.0)
+
+
+def _right_then_left(components: np.ndarray, ct: Volume) -> list[int]:
+    """Component numbers of ``components`` (at most 2, largest kept), the patient's right lung first."""
+    sizes = np.bincount(components.ravel())[1:]
+    kept = [int(n) + 1 for n in np.argsort(sizes)[::-1][:2]]
+    centres_kji = ndimage.center_of_mass(components > 0, components, kept)
+    lps_x = [(np.asarray(centre[::-1]) * np.array(ct.spacing) @ ct.direction.T)[0] for centre in centres_kji]
+    return [kept[n] for n in np.argsort(lps_x)]
+
+
+def _slice_hulls(lung: np.ndarray) -> np.ndarray:
+    """bool ``[K, J, I]``: each axial slice of ``lung`` filled to its convex hull (computed in its bounding box)."""
+    filled = np.zeros_like(lung)
+    for k in np.flatnonzero(lung.any(axis=(1, 2))):
+        rows, columns = np.nonzero(lung[k])
+        box = slice(rows.min(), rows.max() + 1), slice(columns.min(), columns.max() + 1)
+        filled[k][box] = convex_hull_image(lung[k][box])
+    return filled
+
+
+def lungs_only(ct: Volume, lungs: np.ndarray) -> np.ndarray:
+    """float32 ``[K, J, I]``: the CT's HU inside ``lungs`` (bool ``[K, J, I]``), :data:`OUTSIDE_LUNGS_HU` elsewhere."""
+    return np.where(lungs, np.asarray(ct.array, dtype=np.float32), np.float32(OUTSIDE_LUNGS_HU))
+
+
+@dataclass(frozen=True)
+class Involvement:
+    """How much of each lung a label volume marks as infected, as radiologists grade severity.
+
+    Lung volume = aerated lung plus the infection found in the filled lung (dense infection is lung too).
+
+    Attributes:
+        infected_ml: infected volume in both lungs.
+        lung_ml: volume of both lungs.
+        right_percent, left_percent: infected share of the right and the left lung in percent (0 for a lung
+            of no volume).
+    """
+
+    infected_ml: float
+    lung_ml: float
+    right_percent: float
+    left_percent: float
+
+    @property
+    def percent(self) -> float:
+        """Infected share of both lungs in percent."""
+        return 100.0 * self.infected_ml / self.lung_ml if self.lung_ml else 0.0
+
+
+def restrict_to_lungs(labels: np.ndarray, lungs: Lungs) -> np.ndarray:
+    """``labels`` ``[K, J, I]`` with every voxel outside the filled lungs set to 0 (same dtype)."""
+    return np.where(lungs.filled > 0, labels, np.zeros((), dtype=labels.dtype))
+
+
+def involvement(infected: np.ndarray, lungs: Lungs) -> Involvement:
+    """The :class:`Involvement` of bool ``infected`` ``[K, J, I]`` (voxels outside the filled lungs ignored)."""
+    infected_ml, lung_ml = [], []
+    for label in (RIGHT, LEFT):
+        lung = lungs.filled == label
+        inside = infected & lung
+        infected_ml.append(float(np.count_nonzero(inside)) * lungs.voxel_ml)
+        lung_ml.append(float(np.count_nonzero(inside | (lungs.aerated & lung))) * lungs.voxel_ml)
+    right, left = (100.0 * i / v if v else 0.0 for i, v in zip(infected_ml, lung_ml))
+    return Involvement(sum(infected_ml), sum(lung_ml), right, left)

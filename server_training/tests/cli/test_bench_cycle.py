@@ -11,7 +11,7 @@ import torch
     [
         (["--slices", "0"], ["--slices", "at least 1"]),
         (["--size", "64"], ["--size", "2 arguments"]),
-        (["--size", "4", "4"], ["too small"]),
+        (["--size", "2", "2"], ["too small"]),
         (["--grid-k", "10"], ["grid-k", "perfect square"]),
         (["--image-size", "100"], ["--image-size", "multiple of 32"]),
         (["--slices", "1", "--regions", "40"], ["fewer than two cycles"]),

@@ -11,8 +11,13 @@ import numpy as np
 import pytest
 from service_testing import lung_ct, new_project, raw_request, unique_name, write_volume
 
+from covidal.activelearning.query import PoolPart, QueryOptions, cycle_seed, query_regions
+from covidal.activelearning.selection import SelectionRule
+from covidal.activelearning.strategies import InfectionDensity, SliceStack
 from covidal.client import ClientError
 from covidal.data.io import read_volume
+from covidal.regions.grid import RegionGrid
+from covidal.service.defaults import CPU_DEFAULTS
 from covidal.service.store.store import Store
 
 OCTET_STREAM = {"Content-Type": "application/octet-stream"}
@@ -66,8 +71,9 @@ def test_projects_create_list_get_and_patch_settings(service):
     }
     assert client.get_project(project["id"]) == project
     assert project in client.list_projects()
+    assert project["settings"] == CPU_DEFAULTS.training_settings()  # recorded at creation
     changed = client.update_project_settings(project["id"], {"window": [-600, 1500]})
-    assert changed["settings"] == {"window": [-600, 1500]}
+    assert changed["settings"] == {**CPU_DEFAULTS.training_settings(), "window": [-600, 1500]}
     with assert_client_error(409, "already exists"):
         client.create_project(
             project["name"], model_kind="unet", grid_k=16, strategy="entropy", mc_samples=4, loss="point"
@@ -131,15 +137,28 @@ def test_nifti_upload_is_read(service, tmp_path):
     assert created and volume["format"] == "nifti" and volume["name"] == "lung" and volume["dims"] == [8, 8, 3]
 
 
-def test_cycle_suggests_the_lung_regions_in_voxel_boxes(service, lung_case):
+def test_cycle_suggests_the_regions_of_the_ct_prior_in_voxel_boxes(service, lung_case):
+    """Before any model the service ranks by the CT prior; on this 8 x 8 x 3 CT no lungs are found, so the prior
+    sees the whole CT, and the cycle is the core's query of it (scores, order) with boxes in voxels."""
     project, volume, _ = lung_case
     cycle = service.client.create_cycle(project["id"], count=4)
     assert cycle["number"] >= 1 and cycle["status"] == "open"
-    got = [(s["volume_id"], s["k"], s["region"], s["rank"]) for s in cycle["suggestions"]]
-    assert got[:2] == [(volume["id"], 0, 3, 1), (volume["id"], 1, 1, 2)]
-    assert got[2][1] == 2 and got[3][1:] == (0, 0, 4)
-    assert cycle["suggestions"][0]["box"] == {"i0": 4, "i1": 8, "j0": 4, "j1": 8}
-    np.testing.assert_allclose([s["score"] for s in cycle["suggestions"]], [1, 0.75, 0, 0.5], atol=1e-5)
+    assert {s["volume_id"] for s in cycle["suggestions"]} == {volume["id"]}
+    grid = RegionGrid(4)
+    stack = SliceStack(((8, 8),) * 3, lambda: None, lambda: lung_ct())
+    expected = query_regions(
+        [PoolPart(stack, np.ones((3, 4), dtype=bool))],
+        InfectionDensity(),
+        None,
+        QueryOptions(grid, SelectionRule(4)),
+        cycle_seed(0, cycle["number"]),
+    )
+    got = [(s["k"], s["region"], s["rank"]) for s in cycle["suggestions"]]
+    assert got == [(q.slice, q.region, rank) for rank, q in enumerate(expected, start=1)]
+    np.testing.assert_allclose([s["score"] for s in cycle["suggestions"]], [q.score for q in expected])
+    for suggestion in cycle["suggestions"]:
+        box = grid.boxes((8, 8))[suggestion["region"]]
+        assert suggestion["box"] == {"i0": box.col0, "i1": box.col1, "j0": box.row0, "j1": box.row1}
     assert service.client.get_cycle(project["id"], cycle["id"])["suggestions"] == cycle["suggestions"]
 
 

@@ -65,7 +65,16 @@ def test_prediction_has_the_volume_geometry_and_stats(service, trained, tmp_path
     assert set(np.unique(labels.array)) <= {0, 1}
     assert stats["voxels"] == int(labels.array.sum())
     assert stats["infected_ml"] == pytest.approx(stats["voxels"] * np.prod(VOLUME_SPACING) / 1000)
-    assert set(stats) == {"volume_id", "voxels", "infected_ml", "lung_percent", "lung_ml"}
+    assert set(stats) == {
+        "volume_id",
+        "voxels",
+        "infected_ml",
+        "lungs",
+        "lung_ml",
+        "lung_percent",
+        "right_lung_percent",
+        "left_lung_percent",
+    }
 
 
 def test_learning_curve_json_and_png(service, trained, tmp_path):

@@ -78,11 +78,11 @@ def test_prediction_uses_the_student_on_the_volumes_grid(service, trained, tmp_p
     assert stats["infected_ml"] == pytest.approx(stats["voxels"] * np.prod(VOLUME_SPACING) / 1000)
 
 
-def test_cycles_of_a_unet3d_project_keep_the_lung_fraction_scores(service, trained):
+def test_cycles_of_a_unet3d_project_keep_the_first_cycle_prior(service, trained):
     project, _, _ = trained
     cycle = service.client.create_cycle(project["id"], count=4)
     assert len(cycle["suggestions"]) == 4
-    assert all(0 <= s["score"] <= 1 + 1e-5 for s in cycle["suggestions"])  # fractions (plus a tie-break jitter)
+    assert all(0 <= s["score"] <= 1 + 1e-5 for s in cycle["suggestions"])  # shares of voxels (plus a tie-break jitter)
 
 
 def test_supervised_mode_trains_the_teacher_alone(service, tmp_path):

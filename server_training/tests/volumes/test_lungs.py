@@ -8,7 +8,16 @@ from scipy import ndimage
 
 from covidal.data.volume import Volume
 from covidal.errors import CovidalError
-from covidal.volumes.lungs import segment_lungs
+from covidal.volumes.lungs import (
+    LEFT,
+    OUTSIDE_LUNGS_HU,
+    RIGHT,
+    find_lungs,
+    involvement,
+    lungs_only,
+    restrict_to_lungs,
+    segment_lungs,
+)
 
 
 def chest_phantom() -> tuple[Volume, np.ndarray]:
@@ -55,3 +64,42 @@ def test_phantom_lungs_are_found_without_airway_or_bowel_gas() -> None:
 def test_segment_lungs_rejects_non_chest_input(array: np.ndarray, message: str) -> None:
     with pytest.raises(CovidalError, match=message):
         segment_lungs(Volume(array))
+
+
+def test_filled_lungs_are_labelled_right_and_left_and_keep_a_dense_pleural_lesion() -> None:
+    ct, truth = chest_phantom()
+    hu = ct.array.copy()
+    pleural = np.zeros(hu.shape, dtype=bool)
+    pleural[14:22, 28:37, 11:15] = True  # consolidation (40 HU) on the outer pleura of the patient's right lung
+    pleural &= truth
+    hu[pleural] = 40
+    lungs = find_lungs(ct.with_array(hu))
+    assert lungs.aerated[pleural].mean() < 0.5  # soft-tissue dense: mostly not aerated lung
+    assert lungs.filled[pleural].mean() > 0.85  # the convex hull puts most of it back (all but its outer shell)
+    # Direction identity: i grows toward the patient's left (LPS +x), so the lung at i ~ 22 is the right one.
+    assert (lungs.filled[18, 32, 22], lungs.filled[18, 32, 58]) == (RIGHT, LEFT)
+    assert not lungs.filled[:, 0, :].any() and lungs.filled[2, 40, 40] == 0  # no outside air, no bowel gas
+    assert lungs.voxel_ml == pytest.approx(0.008)
+
+
+def test_involvement_measures_each_lung_and_restriction_drops_what_is_outside() -> None:
+    ct, _ = chest_phantom()
+    lungs = find_lungs(ct)
+    right = lungs.filled == RIGHT
+    labels = np.zeros(ct.array.shape, dtype=np.uint8)
+    labels[:, :, :40] = 1  # everything on the patient's right side of the body, and the air beside it
+    restricted = restrict_to_lungs(labels, lungs)
+    assert restricted.dtype == np.uint8 and np.array_equal(restricted.astype(bool), right)
+    measured = involvement(restricted.astype(bool), lungs)
+    assert measured.right_percent == pytest.approx(100.0) and measured.left_percent == 0.0
+    assert measured.infected_ml == pytest.approx(right.sum() * lungs.voxel_ml)
+    right_aerated = (lungs.aerated & right).sum() * lungs.voxel_ml
+    assert measured.lung_ml == pytest.approx(measured.infected_ml + (lungs.aerated & ~right).sum() * lungs.voxel_ml)
+    assert measured.infected_ml >= right_aerated  # dense infection counts as lung too
+    assert measured.percent == pytest.approx(100 * measured.infected_ml / measured.lung_ml)
+
+
+def test_lungs_only_keeps_the_lungs_hu_and_puts_air_elsewhere() -> None:
+    ct, truth = chest_phantom()
+    kept = lungs_only(ct, truth)
+    assert np.array_equal(kept[truth], ct.array[truth]) and np.all(kept[~truth] == OUTSIDE_LUNGS_HU)

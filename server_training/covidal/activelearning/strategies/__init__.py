@@ -10,7 +10,7 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from covidal.activelearning.strategies.heuristics import MEASURES, MeasureStrategy, RandomRegions
-from covidal.activelearning.strategies.priors import LungFraction
+from covidal.activelearning.strategies.priors import InfectionDensity
 from covidal.activelearning.strategies.strategy import ScoringContext, SliceStack, Strategy
 
 
@@ -41,4 +41,12 @@ def build_strategy(name: StrategyName | str) -> Strategy:
     return STRATEGIES[StrategyName(name)]()
 
 
-__all__ = ["STRATEGIES", "LungFraction", "ScoringContext", "SliceStack", "Strategy", "StrategyName", "build_strategy"]
+__all__ = [
+    "STRATEGIES",
+    "InfectionDensity",
+    "ScoringContext",
+    "SliceStack",
+    "Strategy",
+    "StrategyName",
+    "build_strategy",
+]

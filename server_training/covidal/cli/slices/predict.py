@@ -17,12 +17,14 @@ from covidal.data.slices import (
     load_slice_folder,
     load_volume_slices,
 )
+from covidal.data.volume import Volume
 from covidal.data.window import HUWindow, to_unit_intensity
 from covidal.errors import CovidalError
 from covidal.training.checkpoint import LoadedRun, load_run
 from covidal.training.inference import predict_probabilities
 from covidal.training.train_config import resolve_device
 from covidal.utils.atomic import atomic_write
+from covidal.volumes.lungs import find_lungs, involvement, restrict_to_lungs
 
 
 def add_parser(commands) -> None:
@@ -58,6 +60,12 @@ def run(args: argparse.Namespace) -> int:
     source: Path = args.input
     if not source.exists():
         raise CovidalError(f"input {source} does not exist")
+    if source.is_file() and not _is_image(source) and volume_suffix(source) is None:
+        hint = "; for DICOM, give the folder holding the series" if source.suffix.lower() == ".dcm" else ""
+        raise CovidalError(
+            f"--input {source} is neither a slice image ({', '.join(IMAGE_SUFFIXES)}) nor a volume "
+            f"({', '.join(VOLUME_SUFFIXES)}){hint}"
+        )
     if source.is_file() and _is_image(source):
         _predict_image_file(loaded, source, args.out, window, device)
     elif source.is_dir() and any(_is_image(p) for p in source.iterdir()):
@@ -108,4 +116,23 @@ def _predict_volume(loaded: LoadedRun, source: Path, out: Path, window: HUWindow
         loaded.model, records, loaded.config.image_size, device, progress=progress, options=loaded.config.prediction
     ):
         labels[record.slice_index] = prob >= 0.5
+    labels = _restricted_to_lungs(labels, volume)
     write_volume(volume.with_array(labels), out)
+
+
+def _restricted_to_lungs(labels: np.ndarray, volume: Volume) -> np.ndarray:
+    """``labels`` ``[K, J, I]`` inside the volume's lungs, printing the infected mL and each lung's share, as the
+    service reports a prediction; unchanged, with the reason, when no lungs are found (not a CT in HU)."""
+    try:
+        lungs = find_lungs(volume)
+    except CovidalError as error:
+        voxel_ml = float(np.prod(volume.spacing)) / 1000.0
+        print(f"infected: {labels.sum() * voxel_ml:.1f} mL, not restricted to the lungs ({error})")
+        return labels
+    labels = restrict_to_lungs(labels, lungs)
+    measured = involvement(labels.astype(bool), lungs)
+    print(
+        f"infected: {measured.infected_ml:.1f} mL inside the lungs ({measured.percent:.1f}% of {measured.lung_ml:.0f} "
+        f"mL; right lung {measured.right_percent:.1f}%, left lung {measured.left_percent:.1f}%)"
+    )
+    return labels

@@ -13,11 +13,13 @@ from typing import Any
 
 from covidal.errors import CovidalError
 from covidal.models.kinds import SLICE_MODEL_KINDS, VOLUME_MODEL_KINDS, ModelKind
+from covidal.service.defaults import CPU_DEFAULTS
 from covidal.validation import check_int, check_real, config_from_mapping
 
-DEFAULT_STEPS = 20
-DEFAULT_IMAGE_SIZE = 64
-DEFAULT_WIDTH = 16
+# A job of a project that recorded no training settings (created before they were recorded) trains like the CPU's.
+DEFAULT_STEPS = CPU_DEFAULTS.steps
+DEFAULT_IMAGE_SIZE = CPU_DEFAULTS.image_size
+DEFAULT_WIDTH = CPU_DEFAULTS.width
 MAX_STEPS = 1_000_000
 # Upper bounds of the settings that size a job's memory: far above any useful value, far below an exhausted machine.
 MAX_IMAGE_SIZE = 1024
@@ -97,6 +99,7 @@ class TrainJobConfig(JobConfig):
         dropout: head dropout, in [0, 1); MC-dropout scoring needs it above 0.
         background_sample: pixels drawn per background region (at most ``MAX_IMAGE_SIZE ** 2``), or None for all.
         seed: seeds the initial weights, the batch order and the loss.
+        warm_start: start from the project's current model when it is the same network (else fresh weights).
 
     Raises:
         CovidalError: a value of the wrong type or out of range (naming the field).
@@ -111,6 +114,7 @@ class TrainJobConfig(JobConfig):
     dropout: float = 0.5
     background_sample: int | None = None
     seed: int = 0
+    warm_start: bool = True
 
     def __post_init__(self) -> None:
         for name, maximum in (
@@ -128,6 +132,8 @@ class TrainJobConfig(JobConfig):
             raise CovidalError(f"job config image_size must be a multiple of 32, got {self.image_size}")
         check_real("job config learning_rate", self.learning_rate, above=0.0)
         check_real("job config dropout", self.dropout, minimum=0.0, below=1.0)
+        if not isinstance(self.warm_start, bool):
+            raise CovidalError(f"job config warm_start must be true or false, got {self.warm_start!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -48,7 +48,7 @@ from covidal.service.project.layout import ProjectLayout
 from covidal.service.project.learning_curve import record_job_result
 from covidal.service.store.records import Job, JobStatus, Project
 from covidal.service.store.store import Store
-from covidal.training.checkpoint import save_checkpoint
+from covidal.training.checkpoint import load_run, save_checkpoint
 from covidal.training.dataset import TrainingSlices, network_input
 from covidal.training.inference import predict_probabilities
 from covidal.training.steps import StepReport, StepTrainer
@@ -127,6 +127,7 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
     paths = layout.job(job.id)
     torch.manual_seed(train_config.seed)  # the initial weights (a resumed job then loads its own)
     model = build_model(train_config.model).to(device)
+    warm = config.warm_start and _warm_start(model, train_config, layout.current_model(project.id), device)
     trainer = StepTrainer(
         model,
         loss_fn,
@@ -147,7 +148,7 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
         )
     print(
         f"job {job.id}: {len(data.slices)} slices, {data.answers} answers, steps {trainer.step + 1}..{config.steps} "
-        f"on {device}",
+        f"on {device}, " + ("from the project's current model" if warm else "from fresh weights"),
         flush=True,
     )
 
@@ -167,6 +168,25 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
     save_checkpoint(paths.model, model, train_config, config.steps, val_dice)
     publish_model(paths.model, layout.current_model(project.id))
     record_job_result(paths, job.id, config.steps, data.answers, data.effort_seconds, val_dice)
+
+
+def _warm_start(model: SegmentationNet, train_config: TrainConfig, current: Path, device: torch.device) -> bool:
+    """Load the project's current model's weights into ``model`` when it has the same network; True if loaded.
+
+    Each job then continues from the last one, as ``covidal simulate`` does by default (BENCHMARKS.md, "Warm
+    start against retraining from scratch"), so a project's steps add up over its cycles. A current model of
+    another network (the project's width or kind changed) or an unreadable one is not used.
+    """
+    if not current.is_file():
+        return False
+    try:
+        previous = load_run(current, device)
+    except CovidalError:
+        return False
+    if previous.config.model != train_config.model or previous.config.image_size != train_config.image_size:
+        return False
+    model.load_state_dict(previous.model.state_dict())
+    return True
 
 
 def _training_slices(config: TrainJobConfig, data: ProjectAnnotations) -> TrainingSlices:

@@ -4,8 +4,9 @@ cycle's scores as a heat map volume.
 Each volume is a part of the pool (:class:`~covidal.activelearning.query.PoolPart`): its axial slices
 ``[J, I]``, cut by the project's region grid, with the regions answered in any earlier cycle closed. A project
 without a current 2D model (no job has finished yet, or a ``unet3d`` project, whose 3D network has no dropout
-head to sample) ranks by :class:`~covidal.activelearning.strategies.LungFraction`; otherwise by its strategy
-with its ``mc_samples`` MC-dropout samples. Cycle ``n``'s draws derive from ``cycle_seed(seed, n)`` with the
+head to sample) ranks by :class:`~covidal.activelearning.strategies.InfectionDensity` inside the volume's
+aerated lungs (:mod:`covidal.service.project.lungs`; the whole CT when none are found); otherwise by its
+strategy with its ``mc_samples`` MC-dropout samples. Cycle ``n``'s draws derive from ``cycle_seed(seed, n)`` with the
 project's ``seed`` setting (default 0), as a simulation's cycle ``n`` does from its seed, so the same model,
 volume, strategy, seed and answers give the same regions in the same order as ``covidal simulate``.
 
@@ -25,13 +26,15 @@ import SimpleITK as sitk
 
 from covidal.activelearning.query import PoolPart, QueryOptions, cycle_seed, query_regions
 from covidal.activelearning.selection import DEFAULT_MAX_PER_SLICE, SelectionRule
-from covidal.activelearning.strategies import LungFraction, SliceStack, build_strategy
+from covidal.activelearning.strategies import InfectionDensity, SliceStack, build_strategy
+from covidal.data.volume import Volume
 from covidal.errors import CovidalError
 from covidal.models.kinds import ModelKind
 from covidal.regions.grid import RegionGrid
 from covidal.service.cache import ServiceCache, VolumeKey
 from covidal.service.jobs.training_data import answered_regions
 from covidal.service.project.layout import ProjectLayout
+from covidal.service.project.lungs import NoLungs, volume_lungs
 from covidal.service.settings import ServiceSettings
 from covidal.service.store import records
 from covidal.service.store.errors import Invalid
@@ -39,6 +42,7 @@ from covidal.service.store.records import RegionBox, SuggestionSpec
 from covidal.service.store.store import Store
 from covidal.service.volumes import read_stored_volume
 from covidal.validation import check_int
+from covidal.volumes.lungs import lungs_only
 
 
 def open_cycle(
@@ -72,7 +76,7 @@ def open_cycle(
             PoolPart(_volume_stack(store, settings, cache, volume, model), _open_regions(volume, grid, answered))
             for volume in pool
         ]
-        strategy = LungFraction() if model is None else build_strategy(project.strategy)
+        strategy = InfectionDensity() if model is None else build_strategy(project.strategy)
         queried = query_regions(
             parts, strategy, None if model is None else model.model, QueryOptions(grid, rule, project.mc_samples), seed
         )
@@ -152,10 +156,16 @@ def _volume_stack(
     key = VolumeKey(volume.id, volume.sha256)
     max_expanded = settings.decode_limits.max_zip_bytes
 
+    def read() -> Volume:
+        return cache.volume(key, lambda: read_stored_volume(store.files.path(volume.path), volume.format, max_expanded))
+
     def voxels() -> np.ndarray:
-        return cache.volume(
-            key, lambda: read_stored_volume(store.files.path(volume.path), volume.format, max_expanded)
-        ).array
+        return read().array
+
+    def lungs_hu() -> np.ndarray:
+        ct = read()
+        lungs = volume_lungs(cache, key, ct)
+        return ct.array if isinstance(lungs, NoLungs) else lungs_only(ct, lungs.aerated)
 
     def network_input():
         from covidal.service.project.models import slices  # torch loads only once a project has a model
@@ -167,7 +177,7 @@ def _volume_stack(
             slices.tensor_nbytes,
         )
 
-    return SliceStack((_slice_shape(volume),) * volume.geometry.dims[2], network_input, voxels)
+    return SliceStack((_slice_shape(volume),) * volume.geometry.dims[2], network_input, lungs_hu)
 
 
 def _current_model(project: records.Project, settings: ServiceSettings, cache: ServiceCache):

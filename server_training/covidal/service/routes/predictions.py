@@ -7,7 +7,7 @@ from fastapi.responses import FileResponse
 
 from covidal.service.project import predicting
 from covidal.service.routes.base import api_router
-from covidal.service.routes.deps import LayoutDep, SettingsDep, StoreDep
+from covidal.service.routes.deps import CacheDep, LayoutDep, SettingsDep, StoreDep
 from covidal.service.schemas import PredictionOut
 
 router = api_router("predictions")
@@ -18,10 +18,11 @@ router = api_router("predictions")
     responses={409: {"description": "the project has no trained model yet"}},
 )
 def predict(
-    project_id: int, volume_id: int, store: StoreDep, settings: SettingsDep, layout: LayoutDep
+    project_id: int, volume_id: int, store: StoreDep, settings: SettingsDep, layout: LayoutDep, cache: CacheDep
 ) -> PredictionOut:
-    """Label the volume with the current model; infected volume (mL) and share of the lungs (heuristic mask)."""
-    return predicting.predict(store, settings, layout, project_id, volume_id)
+    """Label the volume with the current model inside its lungs (heuristic mask); infected volume (mL) and share
+    of each lung."""
+    return predicting.predict(store, settings, layout, cache, project_id, volume_id)
 
 
 @router.get(

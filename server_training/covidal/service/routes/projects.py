@@ -4,28 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from covidal.service.defaults import served_defaults
 from covidal.service.project import creation
 from covidal.service.routes.base import api_router
-from covidal.service.routes.deps import StoreDep
-from covidal.service.schemas import ProjectCreate, ProjectOut
+from covidal.service.routes.deps import SettingsDep, StoreDep
+from covidal.service.schemas import DefaultsOut, ProjectCreate, ProjectOut
 
 router = api_router("projects")
 
 
+@router.get("/defaults")
+def get_defaults(settings: SettingsDep) -> DefaultsOut:
+    """What a project created on this service gets for the choices its creator leaves out."""
+    return DefaultsOut(device=settings.device, **served_defaults(settings.device).to_dict())
+
+
 @router.post("/projects", status_code=201)
-def create_project(body: ProjectCreate, store: StoreDep) -> ProjectOut:
-    """A new project (409 if the name is taken)."""
+def create_project(body: ProjectCreate, store: StoreDep, settings: SettingsDep) -> ProjectOut:
+    """A new project (409 if the name is taken); left-out choices take the device's defaults."""
+    chosen = body.model_dump(mode="json", exclude={"name", "settings"}, exclude_none=True)
     return ProjectOut.model_validate(
-        creation.create_project(
-            store,
-            body.name,
-            body.model_kind.value,
-            body.grid_k,
-            body.strategy,
-            body.mc_samples,
-            body.loss,
-            body.settings,
-        )
+        creation.create_project(store, body.name, served_defaults(settings.device), chosen, body.settings)
     )
 
 

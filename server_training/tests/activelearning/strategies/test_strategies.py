@@ -1,5 +1,4 @@
-"""The strategies by name: pixel measures of MC-dropout samples, random draws that run no network, the lung
-fraction of a CT before any model exists."""
+"""The strategies by name: pixel measures of MC-dropout samples, random draws that run no network."""
 
 import numpy as np
 import pytest
@@ -9,14 +8,12 @@ from covidal.activelearning.scoring import mc_region_scores
 from covidal.activelearning.seeds import derived_seed
 from covidal.activelearning.strategies import (
     STRATEGIES,
-    LungFraction,
     ScoringContext,
     SliceStack,
     StrategyName,
     build_strategy,
 )
 from covidal.activelearning.strategies.heuristics import MEASURES, MeasureStrategy, RandomRegions
-from covidal.activelearning.strategies.priors import lung_fraction_scores
 from covidal.models.slices.build import ModelConfig, build_model
 from covidal.regions.grid import RegionGrid
 from covidal.uncertainty.mc_dropout import sample_dropout_masks
@@ -74,32 +71,3 @@ def test_random_scores_are_seeded_and_run_no_network():
 def test_random_scores_still_need_slices_that_fit_the_grid():
     with pytest.raises(ValueError, match="too small"):
         RandomRegions().region_scores(stack(), context(grid_k=64 * 64))
-
-
-@pytest.mark.parametrize("dtype", [np.int16, np.int64, np.float32])
-@pytest.mark.parametrize(
-    ("shape", "grid_k"), [((3, 11, 13), 9), ((2, 40, 17), 16), ((1, 5, 5), 1), ((19, 9, 12), 4)]
-)  # 19 slices: chunks of 8, 8 and 3
-def test_lung_fractions_match_a_loop_over_boxes_exactly(dtype, shape, grid_k):
-    array = np.random.default_rng(0).integers(-1100, 100, shape).astype(dtype)  # uneven sides: unequal bands
-    grid = RegionGrid(grid_k)
-    expected = np.array(
-        [
-            [np.mean((array[k][box.slices] >= -950) & (array[k][box.slices] <= -300)) for box in grid.boxes(shape[1:])]
-            for k in range(shape[0])
-        ]
-    )
-    np.testing.assert_array_equal(lung_fraction_scores(array, grid), expected)
-
-
-def test_lung_range_is_inclusive():
-    array = np.array([[[-951, -950], [-300, -299]]])
-    assert lung_fraction_scores(array, RegionGrid(1)).tolist() == [[0.5]]
-
-
-def test_lung_fraction_reads_the_intensities_and_needs_them():
-    array = np.full((3, 40, 48), -800, dtype=np.int16)
-    scores = LungFraction().region_scores(SliceStack(((40, 48),) * 3, lambda: None, lambda: array), context())
-    assert scores.tolist() == [[1.0] * 4] * 3
-    with pytest.raises(ValueError, match="HU"):
-        LungFraction().region_scores(stack(), context())

@@ -156,3 +156,21 @@ def test_missing_model(cli, synthetic_ct, tmp_path):
         "predict", "--model", tmp_path / "no-run", "--input", synthetic_ct.ct, "--out", tmp_path / "p.nrrd", *CPU
     )
     result.assert_user_error("no trained 2D model")
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "slice.dcm"])
+def test_an_input_that_is_no_image_nor_volume_is_named_not_the_out_option(cli, tiny_run, tmp_path, name):
+    source = tmp_path / name
+    source.write_text("not an image")
+    result = cli("predict", "--model", tiny_run, "--input", source, "--out", tmp_path / "p.png", *CPU)
+    result.assert_user_error(f"--input {source}", "neither a slice image")
+    assert "--out" not in result.err
+
+
+def test_a_volume_prediction_prints_the_infected_ml(cli, ct_run, synthetic_ct, tmp_path):
+    result = cli("predict", "--model", ct_run, "--input", synthetic_ct.ct, "--out", tmp_path / "p.nrrd", *CPU)
+    assert result.code == 0
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "p.nrrd")))
+    voxel_ml = np.prod(sitk.ReadImage(str(synthetic_ct.ct)).GetSpacing()) / 1000
+    # The small synthetic CT has no lungs to find, so the prediction stays whole and says why.
+    assert f"infected: {labels.sum() * voxel_ml:.1f} mL, not restricted to the lungs" in result.out

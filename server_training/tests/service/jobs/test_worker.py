@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,14 +14,16 @@ from job_testing import LESION_BOX, TINY_SETTINGS, lesion_ct
 from service_testing import write_volume
 
 from covidal.data.io import read_volume
+from covidal.models.slices.build import build_model
 from covidal.regions.grid import RegionGrid
 from covidal.service.jobs.job_config import TrainJobConfig
 from covidal.service.jobs.progress import JobReporter
-from covidal.service.jobs.worker import run_job
-from covidal.service.project.layout import JobPaths
+from covidal.service.jobs.worker import _warm_start, run_job
+from covidal.service.project.layout import JobPaths, ProjectLayout
 from covidal.service.store.records import JobProgress, JobStatus, RegionBox, SuggestionSpec, VolumeFormat
 from covidal.service.store.store import Store
 from covidal.service.volumes import geometry_of
+from covidal.training.checkpoint import load_run
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")  # one thread: the same steps give the same weights
 
@@ -62,8 +65,9 @@ def answered(tmp_path) -> tuple[Store, int]:
 
 def run_train_job(store: Store, project_id: int, steps: int, resume_from: Path | None = None) -> Path:
     """Run a 'train' job of ``steps`` steps to the end (first interrupted at ``resume_from``'s checkpoint, if
-    given, and resumed from it, as after a service restart); returns its final training state file."""
-    config = TrainJobConfig.for_project(store.get_project(project_id).settings, {"steps": steps})
+    given, and resumed from it, as after a service restart); returns its final training state file. Each starts
+    from fresh weights (no warm start), so the runs compare step for step."""
+    config = TrainJobConfig.for_project(store.get_project(project_id).settings, {"steps": steps, "warm_start": False})
     job = store.enqueue_job(project_id, "train", config.to_dict())
     job = store.claim_next_job("cpu")
     paths = JobPaths(store.root, job.id)
@@ -104,3 +108,18 @@ def test_without_the_saved_optimiser_state_the_resumed_job_differs(answered, tmp
     torch.save(saved, forgetful)
     resumed = torch.load(run_train_job(store, project_id, steps=4, resume_from=forgetful), weights_only=True)
     assert not all(torch.equal(resumed["model"][key], uninterrupted["model"][key]) for key in resumed["model"])
+
+
+def test_a_job_warm_starts_from_the_current_model_of_the_same_network(answered, tmp_path):
+    store, project_id = answered
+    run_train_job(store, project_id, steps=2)  # publishes the project's current model
+    current = ProjectLayout(store.root).current_model(project_id)
+    published = load_run(current, "cpu")
+    config = published.config
+    fresh = build_model(config.model)
+    assert _warm_start(fresh, config, current, torch.device("cpu"))
+    for key, value in published.model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value)
+    wider = replace(config, model=replace(config.model, width=config.model.width * 2))
+    assert not _warm_start(build_model(wider.model), wider, current, torch.device("cpu"))  # another network
+    assert not _warm_start(fresh, config, tmp_path / "none.pt", torch.device("cpu"))  # no current model yet

@@ -63,7 +63,7 @@ def test_a_served_cycle_equals_the_simulated_cycle(service, trained_model, tmp_p
     )
     path = write_volume(ct(), tmp_path / "ct.nrrd")
     volume, _ = client.upload_volume(project["id"], path, "ct")
-    # Cycle 1 (no model yet, ranked by lung fraction): answer a third of its regions, spread over the slices.
+    # Cycle 1 (no model yet, ranked by the CT prior): answer a third of its regions, spread over the slices.
     first = client.create_cycle(project["id"], count=GRID_K * 6)
     leased = client.lease_suggestions(project["id"], first["id"], "dr-a", limit=GRID_K * 6)
     answered = leased[::3]

@@ -15,12 +15,10 @@ import torch
 from covidal.data.slices import load_volume_slices
 from covidal.data.volume import Volume
 from covidal.data.window import HUWindow, to_unit_intensity
-from covidal.errors import CovidalError
 from covidal.service.cache import VolumeKey
 from covidal.training.checkpoint import LoadedRun, load_run
 from covidal.training.dataset import network_input
 from covidal.training.inference import predict_probabilities
-from covidal.volumes.lungs import segment_lungs
 
 
 def load_model(path: Path, device: str) -> LoadedRun:
@@ -51,23 +49,6 @@ def tensor_nbytes(tensor: torch.Tensor) -> int:
     return tensor.element_size() * tensor.nelement()
 
 
-@dataclass(frozen=True)
-class PredictionStats:
-    """Summary of a predicted label volume.
-
-    Attributes:
-        voxels: voxels labelled infection.
-        infected_ml: their volume in mL (voxels x voxel volume in mm^3 / 1000).
-        lung_percent: infected lung voxels in percent of the lung mask's voxels, or None without a lung mask.
-        lung_ml: the lung mask's volume in mL, or None.
-    """
-
-    voxels: int
-    infected_ml: float
-    lung_percent: float | None
-    lung_ml: float | None
-
-
 def predict_labels(run: LoadedRun, volume: Volume) -> np.ndarray:
     """uint8 ``[K, J, I]``: 1 where the model's infection probability is at least 0.5, slice by slice."""
     device = next(run.model.parameters()).device
@@ -78,19 +59,3 @@ def predict_labels(run: LoadedRun, volume: Volume) -> np.ndarray:
     ):
         labels[record.slice_index] = probability >= 0.5
     return labels
-
-
-def prediction_stats(labels: np.ndarray, volume: Volume) -> PredictionStats:
-    """Infected volume, and its share of the lungs when :func:`covidal.volumes.lungs.segment_lungs` finds them."""
-    voxel_ml = float(np.prod(volume.spacing)) / 1000.0
-    infected = labels.astype(bool)
-    try:
-        lungs = segment_lungs(volume)
-    except CovidalError:
-        lungs = None
-    if lungs is None or not lungs.any():
-        return PredictionStats(int(infected.sum()), float(infected.sum()) * voxel_ml, None, None)
-    percent = 100.0 * float((infected & lungs).sum()) / float(lungs.sum())
-    return PredictionStats(
-        int(infected.sum()), float(infected.sum()) * voxel_ml, percent, float(lungs.sum()) * voxel_ml
-    )
