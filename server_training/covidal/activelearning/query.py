@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from covidal.activelearning.scoring import Reduction
+from covidal.activelearning.scoring import DEFAULT_REDUCTION, Reduction
 from covidal.activelearning.seeds import derived_seed
 from covidal.activelearning.selection import SelectionRule, select_regions
 from covidal.activelearning.strategies.strategy import ScoringContext, SliceStack, Strategy
@@ -43,14 +43,14 @@ class QueryOptions:
         grid: how each slice is cut into regions.
         rule: how many regions, and how spread over slices.
         samples: T, Monte-Carlo dropout samples per slice.
-        reduction: region score = max or mean of its pixels' scores.
+        reduction: how a region's pixel scores become its score (default top-mean).
         batch_size: slices per forward pass.
     """
 
     grid: RegionGrid
     rule: SelectionRule
     samples: int = 20
-    reduction: Reduction = Reduction.MAX
+    reduction: Reduction = DEFAULT_REDUCTION
     batch_size: int = 8
 
 

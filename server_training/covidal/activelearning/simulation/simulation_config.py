@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from covidal.activelearning.query import QueryOptions
-from covidal.activelearning.scoring import Reduction
+from covidal.activelearning.scoring import DEFAULT_REDUCTION, Reduction
 from covidal.activelearning.selection import DEFAULT_MAX_PER_SLICE, SelectionRule
 from covidal.activelearning.strategies import StrategyName
 from covidal.data.window import HUWindow
@@ -26,7 +26,7 @@ class SimulationConfig:
     Attributes:
         strategy: how regions are ranked.
         regions: K regions per slice (a perfect square).
-        reduction: region score = max or mean of its pixel scores.
+        reduction: how a region's pixel scores become its score (default top-mean).
         init_slices: slices labelled in full (all K regions) before the first cycle.
         cycles: query-and-retrain cycles after the initial training.
         per_cycle: regions asked per cycle.
@@ -50,7 +50,7 @@ class SimulationConfig:
 
     strategy: StrategyName = StrategyName.ENTROPY
     regions: int = DEFAULT_REGIONS
-    reduction: Reduction = Reduction.MAX
+    reduction: Reduction = DEFAULT_REDUCTION
     init_slices: int = 2
     cycles: int = 10
     per_cycle: int = 10

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
-from covidal.activelearning.scoring import Reduction
+from covidal.activelearning.scoring import DEFAULT_REDUCTION, Reduction
 from covidal.models.slices.network import SegmentationNet
 from covidal.regions.grid import RegionGrid
 
@@ -51,7 +51,7 @@ class ScoringContext:
         seed: this part's seed in this cycle; every draw of a strategy derives from it under its own name
             (:func:`covidal.activelearning.seeds.derived_seed`).
         open_slices: ``[N]`` bool, the slices with a region left to ask; the others need no score.
-        reduction: region score = max or mean of its pixels' scores.
+        reduction: how a region's pixel scores become its score (default top-mean).
         batch_size: slices per forward pass.
     """
 
@@ -60,7 +60,7 @@ class ScoringContext:
     samples: int
     seed: int
     open_slices: np.ndarray
-    reduction: Reduction = Reduction.MAX
+    reduction: Reduction = DEFAULT_REDUCTION
     batch_size: int = 8
 
 

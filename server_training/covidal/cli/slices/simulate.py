@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from covidal.activelearning.scoring import Reduction
+from covidal.activelearning.scoring import DEFAULT_REDUCTION, TOP_FRACTION, Reduction
 from covidal.activelearning.selection import DEFAULT_MAX_PER_SLICE
 from covidal.activelearning.simulation.curve import load_curves
 from covidal.activelearning.simulation.loop import CURVE_FILE, simulate
@@ -57,8 +57,9 @@ def add_parser(commands) -> None:
     parser.add_argument(
         "--reduction",
         choices=[r.value for r in Reduction],
-        default=Reduction.MAX.value,
-        help="region score = max (default) or mean of its pixel scores",
+        default=DEFAULT_REDUCTION.value,
+        help=f"region score = max, mean, or mean of its top {TOP_FRACTION:.0%} pixel scores "
+        f"(default {DEFAULT_REDUCTION.value})",
     )
     parser.add_argument(
         "--init-slices", type=positive_int, default=2, help="slices labelled in full before the first cycle"
