@@ -76,8 +76,8 @@ def reduce_to_regions(
     Native pixel ``(j, i)`` takes ``network_scores[b, rows[j], cols[i]]`` (``rows, cols`` from
     :meth:`GridMapping.native_to_train_indices`). A region's maximum over its native pixels is the maximum
     over its native column bands, then row bands, of the network columns and rows they map to; its mean is
-    the same sums divided by its native pixel count. ``top-mean`` maps the scores to the native pixels first
-    (it needs each region's pixels sorted).
+    the same sums divided by its native pixel count; its top mean sorts the network pixels it maps to, each
+    counted as often as native pixels map to it.
 
     Args:
         network_scores: ``[B, S, S]`` pixel scores on the network grid.
@@ -86,10 +86,10 @@ def reduce_to_regions(
     Raises:
         ValueError: ``H`` or ``W`` below the grid's side.
     """
-    rows, cols = GridMapping(native_shape, network_scores.shape[-1]).native_to_train_indices()
     scores = np.asarray(network_scores, dtype=np.float64)
     if Reduction(reduction) is Reduction.TOP_MEAN:
-        return _top_means(scores[:, rows[:, None], cols[None, :]], grid)
+        return _top_means(scores, native_shape, grid)
+    rows, cols = GridMapping(native_shape, network_scores.shape[-1]).native_to_train_indices()
     row_starts, col_starts = band_starts(grid, native_shape)
     ufunc = np.maximum if Reduction(reduction) is Reduction.MAX else np.add
     by_column_band = ufunc.reduceat(scores[:, :, cols], col_starts, axis=2)  # [B, S, side]
@@ -100,15 +100,27 @@ def reduce_to_regions(
     return by_region / sizes
 
 
-def _top_means(native: np.ndarray, grid: RegionGrid) -> np.ndarray:
-    """float64 ``[B, R]``: the mean of the :data:`TOP_FRACTION` highest scores of each region of ``native``
-    ``[B, H, W]`` (at least one pixel)."""
-    boxes = grid.boxes(native.shape[1:])
-    out = np.empty((len(native), len(boxes)))
-    for index, box in enumerate(boxes):
-        pixels = native[:, box.row0 : box.row1, box.col0 : box.col1].reshape(len(native), -1)
-        top = max(1, math.ceil(TOP_FRACTION * pixels.shape[1]))
-        out[:, index] = -np.partition(-pixels, top - 1, axis=1)[:, :top].mean(axis=1)
+def _top_means(network: np.ndarray, native_shape: tuple[int, int], grid: RegionGrid) -> np.ndarray:
+    """float64 ``[B, R]``: the mean of the :data:`TOP_FRACTION` highest native pixel scores of each region (at
+    least one pixel), from the network grid ``[B, S, S]``.
+
+    A region's native pixels take the scores of a block of network pixels, each repeated as many times as native
+    pixels map to it (its row's count times its column's). So the top ``k`` native scores are the block's scores
+    in decreasing order, each taken up to its count until ``k`` are taken: no native-size array is made.
+    """
+    rows, cols = GridMapping(native_shape, network.shape[-1]).native_to_train_indices()
+    out = np.empty((len(network), grid.regions))
+    for index, box in enumerate(grid.boxes(native_shape)):
+        block_rows, row_counts = np.unique(rows[box.row0 : box.row1], return_counts=True)
+        block_cols, col_counts = np.unique(cols[box.col0 : box.col1], return_counts=True)
+        values = network[:, block_rows[:, None], block_cols[None, :]].reshape(len(network), -1)
+        counts = np.outer(row_counts, col_counts).ravel().astype(np.float64)
+        top = max(1, math.ceil(TOP_FRACTION * counts.sum()))
+        order = np.argsort(-values, axis=1, kind="stable")
+        taken_counts = counts[order]
+        before = np.cumsum(taken_counts, axis=1) - taken_counts
+        taken = np.clip(top - before, 0.0, taken_counts)
+        out[:, index] = (np.take_along_axis(values, order, axis=1) * taken).sum(axis=1) / top
     return out
 
 

@@ -20,6 +20,7 @@ from covidal.cli import (
     bench_reweight,
     bench_scoring,
     bench_service,
+    bench_strategies,
     demo,
     serve,
 )
@@ -51,6 +52,7 @@ COMMANDS = (
     bench_service,
     bench_cycle,
     bench_hostile,
+    bench_strategies,
 )
 
 

@@ -84,20 +84,23 @@ def test_a_slice_smaller_than_the_grid_is_a_value_error(model, images):
         mc_region_scores(model, images, masks, SHAPES, RegionGrid(625), predictive_entropy)
 
 
-def test_top_mean_on_the_network_grid_equals_the_native_grid():
-    network = np.random.default_rng(5).random((2, SIZE, SIZE))
-    grid = RegionGrid(9)
-    for shape in [(40, 48), (20, 24)]:
-        rows, cols = GridMapping(shape, SIZE).native_to_train_indices()
-        native = network[:, rows[:, None], cols[None, :]]
-        expected = [
-            [
-                np.sort(native[b][box.slices].ravel())[::-1][: max(1, -(-native[b][box.slices].size // 10))].mean()
-                for box in grid.boxes(shape)
-            ]
-            for b in range(2)
-        ]
-        np.testing.assert_allclose(reduce_to_regions(network, shape, grid, Reduction.TOP_MEAN), expected, rtol=1e-12)
+@pytest.mark.parametrize(
+    ("shape", "grid_k"), [((40, 48), 4), ((20, 24), 9), ((45, 17), 16), ((32, 32), 1), ((33, 33), 9), ((96, 80), 64)]
+)
+def test_top_mean_on_the_network_grid_equals_the_native_grid(shape, grid_k):
+    """The mean of the top 10% native pixel scores of each region, computed from the network grid with counts."""
+    network = np.random.default_rng(grid_k).random((2, SIZE, SIZE))
+    network[1, :4] = 0.5  # ties inside a block
+    grid = RegionGrid(grid_k)
+    rows, cols = GridMapping(shape, SIZE).native_to_train_indices()
+    native = network[:, rows[:, None], cols[None, :]]
+    expected = [[top_mean_reference(native[b][box.slices]) for box in grid.boxes(shape)] for b in range(len(network))]
+    np.testing.assert_allclose(reduce_to_regions(network, shape, grid, Reduction.TOP_MEAN), expected, rtol=1e-12)
+
+
+def top_mean_reference(pixels: np.ndarray) -> float:
+    ordered = np.sort(pixels.ravel())[::-1]
+    return float(ordered[: max(1, int(np.ceil(0.1 * ordered.size)))].mean())
 
 
 def boundary_probs(uncertain_columns: list[int], p: float = 0.5 + 1e-4) -> torch.Tensor:

@@ -18,7 +18,7 @@ artefacts are written under ``out/runs/<run name>/``:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -224,21 +224,30 @@ def _answer_record(session: Session, label: RegionLabel) -> dict:
 
 
 def pool_answers(session: Session) -> PartAnswers:
-    """The answers so far as the strategies see them: each answered region's effort, and the label maps the
-    model trains on (without pseudo-labels)."""
-    config, pool = session.config, session.pool
-    efforts = np.full((len(pool), session.grid.regions), np.nan)
+    """The answers so far as the strategies see them (:func:`answers_of`)."""
+    config = session.config
+    seed = derived_seed(config.seed, "background-sample")
+    return answers_of(session.pool, session.state, session.efforts, config.background_sample, seed)
+
+
+def answers_of(
+    pool: Pool,
+    state: AnnotationState,
+    efforts: Mapping[RegionId, float],
+    background_sample: int | None = None,
+    background_seed: int = 0,
+) -> PartAnswers:
+    """A pool's answers as a strategy sees them: each answered region's effort seconds, and the label maps the
+    model trains on (:meth:`AnnotationState.label_map_on_grid`, without pseudo-labels)."""
+    seconds = np.full((len(pool), state.grid.regions), np.nan)
     row = {key: i for i, key in enumerate(pool.keys)}
-    for region, seconds in session.efforts.items():
-        efforts[row[(region.case, region.slice)], region.region] = seconds
-    background_seed = derived_seed(config.seed, "background-sample")
+    for region, value in efforts.items():
+        seconds[row[(region.case, region.slice)], region.region] = value
 
     def label_maps(size: int) -> np.ndarray:
-        return np.stack(
-            [session.state.label_map_on_grid(key, size, config.background_sample, background_seed) for key in pool.keys]
-        )
+        return np.stack([state.label_map_on_grid(key, size, background_sample, background_seed) for key in pool.keys])
 
-    return PartAnswers(efforts, label_maps)
+    return PartAnswers(seconds, label_maps)
 
 
 def select_for_cycle(
