@@ -175,23 +175,6 @@ class RegionScores:
 
 
 @torch.no_grad()
-def mc_region_scores(
-    model: SegmentationNet,
-    images: Tensor,
-    masks: Tensor,
-    shapes: Sequence[tuple[int, int]],
-    grid: RegionGrid,
-    measure: PixelMeasure,
-    reduction: Reduction = DEFAULT_REDUCTION,
-    batch_size: int = 8,
-    positions: Sequence[int] | None = None,
-) -> np.ndarray:
-    """float64 ``[N, R]`` region scores of slices by their MC-dropout pixel scores (:func:`mc_region_pass`
-    without region maps)."""
-    return mc_region_pass(model, images, masks, shapes, grid, measure, reduction, batch_size, positions).scores
-
-
-@torch.no_grad()
 def mc_region_pass(
     model: SegmentationNet,
     images: Tensor,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from covidal.activelearning.scoring import Reduction, band_starts, mc_pixel_scores, mc_region_scores, reduce_to_regions
+from covidal.activelearning.scoring import Reduction, band_starts, mc_pixel_scores, mc_region_pass, reduce_to_regions
 from covidal.data.resizing import GridMapping
 from covidal.models.slices.build import ModelConfig, build_model
 from covidal.regions.grid import RegionGrid
@@ -61,7 +61,9 @@ def test_region_scores_are_naive_mc_entropy_reduced_on_native_boxes(
 ):
     grid = RegionGrid(4)
     masks = sample_dropout_masks(model, 5, len(SHAPES), 11)
-    scores = mc_region_scores(model, images, masks, SHAPES, grid, predictive_entropy, Reduction(reduction), batch_size)
+    scores = mc_region_pass(
+        model, images, masks, SHAPES, grid, predictive_entropy, Reduction(reduction), batch_size
+    ).scores
     entropy = predictive_entropy(mc_probabilities_naive(model, images, masks).probs).numpy()
     expected = np.stack([native_reference(entropy[n], SHAPES[n], grid, reduction) for n in range(len(SHAPES))])
     assert scores.shape == (len(SHAPES), 4) and scores.dtype == np.float64
@@ -71,17 +73,19 @@ def test_region_scores_are_naive_mc_entropy_reduced_on_native_boxes(
 
 def test_only_the_given_slices_are_scored_with_their_own_masks(model, images, single_thread_torch):
     grid, masks = RegionGrid(4), sample_dropout_masks(model, 4, len(SHAPES), 3)
-    every = mc_region_scores(model, images, masks, SHAPES, grid, predictive_entropy)
-    some = mc_region_scores(model, images, masks, SHAPES, grid, predictive_entropy, positions=[3, 1])
+    every = mc_region_pass(model, images, masks, SHAPES, grid, predictive_entropy).scores
+    some = mc_region_pass(model, images, masks, SHAPES, grid, predictive_entropy, positions=[3, 1]).scores
     np.testing.assert_array_equal(some[[1, 3]], every[[1, 3]])
     assert np.all(some[[0, 2]] == -np.inf)
-    assert np.all(mc_region_scores(model, images, masks, SHAPES, grid, predictive_entropy, positions=[]) == -np.inf)
+    assert np.all(
+        mc_region_pass(model, images, masks, SHAPES, grid, predictive_entropy, positions=[]).scores == -np.inf
+    )
 
 
 def test_a_slice_smaller_than_the_grid_is_a_value_error(model, images):
     masks = sample_dropout_masks(model, 2, len(SHAPES), 0)
     with pytest.raises(ValueError, match="too small"):
-        mc_region_scores(model, images, masks, SHAPES, RegionGrid(625), predictive_entropy)
+        mc_region_pass(model, images, masks, SHAPES, RegionGrid(625), predictive_entropy)
 
 
 @pytest.mark.parametrize(

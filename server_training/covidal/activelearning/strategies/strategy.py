@@ -148,3 +148,18 @@ class Strategy(ABC):
             ValueError: the strategy cannot score these slices (e.g. it needs a model and there is none,
                 or a slice is smaller than the grid).
         """
+
+
+class PoolLevelStrategy(Strategy):
+    """A strategy that scores the whole pool at once (its model learns from every part's regions): each part is
+    only noted while the query goes through the parts, and :meth:`pool_scores` scores them all. Called outside
+    a query (no pool in the context), one part is the whole pool."""
+
+    def region_scores(self, stack: SliceStack, context: ScoringContext) -> np.ndarray:
+        placeholder = np.zeros((len(stack), context.grid.regions))
+        if context.pool is None:
+            pool = PoolScratch(1, context.seed)
+            pool.parts[0] = (stack, context)
+            return self.pool_scores([placeholder], pool)[0]
+        context.pool.parts[context.part] = (stack, context)
+        return placeholder

@@ -10,7 +10,7 @@ from torch import Tensor
 from covidal.activelearning.scoring import mc_region_pass
 from covidal.activelearning.seeds import derived_seed
 from covidal.activelearning.strategies.density import trunk_features, unit_rows
-from covidal.activelearning.strategies.strategy import PoolScratch, ScoringContext, SliceStack, Strategy
+from covidal.activelearning.strategies.strategy import PoolLevelStrategy, PoolScratch, ScoringContext, SliceStack
 from covidal.data.points import IGNORE_INDEX
 from covidal.models.slices.network import SegmentationNet
 from covidal.uncertainty.mc_dropout import MCSamples
@@ -20,7 +20,7 @@ MAX_PIXELS = 20_000  # answered pixels the heads are fitted on (a seeded sample)
 HEAD_LEARNING_RATE = 0.05
 
 
-class Suggestive(Strategy):
+class Suggestive(PoolLevelStrategy):
     """Suggestive annotation at region level (Yang et al. 2017).
 
     Every cycle, ``committee`` copies of the model's 1x1 head are fitted, each for ``head_steps`` Adam steps
@@ -41,20 +41,10 @@ class Suggestive(Strategy):
         self.top_k, self.committee, self.head_steps = top_k, committee, head_steps
 
     def region_scores(self, stack: SliceStack, context: ScoringContext) -> np.ndarray:
-        """The committee needs every part's answers, so each part is only noted here and scored in
-        :meth:`pool_scores`; outside a query (no pool) the part is the whole pool.
-
-        Raises:
-            ValueError: without a model.
-        """
+        """Raises: ValueError without a model (the committee's heads are the model's)."""
         if context.model is None:
             raise ValueError("suggestive annotation ranks by a committee of the model's heads: train a model first")
-        if context.pool is None:
-            pool = PoolScratch(1, context.seed)
-            pool.parts[0] = (stack, context)
-            return self.pool_scores([np.zeros((len(stack), context.grid.regions))], pool)[0]
-        context.pool.parts[context.part] = (stack, context)
-        return np.zeros((len(stack), context.grid.regions))
+        return super().region_scores(stack, context)
 
     def pool_scores(self, scores: list[np.ndarray], pool: PoolScratch) -> list[np.ndarray]:
         """Raises: ValueError when no pixel of the pool is answered, or a slice is smaller than the grid."""

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from covidal.activelearning.seeds import derived_seed
-from covidal.activelearning.strategies.strategy import PoolScratch, ScoringContext, SliceStack, Strategy
+from covidal.activelearning.strategies.strategy import PoolLevelStrategy, PoolScratch
 from covidal.regions.grid import RegionGrid
 
 LATENT = 16
@@ -17,7 +17,7 @@ BATCH = 32  # crops of each kind (answered, open) per step
 LEARNING_RATE = 5e-4
 
 
-class Vaal(Strategy):
+class Vaal(PoolLevelStrategy):
     """Every cycle a VAE and a discriminator are trained from a seeded initialisation for ``steps`` Adam steps
     on the CPU, on each region's crop of the network input resized to ``crop x crop``: answered regions are
     "labelled", open ones "unlabelled". The VAE reconstructs both and tries to make the discriminator call every
@@ -33,16 +33,6 @@ class Vaal(Strategy):
         if crop % 4:
             raise ValueError(f"the VAAL crop side must be a multiple of 4, got {crop}")
         self.steps, self.crop = steps, crop
-
-    def region_scores(self, stack: SliceStack, context: ScoringContext) -> np.ndarray:
-        """The networks learn from every part's regions, so each part is only noted here and scored in
-        :meth:`pool_scores`; outside a query (no pool) the part is the whole pool."""
-        if context.pool is None:
-            pool = PoolScratch(1, context.seed)
-            pool.parts[0] = (stack, context)
-            return self.pool_scores([np.zeros((len(stack), context.grid.regions))], pool)[0]
-        context.pool.parts[context.part] = (stack, context)
-        return np.zeros((len(stack), context.grid.regions))
 
     def pool_scores(self, scores: list[np.ndarray], pool: PoolScratch) -> list[np.ndarray]:
         """Raises: ValueError when no region of the pool is answered yet."""
