@@ -20,7 +20,9 @@ class Ceal(MeasureStrategy):
     """Entropy queries plus pseudo-labels: after query ``t`` (1, 2, ...), every pixel whose predicted class
     probability exceeds ``delta_t = max(delta - delta_decay * (t - 1), 0.5)`` is labelled with that class, and a
     seeded ``pseudo_weight`` share of them joins the next training (so they weigh that much against answered
-    pixels). They never count as effort, and are dropped and made again every cycle.
+    pixels). They never count as effort, and are dropped and made again every cycle. ``covidal simulate`` trains
+    with them (:meth:`Strategy.pseudo_labels`); a ``covidal serve`` project queries the same regions, but its
+    training jobs do not add pseudo-labels yet.
 
     Args:
         delta: the first threshold, in (0.5, 1).
