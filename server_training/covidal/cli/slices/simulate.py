@@ -1,7 +1,9 @@
 """``covidal simulate``: region-based active learning with a simulated annotator; writes a learning curve.
 
 A simulated annotator answers each suggested region from the reference masks:
-one random click on infection inside the region, or a background tag (3 s each).
+one random click on infection inside the region, or a background tag (3 s each);
+with --protocol mask it outlines the region's infection instead (3 s per polygon
+vertex).
 After every cycle the model is evaluated on the held-out test slices, and
 ``OUT/curve.json`` and ``OUT/curve.png`` are updated. Several runs (strategies,
 losses, seeds) may share one OUT folder: each keeps its own entry in
