@@ -47,7 +47,7 @@ if UNSUPPORTED is None:  # the core needs Python 3.11 (Slicer 5.10+); see CovidA
         loopback_port,
     )
     from CovidActiveLearningLib.errors import UserFacingError
-    from CovidActiveLearningLib.logic import DEFAULT_URL, CovidActiveLearningCoreLogic
+    from CovidActiveLearningLib.logic import DEFAULT_URL, STRATEGIES, CovidActiveLearningCoreLogic
     from CovidActiveLearningLib.mrml import application_context
     from CovidActiveLearningLib.operations import BackgroundOperation
     from CovidActiveLearningLib.shortcuts import SHORTCUTS, shortcut_for
@@ -104,6 +104,7 @@ if UNSUPPORTED is None:
         backendDevice: Annotated[str, Choice(["cpu", "cuda"])] = "cpu"
         projectName: str = "covid"
         regionsPerSlice: Annotated[int, Choice([4, 9, 16, 25, 36, 49, 64])] = 16  # the backend needs a square
+        strategy: Annotated[str, Choice(list(STRATEGIES))] = STRATEGIES[0]
         regionsPerCycle: Annotated[int, WithinRange(1, 500)] = 10
         trainingSteps: Annotated[int, WithinRange(1, 100000)] = 200
         trainAfterSubmit: bool = True
@@ -349,7 +350,9 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
     def _inProject(self, operation):
         """Open the project named in the panel, then run ``operation`` (an operation of the logic)."""
         parameters = self._parameterNode
-        return self.logic.in_project_operation(parameters.projectName, parameters.regionsPerSlice, operation)
+        return self.logic.in_project_operation(
+            parameters.projectName, parameters.regionsPerSlice, operation, parameters.strategy
+        )
 
     @_background
     def onSendVolume(self):

@@ -15,6 +15,7 @@ INIT=${INIT:-1}; CYCLES=${CYCLES:-20}; PER_CYCLE=${PER_CYCLE:-5}; REGIONS=${REGI
 STRATEGIES=${STRATEGIES:-"random entropy bald"}; LOSSES=${LOSSES:-"cb-flip-rot point"}; SEEDS=${SEEDS:-"0 1 2"}
 SCRATCH_SEEDS=${SCRATCH_SEEDS-"0 1 2"}  # entropy + first loss retrained from scratch each cycle: warm start vs scratch
 CAPS=${CAPS:-1}  # --max-per-slice of each run: 1 = one region per slice per cycle, 0 = no cap
+PROTOCOLS=${PROTOCOLS:-point}  # the simulated annotator's answers: point (one click, 3 s) and/or mask (outline)
 FULL_EPOCHS=${FULL_EPOCHS:-100}; TEST_COUNT=${TEST_COUNT:-10}; DEVICE=${DEVICE:-cpu}; JOBS=${JOBS:-2}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
@@ -36,8 +37,12 @@ simulate_commands() {
   common=$(tr -s ' \n' ' ' <<< "--images $OUT/split/pool/images --masks $OUT/split/pool/masks --test-images $OUT/split/test/images
     --test-masks $OUT/split/test/masks --regions $REGIONS --init-slices $INIT --cycles $CYCLES --per-cycle $PER_CYCLE
     --mc-samples $SAMPLES --steps $STEPS --size $SIZE --width $WIDTH --batch-size $BATCH --device $DEVICE --quiet")
-  for loss in $LOSSES; do for strategy in $STRATEGIES; do for seed in $SEEDS; do for cap in $CAPS; do
-    echo "$COVIDAL simulate $common --strategy $strategy --loss $loss --seed $seed --max-per-slice $cap --out $OUT/$loss"
+  # Seeds outermost, so that a run stopped early has whole seeds of every arm.
+  for seed in $SEEDS; do for protocol in $PROTOCOLS; do for loss in $LOSSES; do for strategy in $STRATEGIES; do
+    for cap in $CAPS; do
+      echo "$COVIDAL simulate $common --strategy $strategy --loss $loss --seed $seed --max-per-slice $cap" \
+        "--protocol $protocol --out $OUT/$loss$([ "$protocol" = point ] || echo "-$protocol")"
+    done
   done; done; done; done
   local first_loss=${LOSSES%% *}
   for seed in $SCRATCH_SEEDS; do
@@ -51,10 +56,11 @@ split
 "$COVIDAL" evaluate --model "$OUT/full" --images "$OUT/split/test/images" --masks "$OUT/split/test/masks" \
   --json "$OUT/full/test_metrics.json" --device "$DEVICE" --quiet
 simulate_commands | tr '\n' '\0' | xargs -0 -P "$JOBS" -I{} sh -c '{} > /dev/null'
-for loss in $LOSSES; do
-  "$COVIDAL" compare "$OUT/$loss" --supervised "$OUT/full/test_metrics.json" --out "$OUT/compare_$loss.png" \
-    --table "$OUT/compare_$loss.md"
-done
+for protocol in $PROTOCOLS; do for loss in $LOSSES; do
+  runs=$loss$([ "$protocol" = point ] || echo "-$protocol")
+  "$COVIDAL" compare "$OUT/$runs" --supervised "$OUT/full/test_metrics.json" --out "$OUT/compare_$runs.png" \
+    --table "$OUT/compare_$runs.md"
+done; done
 if [ -n "$SCRATCH_SEEDS" ]; then
   "$COVIDAL" compare "$OUT/${LOSSES%% *}" "$OUT/scratch" --supervised "$OUT/full/test_metrics.json" \
     --out "$OUT/compare_warm_vs_scratch.png" --table "$OUT/compare_warm_vs_scratch.md"

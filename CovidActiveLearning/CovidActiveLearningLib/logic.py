@@ -33,6 +33,21 @@ from CovidActiveLearningLib.training import TrainingStatus
 from CovidActiveLearningLib.volumes import HashCache, check_annotatable, content_hash, snapshot, write_nrrd
 
 DEFAULT_URL = "http://127.0.0.1:8765"
+STRATEGIES = (
+    "entropy",
+    "random",
+    "bald",
+    "least-confidence",
+    "margin",
+    "vote-entropy",
+    "density",
+    "ceal",
+    "suggestive",
+    "cereals",
+    "vaal",
+)
+"""The backend's region strategies (``covidal.activelearning.strategies.StrategyName``; a test keeps them equal),
+the first the default: a new project ranks its regions by the one chosen."""
 VOLUME_ID_ATTRIBUTE = "CovidActiveLearning.VolumeId"  # "<backend url>|<project id>|<content hash>|<volume id>"
 
 
@@ -166,10 +181,12 @@ class CovidActiveLearningCoreLogic:
         self.project_id = int(project["id"])
         return self.project_id
 
-    def in_project_operation(self, name: str, regions_per_slice: int, operation: Operation) -> Operation:
-        """Open the project ``name`` (see :meth:`open_project`), then run ``operation`` (an operation of this
-        logic); returns its value."""
-        yield from self.open_project_operation(name, regions_per_slice)
+    def in_project_operation(
+        self, name: str, regions_per_slice: int, operation: Operation, strategy: str = STRATEGIES[0]
+    ) -> Operation:
+        """Open the project ``name`` (see :meth:`open_project`; ``regions_per_slice`` and ``strategy`` apply to a
+        new project), then run ``operation`` (an operation of this logic); returns its value."""
+        yield from self.open_project_operation(name, regions_per_slice, strategy)
         return (yield from operation)
 
     # Volumes

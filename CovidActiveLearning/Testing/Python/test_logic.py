@@ -16,8 +16,8 @@ import slicer
 from CovidActiveLearningLib.backend_client import CovidalClient
 from CovidActiveLearningLib.errors import UserFacingError
 from CovidActiveLearningLib.geometry import ijk_to_ras
-from CovidActiveLearningLib.logic import CovidActiveLearningCoreLogic
-from CovidActiveLearningLib.operations import BackgroundOperation
+from CovidActiveLearningLib.logic import STRATEGIES, CovidActiveLearningCoreLogic
+from CovidActiveLearningLib.operations import BackgroundOperation, run_now
 from CovidActiveLearningLib.regions import SuggestedRegion
 from CovidActiveLearningLib.volumes import read_dicom_series, read_volume
 
@@ -138,6 +138,27 @@ def test_the_real_dicom_series_gets_voxel_aligned_suggestions(mrml, backend, sha
     stored = CovidalClient(backend).list_annotations(logic.project_id)
     assert sorted(a["answer"] for a in stored) == ["background", "infection"]
     assert [list(p) for a in stored for p in a["points"]] == [list(voxel)]
+
+
+def test_the_strategy_choice_lists_the_backends_strategies_and_a_new_project_takes_it(mrml, backend):
+    """The panel's strategy list is the backend's registry (the module cannot import covidal, so the test does),
+    and a project opened with a choice ranks by it; an existing project keeps its own."""
+    from covidal.activelearning.strategies import StrategyName
+
+    assert sorted(STRATEGIES) == sorted(StrategyName) and STRATEGIES[0] == "entropy"
+    logic = CovidActiveLearningCoreLogic(mrml, annotator="dr-test")
+    logic.connect(backend)
+    for strategy in STRATEGIES:
+        run_now(logic.in_project_operation(f"strategy {strategy}", 16, nothing(), strategy))
+        assert logic.client.get_project(logic.project_id)["strategy"] == strategy
+    run_now(logic.in_project_operation("strategy vaal", 16, nothing(), "entropy"))
+    assert logic.client.get_project(logic.project_id)["strategy"] == "vaal"
+
+
+def nothing():
+    """An operation that asks for nothing."""
+    return None
+    yield  # makes this a generator, as operations are
 
 
 def test_bad_input_gets_a_clear_message(mrml, backend, chest_files):

@@ -1,8 +1,8 @@
 """One query of an active-learning cycle, the same for ``covidal simulate`` and ``covidal serve``.
 
 The pool is a sequence of parts (a volume's axial slices, or a set of 2D slices); each part's regions are
-scored by the strategy (:meth:`Strategy.region_scores`, ``[N, R]``), and the selection rule
-(:func:`select_regions`) picks the cycle's regions over all parts at once. Every random draw derives from
+scored by the strategy (:meth:`Strategy.region_scores`, ``[N, R]``, then :meth:`Strategy.pool_scores` once over
+all parts), and the selection rule (:func:`select_regions`) picks the cycle's regions over all parts at once. Every random draw derives from
 the cycle's one seed: part ``p`` scores with ``derived_seed(seed, "part", p)`` (its dropout masks, random
 scores) and equal scores are ordered by ``derived_seed(seed, "ties")``.
 """
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from covidal.activelearning.scoring import Reduction
+from covidal.activelearning.scoring import DEFAULT_REDUCTION, Reduction
 from covidal.activelearning.seeds import derived_seed
 from covidal.activelearning.selection import SelectionRule, select_regions
-from covidal.activelearning.strategies.strategy import ScoringContext, SliceStack, Strategy
+from covidal.activelearning.strategies.strategy import PartAnswers, PoolScratch, ScoringContext, SliceStack, Strategy
 from covidal.models.slices.network import SegmentationNet
 from covidal.regions.grid import RegionGrid
 
@@ -29,10 +29,12 @@ class PoolPart:
     Attributes:
         stack: the part's slices.
         open_regions: ``[N, R]`` bool, True where a region is not answered yet.
+        answers: the part's answers with their effort, for strategies that learn from them (None: none).
     """
 
     stack: SliceStack
     open_regions: np.ndarray
+    answers: PartAnswers | None = None
 
 
 @dataclass(frozen=True)
@@ -43,14 +45,14 @@ class QueryOptions:
         grid: how each slice is cut into regions.
         rule: how many regions, and how spread over slices.
         samples: T, Monte-Carlo dropout samples per slice.
-        reduction: region score = max or mean of its pixels' scores.
+        reduction: how a region's pixel scores become its score (default top-mean).
         batch_size: slices per forward pass.
     """
 
     grid: RegionGrid
     rule: SelectionRule
     samples: int = 20
-    reduction: Reduction = Reduction.MAX
+    reduction: Reduction = DEFAULT_REDUCTION
     batch_size: int = 8
 
 
@@ -87,6 +89,7 @@ def query_regions(
     """
     grid = options.grid
     scores, open_regions, owners = [], [], []
+    pool = PoolScratch(options.rule.count, seed)
     for index, part in enumerate(parts):
         if part.open_regions.shape != (len(part.stack), grid.regions):
             raise ValueError(
@@ -104,12 +107,19 @@ def query_regions(
             open_slices,
             options.reduction,
             options.batch_size,
+            part.open_regions,
+            part.answers,
+            index,
+            pool,
         )
-        scores.append(np.asarray(strategy.region_scores(part.stack, context), dtype=np.float64))
+        scores.append(strategy.region_scores(part.stack, context))
         open_regions.append(part.open_regions)
         owners += [(index, k) for k in range(len(part.stack))]
     if not scores:
         return []
-    all_scores = np.concatenate(scores)
+    final = strategy.pool_scores(scores, pool)
+    if [np.shape(part) for part in final] != [part.shape for part in scores]:
+        raise ValueError("the strategy's pool scores do not match the parts it scored")
+    all_scores = np.concatenate([np.asarray(part, dtype=np.float64) for part in final])
     chosen = select_regions(all_scores, np.concatenate(open_regions), options.rule, derived_seed(seed, "ties"))
     return [QueriedRegion(*owners[row], int(region), float(all_scores[row, region])) for row, region in chosen]

@@ -2,7 +2,9 @@
 
 :class:`ClickEffort` prices the region answers this project asks for: a fixed
 time per click or tag. :class:`PolygonEffort` prices the per-pixel alternative,
-outlining every lesion with a polygon, at a fixed time per polygon vertex.
+outlining every lesion with a polygon, at a fixed time per polygon vertex;
+:class:`OutlineEffort` prices a region answered that way (the simulated ``mask``
+protocol), a tag for an empty one.
 
 Counting a polygon's vertices: each 8-connected infected component (holes
 filled, since a clinician outlines a lesion, not its holes) is padded with one
@@ -120,6 +122,26 @@ class PolygonEffort(EffortModel):
     def pool_seconds(self, keys: Iterable[SliceKey]) -> float:
         """Sum of :meth:`slice_seconds` over ``keys``."""
         return float(sum(self.slice_seconds(key) for key in keys))
+
+
+class OutlineEffort(EffortModel):
+    """The ``mask`` answer protocol's price: outlining a region's infection (:meth:`PolygonEffort.region_seconds`),
+    or one tag for a region without any.
+
+    Args:
+        polygon: prices the outlines.
+        seconds_per_tag: the price of an empty region (positive, finite).
+
+    Raises:
+        ValueError: ``seconds_per_tag`` is not positive and finite.
+    """
+
+    def __init__(self, polygon: PolygonEffort, seconds_per_tag: float = DEFAULT_SECONDS) -> None:
+        self.polygon = polygon
+        self.seconds_per_tag = _positive_seconds(seconds_per_tag, "seconds_per_tag")
+
+    def seconds(self, label: RegionLabel) -> float:
+        return self.polygon.region_seconds(label.region) or self.seconds_per_tag
 
 
 def polygon_vertices(mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE) -> int:

@@ -24,7 +24,9 @@ File format (JSON, written atomically by :meth:`AnnotationState.save`)::
 
 ``regions`` is ``K`` of the :class:`~covidal.regions.grid.RegionGrid` the
 region indices refer to; points are ``[row, col]`` on the slice's NATIVE pixel
-grid. Labels are written in :class:`RegionId` order; unknown keys are ignored.
+grid. Labels are written in :class:`RegionId` order; unknown keys are ignored. A label of the simulated
+``mask`` answer protocol also has ``"outlined": true``: its points are all the region's infected pixels, and
+the rest of the region trains as background.
 """
 
 from __future__ import annotations
@@ -68,16 +70,19 @@ class RegionLabel:
         region: the answered region.
         answer: background tag or infection (a plain ``"infection"`` string is accepted).
         points: native ``(row, col)`` clicks on infection; empty for a background tag.
+        outlined: the region was delineated in full (the simulated ``mask`` answer protocol): ``points`` are
+            all its infected pixels and every other pixel of it is background.
 
     Raises:
         ValueError: ``region`` is not a :class:`RegionId`, an unknown answer,
-            an infection without points, a background tag with points, or a
+            an infection without points, a background tag with points or outlined, or a
             point that is not a pair of distinct non-negative integers.
     """
 
     region: RegionId
     answer: Answer
     points: tuple[tuple[int, int], ...] = ()
+    outlined: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.region, RegionId):
@@ -88,8 +93,12 @@ class RegionLabel:
             raise ValueError(f"{describe(self.region)}: the same pixel is clicked twice in {points}")
         if self.answer is Answer.INFECTION and not points:
             raise ValueError(f"{describe(self.region)}: an infection answer needs at least one clicked point")
-        if self.answer is Answer.BACKGROUND and points:
-            raise ValueError(f"{describe(self.region)}: a background tag covers the whole region and has no points")
+        if self.answer is Answer.BACKGROUND and (points or self.outlined):
+            raise ValueError(
+                f"{describe(self.region)}: a background tag covers the whole region and has no points or outline"
+            )
+        if not isinstance(self.outlined, bool):
+            raise ValueError(f"{describe(self.region)}: outlined must be true or false, got {self.outlined!r}")
         object.__setattr__(self, "points", points)
 
     @property
@@ -247,7 +256,7 @@ class AnnotationState:
         """The answers of one slice as a per-pixel target on its native grid.
 
         Returns:
-            int64 ``[H, W]``: 0 on background-tagged regions, 1 on clicked
+            int64 ``[H, W]``: 0 on background-tagged (and outlined) regions, 1 on clicked
             points, :data:`IGNORE_INDEX` (-1) everywhere else.
 
         Raises:
@@ -256,7 +265,7 @@ class AnnotationState:
         target = np.full(self.shape_of(key), IGNORE_INDEX, dtype=np.int64)
         boxes = self._boxes[key]
         for label in self._labels_of(key):
-            if label.answer is Answer.BACKGROUND:
+            if label.answer is Answer.BACKGROUND or label.outlined:
                 target[boxes[label.region.region].slices] = int(PointClass.BACKGROUND)
             for row, col in label.points:
                 target[row, col] = int(PointClass.INFECTION)
@@ -267,7 +276,7 @@ class AnnotationState:
     ) -> np.ndarray:
         """The answers of one slice as a per-pixel target on the ``(S, S)`` training grid.
 
-        A background region fills its box on the training grid
+        A background region (and an outlined one, before its infected pixels) fills its box on the training grid
         (:meth:`RegionGrid.boxes_on_training_grid`, possibly empty) with 0, or,
         with ``background_sample``, that many of its pixels drawn without
         replacement (all of them if the box is smaller), from
@@ -301,12 +310,14 @@ class AnnotationState:
         target = np.full((train_size, train_size), IGNORE_INDEX, dtype=np.int64)
         labels = self._labels_of(key)
         for label in labels:
-            if label.answer is Answer.BACKGROUND:
+            if label.answer is Answer.BACKGROUND or label.outlined:
                 box = boxes[label.region.region]
                 _fill_background(target, box, background_sample, label.region, seed)
+        train_rows, train_cols = mapping.native_to_train_indices()
         for label in labels:
-            for row, col in label.points:
-                target[mapping.native_to_train(row, col)] = int(PointClass.INFECTION)
+            if label.points:
+                points = np.asarray(label.points)
+                target[train_rows[points[:, 0]], train_cols[points[:, 1]]] = int(PointClass.INFECTION)
         return target
 
     def _labels_of(self, key: SliceKey) -> list[RegionLabel]:
@@ -329,6 +340,7 @@ class AnnotationState:
                     "region": label.region.region,
                     "answer": label.answer.value,
                     "points": [[row, col] for row, col in label.points],
+                    **({"outlined": True} if label.outlined else {}),
                 }
                 for label in self.labels()
             ],
@@ -417,7 +429,8 @@ def _parse_label(entry: Any, where: str) -> RegionLabel:
         raise CovidalError(f'{where}: "points" must be a list of [row, col] pairs, got {points!r}')
     try:
         region = RegionId(entry["case"], entry["slice"], entry["region"])
-        return RegionLabel(region, Answer(entry["answer"]), tuple(tuple(point) for point in points))
+        points = tuple(tuple(point) for point in points)
+        return RegionLabel(region, Answer(entry["answer"]), points, entry.get("outlined", False))
     except ValueError as error:
         raise CovidalError(f"{where}: {error}") from error
 

@@ -54,7 +54,7 @@ def score_batch(model: SegmentationNet, images: Tensor, samples: int, seed: int,
         method: which sampler computes the MC softmax samples.
 
     Returns:
-        ``[B, S, S]`` float32 entropy (nats) on the CPU.
+        ``[B, S, S]`` float64 entropy (nats) on the CPU.
 
     Raises:
         ValueError: as :func:`sample_dropout_masks` and the samplers.

@@ -21,6 +21,7 @@ from covidal.cli import (
     bench_reweight,
     bench_scoring,
     bench_service,
+    bench_strategies,
     demo,
     serve,
 )
@@ -53,6 +54,7 @@ COMMANDS = (
     bench_service,
     bench_cycle,
     bench_hostile,
+    bench_strategies,
 )
 
 

@@ -24,10 +24,13 @@ class MCSamples:
     Attributes:
         probs: ``[T, B, C, H, W]`` float32 softmax probabilities.
         masks: ``[T, B, F]`` the head channel-dropout masks used (1 keeps a channel).
+        features: ``[B, F, H, W]`` the deterministic trunk features the heads ran on, for strategies that also
+            describe regions by them (no second forward pass).
     """
 
     probs: Tensor
     masks: Tensor
+    features: Tensor
 
 
 def sample_dropout_masks(model: SegmentationNet, samples: int, batch: int, seed: int) -> Tensor:
@@ -75,7 +78,7 @@ def mc_probabilities_cached(model: SegmentationNet, images: Tensor, masks: Tenso
     with autocast_for(images.device):
         features = model.features(images)
         logits = model.head_logits_with_masks(features, masks)
-    return MCSamples(probs=logits.float().softmax(dim=2), masks=masks)
+    return MCSamples(probs=logits.float().softmax(dim=2), masks=masks, features=features.float())
 
 
 @torch.no_grad()
@@ -100,11 +103,12 @@ def mc_probabilities_naive(model: SegmentationNet, images: Tensor, masks: Tensor
     images, masks = _prepare(model, images, masks)
     scale = 1.0 / (1.0 - model.dropout)
     samples = []
+    features = None
     for sample_mask in masks:
         features = model.features(images)
         dropped = features * sample_mask[:, :, None, None].to(features.dtype) * scale
         samples.append(model.classifier(dropped).float().softmax(dim=1))
-    return MCSamples(probs=torch.stack(samples), masks=masks)
+    return MCSamples(probs=torch.stack(samples), masks=masks, features=features.float())
 
 
 def _prepare(model: SegmentationNet, images: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:

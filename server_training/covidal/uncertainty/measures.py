@@ -87,6 +87,25 @@ def margin(probs: Tensor) -> Tensor:
     return 1.0 - (top_two[:, 0] - top_two[:, 1])
 
 
+def vote_entropy(probs: Tensor) -> Tensor:
+    """Vote entropy of the committee of T samples: each member votes for its argmax class, and the score is the
+    entropy of the vote shares, ``-sum_c (v_c / T) log(v_c / T)``.
+
+    Args:
+        probs: MC softmax samples ``[T, B, C, H, W]`` (one committee member per sample).
+
+    Returns:
+        ``[B, H, W]`` in ``[0, log min(T, C)]``; 0 where every member votes for the same class.
+
+    Raises:
+        ValueError: as :func:`check_probabilities`.
+    """
+    probs = check_probabilities(probs)
+    votes = torch.nn.functional.one_hot(probs.argmax(dim=2), probs.shape[2])  # [T, B, H, W, C]
+    shares = votes.to(probs.dtype).mean(dim=0)  # [B, H, W, C]
+    return _entropy(shares, class_dim=-1)
+
+
 def check_probabilities(probs: Tensor) -> Tensor:
     """Check that ``probs`` is ``[T, B, C, H, W]`` with C >= 2 and sums to 1 over C.
 

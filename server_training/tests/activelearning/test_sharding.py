@@ -1,7 +1,7 @@
 """Region scoring split over 2 gloo processes (torchrun on the CPU) equals scoring in one process.
 
 Run as a script under torchrun, this file is also the worker: each rank scores the
-same slices inside a gloo process group and saves what ``mc_region_scores`` returned.
+same slices inside a gloo process group and saves the scores ``mc_region_pass`` returned.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from covidal.activelearning.scoring import mc_region_scores
+from covidal.activelearning.scoring import mc_region_pass
 from covidal.activelearning.sharding import distributed_world, shard_for_rank
 from covidal.models.slices.build import ModelConfig, build_model
 from covidal.regions.grid import RegionGrid
@@ -30,9 +30,9 @@ SAMPLES, SEED, BATCH = 4, 7, 2
 def tiny_scores(model) -> np.ndarray:
     images = torch.from_numpy(np.random.default_rng(0).standard_normal((len(SHAPES), 1, 32, 32), dtype=np.float32))
     masks = sample_dropout_masks(model, SAMPLES, len(SHAPES), SEED)
-    return mc_region_scores(
+    return mc_region_pass(
         model, images, masks, SHAPES, RegionGrid(4), predictive_entropy, batch_size=BATCH, positions=POSITIONS
-    )
+    ).scores
 
 
 def tiny_model():

@@ -115,3 +115,19 @@ def test_bad_seed_raises(seed):
 def test_bad_mask_raises(mask):
     with pytest.raises(ValueError):
         SimulatedAnnotator({KEY: mask}, RegionGrid(4), seed=0)
+
+
+def test_the_mask_protocol_outlines_every_infected_pixel_and_tags_empty_regions():
+    annotator = SimulatedAnnotator({KEY: _hand_mask()}, RegionGrid(4), seed=3, protocol="mask")
+    answers = annotator.answer_slice(KEY)
+    assert answers[:3] == [RegionLabel(RegionId(*KEY, index), Answer.BACKGROUND) for index in range(3)]
+    assert answers[3] == RegionLabel(RegionId(*KEY, 3), Answer.INFECTION, ((5, 6), (6, 6)), outlined=True)
+    state = AnnotationState(RegionGrid(4), {KEY: (8, 8)})
+    state.add_many(answers)
+    target = state.label_map(KEY)
+    assert target[5, 6] == target[6, 6] == 1 and (target == 1).sum() == 2 and (target == -1).sum() == 0
+
+
+def test_an_unknown_protocol_is_refused():
+    with pytest.raises(ValueError, match="protocol"):
+        SimulatedAnnotator({KEY: _hand_mask()}, RegionGrid(4), seed=0, protocol="scribble")

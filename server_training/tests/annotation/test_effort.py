@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from covidal.annotation.effort import ClickEffort, EffortModel, PolygonEffort, polygon_vertices
+from covidal.annotation.effort import ClickEffort, EffortModel, OutlineEffort, PolygonEffort, polygon_vertices
 from covidal.annotation.state import Answer, RegionLabel
 from covidal.regions.grid import RegionGrid, RegionId
 
@@ -131,3 +131,16 @@ def test_polygon_effort_rejects_bad_options(options, message):
 def test_polygon_effort_rejects_bad_masks(mask):
     with pytest.raises(ValueError):
         PolygonEffort({KEY: mask}, RegionGrid(4))
+
+
+def test_outline_effort_prices_vertices_or_one_tag():
+    """The mask protocol's price: a region's polygon vertices x 3 s, or 3 s for a region without infection."""
+    mask = np.zeros((8, 8), np.uint8)
+    mask[4:7, 4:7] = 1  # a square in region 3 of a 2 x 2 grid: 4 vertices
+    key, grid = ("c", "s"), RegionGrid(4)
+    effort = OutlineEffort(PolygonEffort({key: mask}, grid))
+    infected = RegionLabel(RegionId(*key, 3), Answer.INFECTION, ((4, 4),), outlined=True)
+    assert effort.seconds(infected) == 12.0
+    assert effort.seconds(RegionLabel(RegionId(*key, 0), Answer.BACKGROUND)) == 3.0
+    with pytest.raises(ValueError, match="seconds_per_tag"):
+        OutlineEffort(PolygonEffort({key: mask}, grid), seconds_per_tag=0)

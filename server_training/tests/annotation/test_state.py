@@ -389,3 +389,23 @@ def test_load_refuses_missing_file(tmp_path):
         AnnotationState.load(tmp_path / "missing.json", RegionGrid(4), SHAPES)
     with pytest.raises(CovidalError, match="not a file"):
         AnnotationState.load(tmp_path, RegionGrid(4), SHAPES)
+
+
+def test_an_outlined_label_trains_its_pixels_and_round_trips(tmp_path):
+    """An outline (the simulated mask protocol) marks its points as infection and the rest of the box as
+    background, on the native and the training grid, and survives save and load."""
+    grid, key = RegionGrid(4), ("c", "s")
+    state = AnnotationState(grid, {key: (8, 8)})
+    state.add(RegionLabel(RegionId(*key, 0), Answer.INFECTION, ((1, 1), (1, 2)), outlined=True))
+    native = state.label_map(key)
+    assert (native[:4, :4] == 0).sum() == 14 and native[1, 1] == native[1, 2] == 1 and (native[4:] == -1).all()
+    on_grid = state.label_map_on_grid(key, 16)
+    assert (on_grid[:8, :8] >= 0).all() and on_grid[2:4, 2:6].max() == 1 and (on_grid[8:] == -1).all()
+    state.save(tmp_path / "a.json")
+    loaded = AnnotationState.load(tmp_path / "a.json", grid, {key: (8, 8)})
+    assert loaded.labels() == state.labels()
+
+
+def test_a_background_tag_cannot_be_outlined():
+    with pytest.raises(ValueError, match="outline"):
+        RegionLabel(RegionId("c", "s", 0), Answer.BACKGROUND, (), outlined=True)

@@ -46,7 +46,7 @@ def test_cached_and_naive_entropy_agree_on_the_same_masks(model):
     cached = score_batch(model, images, SAMPLES, seed=5, method=ScoringMethod.CACHED)
     naive = score_batch(model, images, SAMPLES, seed=5, method=ScoringMethod.NAIVE)
     assert cached.shape == naive.shape == (2, SIZE, SIZE)
-    assert cached.dtype == naive.dtype == torch.float32 and cached.device.type == "cpu"
+    assert cached.dtype == naive.dtype == torch.float64 and cached.device.type == "cpu"
     assert (cached - naive).abs().max().item() < 1e-5
     assert cached.min().item() >= 0.0 and cached.max().item() <= math.log(2) + 1e-6
 

@@ -89,6 +89,10 @@ def test_projects_create_list_get_and_patch_settings(service):
         ("model_kind", "resnet", ["model_kind"]),
         ("mc_samples", 0, ["mc_samples"]),
         ("name", "../etc", ["project name", "plain name"]),
+        ("settings", {"strategy_params": {"beta": -1}}, ["beta"]),
+        ("settings", {"strategy_params": {"crop": 10}}, ["crop"]),
+        ("settings", {"strategy_params": {"gamma": 1}}, ["gamma", "strategy params"]),
+        ("settings", {"strategy_params": [1, 2]}, ["strategy params", "object"]),
     ],
 )
 def test_bad_project_fields_are_422(service, field, value, words):

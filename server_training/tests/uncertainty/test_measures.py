@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from covidal.uncertainty.measures import bald, least_confidence, margin, predictive_entropy
+from covidal.uncertainty.measures import bald, least_confidence, margin, predictive_entropy, vote_entropy
 
 LN2 = math.log(2.0)
 LN3 = math.log(3.0)
-MEASURES = [predictive_entropy, bald, least_confidence, margin]
+MEASURES = [predictive_entropy, bald, least_confidence, margin, vote_entropy]
 
 
 def one_pixel(*samples: tuple[float, ...]) -> torch.Tensor:
@@ -121,3 +121,33 @@ def test_bad_input_raises(measure, probs, message):
 def test_sum_within_tolerance_is_accepted():
     probs = one_pixel((0.5, 0.5009), (0.5, 0.5))
     assert predictive_entropy(probs).shape == (1, 1, 1)
+
+
+def votes(*winners: int, classes: int = 2, confidence: float = 0.9) -> torch.Tensor:
+    """``[T, 1, C, 1, 1]`` samples, member t voting for class ``winners[t]`` with probability ``confidence``."""
+    probs = torch.full((len(winners), 1, classes, 1, 1), (1 - confidence) / (classes - 1))
+    for member, winner in enumerate(winners):
+        probs[member, 0, winner] = confidence
+    return probs
+
+
+@pytest.mark.parametrize(
+    ("winners", "classes", "expected"),
+    [
+        ((0, 0, 0, 0), 2, 0.0),  # every member agrees: 0, however unsure each one is
+        ((1, 1, 1), 2, 0.0),
+        ((0, 1), 2, LN2),  # a split vote: the maximum for two classes
+        ((0, 0, 1, 1), 2, LN2),
+        ((0, 0, 0, 1), 2, -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))),
+        ((0, 1, 2), 3, math.log(3)),
+        ((2, 2, 1, 0, 0, 0), 3, -sum(share * math.log(share) for share in (3 / 6, 1 / 6, 2 / 6))),
+    ],
+)
+def test_vote_entropy_is_the_entropy_of_the_vote_shares(winners, classes, expected):
+    assert vote_entropy(votes(*winners, classes=classes)).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_vote_entropy_ignores_confidence_when_the_votes_agree():
+    """Unlike predictive entropy, members that all lean the same way (p = 0.55) give 0."""
+    unsure = votes(0, 0, 0, confidence=0.55)
+    assert vote_entropy(unsure).item() == 0.0 and predictive_entropy(unsure).item() > 0.6

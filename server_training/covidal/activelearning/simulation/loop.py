@@ -8,8 +8,9 @@ merged into ``out/curve.json`` (several runs may share the folder) and its
 artefacts are written under ``out/runs/<run name>/``:
 
 * ``config.json``: the :class:`SimulationConfig`;
-* ``cycle_XX.json``: the seeds used, the selected regions with their scores and
-  answers, the training losses and the test metrics;
+* ``cycle_XX.json``: the seeds used, the selected regions with their scores,
+  answers and effort, the pixels the strategy pseudo-labelled (CEAL), the
+  training losses and the test metrics;
 * ``annotations.json``: every answer so far (``covidal.annotations`` format);
 * ``model.pt``: the latest model (loadable by ``covidal predict``/``evaluate``).
 """
@@ -17,7 +18,7 @@ artefacts are written under ``out/runs/<run name>/``:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,10 +33,11 @@ from covidal.activelearning.simulation.curve import TEST_METRICS, CycleRecord, R
 from covidal.activelearning.simulation.pool import Pool
 from covidal.activelearning.simulation.simulation_config import SimulationConfig
 from covidal.activelearning.strategies import Strategy, build_strategy
-from covidal.activelearning.strategies.strategy import SliceStack
-from covidal.annotation.annotator import SimulatedAnnotator
-from covidal.annotation.effort import ClickEffort, PolygonEffort
+from covidal.activelearning.strategies.strategy import PartAnswers, SliceStack
+from covidal.annotation.annotator import AnswerProtocol, SimulatedAnnotator
+from covidal.annotation.effort import ClickEffort, EffortModel, OutlineEffort, PolygonEffort
 from covidal.annotation.state import AnnotationState, Answer, RegionLabel
+from covidal.data.points import IGNORE_INDEX
 from covidal.data.slices import SliceRecord
 from covidal.errors import CovidalError
 from covidal.losses.registry import build_loss
@@ -64,6 +66,8 @@ class Session:
     query: QueryOptions
     state: AnnotationState
     annotator: SimulatedAnnotator
+    effort: EffortModel
+    efforts: dict[RegionId, float]
     out_dir: Path
     run_dir: Path
     device: torch.device
@@ -99,7 +103,6 @@ def simulate(
         config=config.to_dict(),
         cycles=[],
     )
-    effort = ClickEffort()
     spent = 0.0
     model: SegmentationNet | None = None
     cycles = tqdm(range(config.cycles + 1), desc=config.run_name, unit="cycle", disable=not progress)
@@ -112,11 +115,15 @@ def simulate(
             if not labels:
                 break  # every region of the pool is labelled
         session.state.add_many(labels)
-        spent += sum(effort.seconds(label) for label in labels)
+        session.efforts.update((label.region, session.effort.seconds(label)) for label in labels)
+        spent += sum(session.efforts[label.region] for label in labels)
+        pseudo = (
+            None if model is None else session.strategy.pseudo_labels(model, session.pool.images, cycle, config.seed)
+        )
         score_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
-        model, losses = _retrain(session, model, cycle)
+        model, losses = _retrain(session, model, cycle, pseudo)
         train_seconds = time.perf_counter() - started
         test = evaluate(model, session.test, config.image_size, session.device).to_dict()
 
@@ -130,7 +137,8 @@ def simulate(
             score_seconds=score_seconds,
         )
         run.cycles.append(record)
-        _save_cycle(session, cycle, model, selection, labels, losses, record)
+        pseudo_pixels = 0 if pseudo is None else int((pseudo != IGNORE_INDEX).sum())
+        _save_cycle(session, cycle, model, selection, labels, losses, record, pseudo_pixels)
         update_curve_file(session.out_dir / CURVE_FILE, run)
         cycles.set_postfix(dice=f"{test['dice']:.3f}", effort=f"{spent / 60:.0f}min")
     return run
@@ -160,6 +168,9 @@ def _start(pool_records, test_records, config: SimulationConfig, out_dir: Path) 
     grid = RegionGrid(config.regions)
     _check_slice_sizes(pool_records, grid)
     pool = Pool.build(pool_records, config.image_size)
+    effort = ClickEffort()
+    if config.protocol is AnswerProtocol.MASK:
+        effort = OutlineEffort(PolygonEffort(pool.masks, grid))
     run_dir = out_dir / "runs" / config.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", config.to_dict())
@@ -168,10 +179,12 @@ def _start(pool_records, test_records, config: SimulationConfig, out_dir: Path) 
         pool=pool,
         test=list(test_records),
         grid=grid,
-        strategy=build_strategy(config.strategy),
+        strategy=build_strategy(config.strategy, config.strategy_params),
         query=config.query_options(),
         state=AnnotationState(grid, pool.shapes),
-        annotator=SimulatedAnnotator(pool.masks, grid, derived_seed(config.seed, "annotator")),
+        annotator=SimulatedAnnotator(pool.masks, grid, derived_seed(config.seed, "annotator"), config.protocol),
+        effort=effort,
+        efforts={},
         out_dir=out_dir,
         run_dir=run_dir,
         device=resolve_device(config.device),
@@ -194,13 +207,47 @@ def _query(session: Session, model: SegmentationNet, cycle: int) -> tuple[list[d
         model,
         session.query,
         cycle_seed(session.config.seed, cycle),
+        pool_answers(session),
     )
     labels = [session.annotator.answer(region) for region, _ in selected]
     selection = [
-        {**asdict(region), "score": score, "answer": label.answer.value, "points": [list(p) for p in label.points]}
+        {**asdict(region), "score": score, "answer": label.answer.value, **_answer_record(session, label)}
         for (region, score), label in zip(selected, labels)
     ]
     return selection, labels
+
+
+def _answer_record(session: Session, label: RegionLabel) -> dict:
+    """What a cycle file keeps of an answer: its clicks (an outline's pixel count instead), and its effort."""
+    points = {"outline_pixels": len(label.points)} if label.outlined else {"points": [list(p) for p in label.points]}
+    return {**points, "effort_seconds": session.effort.seconds(label)}
+
+
+def pool_answers(session: Session) -> PartAnswers:
+    """The answers so far as the strategies see them (:func:`answers_of`)."""
+    config = session.config
+    seed = derived_seed(config.seed, "background-sample")
+    return answers_of(session.pool, session.state, session.efforts, config.background_sample, seed)
+
+
+def answers_of(
+    pool: Pool,
+    state: AnnotationState,
+    efforts: Mapping[RegionId, float],
+    background_sample: int | None = None,
+    background_seed: int = 0,
+) -> PartAnswers:
+    """A pool's answers as a strategy sees them: each answered region's effort seconds, and the label maps the
+    model trains on (:meth:`AnnotationState.label_map_on_grid`, without pseudo-labels)."""
+    seconds = np.full((len(pool), state.grid.regions), np.nan)
+    row = {key: i for i, key in enumerate(pool.keys)}
+    for region, value in efforts.items():
+        seconds[row[(region.case, region.slice)], region.region] = value
+
+    def label_maps(size: int) -> np.ndarray:
+        return np.stack([state.label_map_on_grid(key, size, background_sample, background_seed) for key in pool.keys])
+
+    return PartAnswers(seconds, label_maps)
 
 
 def select_for_cycle(
@@ -210,12 +257,14 @@ def select_for_cycle(
     model: SegmentationNet | None,
     options: QueryOptions,
     seed: int,
+    answers: PartAnswers | None = None,
 ) -> list[tuple[RegionId, float]]:
     """The regions a cycle asks about, best first, with their scores: the pool as one part of the one query
     (:func:`~covidal.activelearning.query.query_regions`), its ``labelled`` regions closed.
 
     Args:
         seed: the cycle's seed (:func:`~covidal.activelearning.query.cycle_seed` of the run's seed and cycle).
+        answers: the answers with their effort, for strategies that learn from them (None: none).
     """
     regions = options.grid.regions
     open_regions = np.array(
@@ -225,14 +274,18 @@ def select_for_cycle(
         ]
     )
     stack = SliceStack(tuple(record.image.shape for record in pool.records), lambda: pool.images)
-    queried = query_regions([PoolPart(stack, open_regions)], strategy, model, options, seed)
+    queried = query_regions([PoolPart(stack, open_regions, answers)], strategy, model, options, seed)
     return [
         (RegionId(pool.records[q.slice].case_id, pool.records[q.slice].slice_id, q.region), q.score) for q in queried
     ]
 
 
-def _retrain(session: Session, previous: SegmentationNet | None, cycle: int) -> tuple[SegmentationNet, list[float]]:
-    """Train on every labelled slice: from ``previous`` (warm start) or from a fresh initialisation."""
+def _retrain(
+    session: Session, previous: SegmentationNet | None, cycle: int, pseudo: np.ndarray | None = None
+) -> tuple[SegmentationNet, list[float]]:
+    """Train on every labelled slice: from ``previous`` (warm start) or from a fresh initialisation. With the
+    strategy's ``pseudo`` labels ``[N, S, S]`` of the pool, every slice with an answer or a pseudo-label trains,
+    answers winning where both exist."""
     config = session.config
     if previous is None or not config.warm_start:
         # The same initial weights every cycle, so scratch cycles differ only in their labels.
@@ -242,13 +295,21 @@ def _retrain(session: Session, previous: SegmentationNet | None, cycle: int) -> 
         model = previous
     keys = session.state.labelled_slices()
     background_seed = derived_seed(config.seed, "background-sample")
-    label_maps = [
-        session.state.label_map_on_grid(key, config.image_size, config.background_sample, background_seed)
-        for key in keys
-    ]
+    label_maps = np.stack(
+        [
+            session.state.label_map_on_grid(key, config.image_size, config.background_sample, background_seed)
+            for key in keys
+        ]
+    )
+    rows = session.pool.index_of(keys)
+    if pseudo is not None:
+        merged = pseudo.copy()
+        merged[rows] = np.where(label_maps != IGNORE_INDEX, label_maps, pseudo[rows])
+        rows = np.flatnonzero((merged != IGNORE_INDEX).any(axis=(1, 2))).tolist()
+        label_maps = merged[rows]
     data = TrainingSlices(
-        images=session.pool.images[session.pool.index_of(keys)],
-        point_labels=torch.from_numpy(np.stack(label_maps)),
+        images=session.pool.images[rows],
+        point_labels=torch.from_numpy(label_maps),
         masks=None,
     )
     loss_generator = torch.Generator().manual_seed(derived_seed(config.seed, "loss", cycle))
@@ -275,6 +336,7 @@ def _save_cycle(
     labels: list[RegionLabel],
     losses: list[float],
     record: CycleRecord,
+    pseudo_pixels: int,
 ) -> None:
     config = session.config
     seeds = {name: derived_seed(config.seed, name, cycle) for name in ("loss", "batches")}
@@ -285,6 +347,7 @@ def _save_cycle(
             **asdict(record),
             "seeds": seeds,
             "new_labels": {answer.value: sum(label.answer is answer for label in labels) for answer in Answer},
+            "pseudo_labelled_pixels": pseudo_pixels,
             "selection": selection,
             "train_loss": {
                 "first": losses[0],

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from covidal.activelearning.query import QueryOptions
-from covidal.activelearning.scoring import Reduction
+from covidal.activelearning.scoring import DEFAULT_REDUCTION, Reduction
 from covidal.activelearning.selection import DEFAULT_MAX_PER_SLICE, SelectionRule
-from covidal.activelearning.strategies import StrategyName
+from covidal.activelearning.strategies import StrategyName, StrategyParams
+from covidal.annotation.annotator import AnswerProtocol
 from covidal.data.window import HUWindow
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.slices.build import ModelConfig
@@ -25,8 +26,11 @@ class SimulationConfig:
 
     Attributes:
         strategy: how regions are ranked.
+        strategy_params: the strategies' parameters (each strategy reads its own).
+        protocol: how the simulated annotator answers a region with infection: one click (``point``, 3 s) or its
+            full outline (``mask``, 3 s per polygon vertex; an empty region costs a 3 s tag either way).
         regions: K regions per slice (a perfect square).
-        reduction: region score = max or mean of its pixel scores.
+        reduction: how a region's pixel scores become its score (default top-mean).
         init_slices: slices labelled in full (all K regions) before the first cycle.
         cycles: query-and-retrain cycles after the initial training.
         per_cycle: regions asked per cycle.
@@ -49,8 +53,10 @@ class SimulationConfig:
     """
 
     strategy: StrategyName = StrategyName.ENTROPY
+    strategy_params: StrategyParams = field(default_factory=StrategyParams)
+    protocol: AnswerProtocol = AnswerProtocol.POINT
     regions: int = DEFAULT_REGIONS
-    reduction: Reduction = Reduction.MAX
+    reduction: Reduction = DEFAULT_REDUCTION
     init_slices: int = 2
     cycles: int = 10
     per_cycle: int = 10
@@ -71,6 +77,9 @@ class SimulationConfig:
 
     def __post_init__(self) -> None:
         self.strategy = check_choice("selection strategy", self.strategy, StrategyName)
+        self.protocol = check_choice("answer protocol", self.protocol, AnswerProtocol)
+        if not isinstance(self.strategy_params, StrategyParams):
+            raise ValueError(f"strategy_params must be StrategyParams, got {type(self.strategy_params).__name__}")
         self.reduction = check_choice("region reduction", self.reduction, Reduction)
         self.device = check_choice("device", self.device, DeviceChoice)
         RegionGrid(self.regions)  # raises ValueError unless a perfect square
@@ -116,9 +125,10 @@ class SimulationConfig:
 
     @property
     def run_name(self) -> str:
-        """``strategy-loss-seedS``, plus ``-scratch`` without warm start and ``-no-cap`` or ``-per-sliceN`` for a
+        """``strategy-loss-seedS``, plus ``-mask`` under the mask answer protocol, ``-scratch`` without warm start and ``-no-cap`` or ``-per-sliceN`` for a
         selection cap other than one region per slice: one curve.json entry per name."""
-        suffix = "" if self.warm_start else "-scratch"
+        suffix = "" if self.protocol is AnswerProtocol.POINT else f"-{self.protocol.value}"
+        suffix += "" if self.warm_start else "-scratch"
         if self.max_per_slice != 1:
             suffix += "-no-cap" if self.max_per_slice is None else f"-per-slice{self.max_per_slice}"
         return f"{self.strategy.value}-{self.loss.name.value}-seed{self.seed}{suffix}"
@@ -127,6 +137,8 @@ class SimulationConfig:
         data = asdict(self)
         data.update(
             strategy=self.strategy.value,
+            strategy_params=self.strategy_params.to_dict(),
+            protocol=self.protocol.value,
             reduction=self.reduction.value,
             device=self.device.value,
             loss=self.loss.to_dict(),
@@ -142,6 +154,7 @@ class SimulationConfig:
         if "regions_per_slice" in data:
             per_slice = data.pop("regions_per_slice")
             data.update(per_cycle=data["per_cycle"] * per_slice, max_per_slice=per_slice)
+        data["strategy_params"] = StrategyParams.from_dict(data.get("strategy_params", {}))
         data["loss"] = LossConfig.from_dict(data["loss"])
         data["model"] = ModelConfig.from_dict(data["model"])
         data["window"] = HUWindow(**data["window"])

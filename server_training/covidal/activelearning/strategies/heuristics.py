@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from covidal.activelearning.scoring import PixelMeasure, mc_region_scores
+from covidal.activelearning.scoring import PixelMeasure, RegionMaps, RegionScores, Sampler, mc_region_pass
 from covidal.activelearning.seeds import derived_seed
 from covidal.activelearning.strategies.strategy import ScoringContext, SliceStack, Strategy
-from covidal.uncertainty.mc_dropout import sample_dropout_masks
-from covidal.uncertainty.measures import bald, least_confidence, margin, predictive_entropy
+from covidal.uncertainty.mc_dropout import mc_probabilities_cached, sample_dropout_masks
+from covidal.uncertainty.measures import bald, least_confidence, margin, predictive_entropy, vote_entropy
 
 MEASURES: dict[str, PixelMeasure] = {
     "entropy": predictive_entropy,
     "bald": bald,
     "least-confidence": least_confidence,
     "margin": margin,
+    "vote-entropy": vote_entropy,  # the committee: the T dropout samples, each voting its argmax
 }
 
 
@@ -36,15 +37,31 @@ class MeasureStrategy(Strategy):
 
     def region_scores(self, stack: SliceStack, context: ScoringContext) -> np.ndarray:
         """Raises: ValueError without a model, or a slice smaller than the grid."""
+        return self.mc_pass(stack, context).scores
+
+    def mc_pass(
+        self,
+        stack: SliceStack,
+        context: ScoringContext,
+        slices: np.ndarray | None = None,
+        maps: RegionMaps | None = None,
+        sampler: Sampler = mc_probabilities_cached,
+    ) -> RegionScores:
+        """The measure's region scores of ``slices`` (bool ``[N]``, default the open ones), and the region means
+        of ``maps`` from the same pass (:func:`~covidal.activelearning.scoring.mc_region_pass`).
+
+        Raises:
+            ValueError: without a model, or a slice smaller than the grid.
+        """
         if context.model is None:
             raise ValueError("this strategy ranks regions by the model's uncertainty: train a model first")
         masks = sample_dropout_masks(
             context.model, context.samples, len(stack), derived_seed(context.seed, "dropout-masks")
         )
-        positions = np.flatnonzero(context.open_slices).tolist()
+        positions = np.flatnonzero(context.open_slices if slices is None else slices).tolist()
         if not positions:
-            return np.full((len(stack), context.grid.regions), -np.inf)
-        return mc_region_scores(
+            return RegionScores(np.full((len(stack), context.grid.regions), -np.inf), None)
+        return mc_region_pass(
             context.model,
             stack.network_input(),
             masks,
@@ -54,6 +71,8 @@ class MeasureStrategy(Strategy):
             context.reduction,
             context.batch_size,
             positions,
+            maps,
+            sampler,
         )
 
 

@@ -1,21 +1,26 @@
 """What every region strategy gets and gives: a stack of slices in, one score per region ``[N, R]`` out.
 
 The cycle (:func:`covidal.activelearning.query.query_regions`) calls :meth:`Strategy.region_scores` on each
-part of the pool (a volume, or a set of 2D slices) and hands the scores to the selection rule; it knows
-nothing else about a strategy. A strategy that keeps state between cycles (a committee, a cost model) is a
-subclass in its own module that keeps it on itself.
+part of the pool (a volume, or a set of 2D slices), then :meth:`Strategy.pool_scores` once on all parts' scores,
+and hands the result to the selection rule; it knows nothing else about a strategy. A strategy that needs the
+whole pool (density, suggestive annotation, a cost model, VAAL) keeps what each part's scoring found in the
+query's :class:`PoolScratch` (``context.pool``) and combines it in :meth:`Strategy.pool_scores`; the identity
+for the others. A strategy with a model of its own (a committee, a cost model, a VAE) is a subclass in its own
+module, fitted again every cycle from the answers in the context, so a service that builds it afresh for each
+cycle ranks as a simulation that keeps one.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from torch import Tensor
 
-from covidal.activelearning.scoring import Reduction
+from covidal.activelearning.scoring import DEFAULT_REDUCTION, Reduction
 from covidal.models.slices.network import SegmentationNet
 from covidal.regions.grid import RegionGrid
 
@@ -41,6 +46,45 @@ class SliceStack:
 
 
 @dataclass(frozen=True)
+class PartAnswers:
+    """The answers already given in one part of the pool.
+
+    Attributes:
+        effort_seconds: float64 ``[N, R]``, the recorded effort of each answered region, NaN where unanswered.
+        label_maps: ``S -> int64 [N, S, S]`` the answers as training targets on the ``S x S`` network grid
+            (-1 unknown, 0 background, 1 infection), as the model trains on them.
+    """
+
+    effort_seconds: np.ndarray
+    label_maps: Callable[[int], np.ndarray]
+
+    @property
+    def answered(self) -> np.ndarray:
+        """bool ``[N, R]``: True where a region is answered."""
+        return ~np.isnan(self.effort_seconds)
+
+
+def no_answers(slices: int, regions: int) -> PartAnswers:
+    """The :class:`PartAnswers` of a part nobody has answered yet."""
+    return PartAnswers(np.full((slices, regions), np.nan), lambda size: np.full((slices, size, size), -1, np.int64))
+
+
+@dataclass
+class PoolScratch:
+    """One query's shared notes: what each part's scoring leaves for the strategy's pool-level step.
+
+    Attributes:
+        count: regions the cycle asks for (the selection rule's count).
+        seed: the cycle's seed; a pool-level draw derives from it under its own name.
+        parts: by part index, whatever the strategy stored while scoring that part.
+    """
+
+    count: int
+    seed: int
+    parts: dict[int, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ScoringContext:
     """What a strategy may use to score one part of the pool.
 
@@ -51,8 +95,12 @@ class ScoringContext:
         seed: this part's seed in this cycle; every draw of a strategy derives from it under its own name
             (:func:`covidal.activelearning.seeds.derived_seed`).
         open_slices: ``[N]`` bool, the slices with a region left to ask; the others need no score.
-        reduction: region score = max or mean of its pixels' scores.
+        reduction: how a region's pixel scores become its score (default top-mean).
         batch_size: slices per forward pass.
+        open_regions: ``[N, R]`` bool, the regions that may be asked (None: every region of an open slice).
+        answers: the part's answers so far (None: none).
+        part: this part's index in the pool.
+        pool: the query's shared notes (None outside a query: then one part is the whole pool).
     """
 
     grid: RegionGrid
@@ -60,12 +108,37 @@ class ScoringContext:
     samples: int
     seed: int
     open_slices: np.ndarray
-    reduction: Reduction = Reduction.MAX
+    reduction: Reduction = DEFAULT_REDUCTION
     batch_size: int = 8
+    open_regions: np.ndarray | None = None
+    answers: PartAnswers | None = None
+    part: int = 0
+    pool: PoolScratch | None = None
+
+    def open_mask(self) -> np.ndarray:
+        """bool ``[N, R]``: the regions that may be asked."""
+        if self.open_regions is not None:
+            return self.open_regions
+        return np.repeat(self.open_slices[:, None], self.grid.regions, axis=1)
+
+    def part_answers(self) -> PartAnswers:
+        """The part's answers, :func:`no_answers` when none were given."""
+        return self.answers or no_answers(len(self.open_slices), self.grid.regions)
 
 
 class Strategy(ABC):
     """Scores every region of a stack of slices; higher is asked first."""
+
+    def pool_scores(self, scores: list[np.ndarray], pool: PoolScratch) -> list[np.ndarray]:
+        """The final ``[N_p, R]`` scores of the scored parts (in the order they were scored), once every part's
+        :meth:`region_scores` is known; by default the same scores. Only open regions' scores are read."""
+        return scores
+
+    def pseudo_labels(self, model: SegmentationNet, images: Tensor, cycle: int, seed: int) -> np.ndarray | None:
+        """int64 ``[N, S, S]`` labels the next training may add on pixels nobody answered (-1 elsewhere), for the
+        ``[N, 1, S, S]`` pool ``images`` after query ``cycle``; None (the default): the strategy adds none.
+        Such labels never count as effort and are made afresh each cycle."""
+        return None
 
     @abstractmethod
     def region_scores(self, stack: SliceStack, context: ScoringContext) -> np.ndarray:
@@ -75,3 +148,18 @@ class Strategy(ABC):
             ValueError: the strategy cannot score these slices (e.g. it needs a model and there is none,
                 or a slice is smaller than the grid).
         """
+
+
+class PoolLevelStrategy(Strategy):
+    """A strategy that scores the whole pool at once (its model learns from every part's regions): each part is
+    only noted while the query goes through the parts, and :meth:`pool_scores` scores them all. Called outside
+    a query (no pool in the context), one part is the whole pool."""
+
+    def region_scores(self, stack: SliceStack, context: ScoringContext) -> np.ndarray:
+        placeholder = np.zeros((len(stack), context.grid.regions))
+        if context.pool is None:
+            pool = PoolScratch(1, context.seed)
+            pool.parts[0] = (stack, context)
+            return self.pool_scores([placeholder], pool)[0]
+        context.pool.parts[context.part] = (stack, context)
+        return placeholder

@@ -1,7 +1,9 @@
 """``covidal simulate``: region-based active learning with a simulated annotator; writes a learning curve.
 
 A simulated annotator answers each suggested region from the reference masks:
-one random click on infection inside the region, or a background tag (3 s each).
+one random click on infection inside the region, or a background tag (3 s each);
+with --protocol mask it outlines the region's infection instead (3 s per polygon
+vertex).
 After every cycle the model is evaluated on the held-out test slices, and
 ``OUT/curve.json`` and ``OUT/curve.png`` are updated. Several runs (strategies,
 losses, seeds) may share one OUT folder: each keeps its own entry in
@@ -11,15 +13,17 @@ curve.json, and curve.png shows one line per strategy and loss.
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 
-from covidal.activelearning.scoring import Reduction
+from covidal.activelearning.scoring import DEFAULT_REDUCTION, TOP_FRACTION, Reduction
 from covidal.activelearning.selection import DEFAULT_MAX_PER_SLICE
 from covidal.activelearning.simulation.curve import load_curves
 from covidal.activelearning.simulation.loop import CURVE_FILE, simulate
 from covidal.activelearning.simulation.plot import plot_curves
 from covidal.activelearning.simulation.simulation_config import SIMULATION_LOSSES, SimulationConfig
-from covidal.activelearning.strategies import StrategyName
+from covidal.activelearning.strategies import StrategyName, StrategyParams
+from covidal.annotation.annotator import AnswerProtocol
 from covidal.bench.losses import split_for_bench
 from covidal.cli.options import (
     add_data_options,
@@ -52,13 +56,22 @@ def add_parser(commands) -> None:
     )
     parser.add_argument("--strategy", choices=[s.value for s in StrategyName], required=True)
     parser.add_argument(
+        "--protocol",
+        choices=[p.value for p in AnswerProtocol],
+        default=AnswerProtocol.POINT.value,
+        help="how the simulated annotator answers a region with infection: one click, 3 s (point, default), or "
+        "its full outline, 3 s per polygon vertex (mask); an empty region costs a 3 s tag either way",
+    )
+    add_strategy_params(parser)
+    parser.add_argument(
         "--regions", type=positive_int, default=64, help="regions per slice, a perfect square (default 64 = 8x8)"
     )
     parser.add_argument(
         "--reduction",
         choices=[r.value for r in Reduction],
-        default=Reduction.MAX.value,
-        help="region score = max (default) or mean of its pixel scores",
+        default=DEFAULT_REDUCTION.value,
+        help=f"region score = max, mean, or mean of its top {TOP_FRACTION * 100:.0f}%% pixel scores "
+        f"(default {DEFAULT_REDUCTION.value})",
     )
     parser.add_argument(
         "--init-slices", type=positive_int, default=2, help="slices labelled in full before the first cycle"
@@ -106,10 +119,32 @@ def add_parser(commands) -> None:
     parser.set_defaults(run=run)
 
 
+def add_strategy_params(parser: argparse.ArgumentParser) -> None:
+    """One ``--NAME`` option per :class:`StrategyParams` field (its docstring says what each means), defaulting to
+    its default; the values are checked by :class:`StrategyParams`."""
+    group = parser.add_argument_group("strategy parameters (each strategy reads its own)")
+    for spec in fields(StrategyParams):
+        kind = positive_int if spec.type == "int" else float
+        group.add_argument(
+            "--" + spec.name.replace("_", "-"),
+            dest=f"param_{spec.name}",
+            metavar=spec.name.upper(),
+            type=kind,
+            default=spec.default,
+            help=f"default {spec.default}",
+        )
+
+
+def strategy_params_from(args: argparse.Namespace) -> StrategyParams:
+    return StrategyParams(**{spec.name: getattr(args, f"param_{spec.name}") for spec in fields(StrategyParams)})
+
+
 def config_from(args: argparse.Namespace) -> SimulationConfig:
     try:
         return SimulationConfig(
             strategy=args.strategy,
+            strategy_params=strategy_params_from(args),
+            protocol=args.protocol,
             regions=args.regions,
             reduction=args.reduction,
             init_slices=args.init_slices,

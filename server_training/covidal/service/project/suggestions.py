@@ -6,7 +6,8 @@ Each volume is a part of the pool (:class:`~covidal.activelearning.query.PoolPar
 without a current 2D model (no job has finished yet, or a ``unet3d`` project, whose 3D network has no dropout
 head to sample) ranks by :class:`~covidal.activelearning.strategies.InfectionDensity` inside the volume's
 aerated lungs (:mod:`covidal.service.project.lungs`; the whole CT when none are found); otherwise by its
-strategy with its ``mc_samples`` MC-dropout samples. Cycle ``n``'s draws derive from ``cycle_seed(seed, n)`` with the
+strategy with its ``mc_samples`` MC-dropout samples, its ``strategy_params`` setting, and each volume's answers
+with their effort (:mod:`.strategy_inputs`). Cycle ``n``'s draws derive from ``cycle_seed(seed, n)`` with the
 project's ``seed`` setting (default 0), as a simulation's cycle ``n`` does from its seed, so the same model,
 volume, strategy, seed and answers give the same regions in the same order as ``covidal simulate``.
 
@@ -35,6 +36,7 @@ from covidal.service.cache import ServiceCache, VolumeKey
 from covidal.service.jobs.training_data import answered_regions
 from covidal.service.project.layout import ProjectLayout
 from covidal.service.project.lungs import NoLungs, volume_lungs
+from covidal.service.project.strategy_inputs import strategy_params, volume_answers
 from covidal.service.settings import ServiceSettings
 from covidal.service.store import records
 from covidal.service.store.errors import Invalid
@@ -66,17 +68,23 @@ def open_cycle(
     if not pool:
         raise Invalid(f"project {project_id} has no volumes yet: upload one before asking for suggestions")
     grid = RegionGrid(project.grid_k)
-    answered = {(a.volume_id, a.k, a.region) for a in answered_regions(store, project_id)}
+    answers = answered_regions(store, project_id)
+    answered = {(a.volume_id, a.k, a.region) for a in answers}
     model = _current_model(project, settings, cache)
     try:
         project_seed, max_per_slice = cycle_settings(project.settings)
         rule = SelectionRule(count, max_per_slice)
         seed = cycle_seed(project_seed, len(store.list_cycles(project_id)) + 1)
         parts = [
-            PoolPart(_volume_stack(store, settings, cache, volume, model), _open_regions(volume, grid, answered))
+            PoolPart(
+                _volume_stack(store, settings, cache, volume, model),
+                _open_regions(volume, grid, answered),
+                volume_answers(volume.id, volume.geometry.dims[2], _slice_shape(volume), grid, answers),
+            )
             for volume in pool
         ]
-        strategy = InfectionDensity() if model is None else build_strategy(project.strategy)
+        params = strategy_params(project.settings)
+        strategy = InfectionDensity() if model is None else build_strategy(project.strategy, params)
         queried = query_regions(
             parts, strategy, None if model is None else model.model, QueryOptions(grid, rule, project.mc_samples), seed
         )
@@ -126,9 +134,11 @@ def cycle_settings(project_settings: Mapping[str, Any]) -> tuple[int, int | None
     its selection cap (default :data:`DEFAULT_MAX_PER_SLICE`, null for none).
 
     Raises:
-        ConfigError: a seed that is not an integer >= 0, a cap that is not null or an integer >= 1.
+        ConfigError: a seed that is not an integer >= 0, a cap that is not null or an integer >= 1, a
+            ``strategy_params`` setting that :class:`StrategyParams` refuses.
     """
     seed = check_int("project setting seed", project_settings.get("seed", 0), minimum=0)
+    strategy_params(project_settings)  # checked with the other cycle settings, when they are stored
     cap = project_settings.get("max_per_slice", DEFAULT_MAX_PER_SLICE)
     return seed, None if cap is None else check_int("project setting max_per_slice", cap, minimum=1)
 

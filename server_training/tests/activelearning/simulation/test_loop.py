@@ -9,6 +9,7 @@ import torch
 from covidal.activelearning.simulation.curve import load_curves
 from covidal.activelearning.simulation.loop import CURVE_FILE, simulate
 from covidal.activelearning.simulation.simulation_config import SimulationConfig
+from covidal.activelearning.strategies import StrategyParams
 from covidal.annotation.state import Answer
 from covidal.data.slices import load_slices
 from covidal.errors import CovidalError
@@ -139,3 +140,31 @@ def test_stops_when_the_pool_is_exhausted(data, tmp_path, single_thread_torch):
     )
     assert [c.labelled_regions for c in run.cycles] == [4, 20]
     assert np.isclose(run.cycles[-1].effort_seconds, 60.0)
+
+
+def test_the_mask_protocol_outlines_infected_regions_and_prices_their_vertices(data, tmp_path, single_thread_torch):
+    """Under ``mask``, an infected region's answer holds every infected pixel and costs 3 s per polygon vertex
+    (at least 9 s); an empty region a 3 s tag. The same run under ``point`` costs 3 s per region."""
+    pool, test = data
+    masked = simulate(pool, test, tiny_config(protocol="mask"), tmp_path, progress=False)
+    clicked = simulate(pool, test, tiny_config(), tmp_path, progress=False)
+    assert "-mask" in masked.name and "-mask" not in clicked.name
+    cycle = json.loads((tmp_path / "runs" / masked.name / "cycle_01.json").read_text())
+    for entry in cycle["selection"]:
+        if entry["answer"] == "infection":
+            assert entry["outline_pixels"] >= 1 and entry["effort_seconds"] >= 9.0
+        else:
+            assert entry["effort_seconds"] == 3.0
+    assert masked.cycles[0].effort_seconds > clicked.cycles[0].effort_seconds == 48.0
+    annotations = json.loads((tmp_path / "runs" / masked.name / "annotations.json").read_text())
+    assert any(label.get("outlined") for label in annotations["labels"])
+
+
+def test_ceal_pseudo_labels_join_training_without_counting_as_effort(data, tmp_path, single_thread_torch):
+    pool, test = data
+    config = tiny_config(strategy="ceal", strategy_params=StrategyParams(delta=0.51, pseudo_weight=0.5))
+    run = simulate(pool, test, config, tmp_path, progress=False)
+    assert [c.effort_seconds for c in run.cycles] == [48.0, 60.0, 72.0]  # the pseudo-labels cost nothing
+    cycles = [json.loads((tmp_path / "runs" / run.name / f"cycle_{n:02d}.json").read_text()) for n in (0, 1, 2)]
+    assert cycles[0]["pseudo_labelled_pixels"] == 0  # no model before the first training
+    assert cycles[1]["pseudo_labelled_pixels"] > 0 and cycles[2]["pseudo_labelled_pixels"] > 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from covidal.activelearning.scoring import mc_region_scores
+from covidal.activelearning.scoring import mc_region_pass
 from covidal.activelearning.seeds import derived_seed
 from covidal.activelearning.strategies import (
     STRATEGIES,
@@ -51,7 +51,7 @@ def test_measure_strategy_scores_the_open_slices_with_masks_drawn_for_all(single
     images = torch.randn(3, 1, 32, 32)
     scores = build_strategy("entropy").region_scores(stack(images), context(model, open_slices=(True, False, True)))
     masks = sample_dropout_masks(model, 4, 3, derived_seed(5, "dropout-masks"))
-    expected = mc_region_scores(model, images, masks, SHAPES, RegionGrid(4), predictive_entropy, positions=[0, 2])
+    expected = mc_region_pass(model, images, masks, SHAPES, RegionGrid(4), predictive_entropy, positions=[0, 2]).scores
     np.testing.assert_array_equal(scores, expected)
     assert np.all(np.isfinite(scores[[0, 2]])) and np.all(scores[1] == -np.inf)
 

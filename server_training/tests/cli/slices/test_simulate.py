@@ -92,3 +92,20 @@ def test_bad_options_are_one_line_errors(cli, make_slices, tmp_path):
     cli(*base, "--strategy", "entropy", "--loss", "full").assert_user_error("loss")
     cli(*base, "--strategy", "entropy", "--test-images", data.images).assert_user_error("--test-masks")
     cli(*base, "--strategy", "entropy", "--test-count", "3").assert_user_error("3 test")
+    cli(*base, "--strategy", "entropy", "--protocol", "scribble").assert_user_error("protocol")
+    cli(*base, "--strategy", "density", "--beta", "-1").assert_user_error("beta")
+    cli(*base, "--strategy", "ceal", "--delta", "0.4").assert_user_error("delta")
+    cli(*base, "--strategy", "vaal", "--crop", "10").assert_user_error("crop")
+    cli(*base, "--strategy", "suggestive", "--committee", "1").assert_user_error("committee")
+    cli(*base, "--strategy", "suggestive", "--top-k", "many").assert_user_error("top-k")
+
+
+def test_the_strategy_params_and_protocol_are_saved_with_the_run(cli, make_slices, tmp_path, single_thread_torch):
+    data = make_slices(4)
+    out = tmp_path / "out"
+    args = ["--images", data.images, "--masks", data.masks, "--test-count", "1", "--out", out, *TINY]
+    result = cli("simulate", *args, "--strategy", "density", "--beta", "2.5", "--protocol", "mask")
+    assert result.code == 0, result.err
+    [run] = load_curves(out / "curve.json")
+    assert run.name == "density-cb-flip-rot-seed0-mask"
+    assert run.config["strategy_params"]["beta"] == 2.5 and run.config["protocol"] == "mask"
