@@ -31,6 +31,7 @@ def test_quick_form_writes_one_json_with_every_figure(tmp_path):
         check=False,
         capture_output=True,
         text=True,
+        encoding="utf-8",
         timeout=1800,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -55,6 +56,7 @@ def test_full_form_without_a_gpu_stops_with_one_clear_line(tmp_path):
         check=False,
         capture_output=True,
         text=True,
+        encoding="utf-8",
         timeout=120,
     )
     assert done.returncode == 1
