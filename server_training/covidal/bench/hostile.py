@@ -9,11 +9,15 @@ Phases, on a server started for the run (a second one for the last phase):
    expected, refusals that are not one line, and files or rows the refusals left (checked after the phase).
 2. **Stalls**: ``stalled`` uploads send 4 KiB of their body and stop; meanwhile ordinary requests are sent.
    Counted: how many of them were answered (and the slowest), how many uploads were held or refused (503).
-3. **Normal uploads**: real and synthetic volumes, each uploaded ``repeats`` times to new projects. The same run
-   times, in this process, ``3 * repeats`` times each and side by side, the in-process read the service did
-   before (``read_stored_volume``) and the safe read it does now (``read_upload_safely``: header check, child
-   decode); the safe read's extra time is the median of the pairs' differences, and the upload time before is
-   estimated as the median upload time less that extra time.
+3. **Normal uploads**: real and synthetic volumes, each uploaded ``repeats`` times to new projects. With a
+   ``baseline`` (the ``server_training`` folder of another checkout, e.g. the commit before the hardening),
+   a server of that checkout runs beside this one and each upload goes to both, alternately first: the change
+   is the median of the pairs' ratios. Without one, the same run times, in this process, ``3 * repeats``
+   times each and side by side, the in-process read the service did before (``read_stored_volume``) and the
+   safe read it does now (``read_upload_safely``: header check, child decode); the safe read's extra time is
+   the median of the pairs' differences, and the upload time before is estimated as the median upload time
+   less that extra time (an estimate: the direct read reuses memory it has just freed, which a service that
+   keeps its volumes cannot).
 4. **kill -9**: a client answers suggestions while the server is killed (SIGKILL) ``kills`` times; after each
    restart on the same folder the acknowledged answers are looked up. Counted: acknowledged and lost.
 
@@ -50,7 +54,7 @@ from covidal.bench.hostile_inputs import (
 from covidal.bench.kill import Submitter, lost_answers
 from covidal.bench.raw_http import raw_request, stalled_upload
 from covidal.bench.service import write_synthetic_ct
-from covidal.client import zip_dicom_folder
+from covidal.client import CovidalClient, zip_dicom_folder
 from covidal.errors import CovidalError
 from covidal.service.local import LocalService, running_service
 from covidal.service.settings import DEFAULT_DECODE_TIMEOUT_S, DEFAULT_MAX_VOXELS
@@ -80,9 +84,12 @@ class HostileBenchConfig:
         demo: whether phase 3 uploads the demo CT (NRRD) and its source CT (NIfTI), made or fetched if missing.
         kills: times the server is killed during submits (phase 4).
         seed: seeds the mutations and the kill points.
+        baseline: the ``server_training`` folder of another checkout whose service phase 3 compares upload
+            times with (None: the in-process estimate).
 
     Raises:
-        CovidalError: a negative count, a ``dicom`` folder that does not exist.
+        CovidalError: a negative count, a ``dicom`` folder that does not exist, a ``baseline`` without a
+            ``covidal`` package.
     """
 
     mutations: int = 1000
@@ -93,6 +100,7 @@ class HostileBenchConfig:
     demo: bool = True
     kills: int = 3
     seed: int = 0
+    baseline: Path | None = None
 
     def __post_init__(self) -> None:
         for name in ("mutations", "stalled", "repeats", "slices", "kills", "seed"):
@@ -101,6 +109,11 @@ class HostileBenchConfig:
                 raise CovidalError(f"bench-hostile: {name} must be a non-negative integer, got {value!r}")
         if self.dicom is not None and not Path(self.dicom).is_dir():
             raise CovidalError(f"bench-hostile: --dicom {self.dicom} is not a folder")
+        if self.baseline is not None and not (Path(self.baseline) / "covidal" / "__init__.py").is_file():
+            raise CovidalError(
+                f"bench-hostile: --baseline {self.baseline} holds no covidal package (give a checkout's "
+                "server_training folder)"
+            )
 
 
 @dataclass
@@ -136,8 +149,20 @@ class UploadTiming:
     dims: tuple[int, int, int]
     megabytes: float
     upload_s: tuple[float, ...]
-    direct_read_s: tuple[float, ...]
-    safe_read_s: tuple[float, ...]
+    direct_read_s: tuple[float, ...] = ()
+    safe_read_s: tuple[float, ...] = ()
+    baseline_upload_s: tuple[float, ...] = ()
+
+    @property
+    def baseline_change(self) -> float:
+        """The upload time's relative change against the baseline service: the median of the pairs' ratios, less 1
+        (each pair timed back to back, so a slow spell of the machine hits both)."""
+        return statistics.median(ours / theirs for ours, theirs in zip(self.upload_s, self.baseline_upload_s)) - 1
+
+    @property
+    def baseline_change_of_minima(self) -> float:
+        """The same from the fastest upload of each service."""
+        return min(self.upload_s) / min(self.baseline_upload_s) - 1
 
     @property
     def extra_s(self) -> float:
@@ -247,7 +272,8 @@ def bench_hostile(config: HostileBenchConfig, out: Path | None = None) -> Hostil
         counts = _hostile_phase(server, folder, config)
         stall = _stall_phase(server, config.stalled) if config.stalled else None
         peak_hostile = server.peak_mib()
-        uploads = _normal_uploads(server, _normal_files(folder, config), config.repeats)
+        baseline = _baseline_service(stack, folder, config.baseline) if config.repeats else None
+        uploads = _normal_uploads(server, _normal_files(folder, config), config.repeats, baseline)
         peak_end = server.peak_mib()
         acknowledged, lost = _kill_phase(folder / "kill", config.kills, config.seed, sampler)
     return HostileBenchResult(
@@ -476,37 +502,69 @@ def _normal_files(folder: Path, config: HostileBenchConfig) -> list[_NormalFile]
     return files
 
 
-def _normal_uploads(server: _Server, files: list[_NormalFile], repeats: int) -> list[UploadTiming]:
-    client = server.running.client
+def _normal_uploads(
+    server: _Server, files: list[_NormalFile], repeats: int, baseline: LocalService | None
+) -> list[UploadTiming]:
+    """Each file uploaded ``repeats`` times; with ``baseline``, to it too, each pair alternately first; else the
+    in-process reads of the module docstring."""
     start_decoder()
     timings = []
     for number, normal in enumerate(files):
-        upload_s, dims = [], None
+        ours, theirs, dims = [], [], None
         for repeat in range(repeats):
-            project = client.create_project(
-                f"normal-{number}-{repeat}", model_kind="unet", grid_k=4, strategy="entropy", mc_samples=1, loss="point"
-            )
-            start = time.perf_counter()
-            volume, created = client.upload_volume(project["id"], normal.path, volume_format=normal.format.value)
-            upload_s.append(time.perf_counter() - start)
-            if not created:
-                raise CovidalError(f"bench-hostile: {normal.name} was not created anew")
-            dims = tuple(volume["dims"])
-        direct_s, safe_s = [], []
-        server.sampler.pid = None  # no /proc scans while this process times reads
-        direct = partial(_timed, read_stored_volume, normal.path, normal.format, LIMITS.max_zip_bytes)
-        safe = partial(_timed, read_upload_safely, normal.path, normal.format, LIMITS)
-        for repeat in range(READ_REPEATS * repeats):  # interleaved, each first in turn: drift hits both alike
-            if repeat % 2:
-                safe_s.append(safe())
-                direct_s.append(direct())
-            else:
-                direct_s.append(direct())
-                safe_s.append(safe())
-        server.sampler.pid = server.running.process.pid
+            order = [(server.running, ours), (baseline, theirs)] if baseline is not None else [(server.running, ours)]
+            for service, times in order[:: -1 if repeat % 2 else 1]:
+                seconds, dims = _timed_upload(service.client, normal, f"normal-{number}-{repeat}")
+                times.append(seconds)
         megabytes = normal.path.stat().st_size / 2**20
-        timings.append(UploadTiming(normal.name, dims, megabytes, tuple(upload_s), tuple(direct_s), tuple(safe_s)))
+        if baseline is not None:
+            timings.append(UploadTiming(normal.name, dims, megabytes, tuple(ours), baseline_upload_s=tuple(theirs)))
+        else:
+            direct, safe = _paired_reads(server, normal, READ_REPEATS * repeats)
+            timings.append(UploadTiming(normal.name, dims, megabytes, tuple(ours), direct, safe))
     return timings
+
+
+def _timed_upload(client: CovidalClient, normal: _NormalFile, project: str) -> tuple[float, tuple[int, int, int]]:
+    """``(seconds, dims)`` of one upload of ``normal`` to a new project of ``client``'s service."""
+    project_id = client.create_project(
+        project, model_kind="unet", grid_k=4, strategy="entropy", mc_samples=1, loss="point"
+    )["id"]
+    start = time.perf_counter()
+    volume, created = client.upload_volume(project_id, normal.path, volume_format=normal.format.value)
+    seconds = time.perf_counter() - start
+    if not created:
+        raise CovidalError(f"bench-hostile: {normal.name} was not created anew")
+    return seconds, tuple(volume["dims"])
+
+
+def _paired_reads(server: _Server, normal: _NormalFile, count: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(direct, safe)`` read times of ``normal`` in this process, interleaved, each first in turn (drift hits
+    both alike)."""
+    direct_s, safe_s = [], []
+    server.sampler.pid = None  # no /proc scans while this process times reads
+    direct = partial(_timed, read_stored_volume, normal.path, normal.format, LIMITS.max_zip_bytes)
+    safe = partial(_timed, read_upload_safely, normal.path, normal.format, LIMITS)
+    for repeat in range(count):
+        for read, times in [(direct, direct_s), (safe, safe_s)][:: -1 if repeat % 2 else 1]:
+            times.append(read())
+    server.sampler.pid = server.running.process.pid
+    return tuple(direct_s), tuple(safe_s)
+
+
+def _baseline_service(stack: ExitStack, folder: Path, source: Path | None) -> LocalService | None:
+    """A service of the checkout at ``source`` (its ``server_training`` folder) beside this one, or None."""
+    if source is None:
+        return None
+    source = Path(source).resolve()
+    return stack.enter_context(
+        running_service(
+            folder / "baseline-project",
+            folder / "baseline-serve.log",
+            environment={"PYTHONPATH": str(source)},
+            cwd=source,
+        )
+    )
 
 
 def _timed(action: Callable[..., object], *args: object) -> float:
@@ -631,23 +689,62 @@ def summary(result: HostileBenchResult) -> str:
             f"{result.lost} lost"
         ),
     ]
-    if result.uploads:
-        lines.append(
-            "normal uploads (medians; extra = median of the paired differences safe - direct read; change = "
-            "extra / (upload - extra), and from the minimum of each time):"
-        )
-        lines.append(
-            f"  {'file':<38} {'voxels (i, j, k)':<18} {'MiB':>6} {'upload s':>9} {'direct s':>9} "
-            f"{'safe s':>8} {'extra ms':>9} {'change':>7} {'(min)':>7}"
-        )
-        for timing in result.uploads:
-            dims = "x".join(str(size) for size in timing.dims)
-            upload, direct, safe = (
-                statistics.median(times) for times in (timing.upload_s, timing.direct_read_s, timing.safe_read_s)
-            )
-            lines.append(
-                f"  {timing.name:<38} {dims:<18} {timing.megabytes:>6.1f} {upload:>9.3f} {direct:>9.3f} {safe:>8.3f} "
-                f"{timing.extra_s * 1000:>9.0f} {timing.change:>+7.1%} {timing.change_of_minima:>+7.1%}"
-            )
+    if result.uploads and result.uploads[0].baseline_upload_s:
+        lines += _baseline_table(result.uploads)
+    elif result.uploads:
+        lines += _estimate_table(result.uploads)
     lines.append(f"wall time: {result.wall_s:.0f} s")
     return "\n".join(lines)
+
+
+def _baseline_table(uploads: list[UploadTiming]) -> list[str]:
+    title = (
+        "normal uploads against the baseline service (medians; change = median of the paired ratios - 1, and "
+        "from the fastest upload of each):"
+    )
+    rows = [
+        (
+            f"{statistics.median(timing.upload_s):.3f}",
+            f"{statistics.median(timing.baseline_upload_s):.3f}",
+            f"{timing.baseline_change:+.1%}",
+            f"{timing.baseline_change_of_minima:+.1%}",
+        )
+        for timing in uploads
+    ]
+    return _upload_table(title, ("upload s", "baseline s", "change", "(min)"), uploads, rows)
+
+
+def _estimate_table(uploads: list[UploadTiming]) -> list[str]:
+    title = (
+        "normal uploads (medians; extra = median of the paired differences safe - direct read; change = "
+        "extra / (upload - extra), and from the minimum of each time):"
+    )
+    rows = [
+        (
+            *(
+                f"{statistics.median(times):.3f}"
+                for times in (timing.upload_s, timing.direct_read_s, timing.safe_read_s)
+            ),
+            f"{timing.extra_s * 1000:.0f}",
+            f"{timing.change:+.1%}",
+            f"{timing.change_of_minima:+.1%}",
+        )
+        for timing in uploads
+    ]
+    return _upload_table(title, ("upload s", "direct s", "safe s", "extra ms", "change", "(min)"), uploads, rows)
+
+
+def _upload_table(
+    title: str, headers: tuple[str, ...], uploads: list[UploadTiming], rows: list[tuple[str, ...]]
+) -> list[str]:
+    """``title``, then one line per upload: its name, voxels and size, then its ``rows`` entry under ``headers``."""
+    widths = [max(len(header), 7) + 1 for header in headers]
+    lines = [title, f"  {'file':<38} {'voxels (i, j, k)':<18} {'MiB':>6}" + _cells(headers, widths)]
+    for timing, row in zip(uploads, rows):
+        dims = "x".join(str(size) for size in timing.dims)
+        lines.append(f"  {timing.name:<38} {dims:<18} {timing.megabytes:>6.1f}" + _cells(row, widths))
+    return lines
+
+
+def _cells(values: tuple[str, ...], widths: list[int]) -> str:
+    return "".join(f" {value:>{width}}" for value, width in zip(values, widths))

@@ -21,7 +21,8 @@ def add_parser(commands) -> None:
         help="attack a real covidal serve with hostile inputs and time normal uploads (benchmark)",
         description=__doc__.split(":", 1)[1].strip() + " Prints the bad inputs tried, server crashes, 5xx answers, "
         "peak server memory, the requests answered while uploads stall, the answers lost to kill -9, and the "
-        "time normal uploads take with the safe read against the direct in-process read of the same files.",
+        "time normal uploads take against a baseline service or, without one, with the safe read against the direct "
+        "in-process read of the same files.",
     )
     parser.add_argument(
         "--mutations",
@@ -67,6 +68,14 @@ def add_parser(commands) -> None:
     )
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seeds the mutations and the kill points")
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="the server_training folder of another checkout (e.g. `git worktree add /tmp/before <commit>`): its "
+        "service runs beside this one and each normal upload goes to both, alternately first; the change is the "
+        "median of the paired ratios (default: estimated from in-process reads)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -87,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         demo=args.demo,
         kills=args.kills,
         seed=args.seed,
+        baseline=args.baseline,
     )
     result = bench_hostile(config, args.out)
     print(summary(result))

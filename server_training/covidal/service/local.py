@@ -54,11 +54,14 @@ def running_service(
     start_timeout: float = START_TIMEOUT_S,
     environment: Mapping[str, str] | None = None,
     serve_options: Sequence[str] = (),
+    cwd: Path | None = None,
 ) -> Iterator[LocalService]:
     """Start ``covidal serve --project-dir project_dir`` on 127.0.0.1 and a free port; yield it as a LocalService.
 
     The server's output goes to ``log_path``; ``environment`` is added to this process's environment
-    for it, and ``serve_options`` to its command line (e.g. ``("--cache-mb", "0")``). On leaving the block,
+    for it, and ``serve_options`` to its command line (e.g. ``("--cache-mb", "0")``). ``cwd``: the folder it
+    runs in (its ``covidal`` package is imported from there first: a ``server_training`` folder of another
+    checkout runs that checkout's service). On leaving the block,
     normally or by an error, the server is asked to stop (SIGTERM) and killed if it has not stopped after a
     while (nothing happens to one the block killed already).
 
@@ -72,7 +75,7 @@ def running_service(
         "covidal.cli.main",
         "serve",
         "--project-dir",
-        str(project_dir),
+        str(Path(project_dir).absolute()),
         "--host",
         HOST,
         "--port",
@@ -89,6 +92,7 @@ def running_service(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(environment or {})},
+            cwd=cwd,
         )
         try:
             client = CovidalClient(f"http://{HOST}:{port}", timeout=120)

@@ -54,12 +54,36 @@ def test_the_upload_time_change_is_the_safe_reads_extra_time_over_the_upload_bef
     assert timing.change_of_minima == pytest.approx((0.45 - 0.2) / (1.1 - 0.45 + 0.2))
 
 
+def test_the_change_against_a_baseline_is_the_median_of_the_paired_ratios():
+    timing = UploadTiming("ct", (1, 1, 1), 1.0, upload_s=(1.2, 1.0, 9.0), baseline_upload_s=(1.0, 1.0, 3.0))
+    assert timing.baseline_change == pytest.approx(0.2)  # ratios 1.2, 1.0 and 3.0
+    assert timing.baseline_change_of_minima == pytest.approx(0.0)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the decoders' fork server")
+def test_uploads_are_timed_against_a_baseline_checkouts_service(tmp_path):
+    """The baseline is this checkout itself (the only one a test can count on): both services answer each upload,
+    and the report compares them instead of estimating."""
+    own_source = Path(__file__).resolve().parents[2]
+    result = bench_hostile(
+        HostileBenchConfig(mutations=0, stalled=0, repeats=2, slices=2, demo=False, kills=0, baseline=own_source),
+        tmp_path,
+    )
+    assert [timing.name.split()[0] for timing in result.uploads] == ["synthetic"] * 2
+    for timing in result.uploads:
+        assert len(timing.upload_s) == len(timing.baseline_upload_s) == 2 and not timing.direct_read_s
+        assert min(timing.upload_s + timing.baseline_upload_s) > 0
+    assert "against the baseline service" in summary(result)
+    assert (tmp_path / "baseline-serve.log").exists()
+
+
 @pytest.mark.parametrize(
     ("changes", "words"),
     [
         ({"mutations": -1}, "mutations"),
         ({"kills": True}, "kills"),
         ({"dicom": Path("/no/such/series")}, "not a folder"),
+        ({"baseline": Path("/tmp")}, "no covidal package"),
     ],
 )
 def test_bad_config_is_a_clear_error(changes, words):

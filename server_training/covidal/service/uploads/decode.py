@@ -91,14 +91,14 @@ def decode_image(path: Path, header: UploadHeader, limits: DecodeLimits) -> sitk
     return image
 
 
-def serve_request(channel: socket.socket, request: DecodeRequest) -> None:
-    """The child's whole life: limits, decode, answer (see the module docstring)."""
+def serve_request(channel: socket.socket, request: DecodeRequest, voxels_file: int | None = None) -> None:
+    """The child's whole life: limits, decode, answer (see the module docstring). ``voxels_file``: the anonymous
+    file the voxels go in, made (and being allocated) by the service; None: the child makes one."""
     limit_resources(request)
-    voxels_file = None
     try:
         image = decode_image(Path(request.path), request.header, request.limits)
         voxels = sitk.GetArrayViewFromImage(image)  # no copy: written straight from the reader's buffer
-        voxels_file = _voxel_file(voxels)
+        voxels_file = _write_voxels(voxels, voxels_file)
         answer = {
             "volume": {
                 "shape": voxels.shape,
@@ -114,7 +114,7 @@ def serve_request(channel: socket.socket, request: DecodeRequest) -> None:
         answer = {"refused": ["Invalid", "decoding the upload needs more memory than its limit allows"]}
     except (CovidalError, OSError, ValueError, RuntimeError) as error:
         answer = {"refused": ["Invalid", f"the upload could not be decoded: {type(error).__name__}: {error}"]}
-    send(channel, answer, [] if voxels_file is None else [voxels_file])
+    send(channel, answer, [voxels_file] if "volume" in answer else [])
 
 
 def send(channel: socket.socket, message: dict, fds: list[int] | tuple[int, ...] = ()) -> None:
@@ -138,14 +138,19 @@ def limit_resources(request: DecodeRequest) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (address_space + request.memory_bytes,) * 2)
 
 
-def _voxel_file(array: np.ndarray) -> int:
-    """A descriptor of an anonymous file holding the C-ordered ``array``'s bytes (memfd; an unlinked temporary file
-    elsewhere)."""
+def voxel_file() -> int:
+    """A descriptor of a new anonymous file (memfd; an unlinked temporary file where there is none)."""
     if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("covidal-voxels", os.MFD_CLOEXEC)
-    else:
-        fd, name = tempfile.mkstemp(prefix="covidal-voxels-")
-        os.unlink(name)
+        return os.memfd_create("covidal-voxels", os.MFD_CLOEXEC)
+    fd, name = tempfile.mkstemp(prefix="covidal-voxels-")
+    os.unlink(name)
+    return fd
+
+
+def _write_voxels(array: np.ndarray, fd: int | None) -> int:
+    """Write the C-ordered ``array``'s bytes at the start of the anonymous file ``fd`` (a new one if None); its
+    descriptor."""
+    fd = voxel_file() if fd is None else fd
     with open(fd, "wb", closefd=False) as stream:
         stream.write(memoryview(array.reshape(-1).view(np.uint8)))
     return fd

@@ -21,11 +21,13 @@ class UploadHeader:
     Attributes:
         format: how the upload is encoded.
         voxels: the voxels its header announces; None for a DICOM zip (its slices are counted when decoded).
+        stored_bytes: the bytes its voxels take as stored (voxels x bytes per voxel); None for a DICOM zip.
         nifti: a NIfTI's header (the decoder scans its float voxels for NaN); None for other formats.
     """
 
     format: VolumeFormat
     voxels: int | None
+    stored_bytes: int | None = None
     nifti: NiftiHeader | None = None
 
     def decoded_bytes(self, limits: DecodeLimits) -> int:
@@ -55,7 +57,7 @@ def check_upload_header(path: Path, volume_format: VolumeFormat, limits: DecodeL
     except Invalid as error:
         raise Invalid(f"the upload is not a readable 3D volume: {error}") from None
     limits.check_voxels(layout, "the volume")
-    return UploadHeader(volume_format, layout.voxels, nifti)
+    return UploadHeader(volume_format, layout.voxels, layout.nbytes, nifti)
 
 
 def _check_zip(path: Path, max_expanded_bytes: int) -> None:

@@ -7,9 +7,11 @@ purpose: they test the second line of defence, for a reader fault the header che
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import signal
+import threading
 import zipfile
 from pathlib import Path
 
@@ -119,3 +121,31 @@ def test_a_dead_fork_server_is_started_again(tmp_path):
     DECODER._process.wait(10)
     path = _volume_file(tmp_path, "v.nrrd")
     assert read_upload_safely(path, VolumeFormat.NRRD, LIMITS).shape_ijk == (11, 9, 7)
+
+
+def test_decodes_that_hang_do_not_hold_up_the_next_upload(tmp_path):
+    """Three children wait on FIFOs (more than the fork server keeps spare); a good upload sent meanwhile is
+    decoded while they still wait, by a spare forked at once."""
+    fifos = [tmp_path / f"hang{number}.nrrd" for number in range(3)]
+    refusals: list[Invalid] = []
+    hangs = []
+    for fifo in fifos:
+        os.mkfifo(fifo)
+        hangs.append(threading.Thread(target=_decode_into, args=(fifo, refusals), daemon=True))
+        hangs[-1].start()
+    path = _volume_file(tmp_path, "v.nrrd")
+    assert read_upload_safely(path, VolumeFormat.NRRD, LIMITS).shape_ijk == (11, 9, 7)
+    assert all(hang.is_alive() for hang in hangs)
+    for fifo in fifos:  # a writer that opens and closes a FIFO ends its reader's wait (the file is empty)
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    for hang in hangs:
+        hang.join(30)
+    assert len(refusals) == 3  # each refused (Invalid), none hung past its writer
+
+
+def _decode_into(path: Path, refusals: list[Invalid]) -> None:
+    try:
+        DECODER.decode(path, _forged(), DecodeLimits(max_voxels=2**28, timeout_s=20))
+    except Invalid as error:
+        refusals.append(error)
