@@ -21,6 +21,7 @@ from covidal.service.store.files import FileStore, StoredFile
 from covidal.service.volumes import UploadTooLarge
 
 UPLOAD_MEDIA_TYPE = "application/octet-stream"
+PART_BYTES = 1 << 20
 
 
 class UnsupportedMediaType(Invalid):
@@ -100,17 +101,27 @@ async def _non_empty(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 
 def _blocking_chunks(first: bytes, chunks: AsyncIterator[bytes], limit: int) -> Iterator[bytes]:
-    """The body's chunks for a worker thread (each fetched from the event loop); UploadTooLarge past ``limit``."""
-    size, chunk = 0, first
+    """The body's parts for a worker thread (each fetched from the event loop); UploadTooLarge past ``limit``."""
+    size, part = 0, first
     while True:
-        size += len(chunk)
+        size += len(part)
         if size > limit:
             raise UploadTooLarge(f"the upload exceeds the limit of {limit} bytes")
-        yield chunk
-        chunk = anyio.from_thread.run(_next_or_empty, chunks)
-        if not chunk:
+        yield part
+        part = anyio.from_thread.run(_next_part, chunks)
+        if not part:
             return
 
 
-async def _next_or_empty(chunks: AsyncIterator[bytes]) -> bytes:
-    return await anext(chunks, b"")
+async def _next_part(chunks: AsyncIterator[bytes]) -> bytes:
+    """The next :data:`PART_BYTES` or so of the body (less at its end, empty after it). One trip from the worker
+    thread to the event loop per part, not per network read (about 64 KiB): a 10 MB upload took 160 trips, about
+    10 ms of its time."""
+    parts, size = [], 0
+    while size < PART_BYTES:
+        chunk = await anext(chunks, b"")
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
