@@ -70,14 +70,21 @@ async def upload_slot(request: Request) -> AsyncIterator[None]:
 
 
 async def receive_upload(
-    request: Request, files: FileStore, kind: str, suffix_of: Callable[[bytes], str], limit: int, what: str
+    request: Request,
+    files: FileStore,
+    kind: str,
+    suffix_of: Callable[[bytes], str],
+    limit: int,
+    what: str,
+    synced: bool = True,
 ) -> StoredFile:
-    """Store the request body durably under ``kind`` (see :meth:`FileStore.put_stream`).
+    """Store the request body under ``kind`` (see :meth:`FileStore.put_stream`).
 
     Args:
         suffix_of: the stored file's suffix, from the body's first bytes (e.g. gzip or not).
         limit: the largest body accepted, in bytes.
         what: the body in messages, e.g. ``"the volume file"``.
+        synced: False: not yet durable, the caller makes it so (:meth:`FileStore.sync`) before recording it.
 
     Raises:
         UploadTooLarge: a declared or actual body over ``limit`` (nothing is kept). Invalid: an empty body.
@@ -90,7 +97,7 @@ async def receive_upload(
     if not first:
         raise Invalid(f"the upload is empty: send {what} as the request body")
     return await run_in_threadpool(
-        files.put_stream, kind, suffix_of(first), _blocking_chunks(first, chunks, limit), limit
+        files.put_stream, kind, suffix_of(first), _blocking_chunks(first, chunks, limit), limit, synced
     )
 
 

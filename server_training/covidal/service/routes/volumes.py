@@ -3,8 +3,8 @@
 An upload (``application/octet-stream``, 415 otherwise; 503 past the concurrent uploads) is streamed to the
 file store under a random name, refused past the size limit (413), then read back safely
 (:func:`~covidal.service.uploads.sandbox.read_upload_safely`: its header checked, 413 past the voxel limit,
-decoded in a limited child process): a file that is not a readable 3D scalar volume is removed and refused
-(422). The same content uploaded again returns the existing volume (200 instead of 201). The volume read back
+decoded in a limited child process while this thread makes the file durable, before its row is written): a file
+that is not a readable 3D scalar volume is removed and refused (422). The same content uploaded again returns the existing volume (200 instead of 201). The volume read back
 goes into the service's cache, so the project's next cycle need not read it again.
 """
 
@@ -70,6 +70,7 @@ async def upload_volume(
             partial(stored_suffix, format),
             settings.max_upload_bytes,
             "the volume file",
+            synced=False,  # made durable while it is decoded (_record)
         )
         volume, created = await run_in_threadpool(
             _record, store, cache, project_id, name, stored, format, settings.decode_limits
@@ -111,14 +112,16 @@ def _record(
     volume_format: VolumeFormat,
     limits: DecodeLimits,
 ):
-    """Read the stored upload and record it as a volume: ``(volume, created)``; the file is removed if refused.
-    The voxels read go into ``cache``."""
+    """Read the stored upload (not yet durable) and record it as a volume: ``(volume, created)``; the file is
+    removed if refused, made durable while it is decoded and before its row is written. The voxels read go into
+    ``cache``."""
     try:
         existing = store.find_volume_by_sha256(project_id, stored.sha256)
         if existing is not None:  # skip reading a file that is already known
             store.files.remove(stored.relative_path)
             return existing, False
-        volume = read_upload_safely(store.files.path(stored.relative_path), volume_format, limits)
+        path, sync = store.files.path(stored.relative_path), partial(store.files.sync, stored.relative_path)
+        volume = read_upload_safely(path, volume_format, limits, meanwhile=sync)
     except BaseException:
         store.files.remove(stored.relative_path)
         raise

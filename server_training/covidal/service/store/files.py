@@ -50,7 +50,9 @@ class FileStore:
         Path(root).mkdir(parents=True, exist_ok=True)
         self.root = Path(root).resolve()
 
-    def put_stream(self, kind: str, suffix: str, stream: BinaryIO | Iterable[bytes], max_bytes: int) -> StoredFile:
+    def put_stream(
+        self, kind: str, suffix: str, stream: BinaryIO | Iterable[bytes], max_bytes: int, synced: bool = True
+    ) -> StoredFile:
         """Store the content of ``stream`` durably under ``kind/<uuid><suffix>``.
 
         Args:
@@ -58,6 +60,9 @@ class FileStore:
             suffix: extension kept on the name so readers can tell the format, e.g. ``".nii.gz"``, ``".zip"``, ``""``.
             stream: a binary file object (read in chunks) or an iterable of bytes-like chunks.
             max_bytes: the largest accepted content.
+            synced: False: the file is written and named but not yet durable; the caller calls :meth:`sync`
+                before any row references it (a crash before that leaves a file no row references, which
+                :meth:`Store.recover <covidal.service.store.store.Store.recover>` removes).
 
         Raises:
             Invalid: the content exceeds ``max_bytes`` (nothing is left on disk), or a bad ``suffix``.
@@ -71,13 +76,25 @@ class FileStore:
         name = f"{uuid.uuid4().hex}{suffix}"
         temporary = folder / f"{TEMPORARY_PREFIX}{name}"
         try:
-            sha256, size = _write_synced(temporary, _chunks(stream), max_bytes)
+            sha256, size = _write(temporary, _chunks(stream), max_bytes, synced)
             os.replace(temporary, folder / name)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-        _fsync_folder(folder)
+        if synced:
+            _fsync_folder(folder)
         return StoredFile(f"{kind}/{name}", sha256, size)
+
+    def sync(self, relative: str) -> None:
+        """Make the file stored as ``relative`` (by ``put_stream(..., synced=False)``) durable: its content, then its
+        name. Errors: as :meth:`path`, OSError."""
+        path = self.path(relative)
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        _fsync_folder(path.parent)
 
     def path(self, relative: str) -> Path:
         """Absolute path of the file stored as ``relative``.
@@ -166,8 +183,9 @@ def _chunks(stream: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
         yield chunk
 
 
-def _write_synced(path: Path, chunks: Iterable[bytes], max_bytes: int) -> tuple[str, int]:
-    """Write ``chunks`` to a new file ``path``, fsync it, return ``(sha256, size)``; Invalid past ``max_bytes``."""
+def _write(path: Path, chunks: Iterable[bytes], max_bytes: int, synced: bool) -> tuple[str, int]:
+    """Write ``chunks`` to a new file ``path``, fsync it if ``synced``, return ``(sha256, size)``; Invalid past
+    ``max_bytes``."""
     digest, size = hashlib.sha256(), 0
     # os.open applies the user's umask (mkstemp would make the file owner-only), and O_EXCL never follows a link.
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as handle:
@@ -179,7 +197,8 @@ def _write_synced(path: Path, chunks: Iterable[bytes], max_bytes: int) -> tuple[
             digest.update(view)
             handle.write(view)
         handle.flush()
-        os.fsync(handle.fileno())
+        if synced:
+            os.fsync(handle.fileno())
     return digest.hexdigest(), size
 
 

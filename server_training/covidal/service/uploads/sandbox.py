@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,11 @@ def _can_sandbox() -> bool:
 SANDBOXED = _can_sandbox()
 
 
-def read_upload_safely(path: Path, volume_format: VolumeFormat, limits: DecodeLimits) -> Volume:
+def read_upload_safely(
+    path: Path, volume_format: VolumeFormat, limits: DecodeLimits, meanwhile: Callable[[], object] | None = None
+) -> Volume:
     """The volume of the stored upload at ``path``: header checked here, voxels decoded in a limited child.
+    ``meanwhile``: work for this thread while the child decodes (e.g. making the upload durable).
 
     Raises:
         Invalid: anything :func:`~.headers.check_upload_header` or :func:`~.decode.decode_upload` refuses,
@@ -69,7 +73,7 @@ def read_upload_safely(path: Path, volume_format: VolumeFormat, limits: DecodeLi
         UploadTooLarge: more voxels than ``limits.max_voxels``, a zip that expands too far.
     """
     header = check_upload_header(path, volume_format, limits)
-    return DECODER.decode(path, header, limits)
+    return DECODER.decode(path, header, limits, meanwhile)
 
 
 class Decoder:
@@ -96,10 +100,15 @@ class Decoder:
                 self._process.wait(_STOP_TIMEOUT_S)
                 self._process = None
 
-    def decode(self, path: Path, header: UploadHeader, limits: DecodeLimits) -> Volume:
-        """Decode the upload at ``path`` in a child; errors as :func:`read_upload_safely`."""
+    def decode(
+        self, path: Path, header: UploadHeader, limits: DecodeLimits, meanwhile: Callable[[], object] | None = None
+    ) -> Volume:
+        """Decode the upload at ``path`` in a child, calling ``meanwhile`` while it decodes; errors as
+        :func:`read_upload_safely`, and what ``meanwhile`` raises."""
         if not SANDBOXED:
             LOG.warning("decoding an upload in the service's own process: this platform cannot fork a decoder")
+            if meanwhile is not None:
+                meanwhile()
             return decode_upload(path, header, limits)
         decoded = header.decoded_bytes(limits)
         memory = MEMORY_MARGIN_BYTES + READER_COPIES * decoded
@@ -117,6 +126,8 @@ class Decoder:
             try:
                 if voxels is not None:
                     _allocate(voxels, header.stored_bytes)  # while the child decodes, not after it
+                if meanwhile is not None:
+                    meanwhile()
                 return _receive(ours, limits, memory, start)
             finally:
                 if voxels is not None:

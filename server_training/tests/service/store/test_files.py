@@ -128,3 +128,19 @@ def test_a_bad_suffix_is_refused(tmp_path, suffix):
 def test_a_bad_limit_is_a_programming_error(tmp_path):
     with pytest.raises(ValueError, match="max_bytes must be a non-negative integer, got -1"):
         FileStore(tmp_path).put_stream("volumes/1", "", [b"v"], -1)
+
+
+def test_an_unsynced_put_is_made_durable_by_sync(tmp_path, monkeypatch):
+    """Durability cannot be watched without pulling the plug: the test records which inodes are fsynced."""
+    files = FileStore(tmp_path)
+    files.put_stream("volumes/1", ".nrrd", [b"an earlier upload"], 100)  # the folder exists (made durably) before
+    synced_inodes = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced_inodes.append(os.fstat(fd).st_ino), real_fsync(fd))[1])
+    stored = files.put_stream("volumes/1", ".nrrd", [b"voxels"], 10, synced=False)
+    path = files.path(stored.relative_path)
+    assert path.read_bytes() == b"voxels" and synced_inodes == []
+    files.sync(stored.relative_path)
+    assert synced_inodes == [path.stat().st_ino, path.parent.stat().st_ino]  # its content, then its name
+    with pytest.raises(Invalid):
+        files.sync("../outside.nrrd")

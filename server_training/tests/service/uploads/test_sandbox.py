@@ -149,3 +149,16 @@ def _decode_into(path: Path, refusals: list[Invalid]) -> None:
         DECODER.decode(path, _forged(), DecodeLimits(max_voxels=2**28, timeout_s=20))
     except Invalid as error:
         refusals.append(error)
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_the_work_given_for_meanwhile_runs_once_whatever_the_answer(tmp_path, good):
+    path = _volume_file(tmp_path, "v.nrrd")
+    if not good:
+        path.write_bytes(path.read_bytes()[:-20])  # truncated voxels: the child refuses it
+    calls = []
+    try:
+        read_upload_safely(path, VolumeFormat.NRRD, LIMITS, meanwhile=lambda: calls.append(1))
+    except Invalid:
+        assert not good
+    assert calls == [1]
