@@ -11,12 +11,12 @@ Two things keep the hand-off short, each worth a few milliseconds of a small upl
 
 * a new spare decodes a tiny NRRD and NIfTI before it waits (:func:`_warm_up`), so the copy-on-write faults
   of a first read in a forked child are paid ahead of time, not while the service waits;
-* a spare that took a request is replaced once it has answered (or ended, or after
-  :data:`REPLACE_AFTER_S`), and at once only when no spare is left: forking copies this process's page
-  tables, which is better done when the decoding child no longer needs the CPU.
+* a spare that took a request is replaced :data:`REPLACE_AFTER_S` later, and at once only when no spare is
+  left: forking copies this process's page tables and the new spare warms up, work better done when the
+  decoding child and the service, which records the upload, no longer need the CPU.
 
-A spare says what happens to it on its own pipe: it took a request, it answered, or the socket was closed
-(the service has exited, however it exited), in which case the fork server exits too.
+A spare says on its own pipe that it took a request, or that the socket was closed (the service has exited,
+however it exited), in which case the fork server exits too.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ from covidal.service.uploads.decode import MAX_MESSAGE_BYTES, decode_image, serv
 from covidal.service.uploads.headers import check_upload_header
 from covidal.service.uploads.limits import DecodeLimits
 
-TOOK_A_REQUEST, ANSWERED, SOCKET_CLOSED = b"r", b"a", b"c"
+TOOK_A_REQUEST, SOCKET_CLOSED = b"r", b"c"
 SPARES = 2  # two uploads at once start without waiting for a fork
-REPLACE_AFTER_S = 0.5
+REPLACE_AFTER_S = 0.3  # a small upload has been decoded by then
+_DIED_BACKOFF_S = 0.1
 _WARM_UP_LIMITS = DecodeLimits(max_voxels=64, timeout_s=10.0)
 
 
@@ -56,29 +57,25 @@ def main(argv: list[str]) -> None:
 
 
 def _serve(control: socket.socket, samples: list[tuple[Path, VolumeFormat]]) -> None:
-    """Keep :data:`SPARES` spares waiting until one finds the socket closed."""
+    """Keep :data:`SPARES` spares until one finds the socket closed; at least one always waits."""
     idle: set[int] = set()  # pipes of spares waiting for a request
-    busy: dict[int, float] = {}  # pipes of spares serving one -> when to replace them at the latest
+    replace_at: list[float] = []  # when to replace each spare that took a request
     while True:
-        while len(idle) + len(busy) < SPARES or not idle:
+        now = time.monotonic()
+        replace_at = [when for when in replace_at if when > now]
+        while len(idle) + len(replace_at) < SPARES or not idle:
             idle.add(_fork_spare(control, samples))
-        wait = min(busy.values(), default=time.monotonic() + 3600) - time.monotonic()
-        ready, _, _ = select.select([*idle, *busy], [], [], max(wait, 0.0))
+        ready, _, _ = select.select(list(idle), [], [], min(replace_at) - now if replace_at else None)
         for pipe in ready:
-            said = os.read(pipe, 1)
+            said = os.read(pipe, 1)  # nothing: the spare died before it took a request; replaced at once
+            idle.discard(pipe)
+            os.close(pipe)
             if said == SOCKET_CLOSED:
                 return
-            if said == TOOK_A_REQUEST and pipe in idle:
-                idle.discard(pipe)
-                busy[pipe] = time.monotonic() + REPLACE_AFTER_S
-                continue
-            idle.discard(pipe)  # answered, or ended (nothing said: it died)
-            busy.pop(pipe, None)
-            os.close(pipe)
-        now = time.monotonic()
-        for pipe in [pipe for pipe, deadline in busy.items() if deadline <= now]:
-            del busy[pipe]  # still decoding: its pipe is no longer watched, a spare replaces it now
-            os.close(pipe)
+            if said == TOOK_A_REQUEST:
+                replace_at.append(time.monotonic() + REPLACE_AFTER_S)
+            elif not said:
+                time.sleep(_DIED_BACKOFF_S)  # a spare that cannot even wait is not forked again in a tight loop
 
 
 def _fork_spare(control: socket.socket, samples: list[tuple[Path, VolumeFormat]]) -> int:
@@ -102,13 +99,13 @@ def _spare(control: socket.socket, tell: int, samples: list[tuple[Path, VolumeFo
         except OSError:
             message, fds = b"", []
         _say(tell, TOOK_A_REQUEST if message else SOCKET_CLOSED)
+        os.close(tell)
         control.close()
         for fd in fds[2:]:
             os.close(fd)
         if message and fds:
             with socket.socket(fileno=fds[0]) as channel:
                 serve_request(channel, pickle.loads(message), fds[1] if len(fds) > 1 else None)
-            _say(tell, ANSWERED)
         code = 0
     finally:
         os._exit(code)
