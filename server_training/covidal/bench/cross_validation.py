@@ -7,7 +7,7 @@ on five slices was seen to pick noise), then predicts its own block. The confusi
 slices are summed before Dice, IoU, PPV and sensitivity are taken (micro averaging over the whole set).
 
 A method is a named change of the training config (:data:`METHODS`). Methods that differ only in how they
-predict (TTA, lung restriction) share one trained model per fold. Every finished fold of every method is
+predict (TTA, lung restriction, decision threshold) share one trained model per fold. Every finished fold of every method is
 written to ``out/<method>/fold<k>.json``; a rerun with the same settings reads it back instead of training again.
 """
 
@@ -18,6 +18,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from covidal.bench.losses import natural_key
@@ -39,6 +40,8 @@ from covidal.training.train_run import for_epochs, train
 from covidal.utils.atomic import atomic_write_json
 
 FOLD_FILE = "fold{}.json"
+BACKGROUND_WEIGHTS = (2, 4, 8)
+THRESHOLDS = ("0.6", "0.7", "0.8", "0.9")
 MetricFn = Callable[[ConfusionCounts], float]
 METRICS: dict[str, MetricFn] = {
     "dice": compute_dice,
@@ -62,6 +65,10 @@ def _combined(config: TrainConfig) -> TrainConfig:
     return _loss(config, self_training_weight=1.0)
 
 
+def _loss_of_cb(config: TrainConfig, **values: object) -> TrainConfig:
+    return _loss(_cb(config), **values)
+
+
 def _with_tta(method: Callable[[TrainConfig], TrainConfig]) -> Callable[[TrainConfig], TrainConfig]:
     return lambda config: replace(method(config), tta=True)
 
@@ -73,6 +80,10 @@ _TRAINED: dict[str, Callable[[TrainConfig], TrainConfig]] = {
     "cb+background-prior": lambda c: replace(_cb(c), background_prior=BackgroundPrior.INTENSITY),
     "cb+pseudo-masks": lambda c: replace(_cb(c), pseudo_masks=True),
     "cb+self-training": lambda c: _loss(_cb(c), self_training_weight=1.0),
+    **{
+        f"cb+background-weight-{weight}": partial(_loss_of_cb, background_weight=float(weight))
+        for weight in BACKGROUND_WEIGHTS
+    },
 }
 # Each method: the base config -> the config it trains and predicts with. "+tta" and "+lungs" only change how
 # the trained model of the same name predicts.
@@ -91,6 +102,15 @@ METHODS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
     },
     "cb+all": _combined,
     "cb+all+lungs": lambda c: replace(_combined(c), lung_restriction=True),
+    **{f"cb+background-weight-{weight}": _TRAINED[f"cb+background-weight-{weight}"] for weight in BACKGROUND_WEIGHTS},
+    **{
+        f"cb+background-weight-{weight}+tta": _with_tta(_TRAINED[f"cb+background-weight-{weight}"])
+        for weight in BACKGROUND_WEIGHTS
+    },
+    **{
+        f"cb+tta+threshold-{threshold}": lambda c, t=threshold: replace(_with_tta(_cb)(c), threshold=float(t))
+        for threshold in THRESHOLDS
+    },
 }
 
 
@@ -177,7 +197,7 @@ def _fold(
         if saved["config"] == settings:
             return FoldResult(ConfusionCounts(**saved["counts"]), saved["seconds"])
     # Methods that only predict differently share the trained model of their training config.
-    trained = replace(config, tta=False, lung_restriction=False)
+    trained = replace(config, tta=False, lung_restriction=False, threshold=0.5)
     run_dir = out_dir / "models" / _training_key(trained) / f"fold{k}"
     seconds = _train_once(trained, training, run_dir, progress)
     device = resolve_device(config.device)

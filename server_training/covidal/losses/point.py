@@ -17,10 +17,10 @@ from covidal.losses.base import (
 from covidal.validation import check_real
 
 
-def point_loss(logits: Tensor, point_labels: Tensor) -> Tensor:
+def point_loss(logits: Tensor, point_labels: Tensor, background_weight: float = 1.0) -> Tensor:
     """Class-balanced cross-entropy over the labelled pixels.
 
-    The loss is ``mean CE over infection-labelled pixels + mean CE over
+    The loss is ``mean CE over infection-labelled pixels + background_weight * mean CE over
     background-labelled pixels``; a term is left out when its class has no
     labelled pixel. Each mean is pooled over the whole batch (all images'
     pixels of that class together), not averaged per image.
@@ -32,6 +32,8 @@ def point_loss(logits: Tensor, point_labels: Tensor) -> Tensor:
     Args:
         logits: ``[B, 2, H, W]``.
         point_labels: ``[B, H, W]`` int64 in {-1 (ignore), 0, 1}.
+        background_weight: weight of the background term (above 1: fewer false positives, as a model trained on
+            a few clicks over-segments).
 
     Returns:
         A scalar. With no labelled pixel it is a zero still connected to
@@ -43,10 +45,10 @@ def point_loss(logits: Tensor, point_labels: Tensor) -> Tensor:
     check_logits(logits, point_labels)
     pixel_ce = F.cross_entropy(logits, point_labels, ignore_index=IGNORE_INDEX, reduction="none")
     total = logits.sum() * 0.0
-    for label in (INFECTION, BACKGROUND):
+    for label, weight in ((INFECTION, 1.0), (BACKGROUND, background_weight)):
         labelled = point_labels == label
         if labelled.any():
-            total = total + pixel_ce[labelled].mean()
+            total = total + weight * pixel_ce[labelled].mean()
     return total
 
 
@@ -56,19 +58,21 @@ class PointLoss(LogitsLoss):
 
     Args:
         derived_weight: weight of the derived labels' term, finite and >= 0 (0 leaves them out).
+        background_weight: weight of the background term of each (:func:`point_loss`), finite and > 0.
 
     Raises:
-        ValueError: a negative or non-finite weight.
+        ValueError: a negative or non-finite weight, a background weight of 0.
     """
 
-    def __init__(self, derived_weight: float = 0.0) -> None:
+    def __init__(self, derived_weight: float = 0.0, background_weight: float = 1.0) -> None:
         self.derived_weight = check_real("derived_weight", derived_weight, minimum=0.0, error=ValueError)
+        self.background_weight = check_real("background_weight", background_weight, above=0.0, error=ValueError)
 
     def from_logits(self, logits: Tensor, batch: Batch) -> LossResult:
-        loss = point_loss(logits, batch.point_labels)
+        loss = point_loss(logits, batch.point_labels, self.background_weight)
         parts = {"point": loss.item()}
         if self.derived_weight > 0 and batch.derived_labels is not None:
-            derived = point_loss(logits, batch.derived_labels)
+            derived = point_loss(logits, batch.derived_labels, self.background_weight)
             loss = loss + self.derived_weight * derived
             parts["derived"] = derived.item()
         return LossResult(total=loss, parts=parts)

@@ -41,6 +41,8 @@ class LossConfig:
         self_training_weight: weight of self-training on the confident unclicked pixels (``cb-flip*`` losses
             only; 0 = off).
         self_training_threshold: confidence a pixel needs to be self-labelled, in [0.5, 1].
+        background_weight: weight of the background clicks' term against the infection clicks' (point and
+            ``cb-flip*`` losses only; > 0; above 1 holds back over-segmentation).
 
     Raises:
         ConfigError: on an unknown name or a negative or non-finite weight.
@@ -51,6 +53,7 @@ class LossConfig:
     derived_weight: float = 0.5
     self_training_weight: float = 0.0
     self_training_threshold: float = 0.9
+    background_weight: float = 1.0
 
     def __post_init__(self) -> None:
         # Frozen dataclass: normalise the values through object.__setattr__.
@@ -62,6 +65,7 @@ class LossConfig:
             "self_training_threshold",
             check_real("self_training_threshold", self.self_training_threshold, minimum=0.5, maximum=1.0),
         )
+        object.__setattr__(self, "background_weight", check_real("background_weight", self.background_weight, above=0))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values, e.g. ``{"name": "cb-flip-rot", "consistency_weight": 1.0}``."""
@@ -85,7 +89,7 @@ LossBuilder = Callable[[LossConfig, torch.Generator | None], SegmentationLoss]
 def _point_consistency(transforms: TransformSet) -> LossBuilder:
     def build(config: LossConfig, generator: torch.Generator | None) -> SegmentationLoss:
         return ConsistencyLoss(
-            PointLoss(config.derived_weight),
+            PointLoss(config.derived_weight, config.background_weight),
             transforms,
             config.consistency_weight,
             generator,
@@ -97,7 +101,7 @@ def _point_consistency(transforms: TransformSet) -> LossBuilder:
 
 
 LOSS_BUILDERS: dict[LossName, LossBuilder] = {
-    LossName.POINT: lambda config, generator: PointLoss(config.derived_weight),
+    LossName.POINT: lambda config, generator: PointLoss(config.derived_weight, config.background_weight),
     LossName.CB_FLIP: _point_consistency(TransformSet.FLIP),
     LossName.CB_FLIP_ROT: _point_consistency(TransformSet.FLIP_ROT),
     LossName.LCFCN: lambda config, generator: LCFCNLoss(),

@@ -100,7 +100,7 @@ def evaluate(
         raise ValueError(f"cannot evaluate slices without a reference mask: {missing[:5]}")
     segmentation, counting = SegmentationMetric(), CountingMetric()
     for record, prob in predict_probabilities(model, records, image_size, device, progress=progress, options=options):
-        prediction = prob >= 0.5
+        prediction = prob >= options.threshold
         reference = record.mask.astype(bool)
         segmentation.update(prediction, reference)
         counting.update(prediction, reference)

@@ -41,10 +41,12 @@ class PredictionOptions:
             ``cb-flip-rot`` loss trains the model to be equivariant to), each mapped back.
         lung_restriction: zero the infection probability outside the (widened) intensity lung mask of each
             slice (:func:`covidal.data.intensity_lungs.intensity_lung_mask`).
+        threshold: infection where its probability is at least this (evaluation; 0.5 is the argmax).
     """
 
     tta: bool = False
     lung_restriction: bool = False
+    threshold: float = 0.5
 
 
 PLAIN_PREDICTION = PredictionOptions()
@@ -75,6 +77,7 @@ class TrainConfig:
         background_prior: background labelled without clicks (:class:`BackgroundPrior`), weighed likewise.
         tta: predict (validation, evaluation, prediction) with test-time augmentation over flips and rotations.
         lung_restriction: predict no infection outside the widened intensity lung mask.
+        threshold: the infection probability from which a pixel counts as infected in evaluations, in (0, 1).
     """
 
     loss: LossConfig = field(default_factory=LossConfig)
@@ -94,9 +97,11 @@ class TrainConfig:
     background_prior: BackgroundPrior = BackgroundPrior.NONE
     tta: bool = False
     lung_restriction: bool = False
+    threshold: float = 0.5
 
     def __post_init__(self) -> None:
         self.device = DeviceChoice(self.device)
+        self.threshold = check_real("threshold", self.threshold, above=0.0, below=1.0)
         self.background_prior = check_choice("background_prior", self.background_prior, BackgroundPrior)
         for flag in ("pseudo_masks", "tta", "lung_restriction"):
             if not isinstance(getattr(self, flag), bool):
@@ -122,7 +127,7 @@ class TrainConfig:
     @property
     def prediction(self) -> PredictionOptions:
         """How models trained with this config predict."""
-        return PredictionOptions(tta=self.tta, lung_restriction=self.lung_restriction)
+        return PredictionOptions(tta=self.tta, lung_restriction=self.lung_restriction, threshold=self.threshold)
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:

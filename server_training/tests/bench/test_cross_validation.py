@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -70,6 +71,17 @@ def test_unknown_methods_and_missing_masks_are_refused(tmp_path):
 def test_every_method_is_a_valid_config():
     for name, method in METHODS.items():
         assert isinstance(method(TrainConfig()), TrainConfig), name
+
+
+def test_methods_that_only_predict_differently_train_the_same_model():
+    def trained(name):
+        config = METHODS[name](TrainConfig())
+        return replace(config, tta=False, lung_restriction=False, threshold=0.5)
+
+    assert trained("cb+tta+threshold-0.7") == trained("cb+tta") == trained("cb-flip-rot")
+    assert METHODS["cb+tta+threshold-0.7"](TrainConfig()).prediction.threshold == 0.7
+    assert trained("cb+background-weight-4+tta") == trained("cb+background-weight-4") != trained("cb-flip-rot")
+    assert METHODS["cb+background-weight-4"](TrainConfig()).loss.background_weight == 4.0
 
 
 def test_the_command_refuses_an_unknown_method_in_one_line(cli, synthetic_slices, tmp_path):

@@ -32,6 +32,16 @@ def test_balanced_sum_of_class_means_independent_of_pixel_counts():
     assert point_loss(make_logits(margin), labels).item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_the_background_weight_scales_only_the_background_term():
+    margin = torch.tensor([[[2.0, 1.0]]])  # one infection pixel (margin 2), one background pixel (margin 1)
+    labels = torch.tensor([[[1, 0]]])
+    for weight in (1.0, 4.0, 0.5):
+        expected = softplus(-2.0) + weight * softplus(1.0)
+        assert point_loss(make_logits(margin), labels, weight).item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="background_weight"):
+        PointLoss(background_weight=0.0)
+
+
 @pytest.mark.parametrize(
     ("infection_margins", "background_margins", "expected"),
     [

@@ -84,6 +84,7 @@ def test_config_defaults_and_round_trip():
         "derived_weight": 0.5,
         "self_training_weight": 0.0,
         "self_training_threshold": 0.9,
+        "background_weight": 1.0,
     }
     assert LossConfig.from_dict(from_strings.to_dict()) == from_strings
     assert LossConfig.from_dict({}) == LossConfig()

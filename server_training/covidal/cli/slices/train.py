@@ -142,6 +142,13 @@ def add_point_supervision_options(parser: argparse.ArgumentParser) -> None:
         help="weight of the pseudo-masks and background prior beside the clicks (default 0.5)",
     )
     group.add_argument(
+        "--background-weight",
+        type=positive_float,
+        default=LossConfig.background_weight,
+        help="point and cb-flip* losses: weight of the background clicks' term against the infection clicks' "
+        f"(above 1: fewer false positives; default {LossConfig.background_weight:g})",
+    )
+    group.add_argument(
         "--self-training-weight",
         type=non_negative_float,
         default=0.0,
@@ -175,6 +182,7 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
             derived_weight=args.derived_weight,
             self_training_weight=args.self_training_weight,
             self_training_threshold=args.self_training_threshold,
+            background_weight=args.background_weight,
         ),
         model=ModelConfig(
             name=ModelKind(args.model),

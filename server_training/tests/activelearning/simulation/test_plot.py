@@ -7,36 +7,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from curve_testing import make_run
 from matplotlib.collections import PolyCollection
 from PIL import Image
 
-from covidal.activelearning.simulation.curve import CycleRecord, RunCurve
+from covidal.activelearning.simulation.curve import RunCurve
 from covidal.activelearning.simulation.plot import DPI, FIGURE_INCHES, curve_figure, mean_curves, plot_curves
 
 EXPECTED_PIXELS = (round(FIGURE_INCHES[0] * DPI), round(FIGURE_INCHES[1] * DPI))
-
-
-def make_run(
-    strategy: str,
-    seed: int,
-    points: list[tuple[float, float | None]],
-    loss: str = "cb-flip-rot",
-    full: float | None = 6000.0,
-) -> RunCurve:
-    """A run whose cycle ``c`` has ``(effort_seconds, dice) = points[c]``."""
-    cycles = [
-        CycleRecord(
-            cycle=c,
-            labelled_regions=c,
-            labelled_slices=c,
-            effort_seconds=effort,
-            test={"dice": dice, "iou": 0.5, "ppv": 0.5, "sensitivity": 0.5, "specificity": 0.5},
-            train_seconds=1.0,
-            score_seconds=1.0,
-        )
-        for c, (effort, dice) in enumerate(points)
-    ]
-    return RunCurve(f"{strategy}-{loss}-seed{seed}", strategy, loss, seed, full, {"seed": seed}, cycles)
 
 
 def three_entropy_seeds() -> list[RunCurve]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from curve_testing import make_run
 
-from covidal.activelearning.simulation.curve import CycleRecord, RunCurve
+from covidal.activelearning.simulation.curve import RunCurve
 from covidal.activelearning.simulation.summary import (
     SeedValues,
     default_efforts,
@@ -18,25 +19,6 @@ from covidal.activelearning.simulation.summary import (
 )
 
 SD_OF_TWO_01 = math.sqrt(0.005)  # sample std of two values 0.1 apart (0.0707)
-
-
-def make_run(
-    strategy: str, seed: int, points: list[tuple[float, float | None]], full: float | None = 6000.0
-) -> RunCurve:
-    """A run whose cycle ``c`` has ``(effort_seconds, dice) = points[c]``."""
-    cycles = [
-        CycleRecord(
-            cycle=c,
-            labelled_regions=c,
-            labelled_slices=c,
-            effort_seconds=effort,
-            test={"dice": dice, "iou": 0.5, "ppv": 0.5, "sensitivity": 0.5, "specificity": 0.5},
-            train_seconds=1.0,
-            score_seconds=1.0,
-        )
-        for c, (effort, dice) in enumerate(points)
-    ]
-    return RunCurve(f"{strategy}-seed{seed}", strategy, "cb-flip-rot", seed, full, {}, cycles)
 
 
 def two_seeds() -> list[RunCurve]:
