@@ -42,6 +42,9 @@ from covidal.utils.atomic import atomic_write_json
 FOLD_FILE = "fold{}.json"
 BACKGROUND_WEIGHTS = (2, 4, 8)
 THRESHOLDS = ("0.6", "0.7", "0.8", "0.9")
+# cb+tta predicted at each threshold (one trained model); the row choosing among them fold by fold
+THRESHOLD_CANDIDATES = {"cb+tta": 0.5, **{f"cb+tta+threshold-{t}": float(t) for t in THRESHOLDS}}
+NESTED_THRESHOLD = "cb+tta+threshold-chosen-on-other-folds"
 MetricFn = Callable[[ConfusionCounts], float]
 METRICS: dict[str, MetricFn] = {
     "dice": compute_dice,
@@ -174,7 +177,42 @@ def cross_validate(
             result = _fold(name, METHODS[name](base_config), training, held_out, out_dir, k, epochs, progress)
             results[name].append(result)
             log(f"fold {k + 1}/{folds} {name}: Dice {compute_dice(result.counts):.3f} ({result.seconds:.0f} s)")
-    return [_row(name, results[name], base_config) for name in methods]
+    rows = [_row(name, results[name], base_config) for name in methods]
+    candidates = [name for name in methods if name in THRESHOLD_CANDIDATES]
+    if len(candidates) > 1:
+        rows.append(nested_threshold_row({name: results[name] for name in candidates}, log))
+    return rows
+
+
+def nested_threshold_row(results: dict[str, list[FoldResult]], log: Callable[[str], None] = print) -> dict:
+    """The decision threshold chosen without looking at the fold it is scored on: for each fold, the candidate
+    (a method of :data:`THRESHOLD_CANDIDATES`, all of one trained model) whose summed counts over the *other*
+    folds give the best Dice; that fold then counts with the chosen candidate's counts. An honest estimate of
+    a threshold tuned on other data, unlike the best row of the sweep, which is chosen on the scored folds.
+
+    Args:
+        results: candidate name -> its fold results, every candidate with the same number of folds.
+    """
+    folds = len(next(iter(results.values())))
+    chosen, counts = [], []
+    for k in range(folds):
+        others = {
+            name: sum((fold.counts for j, fold in enumerate(runs) if j != k), ConfusionCounts())
+            for name, runs in results.items()
+        }
+        best = max(others, key=lambda name: compute_dice(others[name]))
+        chosen.append(THRESHOLD_CANDIDATES[best])
+        counts.append(results[best][k])
+    log(f"threshold chosen on the other folds, per fold: {' '.join(f'{t:g}' for t in chosen)}")
+    total = sum((fold.counts for fold in counts), ConfusionCounts())
+    return {
+        "method": NESTED_THRESHOLD,
+        **{metric: fn(total) for metric, fn in METRICS.items()},
+        "fold_dice": [compute_dice(fold.counts) for fold in counts],
+        "train_seconds": sum(fold.seconds for fold in counts),
+        "chosen_thresholds": chosen,
+        "config": None,
+    }
 
 
 def _fold(

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from covidal.bench.cross_validation import METHODS, cross_validate, fixed_folds
+from covidal.bench.cross_validation import METHODS, FoldResult, cross_validate, fixed_folds, nested_threshold_row
 from covidal.data.slices import SliceRecord, load_slices
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig
@@ -90,3 +90,20 @@ def test_the_command_refuses_an_unknown_method_in_one_line(cli, synthetic_slices
         "--methods", "magic",
     )  # fmt: skip
     result.assert_user_error("magic")
+
+
+def test_the_nested_threshold_is_chosen_on_the_other_folds():
+    """Two candidates over three folds: 0.5 is better summed over folds 1-2 (so fold 0 gets it), 0.8 over
+    folds 0-2 and 0-1 (so folds 1 and 2 get it); each fold is then scored with its chosen candidate."""
+
+    def fold(tp, fp, fn):
+        return FoldResult(ConfusionCounts(tp=tp, fp=fp, fn=fn, tn=0), 1.0)
+
+    results = {
+        "cb+tta": [fold(10, 90, 0), fold(50, 0, 0), fold(50, 0, 0)],
+        "cb+tta+threshold-0.8": [fold(10, 0, 0), fold(40, 0, 10), fold(45, 0, 5)],
+    }
+    row = nested_threshold_row(results, log=lambda line: None)
+    assert row["chosen_thresholds"] == [0.5, 0.8, 0.8]
+    assert row["fold_dice"] == pytest.approx([20 / 110, 80 / 90, 90 / 95])
+    assert row["dice"] == pytest.approx(2 * 95 / (2 * 95 + 90 + 15))
