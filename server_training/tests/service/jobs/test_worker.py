@@ -8,6 +8,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from job_testing import LESION_BOX, TINY_SETTINGS, lesion_ct
@@ -25,15 +26,26 @@ from covidal.service.store.store import Store
 from covidal.service.volumes import geometry_of
 from covidal.training.checkpoint import load_run
 
+CEAL_PARAMS = {"delta": 0.6, "pseudo_weight": 1.0}
 pytestmark = pytest.mark.usefixtures("single_thread_torch")  # one thread: the same steps give the same weights
 
 
 @pytest.fixture
 def answered(tmp_path) -> tuple[Store, int]:
     """``(store, project id)``: a unet project with the lesion CT and slice 0's four regions answered."""
+    yield from answered_project(tmp_path, "entropy", TINY_SETTINGS)
+
+
+@pytest.fixture
+def answered_ceal(tmp_path) -> tuple[Store, int]:
+    """As :func:`answered`, a CEAL project whose every pixel above 0.6 is pseudo-labelled."""
+    yield from answered_project(tmp_path, "ceal", {**TINY_SETTINGS, "strategy_params": CEAL_PARAMS})
+
+
+def answered_project(tmp_path: Path, strategy: str, settings: dict):
     store = Store(tmp_path / "project")
     project = store.create_project(
-        "p", model_kind="unet", grid_k=4, strategy="entropy", mc_samples=2, loss="point", settings=TINY_SETTINGS
+        "p", model_kind="unet", grid_k=4, strategy=strategy, mc_samples=2, loss="point", settings=settings
     )
     path = write_volume(lesion_ct(), tmp_path / "ct.nrrd")
     with open(path, "rb") as handle:
@@ -74,6 +86,9 @@ def run_train_job(store: Store, project_id: int, steps: int, resume_from: Path |
     if resume_from is not None:
         paths.checkpoint.parent.mkdir(parents=True)
         shutil.copyfile(resume_from, paths.checkpoint)
+        interrupted = resume_from.parent.parent / paths.pseudo_labels.name  # what the interrupted job left
+        if interrupted.is_file():
+            shutil.copyfile(interrupted, paths.pseudo_labels)
         saved_step = torch.load(resume_from, weights_only=True)["step"]
         store.update_job_progress(
             job.id, JobProgress(saved_step, steps), paths.checkpoint.relative_to(store.root).as_posix()
@@ -94,6 +109,26 @@ def test_a_resumed_job_continues_with_the_saved_optimiser_state(answered):
     resumed = torch.load(run_train_job(store, project_id, steps=4, resume_from=at_step_2), weights_only=True)
     assert resumed["step"] == 4 and all(int(s["step"]) == 4 for s in resumed["optimizer"]["state"].values())
     # weights, Adam's moments, random states, validation Dice: equal
+    assert resumed.pop("format") == uninterrupted.pop("format")
+    torch.testing.assert_close(resumed, uninterrupted, rtol=0, atol=0)
+
+
+def test_a_resumed_ceal_job_trains_on_the_pseudo_labels_it_started_with(answered_ceal):
+    store, project_id = answered_ceal
+    current = ProjectLayout(store.root).current_model(project_id)
+    run_train_job(store, project_id, steps=2)  # the project's first model: jobs pseudo-label with it from now on
+    first_model = current.read_bytes()
+    uninterrupted = torch.load(run_train_job(store, project_id, steps=4), weights_only=True)
+    current.write_bytes(first_model)  # the interrupted job starts from the same current model
+    at_step_2 = run_train_job(store, project_id, steps=2)
+    interrupted_model = current.read_bytes()  # the current model while the job waits to resume
+    resumed = torch.load(run_train_job(store, project_id, steps=4, resume_from=at_step_2), weights_only=True)
+    # Pseudo-labels made afresh with that model differ: only the kept ones make the resumed job end as the
+    # uninterrupted one.
+    current.write_bytes(interrupted_model)
+    fresh = run_train_job(store, project_id, steps=1)
+    kept = np.load(at_step_2.parent.parent / "pseudo_labels.npz")["labels"]
+    assert not np.array_equal(kept, np.load(fresh.parent.parent / "pseudo_labels.npz")["labels"])
     assert resumed.pop("format") == uninterrupted.pop("format")
     torch.testing.assert_close(resumed, uninterrupted, rtol=0, atol=0)
 
