@@ -58,6 +58,17 @@ class DefaultsOut(ServedDefaults):
     device: str
 
 
+class StrategiesOut(_Response):
+    """The region strategies a project may choose (``covidal.activelearning.strategies``)."""
+
+    names: list[str] = Field(description="the registry's strategies, in its order")
+    default: str = Field(description="what a project of this service's device gets when its creator leaves it out")
+    strategy_params: dict[str, float | int] = Field(
+        description="every strategy option with its default (each strategy reads its own): a project's "
+        "strategy_params setting overrides them"
+    )
+
+
 class ProjectOut(_Response):
     id: int
     name: str
