@@ -20,6 +20,7 @@ import torch
 from covidal.activelearning.strategies import build_strategy
 from covidal.activelearning.strategies.pseudo_labels import PseudoLabels, training_label_maps
 from covidal.data.window import HUWindow
+from covidal.errors import CovidalError
 from covidal.service.jobs.job_config import TrainJobConfig
 from covidal.service.jobs.training_data import ProjectAnnotations, read_project_volume
 from covidal.service.project.layout import JobPaths
@@ -59,7 +60,8 @@ def job_training_set(
         paths: the job's files; its pseudo-labels are saved there, or read back when the job resumes.
 
     Raises:
-        CovidalError: a bad ``strategy_params`` or ``seed`` setting, an unreadable current model or volume.
+        CovidalError: a bad ``strategy_params`` or ``seed`` setting, an unreadable current model or volume, or
+            (a resumed job) answers on a volume its kept pseudo-labels do not cover.
     """
     answer_maps = np.stack(
         [
@@ -84,6 +86,11 @@ def job_training_set(
         pseudo = strategy.pseudo_labels(load_run(current_model, device).model, images, cycle, seed)
         _save_pseudo_labels(paths.pseudo_labels, pseudo, volume_ids)
     position = {key: row for row, key in enumerate(keys)}
+    outside = sorted({int(s.case_id) for s in data.slices if (int(s.case_id), s.slice_index) not in position})
+    if outside:  # only a resumed job can meet them: its pool was fixed when it first started
+        raise CovidalError(
+            f"volume(s) {outside} were answered after this job pseudo-labelled the pool: start a new training job"
+        )
     answered = [position[(int(s.case_id), s.slice_index)] for s in data.slices]
     rows, maps = training_label_maps(answered, answer_maps, pseudo)
     return JobTrainingSet(TrainingSlices(images[rows], torch.from_numpy(maps), None), pseudo)
