@@ -47,7 +47,7 @@ if UNSUPPORTED is None:  # the core needs Python 3.11 (Slicer 5.10+); see CovidA
         loopback_port,
     )
     from CovidActiveLearningLib.errors import UserFacingError
-    from CovidActiveLearningLib.logic import DEFAULT_URL, STRATEGIES, CovidActiveLearningCoreLogic
+    from CovidActiveLearningLib.logic import DEFAULT_URL, CovidActiveLearningCoreLogic
     from CovidActiveLearningLib.mrml import application_context
     from CovidActiveLearningLib.operations import BackgroundOperation
     from CovidActiveLearningLib.shortcuts import SHORTCUTS, shortcut_for
@@ -104,7 +104,6 @@ if UNSUPPORTED is None:
         backendDevice: Annotated[str, Choice(["cpu", "cuda"])] = "cpu"
         projectName: str = "covid"
         regionsPerSlice: Annotated[int, Choice([4, 9, 16, 25, 36, 49, 64])] = 16  # the backend needs a square
-        strategy: Annotated[str, Choice(list(STRATEGIES))] = STRATEGIES[0]
         regionsPerCycle: Annotated[int, WithinRange(1, 500)] = 10
         trainingSteps: Annotated[int, WithinRange(1, 100000)] = 200
         trainAfterSubmit: bool = True
@@ -305,6 +304,17 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
     def _showConnected(self, health):
         self.ui.backendStatusLabel.text = f"Connected to covidal {health['version']} at {self.logic.client.base_url}."
+        self._offerStrategies()
+
+    def _offerStrategies(self):
+        """The connected backend's strategies in the Strategy choice (a new project's), the shown one kept while
+        offered, else the backend's default."""
+        names = list(self.logic.strategies.names)
+        box = self.ui.strategyComboBox
+        chosen = self.logic.strategies.offered(box.currentText)
+        box.clear()
+        box.addItems(names)
+        box.currentIndex = names.index(chosen)
 
     @_action
     def onStartBackend(self):
@@ -351,7 +361,7 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         """Open the project named in the panel, then run ``operation`` (an operation of the logic)."""
         parameters = self._parameterNode
         return self.logic.in_project_operation(
-            parameters.projectName, parameters.regionsPerSlice, operation, parameters.strategy
+            parameters.projectName, parameters.regionsPerSlice, operation, self.ui.strategyComboBox.currentText or None
         )
 
     @_background

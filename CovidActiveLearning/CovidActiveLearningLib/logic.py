@@ -33,22 +33,20 @@ from CovidActiveLearningLib.training import TrainingStatus
 from CovidActiveLearningLib.volumes import HashCache, check_annotatable, content_hash, snapshot, write_nrrd
 
 DEFAULT_URL = "http://127.0.0.1:8765"
-STRATEGIES = (
-    "entropy",
-    "random",
-    "bald",
-    "least-confidence",
-    "margin",
-    "vote-entropy",
-    "density",
-    "ceal",
-    "suggestive",
-    "cereals",
-    "vaal",
-)
-"""The backend's region strategies (``covidal.activelearning.strategies.StrategyName``; a test keeps them equal),
-the first the default: a new project ranks its regions by the one chosen."""
 VOLUME_ID_ATTRIBUTE = "CovidActiveLearning.VolumeId"  # "<backend url>|<project id>|<content hash>|<volume id>"
+
+
+@dataclass(frozen=True)
+class StrategyChoice:
+    """The region strategies the connected backend offers (``GET /strategies``) and its default."""
+
+    names: tuple[str, ...]
+    default: str
+
+    def offered(self, saved: str | None) -> str:
+        """The strategy the panel shows: ``saved`` (what it showed) while the backend offers it, else the backend's
+        default."""
+        return saved if saved in self.names else self.default
 
 
 @dataclass(frozen=True)
@@ -100,6 +98,7 @@ class CovidActiveLearningCoreLogic:
         self.context = context
         self.annotator = annotator or getpass.getuser() or "clinician"
         self.client: CovidalClient | None = None
+        self.strategies: StrategyChoice | None = None  # the connected backend's
         self.project_id: int | None = None
         self.cycle: Cycle | None = None
         self._index = 0
@@ -127,7 +126,8 @@ class CovidActiveLearningCoreLogic:
     # synchronous twin; the widget runs the operations in the background so Slicer never freezes.
 
     def connect(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 60) -> dict:
-        """Check that ``covidal serve`` answers at ``url``; returns its health JSON."""
+        """Check that ``covidal serve`` answers at ``url`` and read the strategies it offers (:attr:`strategies`);
+        returns its health JSON."""
         return run_now(self.connect_operation(url, token, timeout))
 
     def connect_operation(
@@ -135,7 +135,9 @@ class CovidActiveLearningCoreLogic:
     ) -> Operation[dict]:
         client = CovidalClient(url.strip() or DEFAULT_URL, token or None, timeout=timeout)
         health = yield remote(client.health)
+        listed = yield remote(client.strategies)
         self.client = client
+        self.strategies = StrategyChoice(tuple(listed["names"]), listed["default"])
         return health
 
     def open_project(
@@ -182,10 +184,11 @@ class CovidActiveLearningCoreLogic:
         return self.project_id
 
     def in_project_operation(
-        self, name: str, regions_per_slice: int, operation: Operation, strategy: str = STRATEGIES[0]
+        self, name: str, regions_per_slice: int, operation: Operation, strategy: str | None = None
     ) -> Operation:
-        """Open the project ``name`` (see :meth:`open_project`; ``regions_per_slice`` and ``strategy`` apply to a
-        new project), then run ``operation`` (an operation of this logic); returns its value."""
+        """Open the project ``name`` (see :meth:`open_project`; ``regions_per_slice`` and ``strategy``, one of
+        :attr:`strategies` or None for the backend's default, apply to a new project), then run ``operation`` (an
+        operation of this logic); returns its value."""
         yield from self.open_project_operation(name, regions_per_slice, strategy)
         return (yield from operation)
 

@@ -76,6 +76,11 @@ class CovidalClient:
         """The project defaults of the service's device (loss, grid, width, steps, regions per cycle, ...)."""
         return self._json("GET", "/defaults")
 
+    def strategies(self) -> dict:
+        """The region strategies a project may choose: ``names``, this device's ``default`` and every option's
+        default (``strategy_params``)."""
+        return self._json("GET", "/strategies")
+
     def list_projects(self) -> list[dict]:
         return self._json("GET", "/projects")
 

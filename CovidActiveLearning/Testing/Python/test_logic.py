@@ -16,7 +16,7 @@ import slicer
 from CovidActiveLearningLib.backend_client import CovidalClient
 from CovidActiveLearningLib.errors import UserFacingError
 from CovidActiveLearningLib.geometry import ijk_to_ras
-from CovidActiveLearningLib.logic import STRATEGIES, CovidActiveLearningCoreLogic
+from CovidActiveLearningLib.logic import CovidActiveLearningCoreLogic
 from CovidActiveLearningLib.operations import BackgroundOperation, run_now
 from CovidActiveLearningLib.regions import SuggestedRegion
 from CovidActiveLearningLib.volumes import read_dicom_series, read_volume
@@ -140,19 +140,31 @@ def test_the_real_dicom_series_gets_voxel_aligned_suggestions(mrml, backend, sha
     assert [list(p) for a in stored for p in a["points"]] == [list(voxel)]
 
 
-def test_the_strategy_choice_lists_the_backends_strategies_and_a_new_project_takes_it(mrml, backend):
-    """The panel's strategy list is the backend's registry (the module cannot import covidal, so the test does),
-    and a project opened with a choice ranks by it; an existing project keeps its own."""
+def test_the_strategy_choice_is_the_backends_and_a_project_created_with_density_suggests(mrml, backend, chest_files):
+    """The panel offers what the backend's registry lists (``GET /strategies``; the module cannot import covidal,
+    so the test does); a project opened with ``density`` ranks by it on the backend and its first suggestions come
+    back; every listed strategy is accepted, and an existing project keeps its own."""
     from covidal.activelearning.strategies import StrategyName
 
-    assert sorted(STRATEGIES) == sorted(StrategyName) and STRATEGIES[0] == "entropy"
     logic = CovidActiveLearningCoreLogic(mrml, annotator="dr-test")
+    assert logic.strategies is None  # nothing to offer before a backend answers
     logic.connect(backend)
-    for strategy in STRATEGIES:
+    assert logic.strategies.names == tuple(StrategyName) and logic.strategies.default == "entropy"
+    assert [logic.strategies.offered(saved) for saved in ("density", "", None, "retired")] == ["density"] + [
+        "entropy"
+    ] * 3
+    operation = logic.get_suggestions_operation(read_volume(mrml.scene, chest_files[0]), 6)
+    regions = run_now(logic.in_project_operation("strategy density", 16, operation, "density"))
+    assert logic.client.get_project(logic.project_id)["strategy"] == "density"
+    assert len(regions) == 6 and len({region.id for region in regions}) == 6
+    assert [region.rank for region in regions] == sorted(region.rank for region in regions)
+    for strategy in logic.strategies.names:
         run_now(logic.in_project_operation(f"strategy {strategy}", 16, nothing(), strategy))
         assert logic.client.get_project(logic.project_id)["strategy"] == strategy
     run_now(logic.in_project_operation("strategy vaal", 16, nothing(), "entropy"))
     assert logic.client.get_project(logic.project_id)["strategy"] == "vaal"
+    run_now(logic.in_project_operation("left to the backend", 16, nothing(), None))
+    assert logic.client.get_project(logic.project_id)["strategy"] == logic.strategies.default
 
 
 def nothing():

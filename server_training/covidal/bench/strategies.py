@@ -1,5 +1,6 @@
-"""What each region strategy costs per cycle: seconds to score and select a pool, as a ratio to entropy's in
-the same run (``covidal bench-strategies``).
+"""What each region strategy costs per cycle: seconds to score and select a pool, and for CEAL to pseudo-label
+it too, as a ratio to entropy's in the same run (``covidal bench-strategies``). A cycle's training costs every
+strategy the same (its steps are fixed, whatever slices the pseudo-labels add), so it is left out.
 
 Every strategy answers the same query: the same model, pool, answers (with their effort), selection rule and
 cycle seed, timed ``repeats`` times in turns (strategy A, B, ..., then again), so that a slow spell of a shared
@@ -28,12 +29,14 @@ REFERENCE = StrategyName.ENTROPY
 
 @dataclass(frozen=True)
 class StrategyTiming:
-    """One strategy's seconds per query (each timed pass) and their median's ratio to entropy's."""
+    """One strategy's seconds per cycle (each timed pass), their median's ratio to entropy's, and the pixels it
+    pseudo-labelled in the last pass (None: the strategy adds no pseudo-labels)."""
 
     strategy: str
     seconds: tuple[float, ...]
     median_seconds: float
     ratio_to_entropy: float
+    pseudo_labelled_pixels: int | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ class StrategyBenchResult:
             + " |"
             for t in self.timings
         ]
-        header = "| strategy | median s per query | ratio to entropy | each pass (s) |\n|---|---|---|---|"
+        header = "| strategy | median s per cycle | ratio to entropy | each pass (s) |\n|---|---|---|---|"
         return "\n".join([header, *rows])
 
 
@@ -87,19 +90,23 @@ def bench_strategies(
     seed: int,
     device: str,
 ) -> StrategyBenchResult:
-    """Time each of ``strategies`` (entropy is always timed, as the reference) on one query of ``pool``.
+    """Time each of ``strategies`` (entropy is always timed, as the reference) on one cycle of ``pool``: its query
+    and the pseudo-labels it adds (:meth:`Strategy.pseudo_labels`, as the simulation and the service call it).
 
-    Raises:
-        ValueError: as the strategies (e.g. suggestive or VAAL with no answer yet).
+        Raises:
+            ValueError: as the strategies (e.g. suggestive or VAAL with no answer yet).
     """
     names = list(dict.fromkeys([REFERENCE, *strategies]))
     seconds: dict[str, list[float]] = {name: [] for name in names}
+    pseudo_pixels: dict[str, int | None] = {}
     for _ in range(repeats):
         for name in names:
             strategy = build_strategy(name, params)  # built afresh each cycle, as the service does
             started = time.perf_counter()
             select_for_cycle(pool, labelled, strategy, model, options, seed, answers)
+            pseudo = strategy.pseudo_labels(model, pool.images, 1, seed)
             seconds[name].append(time.perf_counter() - started)
+            pseudo_pixels[name] = None if pseudo is None else pseudo.pixels
     return StrategyBenchResult(
         slices=len(pool),
         regions=options.grid.regions,
@@ -108,13 +115,15 @@ def bench_strategies(
         image_size=int(pool.images.shape[-1]),
         device=f"{device}, {torch.get_num_threads()} torch thread(s)",
         answered=len(labelled),
-        timings=tuple(_timing(name, seconds[name], seconds[REFERENCE]) for name in names),
+        timings=tuple(_timing(name, seconds[name], seconds[REFERENCE], pseudo_pixels[name]) for name in names),
     )
 
 
-def _timing(name: str, seconds: Sequence[float], reference: Sequence[float]) -> StrategyTiming:
+def _timing(
+    name: str, seconds: Sequence[float], reference: Sequence[float], pseudo_pixels: int | None
+) -> StrategyTiming:
     median = statistics.median(seconds)
-    return StrategyTiming(name, tuple(seconds), median, median / statistics.median(reference))
+    return StrategyTiming(name, tuple(seconds), median, median / statistics.median(reference), pseudo_pixels)
 
 
 def efforts_by_region(labels, effort) -> Mapping[RegionId, float]:

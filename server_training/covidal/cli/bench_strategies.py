@@ -1,5 +1,5 @@
-"""``covidal bench-strategies``: seconds per cycle of every region strategy to score and select a pool, as a
-ratio to entropy in the same run."""
+"""``covidal bench-strategies``: seconds per cycle of every region strategy to score and select a pool (and for
+CEAL to pseudo-label it), as a ratio to entropy in the same run."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from covidal.utils.atomic import atomic_write_json
 def add_parser(commands) -> None:
     parser = commands.add_parser(
         "bench-strategies",
-        help="time every region strategy's scoring and selection of a pool (benchmark, not a test)",
+        help="time every region strategy's cycle on a pool: scoring, selection, pseudo-labels (benchmark, not a test)",
         description=__doc__.split(":", 1)[1].strip()
         + " The first --answered-slices slices are answered in full by the simulated annotator (so that the "
         "strategies that learn from answers have some); a freshly initialised U-Net is timed (timings do not "

@@ -58,6 +58,17 @@ class DefaultsOut(ServedDefaults):
     device: str
 
 
+class StrategiesOut(_Response):
+    """The region strategies a project may choose (``covidal.activelearning.strategies``)."""
+
+    names: list[str] = Field(description="the registry's strategies, in its order")
+    default: str = Field(description="what a project of this service's device gets when its creator leaves it out")
+    strategy_params: dict[str, float | int] = Field(
+        description="every strategy option with its default (each strategy reads its own): a project's "
+        "strategy_params setting overrides them"
+    )
+
+
 class ProjectOut(_Response):
     id: int
     name: str
@@ -237,6 +248,14 @@ class PredictionOut(_Response):
     left_lung_percent: float | None = Field(default=None, description="infected share of the patient's left lung")
 
 
+class PseudoLabelsOut(_Response):
+    cycle: int = Field(description="the cycle whose answers the job trained on; its threshold decays with it")
+    threshold: float = Field(description="delta of that cycle: a pixel's predicted class probability exceeded it")
+    seed: int = Field(description="seeds the draw of the pseudo_weight share of the confident pixels")
+    pixels: int = Field(description="pixels of the job's grid that carried a pseudo-label")
+    slices: int = Field(description="axial slices of the pool with at least one")
+
+
 class CurvePoint(_Response):
     job_id: int
     finished_at: float
@@ -244,3 +263,8 @@ class CurvePoint(_Response):
     effort_seconds: float = Field(description="the annotators' summed effort for those answers")
     val_dice: float | None
     steps: int
+    pseudo_labels: PseudoLabelsOut | None = Field(
+        default=None,
+        description="the pseudo-labels (CEAL) the job trained on besides the answers; they count as neither "
+        "answers nor effort. None: none",
+    )

@@ -22,13 +22,13 @@ def lesion_ct() -> np.ndarray:
     return ct
 
 
-def tiny_project(client, path: Path, **settings) -> tuple[dict, dict]:
+def tiny_project(client, path: Path, strategy: str = "entropy", **settings) -> tuple[dict, dict]:
     """``(project, volume)``: a unet project of 4 regions with tiny training settings and the lesion CT uploaded."""
     project = client.create_project(
         unique_name("jobs"),
         model_kind="unet",
         grid_k=4,
-        strategy="entropy",
+        strategy=strategy,
         mc_samples=2,
         loss="point",
         settings={**TINY_SETTINGS, **settings},

@@ -9,7 +9,8 @@ artefacts are written under ``out/runs/<run name>/``:
 
 * ``config.json``: the :class:`SimulationConfig`;
 * ``cycle_XX.json``: the seeds used, the selected regions with their scores,
-  answers and effort, the pixels the strategy pseudo-labelled (CEAL), the
+  answers and effort, the strategy's pseudo-labels (CEAL: their cycle,
+  threshold, seed, pixels and slices, :meth:`PseudoLabels.record`), the
   training losses and the test metrics;
 * ``annotations.json``: every answer so far (``covidal.annotations`` format);
 * ``model.pt``: the latest model (loadable by ``covidal predict``/``evaluate``).
@@ -33,11 +34,11 @@ from covidal.activelearning.simulation.curve import TEST_METRICS, CycleRecord, R
 from covidal.activelearning.simulation.pool import Pool
 from covidal.activelearning.simulation.simulation_config import SimulationConfig
 from covidal.activelearning.strategies import Strategy, build_strategy
+from covidal.activelearning.strategies.pseudo_labels import PseudoLabels, training_label_maps
 from covidal.activelearning.strategies.strategy import PartAnswers, SliceStack
 from covidal.annotation.annotator import AnswerProtocol, SimulatedAnnotator
 from covidal.annotation.effort import ClickEffort, EffortModel, OutlineEffort, PolygonEffort
 from covidal.annotation.state import AnnotationState, Answer, RegionLabel
-from covidal.data.points import IGNORE_INDEX
 from covidal.data.slices import SliceRecord
 from covidal.errors import CovidalError
 from covidal.losses.registry import build_loss
@@ -137,8 +138,7 @@ def simulate(
             score_seconds=score_seconds,
         )
         run.cycles.append(record)
-        pseudo_pixels = 0 if pseudo is None else int((pseudo != IGNORE_INDEX).sum())
-        _save_cycle(session, cycle, model, selection, labels, losses, record, pseudo_pixels)
+        _save_cycle(session, cycle, model, selection, labels, losses, record, pseudo)
         update_curve_file(session.out_dir / CURVE_FILE, run)
         cycles.set_postfix(dice=f"{test['dice']:.3f}", effort=f"{spent / 60:.0f}min")
     return run
@@ -281,11 +281,11 @@ def select_for_cycle(
 
 
 def _retrain(
-    session: Session, previous: SegmentationNet | None, cycle: int, pseudo: np.ndarray | None = None
+    session: Session, previous: SegmentationNet | None, cycle: int, pseudo: PseudoLabels | None = None
 ) -> tuple[SegmentationNet, list[float]]:
     """Train on every labelled slice: from ``previous`` (warm start) or from a fresh initialisation. With the
-    strategy's ``pseudo`` labels ``[N, S, S]`` of the pool, every slice with an answer or a pseudo-label trains,
-    answers winning where both exist."""
+    strategy's ``pseudo`` labels of the pool, every slice with an answer or a pseudo-label trains, answers winning
+    where both exist (:func:`training_label_maps`, as a served project's training job)."""
     config = session.config
     if previous is None or not config.warm_start:
         # The same initial weights every cycle, so scratch cycles differ only in their labels.
@@ -301,12 +301,7 @@ def _retrain(
             for key in keys
         ]
     )
-    rows = session.pool.index_of(keys)
-    if pseudo is not None:
-        merged = pseudo.copy()
-        merged[rows] = np.where(label_maps != IGNORE_INDEX, label_maps, pseudo[rows])
-        rows = np.flatnonzero((merged != IGNORE_INDEX).any(axis=(1, 2))).tolist()
-        label_maps = merged[rows]
+    rows, label_maps = training_label_maps(session.pool.index_of(keys), label_maps, pseudo)
     data = TrainingSlices(
         images=session.pool.images[rows],
         point_labels=torch.from_numpy(label_maps),
@@ -336,7 +331,7 @@ def _save_cycle(
     labels: list[RegionLabel],
     losses: list[float],
     record: CycleRecord,
-    pseudo_pixels: int,
+    pseudo: PseudoLabels | None,
 ) -> None:
     config = session.config
     seeds = {name: derived_seed(config.seed, name, cycle) for name in ("loss", "batches")}
@@ -347,7 +342,7 @@ def _save_cycle(
             **asdict(record),
             "seeds": seeds,
             "new_labels": {answer.value: sum(label.answer is answer for label in labels) for answer in Answer},
-            "pseudo_labelled_pixels": pseudo_pixels,
+            "pseudo_labels": None if pseudo is None else pseudo.record(),
             "selection": selection,
             "train_loss": {
                 "first": losses[0],

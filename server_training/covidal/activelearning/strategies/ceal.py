@@ -9,6 +9,7 @@ from torch import Tensor
 
 from covidal.activelearning.seeds import derived_seed
 from covidal.activelearning.strategies.heuristics import MeasureStrategy
+from covidal.activelearning.strategies.pseudo_labels import PseudoLabels
 from covidal.data.points import IGNORE_INDEX
 from covidal.models.slices.network import SegmentationNet
 from covidal.uncertainty.measures import predictive_entropy
@@ -20,15 +21,17 @@ class Ceal(MeasureStrategy):
     """Entropy queries plus pseudo-labels: after query ``t`` (1, 2, ...), every pixel whose predicted class
     probability exceeds ``delta_t = max(delta - delta_decay * (t - 1), 0.5)`` is labelled with that class, and a
     seeded ``pseudo_weight`` share of them joins the next training (so they weigh that much against answered
-    pixels). They never count as effort, and are dropped and made again every cycle. ``covidal simulate`` trains
-    with them (:meth:`Strategy.pseudo_labels`); a ``covidal serve`` project queries the same regions, but its
-    training jobs do not add pseudo-labels yet.
+    pixels). They never count as effort, and are dropped and made again every cycle. ``covidal simulate`` and a
+    ``covidal serve`` project's training jobs add them the same way
+    (:mod:`covidal.activelearning.strategies.pseudo_labels`).
 
     Args:
         delta: the first threshold, in (0.5, 1).
         delta_decay: the fall per cycle, >= 0.
         pseudo_weight: the share of confident pixels kept, in (0, 1].
     """
+
+    adds_pseudo_labels = True
 
     def __init__(self, delta: float, delta_decay: float, pseudo_weight: float) -> None:
         super().__init__(predictive_entropy)
@@ -39,8 +42,8 @@ class Ceal(MeasureStrategy):
         return max(self.delta - self.delta_decay * (cycle - 1), 0.5)
 
     @torch.no_grad()
-    def pseudo_labels(self, model: SegmentationNet, images: Tensor, cycle: int, seed: int) -> np.ndarray:
-        """int64 ``[N, S, S]``: the kept confident pixels' classes, -1 elsewhere (eval-mode model, no dropout).
+    def pseudo_labels(self, model: SegmentationNet, images: Tensor, cycle: int, seed: int) -> PseudoLabels:
+        """The kept confident pixels' classes, -1 elsewhere (eval-mode model, no dropout), at ``delta_t``.
 
         Args:
             images: ``[N, 1, S, S]`` network inputs of the pool.
@@ -55,6 +58,6 @@ class Ceal(MeasureStrategy):
             confidence, classes = probs.max(dim=1)
             confident = (confidence > threshold).numpy()
             labels[start : start + PSEUDO_BATCH][confident] = classes.numpy()[confident]
-        rng = np.random.default_rng(derived_seed(seed, "ceal-pseudo-labels", cycle))
-        labels[rng.random(labels.shape) >= self.pseudo_weight] = IGNORE_INDEX
-        return labels
+        draw_seed = derived_seed(seed, "ceal-pseudo-labels", cycle)
+        labels[np.random.default_rng(draw_seed).random(labels.shape) >= self.pseudo_weight] = IGNORE_INDEX
+        return PseudoLabels(labels, cycle, threshold, draw_seed)

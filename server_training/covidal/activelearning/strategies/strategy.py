@@ -21,6 +21,7 @@ import numpy as np
 from torch import Tensor
 
 from covidal.activelearning.scoring import DEFAULT_REDUCTION, Reduction
+from covidal.activelearning.strategies.pseudo_labels import PseudoLabels
 from covidal.models.slices.network import SegmentationNet
 from covidal.regions.grid import RegionGrid
 
@@ -134,10 +135,13 @@ class Strategy(ABC):
         :meth:`region_scores` is known; by default the same scores. Only open regions' scores are read."""
         return scores
 
-    def pseudo_labels(self, model: SegmentationNet, images: Tensor, cycle: int, seed: int) -> np.ndarray | None:
-        """int64 ``[N, S, S]`` labels the next training may add on pixels nobody answered (-1 elsewhere), for the
-        ``[N, 1, S, S]`` pool ``images`` after query ``cycle``; None (the default): the strategy adds none.
-        Such labels never count as effort and are made afresh each cycle."""
+    adds_pseudo_labels: bool = False  # True where :meth:`pseudo_labels` may give any (a caller may skip the pool)
+
+    def pseudo_labels(self, model: SegmentationNet, images: Tensor, cycle: int, seed: int) -> PseudoLabels | None:
+        """Labels the next training adds on pixels nobody answered, for the ``[N, 1, S, S]`` pool ``images``
+        after query ``cycle`` (``seed``: the run's or project's seed); None (the default): the strategy adds none.
+        Such labels never count as effort and are made afresh each cycle
+        (:func:`~covidal.activelearning.strategies.pseudo_labels.training_label_maps`)."""
         return None
 
     @abstractmethod

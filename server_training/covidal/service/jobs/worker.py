@@ -1,7 +1,7 @@
 """The child process that runs one job: ``python -m covidal.service.jobs.worker``.
 
-A ``train`` job trains the project's 2D model on every answered slice for the job's ``steps`` optimiser
-steps; a ``noisy-teacher`` job trains a ``unet3d`` project's 3D model
+A ``train`` job trains the project's 2D model on every answered slice (and, for a CEAL project, the pool's
+pseudo-labels: :mod:`covidal.service.jobs.training_set`) for the job's ``steps`` optimiser steps; a ``noisy-teacher`` job trains a ``unet3d`` project's 3D model
 (:mod:`covidal.service.jobs.noisy_teacher_job`). Progress goes to the store (at most once a second, and at
 every checkpoint) through a :class:`~covidal.service.jobs.progress.JobReporter`, and a job stops cleanly
 when a cancel is asked.
@@ -21,7 +21,6 @@ import sys
 import traceback
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from covidal.data.window import HUWindow
@@ -44,12 +43,12 @@ from covidal.service.jobs.training_data import (
     project_annotations,
     project_window,
 )
+from covidal.service.jobs.training_set import job_training_set
 from covidal.service.project.layout import ProjectLayout
 from covidal.service.project.learning_curve import record_job_result
 from covidal.service.store.records import Job, JobStatus, Project
 from covidal.service.store.store import Store
 from covidal.training.checkpoint import load_run, save_checkpoint
-from covidal.training.dataset import TrainingSlices, network_input
 from covidal.training.inference import predict_probabilities
 from covidal.training.steps import StepReport, StepTrainer
 from covidal.training.train_config import TrainConfig
@@ -128,10 +127,11 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
     torch.manual_seed(train_config.seed)  # the initial weights (a resumed job then loads its own)
     model = build_model(train_config.model).to(device)
     warm = config.warm_start and _warm_start(model, train_config, layout.current_model(project.id), device)
+    training = job_training_set(store, project, config, data, window, layout.current_model(project.id), paths, device)
     trainer = StepTrainer(
         model,
         loss_fn,
-        _training_slices(config, data),
+        training.slices,
         config.batch_size,
         config.learning_rate,
         config.seed * BATCH_SEED_FACTOR,
@@ -146,9 +146,12 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
             "states restored)",
             flush=True,
         )
+    pseudo = training.pseudo
     print(
-        f"job {job.id}: {len(data.slices)} slices, {data.answers} answers, steps {trainer.step + 1}..{config.steps} "
-        f"on {device}, " + ("from the project's current model" if warm else "from fresh weights"),
+        f"job {job.id}: {len(data.slices)} answered slices, {data.answers} answers"
+        + ("" if pseudo is None else f", {pseudo.pixels} pseudo-labelled pixels (threshold {pseudo.threshold:g})")
+        + f", {len(training.slices.images)} training slices, steps {trainer.step + 1}..{config.steps} on {device}, "
+        + ("from the project's current model" if warm else "from fresh weights"),
         flush=True,
     )
 
@@ -167,7 +170,15 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
     trainer.run(config.steps, on_step)
     save_checkpoint(paths.model, model, train_config, config.steps, val_dice)
     publish_model(paths.model, layout.current_model(project.id))
-    record_job_result(paths, job.id, config.steps, data.answers, data.effort_seconds, val_dice)
+    record_job_result(
+        paths,
+        job.id,
+        config.steps,
+        data.answers,
+        data.effort_seconds,
+        val_dice,
+        None if pseudo is None else pseudo.record(),
+    )
 
 
 def _warm_start(model: SegmentationNet, train_config: TrainConfig, current: Path, device: torch.device) -> bool:
@@ -187,16 +198,6 @@ def _warm_start(model: SegmentationNet, train_config: TrainConfig, current: Path
         return False
     model.load_state_dict(previous.model.state_dict())
     return True
-
-
-def _training_slices(config: TrainJobConfig, data: ProjectAnnotations) -> TrainingSlices:
-    maps = [
-        data.state.label_map_on_grid((s.case_id, s.slice_id), config.image_size, config.background_sample, config.seed)
-        for s in data.slices
-    ]
-    return TrainingSlices(
-        network_input([s.image for s in data.slices], config.image_size), torch.from_numpy(np.stack(maps)), None
-    )
 
 
 def _known_pixel_dice(

@@ -6,6 +6,7 @@
     jobs/<job>/log.txt                    the job worker's stdout and stderr
     jobs/<job>/checkpoint/state.pt        a 'train' job's newest training state (a resume starts from it)
     jobs/<job>/checkpoint/model.pt        a finished 'train' job's model
+    jobs/<job>/pseudo_labels.npz          a 'train' job's pseudo-labels of the pool (CEAL projects)
     jobs/<job>/teacher/, pseudo/, student/, volumes.json   the stages of a 'noisy-teacher' job
     jobs/<job>/result.json                what a finished 'train' job trained on: a point of the learning curve
 
@@ -45,6 +46,12 @@ class JobPaths:
     def model(self) -> Path:
         """A finished 'train' job's model (a :func:`covidal.training.checkpoint.load_run` file)."""
         return self.folder / "checkpoint" / MODEL_FILE
+
+    @property
+    def pseudo_labels(self) -> Path:
+        """A 'train' job's pseudo-labels (:mod:`covidal.service.jobs.training_set`): ``labels`` int8
+        ``[N, S, S]`` (-1 none), ``made_by`` ``[cycle, seed]``, ``threshold``, ``volume_ids`` of the pool."""
+        return self.folder / "pseudo_labels.npz"
 
     @property
     def result(self) -> Path:

@@ -1,5 +1,5 @@
 """A project's learning curve: one point per finished ``train`` job (answers and effort it trained on, its
-validation Dice), written by the job as its ``result.json`` and drawn as a PNG."""
+validation Dice, the pseudo-labels it added for a CEAL project), written by the job as its ``result.json`` and drawn as a PNG."""
 
 from __future__ import annotations
 
@@ -16,9 +16,17 @@ from covidal.utils.dice_curve import dice_curve_png
 
 
 def record_job_result(
-    paths: JobPaths, job_id: int, steps: int, answers: int, effort_seconds: float, val_dice: float | None
+    paths: JobPaths,
+    job_id: int,
+    steps: int,
+    answers: int,
+    effort_seconds: float,
+    val_dice: float | None,
+    pseudo_labels: dict | None = None,
 ) -> None:
-    """Write a finished job's point of the curve (atomically)."""
+    """Write a finished job's point of the curve (atomically); ``pseudo_labels`` is what
+    :meth:`~covidal.activelearning.strategies.pseudo_labels.PseudoLabels.record` says of the pseudo-labels it
+    trained on besides the answers (None: none)."""
     atomic_write_json(
         paths.result,
         {
@@ -27,6 +35,7 @@ def record_job_result(
             "answers": answers,
             "effort_seconds": effort_seconds,
             "val_dice": val_dice,
+            "pseudo_labels": pseudo_labels,
             "finished_at": time.time(),
         },
     )
@@ -48,6 +57,7 @@ def curve_points(store: Store, layout: ProjectLayout, project_id: int) -> list[C
                     effort_seconds=result["effort_seconds"],
                     val_dice=result["val_dice"],
                     steps=result["steps"],
+                    pseudo_labels=result.get("pseudo_labels"),
                 )
             )
     return sorted(points, key=lambda point: (point.finished_at, point.job_id))

@@ -1,14 +1,16 @@
-"""``/projects``: create, list, read a project and change its settings (:mod:`covidal.service.project.creation`)."""
+"""``/projects``: create, list, read a project and change its settings (:mod:`covidal.service.project.creation`);
+``/defaults`` and ``/strategies``: what a creator may leave out or choose."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from covidal.activelearning.strategies import StrategyName, StrategyParams
 from covidal.service.defaults import served_defaults
 from covidal.service.project import creation
 from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import SettingsDep, StoreDep
-from covidal.service.schemas import DefaultsOut, ProjectCreate, ProjectOut
+from covidal.service.schemas import DefaultsOut, ProjectCreate, ProjectOut, StrategiesOut
 
 router = api_router("projects")
 
@@ -17,6 +19,16 @@ router = api_router("projects")
 def get_defaults(settings: SettingsDep) -> DefaultsOut:
     """What a project created on this service gets for the choices its creator leaves out."""
     return DefaultsOut(device=settings.device, **served_defaults(settings.device).to_dict())
+
+
+@router.get("/strategies")
+def get_strategies(settings: SettingsDep) -> StrategiesOut:
+    """The region strategies a project may choose, this device's default, and the strategies' options."""
+    return StrategiesOut(
+        names=list(StrategyName),
+        default=served_defaults(settings.device).strategy,
+        strategy_params=StrategyParams().to_dict(),
+    )
 
 
 @router.post("/projects", status_code=201)

@@ -166,5 +166,11 @@ def test_ceal_pseudo_labels_join_training_without_counting_as_effort(data, tmp_p
     run = simulate(pool, test, config, tmp_path, progress=False)
     assert [c.effort_seconds for c in run.cycles] == [48.0, 60.0, 72.0]  # the pseudo-labels cost nothing
     cycles = [json.loads((tmp_path / "runs" / run.name / f"cycle_{n:02d}.json").read_text()) for n in (0, 1, 2)]
-    assert cycles[0]["pseudo_labelled_pixels"] == 0  # no model before the first training
-    assert cycles[1]["pseudo_labelled_pixels"] > 0 and cycles[2]["pseudo_labelled_pixels"] > 0
+    assert cycles[0]["pseudo_labels"] is None  # no model before the first training
+    for cycle in (1, 2):
+        pseudo = cycles[cycle]["pseudo_labels"]
+        assert (
+            pseudo["cycle"] == cycle
+            and pseudo["pixels"] > 0
+            and pseudo["threshold"] == pytest.approx(0.51 - 0.005 * (cycle - 1))
+        )
