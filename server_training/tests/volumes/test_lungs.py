@@ -14,6 +14,7 @@ from covidal.volumes.lungs import (
     RIGHT,
     find_lungs,
     involvement,
+    lung_grid_step,
     lungs_only,
     restrict_to_lungs,
     segment_lungs,
@@ -103,3 +104,32 @@ def test_lungs_only_keeps_the_lungs_hu_and_puts_air_elsewhere() -> None:
     ct, truth = chest_phantom()
     kept = lungs_only(ct, truth)
     assert np.array_equal(kept[truth], ct.array[truth]) and np.all(kept[~truth] == OUTSIDE_LUNGS_HU)
+
+
+def fine_chest_phantom() -> Volume:
+    """The phantom at 0.8 mm in-plane (each voxel repeated 2 x 2), 127 x 159 so that neither side is even."""
+    ct, _ = chest_phantom()
+    fine = np.repeat(np.repeat(ct.array, 2, axis=1), 2, axis=2)[:, :127, :159]
+    return Volume(np.ascontiguousarray(fine), spacing=(0.8, 0.8, 2.0))
+
+
+@pytest.mark.parametrize(("spacing", "step"), [((0.8, 0.8, 2.5), 2), ((0.5, 0.5, 1.0), 3), ((1.5, 1.5, 1.5), 1)])
+def test_lung_grid_step_keeps_pixels_at_most_the_lung_grid(spacing: tuple[float, float, float], step: int) -> None:
+    assert lung_grid_step(spacing) == step
+    assert lung_grid_step((0.7, 1.2, 1.0)) == 1  # the coarser side decides
+
+
+def test_lungs_of_a_fine_ct_found_on_its_subsample_match_the_full_resolution_lungs() -> None:
+    ct = fine_chest_phantom()
+    served, full = find_lungs(ct), find_lungs(ct, step=1)
+    assert served.aerated.shape == served.filled.shape == ct.array.shape
+    assert served.voxel_ml == pytest.approx(full.voxel_ml)
+    for mine, theirs in ((served.aerated, full.aerated), (served.filled == RIGHT, full.filled == RIGHT)):
+        assert 2 * (mine & theirs).sum() / (mine.sum() + theirs.sum()) > 0.95
+    assert (served.filled[18, 64, 44], served.filled[18, 64, 116]) == (RIGHT, LEFT)
+    assert not served.filled[:, 0, :].any() and not served.aerated[31:, 58:72, 74:88].any()  # outside air, trachea
+
+
+def test_find_lungs_refuses_a_step_below_one() -> None:
+    with pytest.raises(CovidalError, match="lung grid step"):
+        find_lungs(chest_phantom()[0], step=0)
