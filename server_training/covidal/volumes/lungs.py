@@ -9,8 +9,9 @@ lungs that still touch are split by erosion into left and right (kept apart by a
 :func:`find_lungs` (what predictions, involvement and the service's first cycle use) works on an in-plane
 subsample of a fine CT (every ``step``-th row and column, so that its pixels are at most
 :data:`LUNG_GRID_MM` across) and gives each voxel of the CT the value of the coarse voxel it falls in: on a
-512 x 512 CT at 0.8 mm that is a quarter of the voxels and a quarter of the time (server_training/BENCHMARKS.md,
-"Lungs on a subsample": Dice 0.97 to 0.99 against the full-resolution masks, first-cycle hits unchanged).
+512 x 512 CT at 0.8 mm that is a quarter of the voxels and a fifth of the time, for masks within Dice 0.99 of the
+full-resolution ones and a first cycle that finds as much infection (server_training/BENCHMARKS.md, "Lungs on a
+subsample").
 """
 
 from __future__ import annotations
