@@ -10,8 +10,8 @@ Provenance
 
 The lesions are SYNTHETIC: the anatomy is real, the infection is not. Recipe:
 
-1. :func:`covidal.volumes.lungs.segment_lungs` -- air (HU < -320) not connected to the border of its
-   axial slice (outside air); minus the airway: the trachea is tracked down from
+1. :func:`covidal.volumes.lungs.segment_lungs` -- air (HU < -320) inside the body's outline in its axial
+   slice (not connected to the slice's border, within the largest blob of tissue); minus the airway: the trachea is tracked down from
    the most superior slice while it is a separate blob, then the airway lumen
    (HU < -950) is grown from it in 3D and widened by 3 mm; components under 20%
    of the largest (bowel gas) are dropped; lungs that still touch are split by
