@@ -104,8 +104,9 @@ if UNSUPPORTED is None:
         backendDevice: Annotated[str, Choice(["cpu", "cuda"])] = "cpu"
         projectName: str = "covid"
         regionsPerSlice: Annotated[int, Choice([4, 9, 16, 25, 36, 49, 64])] = 16  # the backend needs a square
-        regionsPerCycle: Annotated[int, WithinRange(1, 500)] = 10
-        trainingSteps: Annotated[int, WithinRange(1, 100000)] = 200
+        # 0: the backend's default for its device (GET /defaults, shown in the spin box), sent as no choice at all.
+        regionsPerCycle: Annotated[int, WithinRange(0, 500)] = 0
+        trainingSteps: Annotated[int, WithinRange(0, 100000)] = 0
         trainAfterSubmit: bool = True
         heatmapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
 
@@ -195,6 +196,7 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self.logic = CovidActiveLearningLogic()
         self._training = TrainingWatch(self.logic.poll_training_operation)
         self._backends = BackendSupervisor(startup_environment=slicer.util.startupEnvironment())
+        self._showServedDefaults()
         # As MONAI Label's Slicer module shows its point lists' place buttons (MONAILabelWidget.setup): the compact
         # widget with only its place button; the logic arms persistent place mode at every region change.
         self.ui.placeWidget.buttonsVisible = False
@@ -305,6 +307,7 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
     def _showConnected(self, health):
         self.ui.backendStatusLabel.text = f"Connected to covidal {health['version']} at {self.logic.client.base_url}."
         self._offerStrategies()
+        self._showServedDefaults()
 
     def _offerStrategies(self):
         """The connected backend's strategies in the Strategy choice (a new project's), the shown one kept while
@@ -315,6 +318,15 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         box.clear()
         box.addItems(names)
         box.currentIndex = names.index(chosen)
+
+    def _showServedDefaults(self):
+        """At 0, the spin boxes say what the backend gives (its defaults are known once connected)."""
+        served = self.logic.served or {}
+        for spinBox, key in (
+            (self.ui.regionCountSpinBox, "regions_per_cycle"),
+            (self.ui.trainingStepsSpinBox, "steps"),
+        ):
+            spinBox.specialValueText = f"backend default ({served[key]})" if key in served else "backend default"
 
     @_action
     def onStartBackend(self):
@@ -375,7 +387,7 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
     @_background
     def onGetSuggestions(self):
         operation = self.logic.get_suggestions_operation(
-            self._parameterNode.inputVolume, self._parameterNode.regionsPerCycle
+            self._parameterNode.inputVolume, self._parameterNode.regionsPerCycle or None
         )
         return self._inProject(operation), lambda regions: setattr(
             self.ui.volumeStatusLabel, "text", f"{len(regions)} regions to answer in this cycle."
@@ -429,8 +441,8 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
     @_background
     def onSubmit(self):
         parameters = self._parameterNode
-        steps = parameters.trainingSteps if parameters.trainAfterSubmit else None
-        return self.logic.submit_and_train_operation(steps), self._submitted
+        operation = self.logic.submit_and_train_operation(parameters.trainAfterSubmit, parameters.trainingSteps or None)
+        return operation, self._submitted
 
     def _submitted(self, outcome):
         report, jobId = outcome
@@ -442,7 +454,7 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
     @_background
     def onStartTraining(self):
-        return self.logic.start_training_operation(self._parameterNode.trainingSteps), self._trainingQueued
+        return self.logic.start_training_operation(self._parameterNode.trainingSteps or None), self._trainingQueued
 
     def _trainingQueued(self, jobId):
         self._training.start()

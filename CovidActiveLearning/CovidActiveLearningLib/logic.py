@@ -99,6 +99,9 @@ class CovidActiveLearningCoreLogic:
         self.annotator = annotator or getpass.getuser() or "clinician"
         self.client: CovidalClient | None = None
         self.strategies: StrategyChoice | None = None  # the connected backend's
+        # The backend's project defaults for its device (``GET /defaults``): what a new project, a cycle and a
+        # training job get when the clinician leaves a setting alone. Read at each connection.
+        self.served: dict | None = None
         self.project_id: int | None = None
         self.cycle: Cycle | None = None
         self._index = 0
@@ -136,6 +139,7 @@ class CovidActiveLearningCoreLogic:
         client = CovidalClient(url.strip() or DEFAULT_URL, token or None, timeout=timeout)
         health = yield remote(client.health)
         listed = yield remote(client.strategies)
+        self.served = yield remote(client.defaults)
         self.client = client
         self.strategies = StrategyChoice(tuple(listed["names"]), listed["default"])
         return health
@@ -231,12 +235,15 @@ class CovidActiveLearningCoreLogic:
 
     # Suggestions and navigation
 
-    def get_suggestions(self, volume_node, count: int) -> list[SuggestedRegion]:
-        """Start a cycle on the volume, lease its regions, show them, go to the first one and start placing
-        clicks in 'Infection points' (see :meth:`InfectionPoints.start_placing`)."""
+    def get_suggestions(self, volume_node, count: int | None = None) -> list[SuggestedRegion]:
+        """Start a cycle of ``count`` regions (None: the backend's regions per cycle) on the volume, lease its
+        regions, show them, go to the first one and start placing clicks in 'Infection points' (see
+        :meth:`InfectionPoints.start_placing`)."""
         return run_now(self.get_suggestions_operation(volume_node, count))
 
-    def get_suggestions_operation(self, volume_node, count: int) -> Operation[list[SuggestedRegion]]:
+    def get_suggestions_operation(self, volume_node, count: int | None = None) -> Operation[list[SuggestedRegion]]:
+        if count is None:
+            count = int(self._served()["regions_per_cycle"])
         if count < 1:
             raise UserFacingError("Ask for at least one region.")
         volume_id = yield from self.send_volume_operation(volume_node)
@@ -411,19 +418,23 @@ class CovidActiveLearningCoreLogic:
     def submit_operation(self) -> Operation[SubmitReport]:
         return submit_operation(self.book, self._client(), self._project(), self.annotator)
 
-    def submit_and_train_operation(self, training_steps: int | None) -> Operation[tuple[SubmitReport, int | None]]:
-        """Submit, then (with ``training_steps``, when something new reached the backend) queue a training job.
+    def submit_and_train_operation(
+        self, train: bool, steps: int | None = None
+    ) -> Operation[tuple[SubmitReport, int | None]]:
+        """Submit, then (if ``train``, when something new reached the backend) queue a training job of ``steps``
+        (None: the project's steps).
 
         Returns:
             the submit report and the queued job's id (None when no job was started).
         """
         report = yield from self.submit_operation()
-        if training_steps is None or report.sent + report.replayed == 0:
+        if not train or report.sent + report.replayed == 0:
             return report, None
-        return report, (yield from self.start_training_operation(training_steps))
+        return report, (yield from self.start_training_operation(steps))
 
     def start_training(self, steps: int | None = None) -> int:
-        """Queue a training job on every answer sent so far; returns its id."""
+        """Queue a training job on every answer sent so far, of ``steps`` optimiser steps (None: the project's
+        steps, the backend's default when the project was created); returns its id."""
         return run_now(self.start_training_operation(steps))
 
     def start_training_operation(self, steps: int | None = None) -> Operation[int]:
@@ -541,6 +552,10 @@ class CovidActiveLearningCoreLogic:
         if self.client is None:
             raise UserFacingError("Connect to the backend first.")
         return self.client
+
+    def _served(self) -> dict:
+        self._client()
+        return self.served
 
     def _project(self) -> int:
         self._client()

@@ -170,7 +170,7 @@ class HarnessApp:
         )
 
     def on_get_suggestions(self):
-        operation = self.logic.get_suggestions_operation(self.volume, int(self.state.regions_per_cycle))
+        operation = self.logic.get_suggestions_operation(self.volume, int(self.state.regions_per_cycle) or None)
         self._run(
             self._in_project(operation),
             lambda regions: self.state.update({"volume_status": f"{len(regions)} regions to answer in this cycle."}),
@@ -189,8 +189,8 @@ class HarnessApp:
         self._act(lambda: self.state.update({"notice": self.logic.undo() or "Nothing to undo."}))
 
     def on_submit(self):
-        steps = int(self.state.training_steps) if self.state.train_after_submit else None
-        self._run(self.logic.submit_and_train_operation(steps), self._submitted)
+        train, steps = bool(self.state.train_after_submit), int(self.state.training_steps) or None
+        self._run(self.logic.submit_and_train_operation(train, steps), self._submitted)
 
     def _submitted(self, outcome):
         report, job_id = outcome
@@ -199,7 +199,7 @@ class HarnessApp:
             self._training_queued(job_id)
 
     def on_start_training(self):
-        self._run(self.logic.start_training_operation(int(self.state.training_steps)), self._training_queued)
+        self._run(self.logic.start_training_operation(int(self.state.training_steps) or None), self._training_queued)
 
     def _training_queued(self, job_id):
         self.training.start()
@@ -361,8 +361,8 @@ class HarnessApp:
                 "backend_url": DEFAULT_URL,
                 "project_name": "covid",
                 "regions_per_slice": 16,
-                "regions_per_cycle": 10,
-                "training_steps": 200,
+                "regions_per_cycle": 0,  # 0: the backend's default, as in the module's panel
+                "training_steps": 0,
                 "train_after_submit": True,
                 "export_folder": "",
                 "backend_status": "Not connected.",

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicer
+from support import synthetic_chest, write_image
 
 from CovidActiveLearningLib.backend_client import CovidalClient
 from CovidActiveLearningLib.errors import UserFacingError
@@ -165,6 +166,33 @@ def test_the_strategy_choice_is_the_backends_and_a_project_created_with_density_
     assert logic.client.get_project(logic.project_id)["strategy"] == "vaal"
     run_now(logic.in_project_operation("left to the backend", 16, nothing(), None))
     assert logic.client.get_project(logic.project_id)["strategy"] == logic.strategies.default
+
+
+def test_what_the_clinician_leaves_alone_takes_the_backends_served_defaults(mrml, backend, tmp_path):
+    """The module keeps no cycle size or step count of its own: a project opened with nothing chosen, a cycle
+    asked with no count and a job started with no steps take the backend's defaults for its device."""
+    served = CovidalClient(backend).defaults()
+    logic = CovidActiveLearningCoreLogic(mrml, annotator="dr-test")
+    logic.connect(backend)
+    assert logic.served == served
+    logic.open_project("served defaults")
+    project = logic.client.get_project(logic.project_id)
+    chosen = ("grid_k", "strategy", "mc_samples", "loss")
+    assert {key: project[key] for key in chosen} == {key: served[key] for key in chosen}
+    assert {key: project["settings"][key] for key in ("image_size", "width", "steps")} == {
+        key: served[key] for key in ("image_size", "width", "steps")
+    }
+    # One region per slice by default: enough slices for a whole served cycle.
+    ct, _ = synthetic_chest((served["regions_per_cycle"] + 2, 48, 56))
+    ct_node = read_volume(mrml.scene, write_image(ct, tmp_path / "tall.nrrd"), "tall chest")
+    assert len(logic.get_suggestions(ct_node)) == served["regions_per_cycle"] != 10  # the module's old constant
+    logic.tag_background()
+    report, job_id = run_now(logic.submit_and_train_operation(train=True))
+    assert report.sent == 1 and job_id is not None
+    try:
+        assert logic.client.get_job(logic.project_id, job_id)["config"]["steps"] == served["steps"] != 200
+    finally:
+        logic.cancel_training()
 
 
 def nothing():

@@ -29,13 +29,12 @@ from covidal.data.io import read_volume
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossName
 from covidal.regions.grid import RegionGrid, RegionId
-from covidal.sample_data.demo import DemoCase, describe, make_demo_case
+from covidal.sample_data.demo import DemoCase, chest_box, describe, make_demo_case
 from covidal.sample_data.figures import HeldOutPoint, curve_png, overlay_png
 from covidal.service.local import local_service
 from covidal.training.train_config import resolve_device
 from covidal.utils.atomic import atomic_write, atomic_write_bytes
 
-CROP_MARGIN = 8  # voxels kept around the lungs' bounding box
 EFFORT_SECONDS = 3.0  # a click or a "background" tag (a slice delineation is about 96 s)
 ANNOTATOR = "simulated-annotator"
 CASE = "demo"
@@ -106,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         _region_grid(args.grid_k)  # refused before anything is made or started
     case, held_out_case = (make_demo_case(args.cache, seed=seed) for seed in (args.seed, args.seed + 1))
     print(f"training case:\n{describe(case)}\nheld-out case:\n{describe(held_out_case)}", flush=True)
-    box = _crop_box(case)
+    box = chest_box(case)
     train = _crop_case(case, box, out / "data", "")
     held_out = _crop_case(held_out_case, box, out / "data", "heldout_")
     try:
@@ -326,22 +325,6 @@ def _measure_held_out(
     return stats
 
 
-def _crop_box(case: DemoCase) -> tuple[slice, slice, slice]:
-    """``(i, j, k)`` slices of the lungs' bounding box, ``CROP_MARGIN`` wider on every side within the CT.
-
-    The crop keeps only the chest, so the training grid keeps native resolution and the service scores
-    fewer regions; the margin keeps chest wall around the lungs, so lungs never touch a slice's border.
-
-    Raises:
-        CovidalError: fewer than 10 slices with lung.
-    """
-    lungs = sitk.GetArrayFromImage(sitk.ReadImage(str(case.lungs))).astype(bool)  # [K, J, I]
-    if lungs.any(axis=(1, 2)).sum() < 10:
-        raise CovidalError("the demo CT has fewer than 10 slices with lung")
-    k, j, i = (_extent(lungs.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
-    return i, j, k
-
-
 def _crop_case(case: DemoCase, box: tuple[slice, slice, slice], folder: Path, prefix: str) -> CroppedCase:
     """Write ``{prefix}ct.nrrd`` and ``{prefix}lesions.nrrd``, the case cropped to ``box``.
 
@@ -357,9 +340,3 @@ def _crop_case(case: DemoCase, box: tuple[slice, slice, slice], folder: Path, pr
     lesions = sitk.ReadImage(str(paths[1]))
     voxel_ml = float(np.prod(lesions.GetSpacing())) / 1000.0
     return CroppedCase(paths[0], paths[1], sitk.GetArrayFromImage(lesions).astype(bool), voxel_ml)
-
-
-def _extent(occupied: np.ndarray) -> slice:
-    """``[start, stop)`` of the occupied indices of a 1D mask, widened by ``CROP_MARGIN`` within bounds."""
-    index = np.flatnonzero(occupied)
-    return slice(max(0, int(index[0]) - CROP_MARGIN), min(len(occupied), int(index[-1]) + 1 + CROP_MARGIN))

@@ -18,6 +18,7 @@ from covidal.cli import (
     bench_cycle,
     bench_hostile,
     bench_losses,
+    bench_lungs,
     bench_reweight,
     bench_scoring,
     bench_service,
@@ -55,6 +56,7 @@ COMMANDS = (
     bench_cycle,
     bench_hostile,
     bench_strategies,
+    bench_lungs,
 )
 
 

@@ -15,10 +15,11 @@ import gzip
 import math
 import os
 import struct
+import sys
 import tempfile
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from covidal.data.volume import Volume
 from covidal.errors import CovidalError
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+METAIMAGE_SUFFIXES = (".mha", ".mhd")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 # Masks whose largest value reaches this are 8-bit black/white images (0/255,
@@ -256,8 +258,13 @@ def _load_image_2d(path: Path) -> Image.Image:
         with Image.open(path) as image:
             frames = getattr(image, "n_frames", 1)
             image.load()  # decodes now, so truncation is reported here; the pixels outlive the file
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise CovidalError(f"cannot read image {path}: {error}") from error
+    except Image.DecompressionBombError as error:
+        raise CovidalError(f"cannot read image {path}: it has more pixels than the decoder allows") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        # Pillow's words ("cannot identify image file ...") name its internals; say what it means instead.
+        raise CovidalError(
+            f"cannot read image {path}: the file is damaged, truncated or not a PNG/JPG image"
+        ) from error
     if frames > 1:
         raise CovidalError(f"{path} has {frames} frames; expected a single 2D image")
     return image
@@ -301,7 +308,8 @@ def _read_volume_file(path: Path) -> sitk.Image:
     if suffix in (".nii", ".nii.gz"):
         _check_nifti_complete(path)
     try:
-        return sitk.ReadImage(str(path))
+        with _stderr_hidden() if suffix in METAIMAGE_SUFFIXES else nullcontext():
+            return sitk.ReadImage(str(path))
     except RuntimeError as error:
         # ITK's message names its own classes and source lines; say what it means instead.
         if any(word in str(error).lower() for word in ("bad_alloc", "allocate", "memory")):
@@ -309,6 +317,26 @@ def _read_volume_file(path: Path) -> sitk.Image:
         raise CovidalError(
             f"cannot read {path} as a {suffix} volume: the file is damaged, truncated or not in that format"
         ) from error
+
+
+@contextmanager
+def _stderr_hidden() -> Iterator[None]:
+    """Send what native code writes to the process's stderr to /dev/null meanwhile.
+
+    ITK's MetaImage reader prints its own diagnostics there (e.g. "MetaImage: M_ReadElementsData: data not read
+    completely") besides raising; the error raised says what went wrong in our words. Output of other threads
+    is hidden too while this lasts: the service never reads MetaImage files (its uploads are NIfTI, NRRD or
+    DICOM), so only the command line reads through here.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def dicom_series_files(folder: Path) -> tuple[str, ...]:
@@ -364,7 +392,7 @@ def _check_nifti_complete(path: Path) -> None:
             else:
                 available = path.stat().st_size
     except (OSError, EOFError, zlib.error) as error:
-        raise CovidalError(f"cannot read volume {path}: truncated or corrupt file ({error})") from error
+        raise CovidalError(f"cannot read volume {path}: the file is damaged or truncated") from error
     if available < expected:
         raise CovidalError(f"cannot read volume {path}: truncated file ({available} of {expected} bytes)")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from covidal.data.io import (
     read_volume,
 )
 from covidal.data.volume import Volume
-from covidal.data.window import LUNG_WINDOW, HUWindow, to_unit_intensity
+from covidal.data.window import LUNG_WINDOW, HUWindow, ImageKind, image_kind, to_unit_intensity
 from covidal.errors import CovidalError
 
 
@@ -41,6 +42,13 @@ class SliceRecord:
     mask: np.ndarray | None  # uint8 [H, W] in {0, 1}, or None when no reference mask
     case_id: str  # folder data: the file stem; volumes: file name without suffixes, or DICOM folder name
     slice_index: int | None  # k for volume slices, None for 2D files
+    kind: ImageKind | None = None  # the intensities the image came from; None when not known (made by hand)
+
+
+def records_kind(records: Iterable[SliceRecord]) -> ImageKind | None:
+    """The one :class:`ImageKind` of ``records``; None when they mix kinds, one is not known, or there are none."""
+    kinds = {record.kind for record in records}
+    return kinds.pop() if len(kinds) == 1 else None
 
 
 def load_slices(
@@ -115,13 +123,14 @@ def load_slice_folder(
         require_same_names(image_files, mask_files, f"images in {images_dir}", f"masks in {masks_dir}")
     records = []
     for stem in natural_sorted(image_files):
-        image = to_unit_intensity(read_image_2d(image_files[stem]), window)
+        pixels = read_image_2d(image_files[stem])
+        image = to_unit_intensity(pixels, window)
         mask = None if mask_files is None else read_mask_2d(mask_files[stem], mask_class)
         if mask is not None and mask.shape != image.shape:
             raise CovidalError(
                 f"mask {mask_files[stem]} is {_size(mask)} pixels but image {image_files[stem]} is {_size(image)}"
             )
-        records.append(SliceRecord(stem, image, mask, stem, None))
+        records.append(SliceRecord(stem, image, mask, stem, None, image_kind(pixels)))
     return records
 
 
@@ -151,8 +160,9 @@ def load_volume_slices(
             raise CovidalError(f"the label volume of case {case_id} does not match its image: {difference}")
     unit = to_unit_intensity(image.array, window)
     masks = None if label is None else labels_to_binary(label.array, mask_class)
+    kind = image_kind(image.array)
     return [
-        SliceRecord(f"{case_id}:{k}", unit[k], None if masks is None else masks[k], case_id, k)
+        SliceRecord(f"{case_id}:{k}", unit[k], None if masks is None else masks[k], case_id, k, kind)
         for k in range(unit.shape[0])
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
@@ -47,10 +48,28 @@ class HUWindow:
 LUNG_WINDOW = HUWindow()
 
 
+class ImageKind(StrEnum):
+    """What a slice's intensities are, hence how :func:`to_unit_intensity` maps them; a model trained on one
+    kind sees the other as a different image (its checkpoint records the kind it was trained on)."""
+
+    EIGHT_BIT = "8-bit"  # already rendered in a display window, 0-255 (PNG/JPG slices, uint8 volumes)
+    HU = "HU"  # Hounsfield units (any other pixel type)
+
+    @property
+    def description(self) -> str:
+        """How a message names the kind, e.g. "8-bit slices (0-255, already windowed)"."""
+        return "8-bit slices (0-255, already windowed)" if self is ImageKind.EIGHT_BIT else "CT in Hounsfield units"
+
+
+def image_kind(array: np.ndarray) -> ImageKind:
+    """The :class:`ImageKind` of ``array`` (any shape): 8-bit for uint8, Hounsfield units for any other dtype."""
+    return ImageKind.EIGHT_BIT if np.asarray(array).dtype == np.uint8 else ImageKind.HU
+
+
 def to_unit_intensity(array: np.ndarray, window: HUWindow) -> np.ndarray:
     """Float32 intensities in ``[0, 1]``, same shape as ``array``.
 
-    8-bit images (uint8) are already rendered in a display window, so they are
+    8-bit images (:func:`image_kind`) are already rendered in a display window, so they are
     used as they are (divided by 255); any other dtype is taken to be Hounsfield
     units and windowed with ``window``.
 
@@ -58,7 +77,7 @@ def to_unit_intensity(array: np.ndarray, window: HUWindow) -> np.ndarray:
         CovidalError: ``array`` holds NaN or infinite values.
     """
     array = np.asarray(array)
-    if array.dtype == np.uint8:
+    if image_kind(array) is ImageKind.EIGHT_BIT:
         return array.astype(np.float32) / np.float32(255)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise CovidalError(

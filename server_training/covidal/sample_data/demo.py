@@ -10,8 +10,8 @@ Provenance
 
 The lesions are SYNTHETIC: the anatomy is real, the infection is not. Recipe:
 
-1. :func:`covidal.volumes.lungs.segment_lungs` -- air (HU < -320) not connected to the border of its
-   axial slice (outside air); minus the airway: the trachea is tracked down from
+1. :func:`covidal.volumes.lungs.segment_lungs` -- air (HU < -320) inside the body's outline in its axial
+   slice (not connected to the slice's border, within the largest blob of tissue); minus the airway: the trachea is tracked down from
    the most superior slice while it is a separate blob, then the airway lumen
    (HU < -950) is grown from it in 3D and widened by 3 mm; components under 20%
    of the largest (bowel gas) are dropped; lungs that still touch are split by
@@ -77,6 +77,7 @@ CONSOLIDATION_PROBABILITY = 0.2
 VESSEL_MIN_HU = -300.0
 VISIBLE_CHANGE_HU = 100.0
 MIN_REGION_ML = 0.2
+CROP_MARGIN = 8  # voxels kept around the lungs' bounding box
 
 
 def default_cache_dir() -> Path:
@@ -378,6 +379,29 @@ def make_demo_case(cache_dir: Path | None = None, seed: int = 0) -> DemoCase:
     write_volume(ct.with_array(lesions), case.lesions)
     write_volume(ct.with_array(lungs.astype(np.uint8)), case.lungs)
     return case
+
+
+def chest_box(case: DemoCase) -> tuple[slice, slice, slice]:
+    """``(i, j, k)`` slices of the lungs' bounding box, ``CROP_MARGIN`` wider on every side within the CT: what
+    ``covidal demo`` crops its cases to.
+
+    The crop keeps only the chest, so the training grid keeps native resolution and the service scores
+    fewer regions; the margin keeps chest wall around the lungs, so lungs never touch a slice's border.
+
+    Raises:
+        CovidalError: fewer than 10 slices with lung.
+    """
+    lungs = sitk.GetArrayFromImage(sitk.ReadImage(str(case.lungs))).astype(bool)  # [K, J, I]
+    if lungs.any(axis=(1, 2)).sum() < 10:
+        raise CovidalError("the demo CT has fewer than 10 slices with lung")
+    k, j, i = (_extent(lungs.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
+    return i, j, k
+
+
+def _extent(occupied: np.ndarray) -> slice:
+    """``[start, stop)`` of the occupied indices of a 1D mask, widened by ``CROP_MARGIN`` within bounds."""
+    index = np.flatnonzero(occupied)
+    return slice(max(0, int(index[0]) - CROP_MARGIN), min(len(occupied), int(index[-1]) + 1 + CROP_MARGIN))
 
 
 def describe(case: DemoCase) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from covidal.data.window import ImageKind
 from covidal.errors import CovidalError
 from covidal.models.slices.build import build_model
 from covidal.models.slices.network import SegmentationNet
@@ -28,17 +29,27 @@ class LoadedRun:
     config: TrainConfig
     step: int
     val_dice: float | None
+    image_kind: ImageKind | None = None  # what it was trained on; None: not known (a file from before it was saved)
 
 
-def save_checkpoint(path: Path, model: SegmentationNet, config: TrainConfig, step: int, val_dice: float | None) -> None:
+def save_checkpoint(
+    path: Path,
+    model: SegmentationNet,
+    config: TrainConfig,
+    step: int,
+    val_dice: float | None,
+    image_kind: ImageKind | None,
+) -> None:
     """Write weights and configs atomically (a crash never leaves a half-written model.pt): the model after
-    ``step`` optimiser steps, with its validation Dice."""
+    ``step`` optimiser steps, with its validation Dice and the kind of images it was trained on (None: mixed or
+    not known)."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "config": config.to_dict(),
         "step": step,
         "val_dice": val_dice,
+        "image_kind": None if image_kind is None else str(image_kind),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
@@ -62,7 +73,8 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu") -> LoadedRun:
         model.load_state_dict(payload["state_dict"])
         # Files written before training counted steps name it "epoch".
         step = payload["step"] if "step" in payload else payload["epoch"]
-        run = LoadedRun(model=model, config=config, step=step, val_dice=payload["val_dice"])
+        kind = payload.get("image_kind")  # absent from files written before it was recorded
+        run = LoadedRun(model, config, step, payload["val_dice"], None if kind is None else ImageKind(kind))
     except (KeyError, TypeError, ValueError, RuntimeError, CovidalError) as error:
         # Only the class: load_state_dict's message spans many lines.
         raise CovidalError(f"{path} is a damaged covidal checkpoint ({error.__class__.__name__})") from error

@@ -20,7 +20,8 @@ from covidal.data.points import (
     points_by_slice,
     save_points,
 )
-from covidal.data.slices import SliceRecord
+from covidal.data.slices import SliceRecord, records_kind
+from covidal.data.window import ImageKind
 from covidal.errors import CovidalError
 from covidal.losses.registry import build_loss
 from covidal.models.slices.build import build_model
@@ -187,6 +188,7 @@ def train(
         network=model,
     )
     validate_every = config.validate_every or steps_per_pass(len(train_records), config.batch_size, shard)
+    kind = records_kind(train_records)
     result = TrainResult(run_dir=run_dir, best_step=0, best_val_dice=None)
     summary = {
         "config": config.to_dict(),
@@ -218,7 +220,7 @@ def train(
                 if val_records
                 else None
             )
-            _keep_if_best(result, record, model, config)
+            _keep_if_best(result, record, model, config, kind)
             bar.set_postfix(
                 loss=f"{record.loss:.3f}", val_dice="-" if record.val is None else f"{record.val['dice']:.3f}"
             )
@@ -251,13 +253,16 @@ def _mean_record(
     return ValidationRecord(step, loss, dict(zip(names, parts)), seconds)
 
 
-def _keep_if_best(result: TrainResult, record: ValidationRecord, model: nn.Module, config: TrainConfig) -> None:
-    """Record ``record``; save the model when it has no validation or beats the best validation Dice so far."""
+def _keep_if_best(
+    result: TrainResult, record: ValidationRecord, model: nn.Module, config: TrainConfig, kind: ImageKind | None
+) -> None:
+    """Record ``record``; save the model (trained on images of ``kind``) when it has no validation or beats the
+    best validation Dice so far."""
     result.history.append(record)
     val_dice = None if record.val is None else record.val["dice"]
     if record.val is None or result.best_val_dice is None or val_dice > result.best_val_dice:
         result.best_step, result.best_val_dice = record.step, val_dice
-        save_checkpoint(result.run_dir / MODEL_FILE, model, config, record.step, val_dice)
+        save_checkpoint(result.run_dir / MODEL_FILE, model, config, record.step, val_dice, kind)
 
 
 def _data_parallel(model: nn.Module, shard: Shard, device: torch.device, seed: int) -> nn.Module:

@@ -28,6 +28,7 @@ COMMANDS = (
     "serve",
     "bench-service",
     "bench-cycle",
+    "bench-lungs",
 )
 
 

@@ -165,6 +165,30 @@ def test_truncated_volume_is_refused(tmp_path, suffix):
         read_volume(truncate(path, keep=0.8))
 
 
+@pytest.mark.parametrize("damage", ["truncated", "missing data file"])
+def test_a_damaged_metaimage_is_refused_in_our_words_only(tmp_path, capfd, damage):
+    """ITK's MetaImage reader prints its own diagnostics on the process's stderr (file descriptor 2, which
+    capfd captures); only the error raised may say what went wrong."""
+    path = tmp_path / ("ct.mha" if damage == "truncated" else "ct.mhd")
+    write_volume(Volume(np.zeros((4, 8, 8), np.int16)), path)
+    if damage == "truncated":
+        truncate(path, keep=0.8)
+    else:
+        (data,) = [file for file in tmp_path.iterdir() if file != path]
+        data.unlink()
+    capfd.readouterr()
+    with pytest.raises(CovidalError, match=f"cannot read .*{path.name} as a {path.suffix} volume: the file is damaged"):
+        read_volume(path)
+    printed = capfd.readouterr()
+    assert (printed.out, printed.err) == ("", "")
+
+
+def test_garbage_gzip_nifti_is_refused_in_our_words(tmp_path):
+    (tmp_path / "ct.nii.gz").write_bytes(b"garbage")
+    with pytest.raises(CovidalError, match="cannot read volume .*ct.nii.gz: the file is damaged or truncated$"):
+        read_volume(tmp_path / "ct.nii.gz")
+
+
 def test_multi_member_gzip_nifti_is_complete(tmp_path):
     # Its gzip trailer holds only the last member's size, so completeness is checked by decompressing.
     volume = Volume(np.arange(4 * 16 * 16, dtype=np.int16).reshape(4, 16, 16))

@@ -7,13 +7,15 @@ from PIL import Image
 
 from covidal.data.io import write_volume
 from covidal.data.slices import (
+    SliceRecord,
     case_name,
     load_slice_folder,
     load_slices,
     load_volume_slices,
+    records_kind,
 )
 from covidal.data.volume import Volume
-from covidal.data.window import HUWindow
+from covidal.data.window import HUWindow, ImageKind
 from covidal.errors import CovidalError
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
@@ -346,3 +348,21 @@ def test_covid_semiseg_multiclass_masks_agree_with_binary_ones():
         np.testing.assert_array_equal(any_class.mask, whole.mask)
         np.testing.assert_array_equal(class_1.mask + class_2.mask, whole.mask)
     assert sum(int(r.mask.sum()) for r in consolidation) > 0
+
+
+# ---------------------------------------------------------------- image kinds
+
+
+def test_records_say_the_kind_of_image_they_came_from(tmp_path):
+    images, _ = slice_folders(tmp_path, ["1", "2"])
+    sixteen = tmp_path / "sixteen"
+    sixteen.mkdir()
+    Image.fromarray(np.array([[0, 150]], dtype=np.uint16)).save(sixteen / "1.png")
+    eight_bit = load_slice_folder(images, None)
+    hu = load_volume_slices(ct_volume(), None, "c")
+    assert {r.kind for r in eight_bit} == {ImageKind.EIGHT_BIT} and records_kind(eight_bit) is ImageKind.EIGHT_BIT
+    assert records_kind(hu) is ImageKind.HU and records_kind(load_slice_folder(sixteen, None)) is ImageKind.HU
+    assert records_kind(load_volume_slices(Volume(np.zeros((2, 3, 3), np.uint8)), None, "c")) is ImageKind.EIGHT_BIT
+    assert records_kind([*eight_bit, *hu]) is None  # mixed: no one kind
+    by_hand = SliceRecord("x", np.zeros((2, 2), np.float32), None, "x", None)
+    assert records_kind([*hu, by_hand]) is None and records_kind([]) is None

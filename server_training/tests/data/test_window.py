@@ -3,7 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from covidal.data.window import LUNG_WINDOW, HUWindow, to_unit_intensity
+from covidal.data.window import LUNG_WINDOW, HUWindow, ImageKind, image_kind, to_unit_intensity
 from covidal.errors import CovidalError
 
 
@@ -74,3 +74,14 @@ def test_other_dtypes_are_windowed_as_hu(dtype):
 def test_non_finite_values_are_refused(bad):
     with pytest.raises(CovidalError, match="NaN or infinite"):
         to_unit_intensity(np.array([[-1000.0, bad]]), LUNG_WINDOW)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "kind"),
+    [(np.uint8, ImageKind.EIGHT_BIT), (np.int16, ImageKind.HU), (np.uint16, ImageKind.HU), (np.float32, ImageKind.HU)],
+)
+def test_image_kind_is_the_rule_the_intensities_are_mapped_by(dtype, kind):
+    values = np.array([[0, 200]], dtype=dtype)
+    assert image_kind(values) is kind
+    divided = np.allclose(to_unit_intensity(values, HUWindow(level=100, width=400)), [[0.0, 200 / 255]])
+    assert divided == (kind is ImageKind.EIGHT_BIT)  # 8-bit is divided by 255, HU windowed (-100..300 here)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from covidal.data.window import ImageKind
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.slices.build import ModelConfig, build_model
@@ -33,7 +34,7 @@ CONFIG = TrainConfig(
 def saved_model(path):
     torch.manual_seed(5)
     model = build_model(CONFIG.model)
-    save_checkpoint(path, model, CONFIG, step=2, val_dice=0.75)
+    save_checkpoint(path, model, CONFIG, step=2, val_dice=0.75, image_kind=ImageKind.EIGHT_BIT)
     return model
 
 
@@ -42,7 +43,7 @@ def test_round_trip_gives_identical_predictions(tmp_path, point_at):
     model = saved_model(tmp_path / MODEL_FILE)
     run = load_run(tmp_path if point_at == "folder" else tmp_path / MODEL_FILE)
     assert run.config == CONFIG
-    assert (run.step, run.val_dice) == (2, 0.75)
+    assert (run.step, run.val_dice, run.image_kind) == (2, 0.75, ImageKind.EIGHT_BIT)
     assert not run.model.training  # ready for inference: dropout off
     images = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     model.eval()
@@ -69,6 +70,7 @@ def valid_payload(**changes):
         "config": CONFIG.to_dict(),
         "step": 1,
         "val_dice": None,
+        "image_kind": "8-bit",
         "state_dict": state,
         **changes,
     }
@@ -108,14 +110,31 @@ def without(key):
         valid_payload(state_dict={"classifier.weight": torch.zeros(3)}),
         without("config"),
         without("step"),
+        valid_payload(image_kind="12-bit"),
     ],
-    ids=["empty config", "bad config value", "unknown model", "no weights", "wrong weights", "no config", "no step"],
+    ids=[
+        "empty config",
+        "bad config value",
+        "unknown model",
+        "no weights",
+        "wrong weights",
+        "no config",
+        "no step",
+        "unknown image kind",
+    ],
 )
 def test_damaged_checkpoint_is_one_clear_error(tmp_path, payload):
     torch.save(payload, tmp_path / MODEL_FILE)
     with pytest.raises(CovidalError, match="damaged covidal checkpoint") as caught:
         load_run(tmp_path)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("saved", "loaded"), [("HU", ImageKind.HU), (None, None), ("absent", None)])
+def test_the_image_kind_trained_on_is_read_back_and_unknown_for_older_files(tmp_path, saved, loaded):
+    """Files written before the kind was recorded have no key: they load, with the kind unknown (None)."""
+    torch.save(without("image_kind") if saved == "absent" else valid_payload(image_kind=saved), tmp_path / MODEL_FILE)
+    assert load_run(tmp_path).image_kind == loaded
 
 
 def test_a_plain_pickle_with_code_is_refused_not_executed(tmp_path):

@@ -39,7 +39,8 @@ from covidal.activelearning.strategies.strategy import PartAnswers, SliceStack
 from covidal.annotation.annotator import AnswerProtocol, SimulatedAnnotator
 from covidal.annotation.effort import ClickEffort, EffortModel, OutlineEffort, PolygonEffort
 from covidal.annotation.state import AnnotationState, Answer, RegionLabel
-from covidal.data.slices import SliceRecord
+from covidal.data.slices import SliceRecord, records_kind
+from covidal.data.window import ImageKind
 from covidal.errors import CovidalError
 from covidal.losses.registry import build_loss
 from covidal.models.slices.build import build_model
@@ -72,6 +73,7 @@ class Session:
     out_dir: Path
     run_dir: Path
     device: torch.device
+    image_kind: ImageKind | None  # of the pool, saved with each cycle's model
 
 
 def simulate(
@@ -188,6 +190,7 @@ def _start(pool_records, test_records, config: SimulationConfig, out_dir: Path) 
         out_dir=out_dir,
         run_dir=run_dir,
         device=resolve_device(config.device),
+        image_kind=records_kind(pool_records),
     )
 
 
@@ -352,4 +355,4 @@ def _save_cycle(
         },
     )
     session.state.save(session.run_dir / "annotations.json")
-    save_checkpoint(session.run_dir / MODEL_FILE, model, config.train_config(), cycle, None)
+    save_checkpoint(session.run_dir / MODEL_FILE, model, config.train_config(), cycle, None, session.image_kind)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,10 @@ from covidal.data.slices import (
     case_name,
     load_slice_folder,
     load_volume_slices,
+    records_kind,
 )
 from covidal.data.volume import Volume
-from covidal.data.window import HUWindow, to_unit_intensity
+from covidal.data.window import HUWindow, ImageKind, image_kind, to_unit_intensity
 from covidal.errors import CovidalError
 from covidal.training.checkpoint import LoadedRun, load_run
 from covidal.training.inference import predict_probabilities
@@ -66,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             f"--input {source} is neither a slice image ({', '.join(IMAGE_SUFFIXES)}) nor a volume "
             f"({', '.join(VOLUME_SUFFIXES)}){hint}"
         )
+    # Each reads the input before it checks --out, so an input it cannot read is what the error names.
     if source.is_file() and _is_image(source):
         _predict_image_file(loaded, source, args.out, window, device)
     elif source.is_dir() and any(_is_image(p) for p in source.iterdir()):
@@ -85,10 +88,31 @@ def _write_png(mask: np.ndarray, path: Path) -> None:
     atomic_write(path, lambda tmp: sitk.WriteImage(image, str(tmp)))
 
 
+def _say_image_kind(trained: ImageKind | None, given: ImageKind | None, source: Path) -> None:
+    """One line on stderr when the model was trained on another kind of image than ``source`` is (e.g. 8-bit
+    renderings against a CT in HU: its intensities then mean something else to the model), or does not say."""
+    if given is None:
+        return  # a folder mixing 8-bit and 16-bit slices: no one kind to compare
+    if trained is None:
+        print(
+            f"note: the model does not record whether it was trained on 8-bit slices or on CT in Hounsfield units "
+            f"(saved before covidal recorded it), so it is not known whether {source} ({given.description}) suits it",
+            file=sys.stderr,
+        )
+    elif trained is not given:
+        print(
+            f"warning: the model was trained on {trained.description} but {source} is {given.description}: "
+            f"expect a poor prediction; use a model trained on {given.description}",
+            file=sys.stderr,
+        )
+
+
 def _predict_image_file(loaded: LoadedRun, source: Path, out: Path, window: HUWindow, device) -> None:
+    pixels = read_image_2d(source)
     if out.suffix.lower() != ".png":
         raise CovidalError(f"--out must be a .png file for a slice image, got {out}")
-    image = to_unit_intensity(read_image_2d(source), window)
+    _say_image_kind(loaded.image_kind, image_kind(pixels), source)
+    image = to_unit_intensity(pixels, window)
     record = SliceRecord(slice_id=source.stem, image=image, mask=None, case_id=source.stem, slice_index=None)
     ((_, prob),) = predict_probabilities(
         loaded.model, [record], loaded.config.image_size, device, options=loaded.config.prediction
@@ -97,9 +121,10 @@ def _predict_image_file(loaded: LoadedRun, source: Path, out: Path, window: HUWi
 
 
 def _predict_image_folder(loaded: LoadedRun, source: Path, out: Path, window: HUWindow, device, progress: bool) -> None:
+    records = load_slice_folder(source, None, window=window)
     if (out.exists() and not out.is_dir()) or out.suffix.lower() in IMAGE_SUFFIXES:
         raise CovidalError(f"--out {out} looks like a file; give a folder for the predictions of a folder of slices")
-    records = load_slice_folder(source, None, window=window)
+    _say_image_kind(loaded.image_kind, records_kind(records), source)
     for record, prob in predict_probabilities(
         loaded.model, records, loaded.config.image_size, device, progress=progress, options=loaded.config.prediction
     ):
@@ -107,9 +132,10 @@ def _predict_image_folder(loaded: LoadedRun, source: Path, out: Path, window: HU
 
 
 def _predict_volume(loaded: LoadedRun, source: Path, out: Path, window: HUWindow, device, progress: bool) -> None:
+    volume = read_volume(source)
     if volume_suffix(out) is None:
         raise CovidalError(f"--out must be a label volume file ({', '.join(VOLUME_SUFFIXES)}) for a volume, got {out}")
-    volume = read_volume(source)
+    _say_image_kind(loaded.image_kind, image_kind(volume.array), source)
     records = load_volume_slices(volume, None, case_name(source), window)
     labels = np.zeros(volume.array.shape, dtype=np.uint8)
     for record, prob in predict_probabilities(

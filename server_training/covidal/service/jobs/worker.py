@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from covidal.data.slices import records_kind
 from covidal.data.window import HUWindow
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, build_loss
@@ -168,7 +169,7 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
         )
 
     trainer.run(config.steps, on_step)
-    save_checkpoint(paths.model, model, train_config, config.steps, val_dice)
+    save_checkpoint(paths.model, model, train_config, config.steps, val_dice, records_kind(data.slices))
     publish_model(paths.model, layout.current_model(project.id))
     record_job_result(
         paths,

@@ -174,3 +174,44 @@ def test_a_volume_prediction_prints_the_infected_ml(cli, ct_run, synthetic_ct, t
     voxel_ml = np.prod(sitk.ReadImage(str(synthetic_ct.ct)).GetSpacing()) / 1000
     # The small synthetic CT has no lungs to find, so the prediction stays whole and says why.
     assert f"infected: {labels.sum() * voxel_ml:.1f} mL, not restricted to the lungs" in result.out
+
+
+def test_an_8_bit_model_on_a_ct_in_hu_warns_in_one_line_and_still_measures(cli, tiny_run, synthetic_ct, tmp_path):
+    """tiny_run is trained on 8-bit PNG slices; synthetic_ct is int16 HU."""
+    result = cli("predict", "--model", tiny_run, "--input", synthetic_ct.ct, "--out", tmp_path / "p.nrrd", *CPU)
+    assert result.code == 0, result.err
+    assert result.err.count("\n") == 1 and result.err.startswith("warning: the model was trained on 8-bit")
+    assert f"but {synthetic_ct.ct} is CT in Hounsfield units" in result.err
+    assert "infected: " in result.out and (tmp_path / "p.nrrd").is_file()
+
+
+def test_a_model_on_its_own_kind_of_image_says_nothing_about_it(
+    cli, tiny_run, ct_run, synthetic_ct, synthetic_slices, tmp_path
+):
+    for run, source, out in (
+        (ct_run, synthetic_ct.ct, "p.nrrd"),
+        (tiny_run, synthetic_slices.images / "2.png", "p.png"),
+    ):
+        result = cli("predict", "--model", run, "--input", source, "--out", tmp_path / out, *CPU)
+        assert result.code == 0 and result.err == "", result.err
+
+
+def test_a_model_saved_before_image_kinds_were_recorded_says_so_and_predicts(cli, tiny_run, synthetic_ct, tmp_path):
+    payload = torch.load(tiny_run / "model.pt", weights_only=True)
+    del payload["image_kind"]
+    torch.save(payload, tmp_path / "old.pt")
+    result = cli(
+        "predict", "--model", tmp_path / "old.pt", "--input", synthetic_ct.ct, "--out", tmp_path / "p.nrrd", *CPU
+    )
+    assert result.code == 0, result.err
+    assert result.err.count("\n") == 1 and "does not record whether it was trained on 8-bit" in result.err
+    assert "infected: " in result.out
+
+
+def test_an_unreadable_slice_is_named_before_the_out_option(cli, tiny_run, tmp_path):
+    """A file that only looks like a PNG: the input is what is wrong, whatever --out says."""
+    fake = tmp_path / "scan.png"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    result = cli("predict", "--model", tiny_run, "--input", fake, "--out", tmp_path / "p.nrrd", *CPU)
+    result.assert_user_error(f"cannot read image {fake}", "damaged, truncated or not a PNG/JPG image")
+    assert "--out" not in result.err and "identify" not in result.err  # not Pillow's words
