@@ -117,7 +117,7 @@ def _predict_image_file(loaded: LoadedRun, source: Path, out: Path, window: HUWi
     ((_, prob),) = predict_probabilities(
         loaded.model, [record], loaded.config.image_size, device, options=loaded.config.prediction
     )
-    _write_png(prob >= 0.5, out)
+    _write_png(prob >= loaded.config.prediction.threshold, out)
 
 
 def _predict_image_folder(loaded: LoadedRun, source: Path, out: Path, window: HUWindow, device, progress: bool) -> None:
@@ -128,7 +128,7 @@ def _predict_image_folder(loaded: LoadedRun, source: Path, out: Path, window: HU
     for record, prob in predict_probabilities(
         loaded.model, records, loaded.config.image_size, device, progress=progress, options=loaded.config.prediction
     ):
-        _write_png(prob >= 0.5, out / f"{record.slice_id}.png")
+        _write_png(prob >= loaded.config.prediction.threshold, out / f"{record.slice_id}.png")
 
 
 def _predict_volume(loaded: LoadedRun, source: Path, out: Path, window: HUWindow, device, progress: bool) -> None:
@@ -141,7 +141,7 @@ def _predict_volume(loaded: LoadedRun, source: Path, out: Path, window: HUWindow
     for record, prob in predict_probabilities(
         loaded.model, records, loaded.config.image_size, device, progress=progress, options=loaded.config.prediction
     ):
-        labels[record.slice_index] = prob >= 0.5
+        labels[record.slice_index] = prob >= loaded.config.prediction.threshold
     labels = _restricted_to_lungs(labels, volume)
     write_volume(volume.with_array(labels), out)
 

@@ -240,10 +240,12 @@ def test_point_supervision_options_reach_the_loss_and_the_saved_config(cli, synt
     result = cli(
         "train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--out", run_dir,
         "--pseudo-masks", "--background-prior", "intensity", "--derived-weight", "0.25",
-        "--self-training-weight", "0.5", "--self-training-threshold", "0.8", "--no-tta", "--lung-restriction", *FAST,
+        "--self-training-weight", "0.5", "--self-training-threshold", "0.8", "--no-tta", "--lung-restriction",
+        "--background-weight", "3", "--threshold", "0.6", *FAST,
     )  # fmt: skip
     assert result.code == 0, result.err
     config = load_run(run_dir).config
+    assert (config.loss.background_weight, config.prediction.threshold) == (3.0, 0.6)
     assert config.loss.name.value == "cb-flip-rot"  # the default loss
     assert (config.pseudo_masks, config.background_prior.value, config.tta, config.lung_restriction) == (
         True,
@@ -266,7 +268,14 @@ def test_the_default_run_predicts_with_tta_and_a_bad_threshold_is_one_line(cli, 
         *FAST,
     )  # fmt: skip
     assert result.code == 0, result.err
-    assert load_run(tmp_path / "run").config.prediction.tta
+    prediction = load_run(tmp_path / "run").config.prediction
+    assert prediction.tta and prediction.threshold == 0.7  # cb-flip-rot's measured threshold
+    point = cli(
+        "train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--out", tmp_path / "point",
+        "--loss", "point", *FAST,
+    )  # fmt: skip
+    assert point.code == 0, point.err
+    assert load_run(tmp_path / "point").config.prediction.threshold == 0.5  # not measured: the argmax
     bad = cli(
         "train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--out", tmp_path / "bad",
         "--self-training-threshold", "0.3", *FAST,

@@ -50,12 +50,13 @@ def tensor_nbytes(tensor: torch.Tensor) -> int:
 
 
 def predict_labels(run: LoadedRun, volume: Volume) -> np.ndarray:
-    """uint8 ``[K, J, I]``: 1 where the model's infection probability is at least 0.5, slice by slice."""
+    """uint8 ``[K, J, I]``: 1 where the model's infection probability reaches the threshold it was trained with
+    (0.5 unless its config says otherwise), slice by slice."""
     device = next(run.model.parameters()).device
     labels = np.zeros(volume.array.shape, dtype=np.uint8)
     records = load_volume_slices(volume, None, "volume", run.config.window)
     for record, probability in predict_probabilities(
         run.model, records, run.config.image_size, device, options=run.config.prediction
     ):
-        labels[record.slice_index] = probability >= 0.5
+        labels[record.slice_index] = probability >= run.config.prediction.threshold
     return labels
