@@ -114,6 +114,10 @@ METHODS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
         f"cb+tta+threshold-{threshold}": lambda c, t=threshold: replace(_with_tta(_cb)(c), threshold=float(t))
         for threshold in THRESHOLDS
     },
+    **{
+        f"cb-flip-rot+threshold-{threshold}": lambda c, t=threshold: replace(_cb(c), threshold=float(t))
+        for threshold in THRESHOLDS
+    },
 }
 
 

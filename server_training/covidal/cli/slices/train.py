@@ -34,7 +34,7 @@ from covidal.models.kinds import SLICE_MODEL_KINDS, ModelKind
 from covidal.models.slices.build import ModelConfig
 from covidal.training.derived_labels import BackgroundPrior
 from covidal.training.distributed import SINGLE_PROCESS, Shard, check_gpus, launch
-from covidal.training.train_config import TrainConfig
+from covidal.training.train_config import MEASURED_THRESHOLDS, TrainConfig, measured_threshold
 from covidal.training.train_run import TrainResult, for_epochs, split_train_val, train
 
 WORKER_MODULE = "covidal.cli.slices.train_worker"
@@ -42,9 +42,6 @@ DEFAULT_EPOCHS = 100
 DEFAULT_LOSS = LossName.CB_FLIP_ROT
 # Test-time augmentation was the one option that raised the cross-validated Dice of CB (flip, rot) (BENCHMARKS.md).
 DEFAULT_TTA = True
-# Decision thresholds measured by cross-validation (BENCHMARKS.md, "decision threshold"): CB (flip, rot) with TTA
-# over-segments at 0.5, and 0.7 raised its Dice from 0.485 to 0.586; every other loss keeps the argmax.
-MEASURED_THRESHOLDS = {LossName.CB_FLIP_ROT: 0.7}
 
 
 def add_parser(commands) -> None:
@@ -215,7 +212,7 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
         background_prior=BackgroundPrior(args.background_prior),
         tta=args.tta,
         lung_restriction=args.lung_restriction,
-        threshold=MEASURED_THRESHOLDS.get(LossName(args.loss), 0.5) if args.threshold is None else args.threshold,
+        threshold=measured_threshold(args.loss) if args.threshold is None else args.threshold,
     )
 
 

@@ -52,7 +52,7 @@ from covidal.service.store.store import Store
 from covidal.training.checkpoint import load_run, save_checkpoint
 from covidal.training.inference import predict_probabilities
 from covidal.training.steps import StepReport, StepTrainer
-from covidal.training.train_config import TrainConfig
+from covidal.training.train_config import TrainConfig, measured_threshold
 
 PARENT_GONE_EXIT = 3
 BATCH_SEED_FACTOR = 1_000_003  # the batch order's seed is seed * this, apart from the other draws of the seed
@@ -162,7 +162,7 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
         if checkpoint:
             # Every answered slice's known pixels (background regions and clicks) score the model, so the
             # curve has a point per job even though region suggestions seldom answer a whole slice.
-            val_dice = _known_pixel_dice(model, data, config.image_size, device)
+            val_dice = _known_pixel_dice(model, data, config.image_size, device, measured_threshold(project.loss))
             trainer.save(paths.checkpoint, val_dice=val_dice)
         reporter.report(
             report.step, config.steps, report.loss, val_dice, checkpoint=paths.checkpoint if checkpoint else None
@@ -202,11 +202,12 @@ def _warm_start(model: SegmentationNet, train_config: TrainConfig, current: Path
 
 
 def _known_pixel_dice(
-    model: SegmentationNet, data: ProjectAnnotations, image_size: int, device: torch.device
+    model: SegmentationNet, data: ProjectAnnotations, image_size: int, device: torch.device, threshold: float
 ) -> float | None:
-    """Dice on the known pixels of the answered slices (training slices: nothing is held out)."""
+    """Dice on the known pixels of the answered slices (training slices: nothing is held out), infection counted
+    from ``threshold`` as in the project's predictions."""
     predictions = (
-        probability >= 0.5 for _, probability in predict_probabilities(model, data.slices, image_size, device)
+        probability >= threshold for _, probability in predict_probabilities(model, data.slices, image_size, device)
     )
     return dice_of(*known_pixel_counts(data.state, data.slices, predictions))
 
@@ -225,6 +226,7 @@ def _train_config(project: Project, config: TrainJobConfig, device: torch.device
         seed=config.seed,
         device=device.type,
         window=window,
+        threshold=measured_threshold(project.loss),
     )
 
 
