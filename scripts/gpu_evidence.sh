@@ -61,8 +61,12 @@ timed() {  # timed NAME COMMAND...: run, record the wall seconds
 
 # 1. Cross-validation: one process per trained model (methods that only predict differently share it), JOBS at a
 #    time, then one call over every method that reads the finished folds back and writes results.json and the table.
-cv_groups=("full full+tta" "point point+tta" "cb-flip-rot cb+tta cb+lungs" "cb+background-prior cb+background-prior+tta"
-  "cb+pseudo-masks cb+pseudo-masks+tta" "cb+self-training cb+self-training+tta" "cb+all cb+all+lungs")
+thresholds="cb+tta+threshold-0.6 cb+tta+threshold-0.7 cb+tta+threshold-0.8 cb+tta+threshold-0.9
+  cb-flip-rot+threshold-0.6 cb-flip-rot+threshold-0.7 cb-flip-rot+threshold-0.8 cb-flip-rot+threshold-0.9"
+cv_groups=("full full+tta" "point point+tta" "cb-flip-rot cb+tta cb+lungs $thresholds"
+  "cb+background-prior cb+background-prior+tta" "cb+pseudo-masks cb+pseudo-masks+tta"
+  "cb+self-training cb+self-training+tta" "cb+all cb+all+lungs"
+  "cb+background-weight-4 cb+background-weight-4+tta" "cb+background-weight-8 cb+background-weight-8+tta")
 cv() {  # cv METHOD...: bench-cv of these methods into $OUT/cv
   "$COVIDAL" bench-cv --images "$DATA/images" --masks "$DATA/masks" --out "$OUT/cv" "${CV[@]}" --device "$DEVICE" \
     --quiet --methods "$@"

@@ -40,7 +40,7 @@ from covidal.training.train_run import for_epochs, train
 from covidal.utils.atomic import atomic_write_json
 
 FOLD_FILE = "fold{}.json"
-BACKGROUND_WEIGHTS = (2, 4, 8)
+BACKGROUND_WEIGHTS = (4, 8)
 THRESHOLDS = ("0.6", "0.7", "0.8", "0.9")
 # cb+tta predicted at each threshold (one trained model); the row choosing among them fold by fold
 THRESHOLD_CANDIDATES = {"cb+tta": 0.5, **{f"cb+tta+threshold-{t}": float(t) for t in THRESHOLDS}}
