@@ -43,8 +43,14 @@ FOLD_FILE = "fold{}.json"
 BACKGROUND_WEIGHTS = (4, 8)
 THRESHOLDS = ("0.6", "0.7", "0.8", "0.9")
 # cb+tta predicted at each threshold (one trained model); the row choosing among them fold by fold
-THRESHOLD_CANDIDATES = {"cb+tta": 0.5, **{f"cb+tta+threshold-{t}": float(t) for t in THRESHOLDS}}
-NESTED_THRESHOLD = "cb+tta+threshold-chosen-on-other-folds"
+# Methods predicted at each threshold (each group one trained model): its name -> {candidate: threshold}, and the
+# rows choosing among a group's candidates fold by fold.
+THRESHOLD_BASES = ("cb+tta", *(f"cb+background-weight-{weight}+tta" for weight in BACKGROUND_WEIGHTS))
+THRESHOLD_GROUPS = {
+    base: {base: 0.5, **{f"{base}+threshold-{t}": float(t) for t in THRESHOLDS}} for base in THRESHOLD_BASES
+}
+NESTED_SUFFIX = "+threshold-chosen-on-other-folds"
+NESTED_ROWS = frozenset(base + NESTED_SUFFIX for base in THRESHOLD_BASES)
 MetricFn = Callable[[ConfusionCounts], float]
 METRICS: dict[str, MetricFn] = {
     "dice": compute_dice,
@@ -111,14 +117,18 @@ METHODS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
         for weight in BACKGROUND_WEIGHTS
     },
     **{
-        f"cb+tta+threshold-{threshold}": lambda c, t=threshold: replace(_with_tta(_cb)(c), threshold=float(t))
-        for threshold in THRESHOLDS
-    },
-    **{
         f"cb-flip-rot+threshold-{threshold}": lambda c, t=threshold: replace(_cb(c), threshold=float(t))
         for threshold in THRESHOLDS
     },
 }
+METHODS.update(
+    {
+        candidate: lambda c, base=METHODS[base], t=threshold: replace(base(c), threshold=t)
+        for base, group in THRESHOLD_GROUPS.items()
+        for candidate, threshold in group.items()
+        if candidate != base
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -182,19 +192,21 @@ def cross_validate(
             results[name].append(result)
             log(f"fold {k + 1}/{folds} {name}: Dice {compute_dice(result.counts):.3f} ({result.seconds:.0f} s)")
     rows = [_row(name, results[name], base_config) for name in methods]
-    candidates = [name for name in methods if name in THRESHOLD_CANDIDATES]
-    if len(candidates) > 1:
-        rows.append(nested_threshold_row({name: results[name] for name in candidates}, log))
+    for base, group in THRESHOLD_GROUPS.items():
+        candidates = [name for name in methods if name in group]
+        if len(candidates) > 1:
+            rows.append(nested_threshold_row(base, {name: results[name] for name in candidates}, log))
     return rows
 
 
-def nested_threshold_row(results: dict[str, list[FoldResult]], log: Callable[[str], None] = print) -> dict:
+def nested_threshold_row(base: str, results: dict[str, list[FoldResult]], log: Callable[[str], None] = print) -> dict:
     """The decision threshold chosen without looking at the fold it is scored on: for each fold, the candidate
-    (a method of :data:`THRESHOLD_CANDIDATES`, all of one trained model) whose summed counts over the *other*
+    (a method of ``THRESHOLD_GROUPS[base]``, all of one trained model) whose summed counts over the *other*
     folds give the best Dice; that fold then counts with the chosen candidate's counts. An honest estimate of
     a threshold tuned on other data, unlike the best row of the sweep, which is chosen on the scored folds.
 
     Args:
+        base: the group's method at 0.5 (a key of :data:`THRESHOLD_GROUPS`); the row is named after it.
         results: candidate name -> its fold results, every candidate with the same number of folds.
     """
     folds = len(next(iter(results.values())))
@@ -205,12 +217,12 @@ def nested_threshold_row(results: dict[str, list[FoldResult]], log: Callable[[st
             for name, runs in results.items()
         }
         best = max(others, key=lambda name: compute_dice(others[name]))
-        chosen.append(THRESHOLD_CANDIDATES[best])
+        chosen.append(THRESHOLD_GROUPS[base][best])
         counts.append(results[best][k])
-    log(f"threshold chosen on the other folds, per fold: {' '.join(f'{t:g}' for t in chosen)}")
+    log(f"{base}: threshold chosen on the other folds, per fold: {' '.join(f'{t:g}' for t in chosen)}")
     total = sum((fold.counts for fold in counts), ConfusionCounts())
     return {
-        "method": NESTED_THRESHOLD,
+        "method": base + NESTED_SUFFIX,
         **{metric: fn(total) for metric, fn in METRICS.items()},
         "fold_dice": [compute_dice(fold.counts) for fold in counts],
         "train_seconds": sum(fold.seconds for fold in counts),

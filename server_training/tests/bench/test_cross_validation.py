@@ -103,7 +103,7 @@ def test_the_nested_threshold_is_chosen_on_the_other_folds():
         "cb+tta": [fold(10, 90, 0), fold(50, 0, 0), fold(50, 0, 0)],
         "cb+tta+threshold-0.8": [fold(10, 0, 0), fold(40, 0, 10), fold(45, 0, 5)],
     }
-    row = nested_threshold_row(results, log=lambda line: None)
-    assert row["chosen_thresholds"] == [0.5, 0.8, 0.8]
+    row = nested_threshold_row("cb+tta", results, log=lambda line: None)
+    assert row["method"] == "cb+tta+threshold-chosen-on-other-folds" and row["chosen_thresholds"] == [0.5, 0.8, 0.8]
     assert row["fold_dice"] == pytest.approx([20 / 110, 80 / 90, 90 / 95])
     assert row["dice"] == pytest.approx(2 * 95 / (2 * 95 + 90 + 15))

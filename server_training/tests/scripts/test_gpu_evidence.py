@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from covidal.bench.cross_validation import METHODS, NESTED_THRESHOLD
+from covidal.bench.cross_validation import METHODS, NESTED_ROWS
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "gpu_evidence.sh"
@@ -39,7 +39,7 @@ def test_quick_form_writes_one_json_with_every_figure(tmp_path):
     assert evidence["quick"] is True and evidence["device"] == "cpu"
     assert set(evidence["seconds"]) == {"cv", "al", "scoring", "reweight", "cycle", "total"}
     rows = {row["method"]: row for row in evidence["cv"]["rows"]}
-    assert set(rows) == set(METHODS) | {NESTED_THRESHOLD}  # every method, and the threshold chosen fold by fold
+    assert set(rows) == set(METHODS) | NESTED_ROWS  # every method, and each threshold chosen fold by fold
     for row in rows.values():
         assert 0 <= row["dice"] <= 1 and len(row["fold_dice"]) == 2
     assert "| cb+all |" in evidence["cv"]["table"]
