@@ -56,6 +56,13 @@ def test_submit_train_predict_and_export_on_an_oblique_ct(fresh, backend, obliqu
 
     fresh.fill("Steps", TRAINING_STEPS)
     fresh.run(fresh.page.get_by_label("Train after submit").set_checked(True))
+    # The browser sends field changes to the harness asynchronously; Submit reads them there. Once (in one CI run
+    # of dozens) no training job followed the Submit: wait until the harness holds both, so a lost or late change
+    # fails here, by name, instead of the job wait timing out.
+    fresh.wait_until(
+        lambda app: app.state.train_after_submit is True and int(app.state.training_steps) == TRAINING_STEPS,
+        what="the panel's Steps and Train after submit to reach the harness",
+    )
     fresh.click_button("Submit")
     fresh.wait_for_text("submit-status", f"{REGIONS} answer(s) sent")
     stored = stored_answers(backend, fresh)
