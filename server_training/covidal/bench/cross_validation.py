@@ -220,15 +220,7 @@ def nested_threshold_row(base: str, results: dict[str, list[FoldResult]], log: C
         chosen.append(THRESHOLD_GROUPS[base][best])
         counts.append(results[best][k])
     log(f"{base}: threshold chosen on the other folds, per fold: {' '.join(f'{t:g}' for t in chosen)}")
-    total = sum((fold.counts for fold in counts), ConfusionCounts())
-    return {
-        "method": base + NESTED_SUFFIX,
-        **{metric: fn(total) for metric, fn in METRICS.items()},
-        "fold_dice": [compute_dice(fold.counts) for fold in counts],
-        "train_seconds": sum(fold.seconds for fold in counts),
-        "chosen_thresholds": chosen,
-        "config": None,
-    }
+    return {**_summed(base + NESTED_SUFFIX, counts), "chosen_thresholds": chosen, "config": None}
 
 
 def _fold(
@@ -281,13 +273,17 @@ def _training_key(config: TrainConfig) -> str:
 
 
 def _row(name: str, results: list[FoldResult], base_config: TrainConfig) -> dict:
+    return {**_summed(name, results), "config": METHODS[name](base_config).to_dict()}
+
+
+def _summed(name: str, results: list[FoldResult]) -> dict:
+    """A table row's figures: the micro metrics of the folds' summed counts, each fold's Dice, the training time."""
     total = sum((r.counts for r in results), ConfusionCounts())
     return {
         "method": name,
         **{metric: fn(total) for metric, fn in METRICS.items()},
         "fold_dice": [compute_dice(r.counts) for r in results],
         "train_seconds": sum(r.seconds for r in results),
-        "config": METHODS[name](base_config).to_dict(),
     }
 
 

@@ -162,7 +162,7 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
         if checkpoint:
             # Every answered slice's known pixels (background regions and clicks) score the model, so the
             # curve has a point per job even though region suggestions seldom answer a whole slice.
-            val_dice = _known_pixel_dice(model, data, config.image_size, device, measured_threshold(project.loss))
+            val_dice = _known_pixel_dice(model, data, config.image_size, device, train_config.prediction.threshold)
             trainer.save(paths.checkpoint, val_dice=val_dice)
         reporter.report(
             report.step, config.steps, report.loss, val_dice, checkpoint=paths.checkpoint if checkpoint else None
