@@ -1,7 +1,10 @@
-"""The learning curve (annotation effort against validation Dice) as Slicer plot nodes.
+"""The learning curve (annotation effort against each model's Dice on the answers given after it) as Slicer plot
+nodes.
 
-One table node holds the points, one plot series draws validation Dice over effort, one chart shows
-it. The three nodes are found again by name, so refreshing the curve updates them in place.
+Nothing of a project is held out, so the backend scores each model on the answers that came after it, before the
+next training job trains on them: pixels the model never saw. One table node holds the points, one plot series
+draws that Dice over effort, one chart shows it. The three nodes are found again by name, so refreshing the curve
+updates them in place.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ from CovidActiveLearningLib.errors import UserFacingError
 from CovidActiveLearningLib.mrml import MrmlContext
 
 TABLE_NAME = "CovidActiveLearning learning curve table"
-SERIES_NAME = "Validation Dice"
+SERIES_NAME = "Dice on later answers"
 CHART_NAME = "CovidActiveLearning learning curve"
 CHART_TITLE = "Learning curve"
 EFFORT_COLUMN = "effort (s)"
 ANSWERS_COLUMN = "answers"
-DICE_COLUMN = "validation Dice"
+DICE_COLUMN = "Dice on later answers"
 X_AXIS_TITLE = "Annotation effort (s)"
-Y_AXIS_TITLE = "Validation Dice"
+Y_AXIS_TITLE = "Dice on the answers given after the model"
 SERIES_COLOR = (0.12, 0.47, 0.71)  # a blue that reads well on the plot view's white background
 
 
@@ -34,7 +37,7 @@ class CurvePoint:
     job_id: int
     answers: int
     effort_seconds: float
-    val_dice: float | None  # None when the job had no validation pixels
+    dice: float | None  # on the answers given after the model (not trained on); None until scored
 
     @classmethod
     def from_json(cls, item: Mapping) -> CurvePoint:
@@ -44,7 +47,7 @@ class CurvePoint:
             UserFacingError: a missing key or a value of the wrong kind.
         """
         try:
-            dice = item["val_dice"]
+            dice = item["unseen_dice"]
             point = cls(
                 int(item["job_id"]),
                 int(item["answers"]),
@@ -54,7 +57,7 @@ class CurvePoint:
         except (KeyError, TypeError, ValueError) as error:
             raise UserFacingError(f"The backend sent a learning curve point that cannot be read ({error!r}).") from None
         if not math.isfinite(point.effort_seconds) or (
-            point.val_dice is not None and not math.isfinite(point.val_dice)
+            point.dice is not None and not math.isfinite(point.dice)
         ):
             raise UserFacingError(
                 f"The backend sent a learning curve point with a non-finite value (job {point.job_id})."
@@ -66,9 +69,9 @@ def show_learning_curve(context: MrmlContext, points: Sequence[Mapping]):
     """Build or update the learning curve's table, plot series and chart nodes; returns the chart node.
 
     Args:
-        points: the backend's curve JSON, a list of ``{"job_id", "finished_at", "answers",
-            "effort_seconds", "val_dice", "steps"}``. Points whose ``val_dice`` is null are left
-            out; the rest are sorted by effort so the line runs left to right.
+        points: the backend's curve JSON, a list of ``{"job_id", "answers", "effort_seconds", "unseen_dice",
+            ...}``. Points whose ``unseen_dice`` is null (the newest model, not yet scored) are left out; the
+            rest are sorted by effort so the line runs left to right.
 
     Returns:
         The vtkMRMLPlotChartNode (show it with the Plots module logic's ``ShowChartInLayout`` in Slicer).
@@ -77,7 +80,7 @@ def show_learning_curve(context: MrmlContext, points: Sequence[Mapping]):
         UserFacingError: a point cannot be read.
     """
     measured = sorted(
-        (point for point in map(CurvePoint.from_json, points) if point.val_dice is not None),
+        (point for point in map(CurvePoint.from_json, points) if point.dice is not None),
         key=lambda point: (point.effort_seconds, point.answers),
     )
     table_node = _node(context.scene, "vtkMRMLTableNode", TABLE_NAME)
@@ -103,12 +106,12 @@ def show_learning_curve(context: MrmlContext, points: Sequence[Mapping]):
 
 
 def _curve_table(points: Sequence[CurvePoint]) -> vtk.vtkTable:
-    """A ``[len(points), 3]`` table: effort (s), answers, validation Dice."""
+    """A ``[len(points), 3]`` table: effort (s), answers, Dice on later answers."""
     table = vtk.vtkTable()
     for name, array_class, values in (
         (EFFORT_COLUMN, vtk.vtkDoubleArray, [point.effort_seconds for point in points]),
         (ANSWERS_COLUMN, vtk.vtkIntArray, [point.answers for point in points]),
-        (DICE_COLUMN, vtk.vtkDoubleArray, [point.val_dice for point in points]),
+        (DICE_COLUMN, vtk.vtkDoubleArray, [point.dice for point in points]),
     ):
         column = array_class()
         column.SetName(name)

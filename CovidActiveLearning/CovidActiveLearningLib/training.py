@@ -72,14 +72,15 @@ class TrainingStatus:
 
     @property
     def text(self) -> str:
-        """One line for the progress bar: state, step, loss, validation Dice, ETA."""
+        """One line for the progress bar: state, step, loss, Dice on the training pixels (the learning curve holds
+        the Dice on answers a model never saw), ETA."""
         parts = [self.status.value.capitalize()]
         if self.steps:
             parts.append(f"step {self.step} of {self.steps}")
         if self.loss is not None:
             parts.append(f"loss {self.loss:.3f}")
         if self.val_dice is not None:
-            parts.append(f"Dice {self.val_dice:.3f}")
+            parts.append(f"Dice on training pixels {self.val_dice:.3f}")
         if self.eta_seconds is not None and not self.finished:
             parts.append(f"about {_duration(self.eta_seconds)} left")
         if self.error:

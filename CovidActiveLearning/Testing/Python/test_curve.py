@@ -13,13 +13,16 @@ from CovidActiveLearningLib.errors import UserFacingError
 
 
 def curve_point(job_id, answers, effort, dice):
-    """One point as ``GET /projects/{id}/metrics/curve`` sends it."""
+    """One point as ``GET /projects/{id}/metrics/curve`` sends it; ``dice`` is the model's Dice on the answers
+    given after it, the curve. Its Dice on its own training pixels (``val_dice``) is higher and not drawn."""
     return {
         "job_id": job_id,
         "finished_at": 1_795_000_000.0 + 60 * job_id,
         "answers": answers,
         "effort_seconds": effort,
-        "val_dice": dice,
+        "val_dice": 0.95,
+        "unseen_dice": dice,
+        "unseen_answers": 0 if dice is None else 48,
         "steps": 40,
     }
 
@@ -80,9 +83,9 @@ def test_a_curve_without_dice_gives_an_empty_table(mrml):
 @pytest.mark.parametrize(
     "broken",
     [
-        {"job_id": 1, "answers": 3, "val_dice": 0.5},
+        {"job_id": 1, "answers": 3, "unseen_dice": 0.5},
         {**POINTS[1], "effort_seconds": "a while"},
-        {**POINTS[1], "val_dice": float("nan")},
+        {**POINTS[1], "unseen_dice": float("nan")},
     ],
 )
 def test_a_malformed_point_is_a_clear_error(mrml, broken):

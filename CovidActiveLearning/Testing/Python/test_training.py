@@ -21,13 +21,13 @@ def job(status="running", **progress):
         ),
         (
             job(step=20, steps=20, loss=0.1, val_dice=0.6789, eta_seconds=0.0),
-            "Running, step 20 of 20, loss 0.100, Dice 0.679, about 0 s left",
+            "Running, step 20 of 20, loss 0.100, Dice on training pixels 0.679, about 0 s left",
             1.0,
             False,
         ),
         (
             job("done", step=20, steps=20, loss=0.1, val_dice=0.5, eta_seconds=0.0),
-            "Done, step 20 of 20, loss 0.100, Dice 0.500",
+            "Done, step 20 of 20, loss 0.100, Dice on training pixels 0.500",
             1.0,
             True,
         ),

@@ -32,8 +32,8 @@ from covidal.metrics.segmentation import (
     compute_ppv,
     compute_sensitivity,
 )
+from covidal.training.background_prior import BackgroundPrior
 from covidal.training.checkpoint import load_run
-from covidal.training.derived_labels import BackgroundPrior
 from covidal.training.inference import evaluate
 from covidal.training.train_config import TrainConfig, resolve_device
 from covidal.training.train_run import for_epochs, train

@@ -28,10 +28,6 @@ DILATION_FRACTION = 0.02
 # Components smaller than this share of the image are vessels or bowel gas, not a lung.
 MIN_LUNG_FRACTION = 0.005
 LUNG_COMPONENTS = 2
-# Blurred intensities below DARK hold 0.5% of the infection pixels of covid_semiseg/train (10.9% of the
-# background); above BRIGHT 2.1% (10% of the background).
-DARK = 0.15
-BRIGHT = 0.9
 
 
 def _checked(image: np.ndarray) -> np.ndarray:
@@ -79,7 +75,7 @@ def intensity_lung_mask(image: np.ndarray, hull: bool = True) -> np.ndarray:
     return lungs
 
 
-def certain_background(image: np.ndarray, dark: float = DARK, bright: float = BRIGHT) -> np.ndarray:
+def certain_background(image: np.ndarray, dark: float, bright: float) -> np.ndarray:
     """Boolean ``[H, W]``: pixels whose blurred intensity is below ``dark`` or above ``bright``.
 
     Raises:

@@ -27,6 +27,8 @@ class ServedDefaults(BaseModel):
         image_size: side of the square grid slices are resized to for training and prediction.
         width: the U-Net's base channel count.
         steps: optimiser steps per training job.
+        background_prior: background labelled without an answer on the answered slices (``intensity``: aerated
+            lung, air and bone; ``none``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -40,10 +42,16 @@ class ServedDefaults(BaseModel):
     image_size: int
     width: int
     steps: int
+    background_prior: str
 
     def training_settings(self) -> dict[str, Any]:
         """The project settings its training jobs read (``TrainJobConfig`` fields), recorded at creation."""
-        return {"image_size": self.image_size, "width": self.width, "steps": self.steps}
+        return {
+            "image_size": self.image_size,
+            "width": self.width,
+            "steps": self.steps,
+            "background_prior": self.background_prior,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
@@ -59,6 +67,7 @@ CPU_DEFAULTS = ServedDefaults(
     image_size=128,
     width=16,
     steps=100,
+    background_prior="intensity",
 )
 CUDA_DEFAULTS = CPU_DEFAULTS.model_copy(update={"mc_samples": 8, "image_size": 256, "width": 32, "steps": 200})
 

@@ -15,9 +15,11 @@ from covidal.data.resizing import (
     resize_image,
     resize_mask,
 )
-from covidal.data.slices import SliceRecord
+from covidal.data.slices import SliceRecord, records_kind
+from covidal.data.window import LUNG_WINDOW, HUWindow
 from covidal.losses.base import Batch
-from covidal.training.derived_labels import BackgroundPrior, derived_label_maps
+from covidal.training.background_prior import BackgroundPrior, certain_background_thresholds
+from covidal.training.derived_labels import derived_label_maps
 from covidal.training.distributed import SINGLE_PROCESS, Shard, shard_order
 
 
@@ -59,8 +61,11 @@ class TrainingSlices:
         with_masks: bool,
         pseudo_masks: bool = False,
         background_prior: BackgroundPrior = BackgroundPrior.NONE,
+        window: HUWindow = LUNG_WINDOW,
     ) -> TrainingSlices:
-        """The slices on the ``size`` grid; ``pseudo_masks`` and ``background_prior`` choose the derived labels."""
+        """The slices on the ``size`` grid; ``pseudo_masks`` and ``background_prior`` choose the derived labels
+        (certain background at the thresholds of the records' kind, HU ones in ``window``, the one they were
+        windowed with)."""
         labels = [
             point_label_map_on_grid(points_by_slice.get(r.slice_id, []), GridMapping(r.image.shape, size))
             for r in records
@@ -69,7 +74,8 @@ class TrainingSlices:
         if with_masks:
             masks = torch.from_numpy(np.stack([resize_mask(r.mask, size) for r in records]).astype(np.float32))
         on_grid = [resize_image(r.image, size) for r in records]
-        derived = derived_label_maps(on_grid, labels, pseudo_masks, background_prior)
+        thresholds = certain_background_thresholds(records_kind(records), window)
+        derived = derived_label_maps(on_grid, labels, pseudo_masks, background_prior, thresholds)
         return cls(
             torch.from_numpy(np.stack([standardise(image) for image in on_grid]))[:, None],
             torch.from_numpy(np.stack(labels)),

@@ -9,30 +9,21 @@ bone). The loss weighs them below the clicks (``LossConfig.derived_weight``): th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import StrEnum
 
 import numpy as np
 
 from covidal.data.intensity_lungs import certain_background, intensity_lung_mask
 from covidal.data.pseudo_masks import flood_pseudo_mask
 from covidal.losses.base import BACKGROUND, IGNORE_INDEX, INFECTION
-
-
-class BackgroundPrior(StrEnum):
-    """Which pixels are background without a click.
-
-    NONE: none. INTENSITY: blurred intensity below 0.15 (aerated lung, air) or above 0.9 (bone).
-    OUTSIDE_LUNGS: outside the widened intensity lung mask. BOTH: either.
-    """
-
-    NONE = "none"
-    INTENSITY = "intensity"
-    OUTSIDE_LUNGS = "outside-lungs"
-    BOTH = "both"
+from covidal.training.background_prior import BRIGHT, DARK, BackgroundPrior
 
 
 def derived_label_map(
-    image: np.ndarray, point_labels: np.ndarray, pseudo_masks: bool, background: BackgroundPrior
+    image: np.ndarray,
+    point_labels: np.ndarray,
+    pseudo_masks: bool,
+    background: BackgroundPrior,
+    thresholds: tuple[float, float] = (DARK, BRIGHT),
 ) -> np.ndarray:
     """int64 ``[S, S]`` derived labels of one slice on the training grid.
 
@@ -41,6 +32,8 @@ def derived_label_map(
         point_labels: ``[S, S]`` int64 click map (-1, 0, 1) on the same grid.
         pseudo_masks: grow each infection click into a pseudo-mask.
         background: which certain background to add.
+        thresholds: ``(dark, bright)`` blurred intensities of certain background (:func:`~covidal.training.
+            background_prior.certain_background_thresholds`).
 
     Pseudo-infection wins over certain background where both apply (a click is stronger evidence than an
     intensity threshold); clicked pixels keep their click (the click map is scored separately).
@@ -48,7 +41,7 @@ def derived_label_map(
     derived = np.full(image.shape, IGNORE_INDEX, dtype=np.int64)
     background = BackgroundPrior(background)
     if background in (BackgroundPrior.INTENSITY, BackgroundPrior.BOTH):
-        derived[certain_background(image)] = BACKGROUND
+        derived[certain_background(image, *thresholds)] = BACKGROUND
     if background in (BackgroundPrior.OUTSIDE_LUNGS, BackgroundPrior.BOTH):
         derived[~intensity_lung_mask(image)] = BACKGROUND
     clicks = np.argwhere(point_labels == INFECTION)
@@ -59,11 +52,18 @@ def derived_label_map(
 
 
 def derived_label_maps(
-    images: Sequence[np.ndarray], point_labels: Sequence[np.ndarray], pseudo_masks: bool, background: BackgroundPrior
+    images: Sequence[np.ndarray],
+    point_labels: Sequence[np.ndarray],
+    pseudo_masks: bool,
+    background: BackgroundPrior,
+    thresholds: tuple[float, float] = (DARK, BRIGHT),
 ) -> np.ndarray | None:
-    """``[N, S, S]`` derived labels of every slice, or None when nothing is derived."""
+    """``[N, S, S]`` derived labels of every slice (:func:`derived_label_map`), or None when nothing is derived."""
     if not pseudo_masks and BackgroundPrior(background) is BackgroundPrior.NONE:
         return None
     return np.stack(
-        [derived_label_map(image, labels, pseudo_masks, background) for image, labels in zip(images, point_labels)]
+        [
+            derived_label_map(image, labels, pseudo_masks, background, thresholds)
+            for image, labels in zip(images, point_labels)
+        ]
     )

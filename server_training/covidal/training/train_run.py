@@ -171,6 +171,7 @@ def train(
         loss_fn.requires_masks,
         config.pseudo_masks,
         config.background_prior,
+        config.window,
     )
 
     torch.manual_seed(config.seed)

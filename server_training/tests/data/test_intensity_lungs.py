@@ -49,7 +49,7 @@ def test_certain_background_is_the_darkest_and_brightest_tissue():
     image = np.full((32, 32), 0.5, dtype=np.float32)
     image[:, :8] = 0.02  # air
     image[:, -8:] = 1.0  # bone
-    sure = certain_background(image)
+    sure = certain_background(image, dark=0.15, bright=0.9)
     assert sure[:, :5].all() and sure[:, -5:].all() and not sure[:, 12:20].any()
     with pytest.raises(ValueError, match="below the bright"):
         certain_background(image, dark=0.9, bright=0.2)

@@ -24,6 +24,8 @@ def test_every_default_is_a_valid_choice(defaults):
 def test_the_device_picks_the_table_and_a_job_without_settings_trains_like_the_cpu():
     assert served_defaults("cuda") is CUDA_DEFAULTS and served_defaults("cpu") is CPU_DEFAULTS
     assert TrainJobConfig().image_size == CPU_DEFAULTS.image_size and TrainJobConfig().width == CPU_DEFAULTS.width
+    # A project created before the prior was recorded keeps training without it, as it did.
+    assert TrainJobConfig().background_prior == "none" != CPU_DEFAULTS.background_prior
 
 
 def test_a_project_left_to_the_service_gets_and_records_the_defaults(service):
@@ -44,6 +46,7 @@ def test_a_creators_choices_win_over_the_defaults(service):
         "seed": 3,
         "width": CPU_DEFAULTS.width,
         "steps": CPU_DEFAULTS.steps,
+        "background_prior": CPU_DEFAULTS.background_prior,
     }
 
 

@@ -7,15 +7,19 @@ most of them the child process importing torch.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
+import torch
 from job_testing import answer_slices, finished, tiny_project, wait_for_job
 from service_testing import VOLUME_SPACING, raw_request
 from test_app import assert_client_error
 
 from covidal.data.io import read_volume
+from covidal.service.project.models.slices import predict_labels
 from covidal.service.store.store import Store
+from covidal.training.checkpoint import load_run
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +91,37 @@ def test_learning_curve_json_and_png(service, trained, tmp_path):
             "answers": len(answered),
             "effort_seconds": 3.0 * len(answered),
             "val_dice": job["progress"]["val_dice"],
+            "unseen_dice": None,  # no answer was given after it yet
+            "unseen_answers": 0,
             "steps": 6,
             "pseudo_labels": None,  # an entropy project adds none
         }
     ]
     png = service.client.download_learning_curve(project["id"], tmp_path / "curve.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+
+
+def test_the_next_job_scores_the_last_model_on_the_answers_given_after_it(service, tmp_path):
+    client = service.client
+    project, _ = tiny_project(client, tmp_path / "lesion.nrrd")
+    answer_slices(client, project["id"], {0, 1})
+    first = wait_for_job(client, project["id"], client.start_training(project["id"], steps=6)["id"], finished)
+    later = answer_slices(client, project["id"], {2, 3})
+    second = wait_for_job(client, project["id"], client.start_training(project["id"], steps=6)["id"], finished)
+    assert first["status"] == second["status"] == "done"
+    curve = client.learning_curve(project["id"])
+    assert [point["job_id"] for point in curve] == [first["id"], second["id"]]
+    assert curve[0]["unseen_answers"] == len(later) == 8
+    assert curve[1]["unseen_answers"] == 0 and curve[1]["unseen_dice"] is None
+    # The first job's own model on slices 2 and 3, whose known pixels are the click at the lesion's centre
+    # (infection) and the three background regions (every pixel outside region 0's 16 x 16 box).
+    model = service.settings.project_dir / "jobs" / str(first["id"]) / "checkpoint" / "model.pt"
+    labels = predict_labels(load_run(model, torch.device("cpu")), read_volume(tmp_path / "lesion.nrrd"))[2:4]
+    background = np.ones((32, 32), dtype=bool)
+    background[:16, :16] = False
+    tp = int(labels[:, 8, 8].sum())
+    expected = 2 * tp / (2 * tp + int(labels[:, background].sum()) + (2 - tp))
+    assert curve[0]["unseen_dice"] == pytest.approx(expected)
 
 
 def test_job_errors_are_clear(service, trained, tmp_path):
@@ -155,3 +184,24 @@ def test_a_crashing_worker_fails_the_job_and_the_service_goes_on(service, tmp_pa
     assert "ConfigError" in failed["error"] and "steps" in failed["error"]
     assert "Traceback" in client.job_log(project["id"], job.id)
     assert client.health()["status"] == "ok"
+
+
+@pytest.mark.parametrize("prior", ["intensity", "none"])
+def test_a_background_prior_labels_the_air_the_answers_left_open(service, tmp_path, prior):
+    client = service.client
+    project, _ = tiny_project(client, tmp_path / "lesion.nrrd", background_prior=prior)
+    answer_slices(client, project["id"], {0})
+    job = wait_for_job(client, project["id"], client.start_training(project["id"], steps=2)["id"], finished)
+    log = client.job_log(project["id"], job["id"])
+    assert job["status"] == "done" and job["config"]["background_prior"] == prior, log
+    found = re.search(r"(\d+) pixels of certain background \(intensity prior\)", log)
+    if prior == "none":
+        assert found is None, log
+        return
+    # Slice 0's background regions are answered in full, its infection region (0, the top-left 16 x 16 box) by
+    # one click: the rest of that box is open. Its air (-1000 HU, the 60 pixels outside the lung square of rows
+    # and columns 2..29) is certain background, and so is the lung's edge, blurred below -800 HU (at most two
+    # pixels deep along the box's 28 pixels of edge); the rest of the lung (-800 HU) is not.
+    air = np.ones((16, 16), dtype=bool)
+    air[2:, 2:] = False
+    assert found is not None and air.sum() <= int(found.group(1)) <= air.sum() + 2 * 28, log

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from covidal.training.derived_labels import BackgroundPrior, derived_label_map, derived_label_maps
+from covidal.training.background_prior import BackgroundPrior
+from covidal.training.derived_labels import derived_label_map, derived_label_maps
 
 
 def slice_with_lesion() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.kinds import ModelKind
 from covidal.models.slices.build import ModelConfig
-from covidal.training.derived_labels import BackgroundPrior
+from covidal.training.background_prior import BackgroundPrior
 from covidal.training.train_config import DeviceChoice, TrainConfig, resolve_device
 
 

@@ -32,7 +32,7 @@ from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.kinds import SLICE_MODEL_KINDS, ModelKind
 from covidal.models.slices.build import ModelConfig
-from covidal.training.derived_labels import BackgroundPrior
+from covidal.training.background_prior import BackgroundPrior
 from covidal.training.distributed import SINGLE_PROCESS, Shard, check_gpus, launch
 from covidal.training.train_config import MEASURED_THRESHOLDS, TrainConfig, measured_threshold
 from covidal.training.train_run import TrainResult, for_epochs, split_train_val, train

@@ -14,7 +14,8 @@ from typing import Any
 from covidal.errors import CovidalError
 from covidal.models.kinds import SLICE_MODEL_KINDS, VOLUME_MODEL_KINDS, ModelKind
 from covidal.service.defaults import CPU_DEFAULTS
-from covidal.validation import check_int, check_real, config_from_mapping
+from covidal.training.background_prior import BackgroundPrior
+from covidal.validation import check_choice, check_int, check_real, config_from_mapping
 
 # A job of a project that recorded no training settings (created before they were recorded) trains like the CPU's.
 DEFAULT_STEPS = CPU_DEFAULTS.steps
@@ -98,6 +99,9 @@ class TrainJobConfig(JobConfig):
         width: base channel count of the 2D U-Net (ignored by fcn8), 1..:data:`MAX_WIDTH`.
         dropout: head dropout, in [0, 1); MC-dropout scoring needs it above 0.
         background_sample: pixels drawn per background region (at most ``MAX_IMAGE_SIZE ** 2``), or None for all.
+        background_prior: background labelled without an answer on the answered slices, below the answers'
+            weight (:class:`~covidal.training.background_prior.BackgroundPrior`: ``intensity`` is aerated lung,
+            air and bone); a project created before it was recorded has ``none``.
         seed: seeds the initial weights, the batch order and the loss.
         warm_start: start from the project's current model when it is the same network (else fresh weights).
 
@@ -113,6 +117,7 @@ class TrainJobConfig(JobConfig):
     width: int = DEFAULT_WIDTH
     dropout: float = 0.5
     background_sample: int | None = None
+    background_prior: str = BackgroundPrior.NONE.value
     seed: int = 0
     warm_start: bool = True
 
@@ -132,6 +137,7 @@ class TrainJobConfig(JobConfig):
             raise CovidalError(f"job config image_size must be a multiple of 32, got {self.image_size}")
         check_real("job config learning_rate", self.learning_rate, above=0.0)
         check_real("job config dropout", self.dropout, minimum=0.0, below=1.0)
+        check_choice("job config background_prior", self.background_prior, BackgroundPrior, error=CovidalError)
         if not isinstance(self.warm_start, bool):
             raise CovidalError(f"job config warm_start must be true or false, got {self.warm_start!r}")
 

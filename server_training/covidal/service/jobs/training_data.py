@@ -55,6 +55,18 @@ class ProjectAnnotations:
     state: AnnotationState
     answers: int
     effort_seconds: float
+    regions: tuple[AnsweredRegion, ...] = ()
+
+    def since(self, count: int) -> ProjectAnnotations:
+        """The answers after the first ``count`` (answers are kept oldest first, so a model trained on
+        ``count`` answers never saw these) and only the slices they are on; ``answers`` and ``effort_seconds``
+        count them alone."""
+        later = self.regions[count:]
+        places = {(str(a.volume_id), f"{a.volume_id}:{a.k}") for a in later}
+        slices = [s for s in self.slices if (s.case_id, s.slice_id) in places]
+        state = AnnotationState(self.state.grid, {(s.case_id, s.slice_id): s.image.shape for s in slices})
+        state.add_many(region_label(answer) for answer in later)
+        return ProjectAnnotations(slices, state, len(later), float(sum(a.effort_seconds for a in later)), later)
 
 
 def answered_regions(store: Store, project_id: int) -> list[AnsweredRegion]:
@@ -101,7 +113,9 @@ def project_annotations(store: Store, project: records.Project, window: HUWindow
         ]
     state = AnnotationState(grid, {(s.case_id, s.slice_id): s.image.shape for s in slices})
     state.add_many(region_label(answer) for answer in answered)
-    return ProjectAnnotations(slices, state, len(answered), float(sum(a.effort_seconds for a in answered)))
+    return ProjectAnnotations(
+        slices, state, len(answered), float(sum(a.effort_seconds for a in answered)), tuple(answered)
+    )
 
 
 def known_pixel_counts(

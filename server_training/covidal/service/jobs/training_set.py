@@ -7,6 +7,9 @@ labels every axial slice of the project's volumes on the job's grid, at the thre
 and with the project's ``seed`` (:meth:`Strategy.pseudo_labels`); the slices then join as in ``covidal simulate``
 (:func:`~covidal.activelearning.strategies.pseudo_labels.training_label_maps`). They are made afresh by every job,
 never count as answers or effort, and are kept in the job's folder so that a resumed job trains on the same ones.
+
+Beside the answers, a project's ``background_prior`` labels certain background on the answered slices (aerated
+lung, air and bone by their intensity: :mod:`covidal.training.derived_labels`), weighed below the answers.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ import torch
 
 from covidal.activelearning.strategies import build_strategy
 from covidal.activelearning.strategies.pseudo_labels import PseudoLabels, training_label_maps
+from covidal.data.resizing import resize_image
+from covidal.data.slices import records_kind
 from covidal.data.window import HUWindow
 from covidal.errors import CovidalError
+from covidal.losses.base import IGNORE_INDEX
 from covidal.service.jobs.job_config import TrainJobConfig
 from covidal.service.jobs.training_data import ProjectAnnotations, read_project_volume
 from covidal.service.project.layout import JobPaths
@@ -29,8 +35,10 @@ from covidal.service.project.strategy_inputs import strategy_params
 from covidal.service.project.suggestions import cycle_settings
 from covidal.service.store.records import Project
 from covidal.service.store.store import Store
+from covidal.training.background_prior import BackgroundPrior, certain_background_thresholds
 from covidal.training.checkpoint import load_run
 from covidal.training.dataset import TrainingSlices, network_input
+from covidal.training.derived_labels import derived_label_maps
 from covidal.utils.atomic import atomic_write
 
 
@@ -71,10 +79,11 @@ def job_training_set(
             for s in data.slices
         ]
     )
+    derived = _derived_labels(data, answer_maps, config, window)
     strategy = build_strategy(project.strategy, strategy_params(project.settings))
     if not strategy.adds_pseudo_labels or not (paths.pseudo_labels.is_file() or current_model.is_file()):
         images = network_input([s.image for s in data.slices], config.image_size)
-        return JobTrainingSet(TrainingSlices(images, torch.from_numpy(answer_maps), None), None)
+        return JobTrainingSet(TrainingSlices(images, torch.from_numpy(answer_maps), None, _tensor(derived)), None)
     if paths.pseudo_labels.is_file():
         pseudo, volume_ids = _read_pseudo_labels(paths.pseudo_labels)
         keys, images = _pool_inputs(store, project.id, volume_ids, window, config.image_size)
@@ -93,7 +102,27 @@ def job_training_set(
         )
     answered = [position[(int(s.case_id), s.slice_index)] for s in data.slices]
     rows, maps = training_label_maps(answered, answer_maps, pseudo)
-    return JobTrainingSet(TrainingSlices(images[rows], torch.from_numpy(maps), None), pseudo)
+    if derived is not None:  # the pool's other slices have no derived labels
+        of_row = dict(zip(answered, derived))
+        derived = np.stack([of_row.get(row, np.full(maps.shape[1:], IGNORE_INDEX)) for row in rows])
+    return JobTrainingSet(TrainingSlices(images[rows], torch.from_numpy(maps), None, _tensor(derived)), pseudo)
+
+
+def _derived_labels(
+    data: ProjectAnnotations, answer_maps: np.ndarray, config: TrainJobConfig, window: HUWindow
+) -> np.ndarray | None:
+    """int64 ``[N, S, S]`` background labelled without an answer on the answered slices (``config.background_prior``;
+    an answered pixel keeps its answer), or None for none."""
+    prior = BackgroundPrior(config.background_prior)
+    if prior is BackgroundPrior.NONE:
+        return None
+    images = [resize_image(s.image, config.image_size) for s in data.slices]
+    thresholds = certain_background_thresholds(records_kind(data.slices), window)
+    return derived_label_maps(images, answer_maps, False, prior, thresholds)
+
+
+def _tensor(labels: np.ndarray | None) -> torch.Tensor | None:
+    return None if labels is None else torch.from_numpy(labels)
 
 
 def _pool_inputs(

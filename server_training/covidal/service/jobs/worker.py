@@ -17,6 +17,7 @@ the worker stops without touching the store: the restarted service has marked th
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -46,10 +47,12 @@ from covidal.service.jobs.training_data import (
 )
 from covidal.service.jobs.training_set import job_training_set
 from covidal.service.project.layout import ProjectLayout
-from covidal.service.project.learning_curve import record_job_result
+from covidal.service.project.learning_curve import record_job_result, record_unseen_dice
 from covidal.service.store.records import Job, JobStatus, Project
 from covidal.service.store.store import Store
+from covidal.training.background_prior import BackgroundPrior
 from covidal.training.checkpoint import load_run, save_checkpoint
+from covidal.training.dataset import TrainingSlices
 from covidal.training.inference import predict_probabilities
 from covidal.training.steps import StepReport, StepTrainer
 from covidal.training.train_config import TrainConfig, measured_threshold
@@ -125,6 +128,7 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
         raise CovidalError(f"the {project.loss!r} loss needs full masks; answered regions give points only")
     layout = ProjectLayout(project_dir)
     paths = layout.job(job.id)
+    _score_last_model_on_later_answers(store, layout, project, data, device)
     torch.manual_seed(train_config.seed)  # the initial weights (a resumed job then loads its own)
     model = build_model(train_config.model).to(device)
     warm = config.warm_start and _warm_start(model, train_config, layout.current_model(project.id), device)
@@ -151,6 +155,7 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
     print(
         f"job {job.id}: {len(data.slices)} answered slices, {data.answers} answers"
         + ("" if pseudo is None else f", {pseudo.pixels} pseudo-labelled pixels (threshold {pseudo.threshold:g})")
+        + _prior_note(training.slices, config.background_prior)
         + f", {len(training.slices.images)} training slices, steps {trainer.step + 1}..{config.steps} on {device}, "
         + ("from the project's current model" if warm else "from fresh weights"),
         flush=True,
@@ -182,6 +187,13 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
     )
 
 
+def _prior_note(slices: TrainingSlices, prior: str) -> str:
+    """How many pixels the job's background prior labelled, for its log."""
+    if slices.derived_labels is None:
+        return ""
+    return f", {int((slices.derived_labels == 0).sum())} pixels of certain background ({prior} prior)"
+
+
 def _warm_start(model: SegmentationNet, train_config: TrainConfig, current: Path, device: torch.device) -> bool:
     """Load the project's current model's weights into ``model`` when it has the same network; True if loaded.
 
@@ -199,6 +211,30 @@ def _warm_start(model: SegmentationNet, train_config: TrainConfig, current: Path
         return False
     model.load_state_dict(previous.model.state_dict())
     return True
+
+
+def _score_last_model_on_later_answers(
+    store: Store, layout: ProjectLayout, project: Project, data: ProjectAnnotations, device: torch.device
+) -> None:
+    """Test, then train: score the model of the project's last finished ``train`` job on the answers given after
+    it (which it never trained on) and record it with that job (the learning curve's point)."""
+    done = [job for job in store.list_jobs(project.id) if job.kind == JobKind.TRAIN and job.status is JobStatus.DONE]
+    if not done:
+        return
+    last = layout.job(max(done, key=lambda job: (job.finished_at or 0.0, job.id)).id)
+    if not (last.result.is_file() and last.model.is_file()):
+        return
+    unseen = data.since(json.loads(last.result.read_text(encoding="utf-8"))["answers"])
+    if not unseen.slices:
+        return
+    try:
+        run = load_run(last.model, device)
+    except CovidalError as error:  # the curve goes without this point; training does not depend on it
+        print(f"the last model could not be scored on later answers: {error}", flush=True)
+        return
+    dice = _known_pixel_dice(run.model, unseen, run.config.image_size, device, run.config.prediction.threshold)
+    record_unseen_dice(last, dice, unseen.answers, unseen.effort_seconds)
+    print(f"the last model scored on the {unseen.answers} answers given after it: Dice {dice}", flush=True)
 
 
 def _known_pixel_dice(
@@ -226,6 +262,7 @@ def _train_config(project: Project, config: TrainJobConfig, device: torch.device
         seed=config.seed,
         device=device.type,
         window=window,
+        background_prior=BackgroundPrior(config.background_prior),
         threshold=measured_threshold(project.loss),
     )
 

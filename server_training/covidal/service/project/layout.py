@@ -9,6 +9,7 @@
     jobs/<job>/pseudo_labels.npz          a 'train' job's pseudo-labels of the pool (CEAL projects)
     jobs/<job>/teacher/, pseudo/, student/, volumes.json   the stages of a 'noisy-teacher' job
     jobs/<job>/result.json                what a finished 'train' job trained on: a point of the learning curve
+    jobs/<job>/unseen.json                its model's Dice on the answers given after it (scored by the next job)
 
 This module imports no torch: the HTTP routes use it.
 """
@@ -56,6 +57,11 @@ class JobPaths:
     @property
     def result(self) -> Path:
         return self.folder / "result.json"
+
+    @property
+    def unseen(self) -> Path:
+        """A finished 'train' job's model scored on the answers given after it (the next job writes it)."""
+        return self.folder / "unseen.json"
 
     def stage(self, name: str) -> Path:
         """The folder of a 'noisy-teacher' job's stage (``teacher``, ``pseudo``, ``student``)."""
