@@ -56,9 +56,7 @@ class CurvePoint:
             )
         except (KeyError, TypeError, ValueError) as error:
             raise UserFacingError(f"The backend sent a learning curve point that cannot be read ({error!r}).") from None
-        if not math.isfinite(point.effort_seconds) or (
-            point.dice is not None and not math.isfinite(point.dice)
-        ):
+        if not math.isfinite(point.effort_seconds) or (point.dice is not None and not math.isfinite(point.dice)):
             raise UserFacingError(
                 f"The backend sent a learning curve point with a non-finite value (job {point.job_id})."
             )
