@@ -7,7 +7,7 @@ from enum import StrEnum
 
 import torch
 
-from covidal.data.window import HUWindow
+from covidal.data.window import HUWindow, ImageKind
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.slices.build import ModelConfig
 from covidal.training.background_prior import BackgroundPrior
@@ -50,15 +50,23 @@ class PredictionOptions:
 
 
 PLAIN_PREDICTION = PredictionOptions()
-# Decision thresholds measured by cross-validation (BENCHMARKS.md, "a decision threshold and a background
-# weight"): CB (flip, rot) over-segments at 0.5; 0.7 raised its Dice from 0.485 to 0.586 with TTA and from 0.468 to
-# 0.545 without. Every other loss keeps the argmax (0.5).
-MEASURED_THRESHOLDS = {LossName.CB_FLIP_ROT: 0.7}
+# Decision thresholds measured per loss and kind of image; every other pair keeps the argmax (0.5). The point
+# losses balance the classes (one click weighs as much as a background region), so models trained with them call
+# infection far more often than it occurs, the more so the rarer it is:
+# - 8-bit slices, by cross-validation on covid_semiseg/train (BENCHMARKS.md, "a decision threshold and a background
+#   weight"): CB (flip, rot) at 0.7 raised Dice from 0.485 to 0.586 with TTA and from 0.468 to 0.545 without.
+# - CT in HU (infection a few percent of the lungs), chosen on the demo's validation cases (synthetic lesions of
+#   seeds 2 and 3) with the models a served demo run trained (BENCHMARKS.md, "Demo"): 0.95.
+MEASURED_THRESHOLDS = {
+    (LossName.CB_FLIP_ROT, ImageKind.EIGHT_BIT): 0.7,
+    (LossName.CB_FLIP_ROT, ImageKind.HU): 0.95,
+}
 
 
-def measured_threshold(loss: LossName | str) -> float:
-    """The decision threshold models trained with ``loss`` predict with by default (:data:`MEASURED_THRESHOLDS`)."""
-    return MEASURED_THRESHOLDS.get(LossName(loss), 0.5)
+def measured_threshold(loss: LossName | str, kind: ImageKind | None = ImageKind.EIGHT_BIT) -> float:
+    """The decision threshold models trained with ``loss`` on images of ``kind`` predict with by default
+    (:data:`MEASURED_THRESHOLDS`; an unknown kind is taken as 8-bit)."""
+    return MEASURED_THRESHOLDS.get((LossName(loss), kind or ImageKind.EIGHT_BIT), 0.5)
 
 
 @dataclass

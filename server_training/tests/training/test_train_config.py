@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from covidal.data.window import HUWindow
+from covidal.data.window import HUWindow, ImageKind
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.kinds import ModelKind
 from covidal.models.slices.build import ModelConfig
 from covidal.training.background_prior import BackgroundPrior
-from covidal.training.train_config import DeviceChoice, TrainConfig, resolve_device
+from covidal.training.train_config import DeviceChoice, TrainConfig, measured_threshold, resolve_device
 
 
 def test_defaults_are_valid_and_device_is_an_enum():
@@ -110,3 +110,10 @@ def test_resolve_device_cuda_without_gpu_is_a_user_error():
 def test_prediction_options_follow_the_config():
     options = TrainConfig(tta=True).prediction
     assert options.tta and not options.lung_restriction
+
+
+def test_measured_thresholds_depend_on_the_loss_and_the_kind_of_image():
+    assert measured_threshold("cb-flip-rot", ImageKind.EIGHT_BIT) == 0.7
+    assert measured_threshold("cb-flip-rot", ImageKind.HU) == 0.95  # infection is rarer in a CT's lungs
+    assert measured_threshold("cb-flip-rot", None) == measured_threshold("cb-flip-rot") == 0.7
+    assert measured_threshold("point", ImageKind.HU) == measured_threshold("full") == 0.5

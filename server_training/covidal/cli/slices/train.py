@@ -34,7 +34,7 @@ from covidal.models.kinds import SLICE_MODEL_KINDS, ModelKind
 from covidal.models.slices.build import ModelConfig
 from covidal.training.background_prior import BackgroundPrior
 from covidal.training.distributed import SINGLE_PROCESS, Shard, check_gpus, launch
-from covidal.training.train_config import MEASURED_THRESHOLDS, TrainConfig, measured_threshold
+from covidal.training.train_config import TrainConfig, measured_threshold
 from covidal.training.train_run import TrainResult, for_epochs, split_train_val, train
 
 WORKER_MODULE = "covidal.cli.slices.train_worker"
@@ -171,7 +171,8 @@ def add_point_supervision_options(parser: argparse.ArgumentParser) -> None:
         type=fraction,
         default=None,
         help="infection probability from which a pixel counts as infected in validation and prediction, in (0, 1) "
-        f"(default {MEASURED_THRESHOLDS[LossName.CB_FLIP_ROT]:g} for the cb-flip-rot loss, as measured, else 0.5)",
+        f"(default {measured_threshold(LossName.CB_FLIP_ROT):g} for the cb-flip-rot loss, as measured on 8-bit slices, "
+        "else 0.5)",
     )
     group.add_argument(
         "--lung-restriction",

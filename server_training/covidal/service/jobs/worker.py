@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from covidal.data.slices import records_kind
-from covidal.data.window import HUWindow
+from covidal.data.window import HUWindow, ImageKind
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, build_loss
 from covidal.models.slices.build import ModelConfig, build_model
@@ -121,7 +121,7 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
     data = project_annotations(store, project, window)
     if not data.slices:
         raise CovidalError(f"project {project.id} has no answered regions to train on")
-    train_config = _train_config(project, config, device, window)
+    train_config = _train_config(project, config, device, window, records_kind(data.slices))
     loss_generator = torch.Generator().manual_seed(config.seed)
     loss_fn = build_loss(train_config.loss, generator=loss_generator)
     if loss_fn.requires_masks:
@@ -248,8 +248,11 @@ def _known_pixel_dice(
     return dice_of(*known_pixel_counts(data.state, data.slices, predictions))
 
 
-def _train_config(project: Project, config: TrainJobConfig, device: torch.device, window: HUWindow) -> TrainConfig:
-    """The :class:`TrainConfig` saved with the model (so :func:`load_run` rebuilds it)."""
+def _train_config(
+    project: Project, config: TrainJobConfig, device: torch.device, window: HUWindow, kind: ImageKind | None
+) -> TrainConfig:
+    """The :class:`TrainConfig` saved with the model (so :func:`load_run` rebuilds it), predicting from the
+    threshold measured for the project's loss on images of ``kind``, the kind of the answered slices."""
     model = ModelConfig(project.model_kind, config.dropout, width=config.width)
     return TrainConfig(
         loss=LossConfig(project.loss),
@@ -263,7 +266,7 @@ def _train_config(project: Project, config: TrainJobConfig, device: torch.device
         device=device.type,
         window=window,
         background_prior=BackgroundPrior(config.background_prior),
-        threshold=measured_threshold(project.loss),
+        threshold=measured_threshold(project.loss, kind),
     )
 
 
