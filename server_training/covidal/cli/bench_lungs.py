@@ -6,14 +6,10 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-import SimpleITK as sitk
-
 from covidal.bench.lungs import compare_lungs, first_cycle_hits
 from covidal.cli.options import non_negative_int, positive_int
 from covidal.data.io import read_volume
-from covidal.data.volume import Volume
-from covidal.sample_data.demo import chest_box, make_demo_case
+from covidal.sample_data.demo import cropped_demo_case
 from covidal.service.defaults import CPU_DEFAULTS
 from covidal.utils.atomic import atomic_write_json
 from covidal.volumes.lungs import find_lungs, lung_grid_step
@@ -78,21 +74,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n| demo case (cropped) | first-cycle hits of {args.regions}, step 1 | step {args.step} |")
         print("|---|---:|---:|")
     for seed in args.demo_seeds:
-        ct, lesions = _cropped_demo_case(seed)
+        ct, lesions = cropped_demo_case(seed)
         hits = [first_cycle_hits(ct, lesions, find_lungs(ct, s), args.grid_k, args.regions) for s in (1, args.step)]
         figures["demo"].append({"seed": seed, "shape": list(ct.array.shape), "hits": hits})
         print(f"| seed {seed}, {' x '.join(map(str, ct.array.shape))} | {hits[0]} | {hits[1]} |", flush=True)
     if args.json is not None:
         atomic_write_json(args.json, figures)
     return 0
-
-
-def _cropped_demo_case(seed: int) -> tuple[Volume, np.ndarray]:
-    """The demo case of ``seed`` cropped to its chest as ``covidal demo`` crops it: CT and bool lesions."""
-    case = make_demo_case(seed=seed)
-    i, j, k = chest_box(case)
-    ct = read_volume(case.ct)
-    lesions = sitk.GetArrayFromImage(sitk.ReadImage(str(case.lesions))).astype(bool)[k, j, i]
-    # The crop's first voxel moves the origin along the CT's axes.
-    origin = np.asarray(ct.origin) + ct.direction @ (np.array([i.start, j.start, k.start]) * np.asarray(ct.spacing))
-    return Volume(np.ascontiguousarray(ct.array[k, j, i]), ct.spacing, tuple(origin), ct.direction), lesions

@@ -23,6 +23,7 @@ from covidal.cli import (
     bench_scoring,
     bench_service,
     bench_strategies,
+    bench_thresholds,
     demo,
     serve,
 )
@@ -57,6 +58,7 @@ COMMANDS = (
     bench_hostile,
     bench_strategies,
     bench_lungs,
+    bench_thresholds,
 )
 
 

@@ -49,7 +49,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from covidal.data.io import write_volume
+from covidal.data.io import read_volume, write_volume
 from covidal.data.volume import Volume
 from covidal.errors import CovidalError
 from covidal.utils.atomic import atomic_write_bytes
@@ -396,6 +396,18 @@ def chest_box(case: DemoCase) -> tuple[slice, slice, slice]:
         raise CovidalError("the demo CT has fewer than 10 slices with lung")
     k, j, i = (_extent(lungs.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
     return i, j, k
+
+
+def cropped_demo_case(seed: int, cache_dir: Path | None = None) -> tuple[Volume, np.ndarray]:
+    """The demo case of ``seed`` cropped to the chest as ``covidal demo`` crops it (the box of seed 0's case, the
+    same for every seed): the CT and bool lesions ``[K, J, I]``."""
+    case = make_demo_case(cache_dir, seed=seed)
+    i, j, k = chest_box(make_demo_case(cache_dir, seed=0))
+    ct = read_volume(case.ct)
+    lesions = read_volume(case.lesions).array.astype(bool)[k, j, i]
+    # The crop's first voxel moves the origin along the CT's axes.
+    origin = np.asarray(ct.origin) + ct.direction @ (np.array([i.start, j.start, k.start]) * np.asarray(ct.spacing))
+    return Volume(np.ascontiguousarray(ct.array[k, j, i]), ct.spacing, tuple(origin), ct.direction), lesions
 
 
 def _extent(occupied: np.ndarray) -> slice:
