@@ -32,6 +32,7 @@ from covidal.regions.grid import RegionGrid, RegionId
 from covidal.sample_data.demo import DemoCase, chest_box, describe, make_demo_case
 from covidal.sample_data.figures import HeldOutPoint, curve_png, overlay_png
 from covidal.service.local import local_service
+from covidal.training.background_prior import BackgroundPrior
 from covidal.training.train_config import resolve_device
 from covidal.utils.atomic import atomic_write, atomic_write_bytes
 
@@ -66,6 +67,11 @@ def add_parser(commands) -> None:
     parser.add_argument("--loss", choices=[n.value for n in LossName], help=f"the project's loss ({service_default})")
     parser.add_argument("--size", type=image_size, help=f"training grid ({service_default})")
     parser.add_argument("--width", type=positive_int, help=f"U-Net base channels ({service_default})")
+    parser.add_argument(
+        "--background-prior",
+        choices=[prior.value for prior in BackgroundPrior],
+        help=f"background labelled without an answer on the answered slices ({service_default})",
+    )
     parser.add_argument("--seed", type=non_negative_int, default=0, help="lesions of the training case (held out: +1)")
     parser.add_argument(
         "--cache", type=Path, default=None, help="download cache (default $COVIDAL_CACHE or ~/.cache/covidal)"
@@ -190,7 +196,8 @@ def _project_line(project: dict, regions: int) -> str:
     return (
         f"project {project['id']}: loss {project['loss']}, {project['strategy']} with {project['mc_samples']} "
         f"MC-dropout samples, {project['grid_k']} regions per slice, {regions} suggestions per cycle, "
-        f"{settings['image_size']}-pixel grid, U-Net width {settings['width']}, {settings['steps']} steps per job"
+        f"{settings['image_size']}-pixel grid, U-Net width {settings['width']}, {settings['steps']} steps per job, "
+        f"background prior {settings.get('background_prior', 'none')}"
     )
 
 
@@ -204,7 +211,12 @@ def _region_grid(regions: int) -> RegionGrid:
 def _training_settings(args: argparse.Namespace, defaults: dict) -> dict:
     """Project settings the training job reads (see ``TrainJobConfig.for_project``): the options given, else the
     service's defaults (which the service records for those left out)."""
-    chosen = {"image_size": args.size, "width": args.width, "steps": args.steps}
+    chosen = {
+        "image_size": args.size,
+        "width": args.width,
+        "steps": args.steps,
+        "background_prior": args.background_prior,
+    }
     steps = args.steps or defaults["steps"]
     return {key: value for key, value in chosen.items() if value is not None} | {
         "seed": args.seed,
