@@ -34,7 +34,7 @@ from covidal.models.kinds import SLICE_MODEL_KINDS, ModelKind
 from covidal.models.slices.build import ModelConfig
 from covidal.training.derived_labels import BackgroundPrior
 from covidal.training.distributed import SINGLE_PROCESS, Shard, check_gpus, launch
-from covidal.training.train_config import MEASURED_THRESHOLDS, TrainConfig, measured_threshold
+from covidal.training.train_config import MEASURED_THRESHOLDS, Augment, TrainConfig, measured_threshold
 from covidal.training.train_run import TrainResult, for_epochs, split_train_val, train
 
 WORKER_MODULE = "covidal.cli.slices.train_worker"
@@ -179,6 +179,20 @@ def add_point_supervision_options(parser: argparse.ArgumentParser) -> None:
         default=False,
         help="predict no infection outside the widened intensity lung mask (default off)",
     )
+    group.add_argument(
+        "--ema-decay",
+        type=fraction,
+        default=None,
+        help="keep an exponential moving average of the weights with this decay in [0, 1), e.g. 0.99, and "
+        "validate, save and predict with it (default: off)",
+    )
+    group.add_argument(
+        "--augment",
+        choices=[a.value for a in Augment],
+        default=Augment.NONE.value,
+        help="random augmentation of the training batches: intensity (gamma, contrast, brightness), "
+        "intensity+scale (also a zoom of 0.8-1.25 that keeps every infection click), none (default)",
+    )
 
 
 def config_from(args: argparse.Namespace) -> TrainConfig:
@@ -213,6 +227,8 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
         tta=args.tta,
         lung_restriction=args.lung_restriction,
         threshold=measured_threshold(args.loss) if args.threshold is None else args.threshold,
+        ema_decay=args.ema_decay,
+        augment=Augment(args.augment),
     )
 
 
