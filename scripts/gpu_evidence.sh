@@ -71,7 +71,7 @@ cv_groups=("full full+tta" "point point+tta" "cb-flip-rot cb+tta cb+lungs $thres
   "cb+background-prior cb+background-prior+tta" "cb+pseudo-masks cb+pseudo-masks+tta"
   "cb+self-training cb+self-training+tta" "cb+all cb+all+lungs")
 for base in cb+background-weight-4 cb+background-weight-8 cb+ema cb+augment cb+ema+augment \
-  cb+background-weight-8+ema+augment; do
+  cb+background-weight-8+augment cb+background-weight-8+ema+augment; do
   cv_groups+=("$(trained_with_thresholds "$base")")
 done
 cv() {  # cv METHOD...: bench-cv of these methods into $OUT/cv

@@ -44,8 +44,14 @@ FOLD_FILE = "fold{}.json"
 BACKGROUND_WEIGHTS = (4, 8)
 THRESHOLDS = ("0.6", "0.7", "0.8", "0.9")
 EMA_DECAY = 0.99
-# CB (flip, rot) trained with the averaged weights, the augmentation, both, and both with background weight 8.
-SCHEDULES = ("cb+ema", "cb+augment", "cb+ema+augment", "cb+background-weight-8+ema+augment")
+# CB (flip, rot) trained with the averaged weights, the augmentation, both; with background weight 8 too.
+SCHEDULES = (
+    "cb+ema",
+    "cb+augment",
+    "cb+ema+augment",
+    "cb+background-weight-8+augment",
+    "cb+background-weight-8+ema+augment",
+)
 # Methods predicted at each threshold (each group one trained model): its name -> {candidate: threshold}, and the
 # rows choosing among a group's candidates fold by fold.
 THRESHOLD_BASES = (
@@ -117,6 +123,7 @@ _TRAINED.update(
         "cb+ema": _schedule(_cb, ema=True, augment=False),
         "cb+augment": _schedule(_cb, ema=False, augment=True),
         "cb+ema+augment": _schedule(_cb, ema=True, augment=True),
+        "cb+background-weight-8+augment": _schedule(_TRAINED["cb+background-weight-8"], ema=False, augment=True),
         "cb+background-weight-8+ema+augment": _schedule(_TRAINED["cb+background-weight-8"], ema=True, augment=True),
     }
 )
