@@ -32,7 +32,7 @@ from covidal.metrics.segmentation import (
     compute_ppv,
     compute_sensitivity,
 )
-from covidal.training.augment import Augment
+from covidal.training.augment_kind import Augment
 from covidal.training.checkpoint import load_run
 from covidal.training.derived_labels import BackgroundPrior
 from covidal.training.inference import evaluate

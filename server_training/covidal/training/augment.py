@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from enum import StrEnum
 
 import torch
 import torch.nn.functional as F
 
+from covidal.activelearning.seeds import derived_seed
 from covidal.losses.base import BACKGROUND, IGNORE_INDEX, INFECTION, Batch
+from covidal.training.augment_kind import Augment
 
 GAMMA_LOG_RANGE = 0.3
 CONTRAST_RANGE = (0.85, 1.15)
@@ -38,25 +39,19 @@ BRIGHTNESS_RANGE = (-0.1, 0.1)
 ZOOM_LOG_RANGE = math.log(1.25)
 
 
-class Augment(StrEnum):
-    """Which augmentation a run applies to its training batches."""
-
-    NONE = "none"
-    INTENSITY = "intensity"
-    INTENSITY_SCALE = "intensity+scale"
-
-
 class BatchAugmentation:
-    """Applies ``kind`` to each training batch with draws from its own generator seeded ``seed``.
+    """Applies ``kind`` to each training batch with draws from its own generator, seeded from the run's seed under
+    the purpose ``"augment"`` (so its draws are not those of the run's other generators seeded ``seed``).
 
     Args:
         kind: which augmentation (:class:`Augment`); ``none`` returns batches unchanged.
-        seed: seeds the generator (saved and restored with the trainer's state).
+        seed: the run's seed.
+        stream: tells apart the generators of one run's processes (the data-parallel rank).
     """
 
-    def __init__(self, kind: Augment, seed: int) -> None:
+    def __init__(self, kind: Augment, seed: int, stream: int = 0) -> None:
         self.kind = Augment(kind)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(derived_seed(seed, "augment", stream))
 
     def __call__(self, batch: Batch) -> Batch:
         """The augmented batch (a new one; ``batch`` is not changed)."""

@@ -10,7 +10,7 @@ import torch
 from covidal.data.window import HUWindow
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.slices.build import ModelConfig
-from covidal.training.augment import Augment
+from covidal.training.augment_kind import Augment
 from covidal.training.derived_labels import BackgroundPrior
 from covidal.validation import ConfigError, check_choice, check_int, check_real
 

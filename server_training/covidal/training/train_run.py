@@ -14,7 +14,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from covidal.activelearning.seeds import derived_seed
 from covidal.data.points import (
     PointLabel,
     derive_points_for_slices,
@@ -189,7 +188,7 @@ def train(
         loss_generator,
         network=model,
         ema_decay=config.ema_decay,
-        augmentation=BatchAugmentation(config.augment, derived_seed(config.seed, "augment", shard.rank)),
+        augmentation=BatchAugmentation(config.augment, config.seed, shard.rank),
     )
     predictor = trainer.predictor  # the average of the weights when the run keeps one
     validate_every = config.validate_every or steps_per_pass(len(train_records), config.batch_size, shard)

@@ -54,7 +54,7 @@ def trainer(
         CPU,
         loss_generator=generator,
         ema_decay=ema_decay,
-        augmentation=BatchAugmentation(augment, seed + 1),
+        augmentation=BatchAugmentation(augment, seed),
     )
 
 

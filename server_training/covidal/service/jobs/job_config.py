@@ -14,7 +14,8 @@ from typing import Any
 from covidal.errors import CovidalError
 from covidal.models.kinds import SLICE_MODEL_KINDS, VOLUME_MODEL_KINDS, ModelKind
 from covidal.service.defaults import CPU_DEFAULTS
-from covidal.validation import check_int, check_real, config_from_mapping
+from covidal.training.augment_kind import Augment
+from covidal.validation import check_choice, check_int, check_real, config_from_mapping
 
 # A job of a project that recorded no training settings (created before they were recorded) trains like the CPU's.
 DEFAULT_STEPS = CPU_DEFAULTS.steps
@@ -100,6 +101,8 @@ class TrainJobConfig(JobConfig):
         background_sample: pixels drawn per background region (at most ``MAX_IMAGE_SIZE ** 2``), or None for all.
         seed: seeds the initial weights, the batch order and the loss.
         warm_start: start from the project's current model when it is the same network (else fresh weights).
+        augment: random augmentation of the training batches (:class:`Augment`: none, intensity,
+            intensity+scale); a project chooses it in its settings.
 
     Raises:
         CovidalError: a value of the wrong type or out of range (naming the field).
@@ -115,6 +118,7 @@ class TrainJobConfig(JobConfig):
     background_sample: int | None = None
     seed: int = 0
     warm_start: bool = True
+    augment: Augment = Augment.NONE
 
     def __post_init__(self) -> None:
         for name, maximum in (
@@ -134,6 +138,7 @@ class TrainJobConfig(JobConfig):
         check_real("job config dropout", self.dropout, minimum=0.0, below=1.0)
         if not isinstance(self.warm_start, bool):
             raise CovidalError(f"job config warm_start must be true or false, got {self.warm_start!r}")
+        check_choice("job config augment", self.augment, Augment, error=CovidalError)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -49,6 +49,7 @@ from covidal.service.project.layout import ProjectLayout
 from covidal.service.project.learning_curve import record_job_result
 from covidal.service.store.records import Job, JobStatus, Project
 from covidal.service.store.store import Store
+from covidal.training.augment import BatchAugmentation
 from covidal.training.checkpoint import load_run, save_checkpoint
 from covidal.training.inference import predict_probabilities
 from covidal.training.steps import StepReport, StepTrainer
@@ -138,6 +139,7 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
         config.seed * BATCH_SEED_FACTOR,
         device,
         loss_generator=loss_generator,
+        augmentation=BatchAugmentation(train_config.augment, config.seed),
     )
     val_dice = None
     if job.checkpoint_path is not None and (Path(project_dir) / job.checkpoint_path).is_file():
@@ -227,6 +229,7 @@ def _train_config(project: Project, config: TrainJobConfig, device: torch.device
         device=device.type,
         window=window,
         threshold=measured_threshold(project.loss),
+        augment=config.augment,
     )
 
 
