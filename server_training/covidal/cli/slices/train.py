@@ -42,6 +42,10 @@ DEFAULT_EPOCHS = 100
 DEFAULT_LOSS = LossName.CB_FLIP_ROT
 # Test-time augmentation was the one option that raised the cross-validated Dice of CB (flip, rot) (BENCHMARKS.md).
 DEFAULT_TTA = True
+# Intensity and scale augmentation took CB (flip, rot) with TTA to Dice 0.611 with its threshold chosen on the other
+# folds (98% of full masks, PPV 0.568), past the issue's goal of 95% (BENCHMARKS.md, "Augmentation and averaged
+# weights").
+DEFAULT_AUGMENT = Augment.INTENSITY_SCALE
 
 
 def add_parser(commands) -> None:
@@ -189,9 +193,10 @@ def add_point_supervision_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--augment",
         choices=[a.value for a in Augment],
-        default=Augment.NONE.value,
+        default=DEFAULT_AUGMENT.value,
         help="random augmentation of the training batches: intensity (gamma, contrast, brightness), "
-        "intensity+scale (also a zoom of 0.8-1.25 that keeps every infection click), none (default)",
+        "intensity+scale (also a zoom of 0.8-1.25 that keeps every infection click), or none "
+        f"(default {DEFAULT_AUGMENT.value}, as measured)",
     )
 
 

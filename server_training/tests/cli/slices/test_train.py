@@ -270,6 +270,7 @@ def test_the_default_run_predicts_with_tta_and_a_bad_threshold_is_one_line(cli, 
     assert result.code == 0, result.err
     prediction = load_run(tmp_path / "run").config.prediction
     assert prediction.tta and prediction.threshold == 0.7  # cb-flip-rot's measured threshold
+    assert load_run(tmp_path / "run").config.augment == "intensity+scale"  # as measured
     point = cli(
         "train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--out", tmp_path / "point",
         "--loss", "point", *FAST,
