@@ -61,16 +61,19 @@ timed() {  # timed NAME COMMAND...: run, record the wall seconds
 
 # 1. Cross-validation: one process per trained model (methods that only predict differently share it), JOBS at a
 #    time, then one call over every method that reads the finished folds back and writes results.json and the table.
-weighted_thresholds() {  # weighted_thresholds W: the background weight W's TTA model at each threshold
-  local t; for t in 0.6 0.7 0.8 0.9; do printf 'cb+background-weight-%s+tta+threshold-%s ' "$1" "$t"; done
+trained_with_thresholds() {  # trained_with_thresholds BASE: BASE, its TTA model, and that model at each threshold
+  local t; printf '%s %s+tta ' "$1" "$1"
+  for t in 0.6 0.7 0.8 0.9; do printf '%s+tta+threshold-%s ' "$1" "$t"; done
 }
 thresholds="cb+tta+threshold-0.6 cb+tta+threshold-0.7 cb+tta+threshold-0.8 cb+tta+threshold-0.9
   cb-flip-rot+threshold-0.6 cb-flip-rot+threshold-0.7 cb-flip-rot+threshold-0.8 cb-flip-rot+threshold-0.9"
 cv_groups=("full full+tta" "point point+tta" "cb-flip-rot cb+tta cb+lungs $thresholds"
   "cb+background-prior cb+background-prior+tta" "cb+pseudo-masks cb+pseudo-masks+tta"
-  "cb+self-training cb+self-training+tta" "cb+all cb+all+lungs"
-  "cb+background-weight-4 cb+background-weight-4+tta $(weighted_thresholds 4)"
-  "cb+background-weight-8 cb+background-weight-8+tta $(weighted_thresholds 8)")
+  "cb+self-training cb+self-training+tta" "cb+all cb+all+lungs")
+for base in cb+background-weight-4 cb+background-weight-8 cb+ema cb+augment cb+ema+augment \
+  cb+background-weight-8+augment cb+background-weight-8+ema+augment; do
+  cv_groups+=("$(trained_with_thresholds "$base")")
+done
 cv() {  # cv METHOD...: bench-cv of these methods into $OUT/cv
   "$COVIDAL" bench-cv --images "$DATA/images" --masks "$DATA/masks" --out "$OUT/cv" "${CV[@]}" --device "$DEVICE" \
     --quiet --methods "$@"

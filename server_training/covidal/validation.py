@@ -102,7 +102,11 @@ def check_choice(name: str, value: object, choices: type[Choice], error: type[Ex
     Raises:
         ``error``: naming ``name``, the value and the choices.
     """
-    if value not in set(choices):
+    try:
+        known = value in set(choices)
+    except TypeError:  # unhashable, e.g. a JSON list
+        known = False
+    if not known:
         raise error(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
     return choices(value)
 

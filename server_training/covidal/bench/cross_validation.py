@@ -32,6 +32,7 @@ from covidal.metrics.segmentation import (
     compute_ppv,
     compute_sensitivity,
 )
+from covidal.training.augment_kind import Augment
 from covidal.training.background_prior import BackgroundPrior
 from covidal.training.checkpoint import load_run
 from covidal.training.inference import evaluate
@@ -42,10 +43,22 @@ from covidal.utils.atomic import atomic_write_json
 FOLD_FILE = "fold{}.json"
 BACKGROUND_WEIGHTS = (4, 8)
 THRESHOLDS = ("0.6", "0.7", "0.8", "0.9")
-# cb+tta predicted at each threshold (one trained model); the row choosing among them fold by fold
+EMA_DECAY = 0.99
+# CB (flip, rot) trained with the averaged weights, the augmentation, both; with background weight 8 too.
+SCHEDULES = (
+    "cb+ema",
+    "cb+augment",
+    "cb+ema+augment",
+    "cb+background-weight-8+augment",
+    "cb+background-weight-8+ema+augment",
+)
 # Methods predicted at each threshold (each group one trained model): its name -> {candidate: threshold}, and the
 # rows choosing among a group's candidates fold by fold.
-THRESHOLD_BASES = ("cb+tta", *(f"cb+background-weight-{weight}+tta" for weight in BACKGROUND_WEIGHTS))
+THRESHOLD_BASES = (
+    "cb+tta",
+    *(f"cb+background-weight-{weight}+tta" for weight in BACKGROUND_WEIGHTS),
+    *(f"{name}+tta" for name in SCHEDULES),
+)
 THRESHOLD_GROUPS = {
     base: {base: 0.5, **{f"{base}+threshold-{t}": float(t) for t in THRESHOLDS}} for base in THRESHOLD_BASES
 }
@@ -78,6 +91,17 @@ def _loss_of_cb(config: TrainConfig, **values: object) -> TrainConfig:
     return _loss(_cb(config), **values)
 
 
+def _schedule(
+    method: Callable[[TrainConfig], TrainConfig], ema: bool, augment: bool
+) -> Callable[[TrainConfig], TrainConfig]:
+    """``method`` with the averaged weights (decay :data:`EMA_DECAY`) and/or intensity and scale augmentation."""
+    return lambda config: replace(
+        method(config),
+        ema_decay=EMA_DECAY if ema else None,
+        augment=Augment.INTENSITY_SCALE if augment else Augment.NONE,
+    )
+
+
 def _with_tta(method: Callable[[TrainConfig], TrainConfig]) -> Callable[[TrainConfig], TrainConfig]:
     return lambda config: replace(method(config), tta=True)
 
@@ -94,6 +118,15 @@ _TRAINED: dict[str, Callable[[TrainConfig], TrainConfig]] = {
         for weight in BACKGROUND_WEIGHTS
     },
 }
+_TRAINED.update(
+    {
+        "cb+ema": _schedule(_cb, ema=True, augment=False),
+        "cb+augment": _schedule(_cb, ema=False, augment=True),
+        "cb+ema+augment": _schedule(_cb, ema=True, augment=True),
+        "cb+background-weight-8+augment": _schedule(_TRAINED["cb+background-weight-8"], ema=False, augment=True),
+        "cb+background-weight-8+ema+augment": _schedule(_TRAINED["cb+background-weight-8"], ema=True, augment=True),
+    }
+)
 # Each method: the base config -> the config it trains and predicts with. "+tta" and "+lungs" only change how
 # the trained model of the same name predicts.
 METHODS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
@@ -116,6 +149,8 @@ METHODS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
         f"cb+background-weight-{weight}+tta": _with_tta(_TRAINED[f"cb+background-weight-{weight}"])
         for weight in BACKGROUND_WEIGHTS
     },
+    **{name: _TRAINED[name] for name in SCHEDULES},
+    **{f"{name}+tta": _with_tta(_TRAINED[name]) for name in SCHEDULES},
     **{
         f"cb-flip-rot+threshold-{threshold}": lambda c, t=threshold: replace(_cb(c), threshold=float(t))
         for threshold in THRESHOLDS
@@ -240,7 +275,7 @@ def _fold(
     settings = config.to_dict()
     if path.exists():
         saved = json.loads(path.read_text())
-        if saved["config"] == settings:
+        if _same_config(saved["config"], settings):
             return FoldResult(ConfusionCounts(**saved["counts"]), saved["seconds"])
     # Methods that only predict differently share the trained model of their training config.
     trained = replace(config, tta=False, lung_restriction=False, threshold=0.5)
@@ -258,13 +293,19 @@ def _train_once(config: TrainConfig, training: list[SliceRecord], run_dir: Path,
     done = run_dir / "done.json"
     if done.exists():
         saved = json.loads(done.read_text())
-        if saved["config"] == config.to_dict():
+        if _same_config(saved["config"], config.to_dict()):
             return saved["seconds"]
     started = time.perf_counter()
     train(training, config, run_dir, progress=progress, validation=[])
     seconds = time.perf_counter() - started
     atomic_write_json(done, {"config": config.to_dict(), "seconds": seconds})
     return seconds
+
+
+def _same_config(saved: dict, settings: dict) -> bool:
+    """Whether a saved config is ``settings``: read through :meth:`TrainConfig.from_dict`, so a config saved before
+    an option existed (e.g. ``ema_decay``) counts as that option's default, and its finished folds are reused."""
+    return TrainConfig.from_dict(saved).to_dict() == settings
 
 
 def _training_key(config: TrainConfig) -> str:

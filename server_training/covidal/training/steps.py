@@ -5,7 +5,8 @@
 A caller sees every step through ``on_step`` (to validate, keep the best model, report progress, checkpoint).
 
 Its state (:meth:`StepTrainer.state_dict`) is what an exact resume needs: the weights, Adam's moments, the torch
-random state (dropout), the loss's generator (the consistency losses' random transforms) and the step count.
+random state (dropout), the loss's generator (the consistency losses' random transforms), the augmentation's
+generator, the average of the weights (when it keeps one) and the step count.
 The batch order is not stored: it is drawn again from the batch seed and the first ``step`` batches are skipped
 (positions only, no data is moved). A trainer restored at step ``k`` therefore ends exactly where an
 uninterrupted one ends.
@@ -23,8 +24,10 @@ from torch import nn
 
 from covidal.errors import CovidalError
 from covidal.losses.base import Batch, LossResult, SegmentationLoss
+from covidal.training.augment import BatchAugmentation
 from covidal.training.dataset import TrainingSlices, batch_indices
 from covidal.training.distributed import SINGLE_PROCESS, Shard
+from covidal.training.ema import WeightAverage
 from covidal.training.inference import autocast_for
 from covidal.utils.atomic import atomic_write
 from covidal.utils.checkpoint_file import read_checkpoint
@@ -58,6 +61,9 @@ class StepTrainer:
         shard: this process's part of every pass (data-parallel training), default the only process.
         loss_generator: the loss's own random generator, if it has one (saved and restored with the state).
         network: the model whose weights the state holds, when ``model`` is a wrapper; default ``model``.
+        ema_decay: keep an exponential moving average of ``network``'s weights with this decay
+            (:class:`~covidal.training.ema.WeightAverage`); it is then :attr:`predictor`. None: no average.
+        augmentation: applied to every training batch (its generator is saved with the state); None: none.
 
     Raises:
         ValueError: no training slices.
@@ -75,6 +81,8 @@ class StepTrainer:
         shard: Shard = SINGLE_PROCESS,
         loss_generator: torch.Generator | None = None,
         network: nn.Module | None = None,
+        ema_decay: float | None = None,
+        augmentation: BatchAugmentation | None = None,
     ) -> None:
         if len(data) == 0:
             raise ValueError("no training slices: nothing to train on")
@@ -82,6 +90,8 @@ class StepTrainer:
         self.network = model if network is None else network
         self.optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
         self.loss_generator = loss_generator
+        self.average = None if ema_decay is None else WeightAverage(self.network, ema_decay)
+        self.augmentation = augmentation
         self.step = 0
         self._batch_size, self._batch_seed, self._shard = batch_size, batch_seed, shard
         self._order = self._batch_order()
@@ -95,12 +105,20 @@ class StepTrainer:
         """
         while self.step < steps:
             self.model.train()
-            result = train_step(
-                self.model, self.loss_fn, self.data.batch(next(self._order), self.device), self.optimiser, self.device
-            )
+            batch = self.data.batch(next(self._order), self.device)
+            if self.augmentation is not None:
+                batch = self.augmentation(batch)
+            result = train_step(self.model, self.loss_fn, batch, self.optimiser, self.device)
             self.step += 1
+            if self.average is not None:
+                self.average.update(self.network, self.step)
             if on_step is not None:
                 on_step(StepReport(self.step, result.total.item(), dict(result.parts)))
+
+    @property
+    def predictor(self) -> nn.Module:
+        """The model to validate, save and predict with: the average of the weights if kept, else the network."""
+        return self.network if self.average is None else self.average.module
 
     def state_dict(self) -> dict:
         """Everything an exact resume needs (CPU tensors), see the module docstring."""
@@ -112,6 +130,8 @@ class StepTrainer:
             "rng": torch.get_rng_state(),
             "loss_rng": None if self.loss_generator is None else self.loss_generator.get_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
+            "ema": None if self.average is None else self.average.state_dict(),
+            "augment_rng": None if self.augmentation is None else self.augmentation.generator.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -123,6 +143,11 @@ class StepTrainer:
             self.loss_generator.set_state(state["loss_rng"])
         if state["cuda_rng"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        # States saved before the average and the augmentation existed have neither key.
+        if self.average is not None:
+            self.average.load_state_dict(state.get("ema") or state["model"])
+        if self.augmentation is not None and state.get("augment_rng") is not None:
+            self.augmentation.generator.set_state(state["augment_rng"])
         self.step = int(state["step"])
         self._order = self._batch_order()
         for _ in range(self.step):

@@ -10,6 +10,7 @@ import torch
 from covidal.data.window import HUWindow, ImageKind
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.slices.build import ModelConfig
+from covidal.training.augment_kind import Augment
 from covidal.training.background_prior import BackgroundPrior
 from covidal.validation import ConfigError, check_choice, check_int, check_real
 
@@ -95,6 +96,10 @@ class TrainConfig:
         tta: predict (validation, evaluation, prediction) with test-time augmentation over flips and rotations.
         lung_restriction: predict no infection outside the widened intensity lung mask.
         threshold: the infection probability from which a pixel counts as infected in evaluations, in (0, 1).
+        ema_decay: keep an exponential moving average of the weights with this decay, in [0, 1), and validate,
+            save and predict with it (:mod:`covidal.training.ema`); None: the trained weights themselves.
+        augment: random augmentation of the training batches (:class:`~covidal.training.augment.Augment`),
+            drawn from a generator derived from ``seed``.
     """
 
     loss: LossConfig = field(default_factory=LossConfig)
@@ -115,9 +120,14 @@ class TrainConfig:
     tta: bool = False
     lung_restriction: bool = False
     threshold: float = 0.5
+    ema_decay: float | None = None
+    augment: Augment = Augment.NONE
 
     def __post_init__(self) -> None:
         self.device = DeviceChoice(self.device)
+        if self.ema_decay is not None:
+            self.ema_decay = check_real("ema_decay", self.ema_decay, minimum=0.0, below=1.0)
+        self.augment = check_choice("augment", self.augment, Augment)
         self.threshold = check_real("threshold", self.threshold, above=0.0, below=1.0)
         self.background_prior = check_choice("background_prior", self.background_prior, BackgroundPrior)
         for flag in ("pseudo_masks", "tta", "lung_restriction"):
@@ -139,6 +149,7 @@ class TrainConfig:
         data["model"] = self.model.to_dict()
         data["device"] = self.device.value
         data["background_prior"] = self.background_prior.value
+        data["augment"] = self.augment.value
         return data
 
     @property
@@ -162,6 +173,7 @@ class TrainConfig:
 
 __all__ = [
     "MEASURED_THRESHOLDS",
+    "Augment",
     "DeviceChoice",
     "LossName",
     "PredictionOptions",

@@ -25,6 +25,7 @@ from covidal.data.window import ImageKind
 from covidal.errors import CovidalError
 from covidal.losses.registry import build_loss
 from covidal.models.slices.build import build_model
+from covidal.training.augment import BatchAugmentation
 from covidal.training.checkpoint import HISTORY_FILE, MODEL_FILE, save_checkpoint
 from covidal.training.dataset import TrainingSlices
 from covidal.training.distributed import SINGLE_PROCESS, Shard, mean_over_ranks
@@ -187,7 +188,10 @@ def train(
         shard,
         loss_generator,
         network=model,
+        ema_decay=config.ema_decay,
+        augmentation=BatchAugmentation(config.augment, config.seed, shard.rank),
     )
+    predictor = trainer.predictor  # the average of the weights when the run keeps one
     validate_every = config.validate_every or steps_per_pass(len(train_records), config.batch_size, shard)
     kind = records_kind(train_records)
     result = TrainResult(run_dir=run_dir, best_step=0, best_val_dice=None)
@@ -217,11 +221,11 @@ def train(
         started = time.perf_counter()
         if shard.is_main:
             record.val = (
-                evaluate(model, val_records, config.image_size, device, options=config.prediction).to_dict()
+                evaluate(predictor, val_records, config.image_size, device, options=config.prediction).to_dict()
                 if val_records
                 else None
             )
-            _keep_if_best(result, record, model, config, kind)
+            _keep_if_best(result, record, predictor, config, kind)
             bar.set_postfix(
                 loss=f"{record.loss:.3f}", val_dice="-" if record.val is None else f"{record.val['dice']:.3f}"
             )

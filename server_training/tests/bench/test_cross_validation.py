@@ -8,12 +8,20 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from covidal.bench.cross_validation import METHODS, FoldResult, cross_validate, fixed_folds, nested_threshold_row
+from covidal.bench.cross_validation import (
+    EMA_DECAY,
+    METHODS,
+    FoldResult,
+    cross_validate,
+    fixed_folds,
+    nested_threshold_row,
+)
 from covidal.data.slices import SliceRecord, load_slices
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig
 from covidal.metrics.segmentation import ConfusionCounts, compute_dice
 from covidal.models.slices.build import ModelConfig
+from covidal.training.augment import Augment
 from covidal.training.train_config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
@@ -60,6 +68,22 @@ def test_rows_sum_the_counts_of_every_held_out_slice_and_finished_folds_are_reus
     assert again == rows  # read back, not trained again (training seconds would differ)
 
 
+def test_folds_saved_before_an_option_existed_are_reused(make_slices, tmp_path):
+    """A fold file written before ``ema_decay`` and ``augment`` were options reads as their defaults."""
+    slices = make_slices(4)
+    data = load_slices(slices.images, slices.masks)
+    config = TrainConfig(model=ModelConfig(width=8), batch_size=4, image_size=32, val_fraction=0.0, device="cpu")
+    rows = cross_validate(data, ["point"], config, tmp_path, folds=2, epochs=1, log=lambda line: None)
+    for path in [*tmp_path.glob("point/fold*.json"), *tmp_path.glob("models/*/fold*/done.json")]:
+        saved = json.loads(path.read_text())
+        del saved["config"]["ema_decay"], saved["config"]["augment"]
+        path.write_text(json.dumps(saved))
+    again = cross_validate(data, ["point"], config, tmp_path, folds=2, epochs=1, log=lambda line: None)
+    assert again == rows  # read back (the training seconds would differ)
+    changed = replace(config, ema_decay=0.5)
+    assert cross_validate(data, ["point"], changed, tmp_path, folds=2, epochs=1, log=lambda line: None) != rows
+
+
 def test_unknown_methods_and_missing_masks_are_refused(tmp_path):
     with pytest.raises(CovidalError, match="unknown method"):
         cross_validate(records(4), ["magic"], TrainConfig(), tmp_path, folds=2, epochs=1)
@@ -82,6 +106,11 @@ def test_methods_that_only_predict_differently_train_the_same_model():
     assert METHODS["cb+tta+threshold-0.7"](TrainConfig()).prediction.threshold == 0.7
     assert trained("cb+background-weight-4+tta") == trained("cb+background-weight-4") != trained("cb-flip-rot")
     assert METHODS["cb+background-weight-4"](TrainConfig()).loss.background_weight == 4.0
+    assert trained("cb+ema+augment+tta+threshold-0.7") == trained("cb+ema+augment") != trained("cb-flip-rot")
+    assert trained("cb+ema").ema_decay == EMA_DECAY and trained("cb+ema").augment is Augment.NONE
+    assert trained("cb+augment").ema_decay is None and trained("cb+augment").augment is Augment.INTENSITY_SCALE
+    both = trained("cb+background-weight-8+ema+augment")
+    assert both.loss.background_weight == 8.0 and both.ema_decay == EMA_DECAY
 
 
 def test_the_command_refuses_an_unknown_method_in_one_line(cli, synthetic_slices, tmp_path):

@@ -10,6 +10,7 @@ from covidal.losses.base import LossResult
 from covidal.losses.consistency import ConsistencyLoss, TransformSet
 from covidal.losses.point import PointLoss
 from covidal.models.slices.build import ModelConfig, build_model
+from covidal.training.augment import Augment, BatchAugmentation
 from covidal.training.dataset import TrainingSlices, batch_indices
 from covidal.training.steps import StepTrainer
 
@@ -34,6 +35,8 @@ def trainer(
     seed: int = 0,
     labelled: bool = True,
     weights_seed: int = 0,
+    ema_decay: float | None = None,
+    augment: Augment = Augment.NONE,
 ):
     torch.manual_seed(weights_seed)
     model = build_model(ModelConfig(width=4, dropout=0.5))
@@ -41,7 +44,18 @@ def trainer(
     loss_fn = (
         PointLoss() if loss == "point" else ConsistencyLoss(PointLoss(), TransformSet.FLIP_ROT, generator=generator)
     )
-    return StepTrainer(model, loss_fn, data(count, labelled), batch_size, 1e-2, seed, CPU, loss_generator=generator)
+    return StepTrainer(
+        model,
+        loss_fn,
+        data(count, labelled),
+        batch_size,
+        1e-2,
+        seed,
+        CPU,
+        loss_generator=generator,
+        ema_decay=ema_decay,
+        augmentation=BatchAugmentation(augment, seed),
+    )
 
 
 @pytest.mark.parametrize(("count", "batch_size", "steps"), [(1, 4, 7), (5, 2, 4), (3, 3, 1)])
@@ -89,15 +103,23 @@ def test_a_diverging_loss_is_a_covidal_error():
         stepper.run(1)
 
 
-@pytest.mark.parametrize("loss", ["point", "cb"])
-def test_a_trainer_restored_at_step_k_ends_as_an_uninterrupted_one(tmp_path, loss):
-    uninterrupted = trainer(loss=loss)
+@pytest.mark.parametrize(
+    ("loss", "options"),
+    [
+        ("point", {}),
+        ("cb", {}),
+        ("cb", {"ema_decay": 0.9, "augment": Augment.INTENSITY_SCALE}),
+        ("point", {"ema_decay": 0.5, "augment": Augment.INTENSITY}),
+    ],
+)
+def test_a_trainer_restored_at_step_k_ends_as_an_uninterrupted_one(tmp_path, loss, options):
+    uninterrupted = trainer(loss=loss, **options)
     uninterrupted.run(7)
-    first = trainer(loss=loss)
+    first = trainer(loss=loss, **options)
     first.run(3)
     first.save(tmp_path / "state.pt", val_dice=0.5)
     # Another process: other initial weights and random states until the state is loaded.
-    resumed = trainer(loss=loss, weights_seed=9)
+    resumed = trainer(loss=loss, weights_seed=9, **options)
     assert resumed.restore(tmp_path / "state.pt")["val_dice"] == 0.5
     assert resumed.step == 3
     resumed.run(7)
@@ -117,3 +139,28 @@ def test_without_the_random_states_the_resume_differs(tmp_path):
     resumed.run(7)
     weights = resumed.state_dict()["model"]
     assert not all(torch.equal(value, uninterrupted.state_dict()["model"][key]) for key, value in weights.items())
+
+
+def trained(steps: int, **options) -> StepTrainer:
+    """A trainer run ``steps`` right after it is built (dropout draws from the global generator it seeds)."""
+    stepper = trainer(**options)
+    stepper.run(steps)
+    return stepper
+
+
+def test_the_average_of_the_weights_is_what_predicts():
+    plain, averaged, at_decay_zero = (trained(6, ema_decay=decay) for decay in (None, 0.9, 0.0))
+    assert plain.predictor is plain.model
+    weights = plain.state_dict()["model"]
+    # Same seeds, so the same trained weights; decay 0 averages nothing, 0.9 lags behind them.
+    torch.testing.assert_close(averaged.state_dict()["model"], weights, rtol=0, atol=0)
+    torch.testing.assert_close(at_decay_zero.predictor.state_dict(), weights, rtol=0, atol=0)
+    lagging = averaged.predictor.state_dict()
+    assert not all(torch.equal(lagging[key], value) for key, value in weights.items())
+
+
+def test_augmented_batches_train_differently_but_reproducibly():
+    runs = [trained(4, augment=augment) for augment in (Augment.NONE, Augment.INTENSITY_SCALE, Augment.INTENSITY_SCALE)]
+    plain, augmented, again = (stepper.state_dict()["model"] for stepper in runs)
+    torch.testing.assert_close(augmented, again, rtol=0, atol=0)
+    assert not all(torch.equal(plain[key], value) for key, value in augmented.items())

@@ -14,6 +14,7 @@ from covidal.models.kinds import ModelKind
 from covidal.models.slices.build import ModelConfig
 from covidal.training.background_prior import BackgroundPrior
 from covidal.training.train_config import DeviceChoice, TrainConfig, measured_threshold, resolve_device
+from covidal.validation import ConfigError
 
 
 def test_defaults_are_valid_and_device_is_an_enum():
@@ -43,6 +44,8 @@ def test_defaults_are_valid_and_device_is_an_enum():
             background_prior=BackgroundPrior.BOTH,
             tta=True,
             lung_restriction=True,
+            ema_decay=0.99,
+            augment="intensity+scale",
         ),
     ],
 )
@@ -54,6 +57,7 @@ def test_to_dict_from_dict_round_trip_through_json(config):
     assert data["model"]["name"] == config.model.name.value
     assert data["device"] == config.device.value
     assert data["background_prior"] == config.background_prior.value
+    assert data["augment"] == config.augment.value
     assert data["window"] == {"level": config.window.level, "width": config.window.width}
 
 
@@ -78,10 +82,18 @@ def test_to_dict_from_dict_round_trip_through_json(config):
         ("pseudo_masks", 1, "pseudo_masks"),
         ("tta", "yes", "tta"),
         ("lung_restriction", None, "lung_restriction"),
+        ("ema_decay", 1.0, "ema_decay"),
+        ("ema_decay", -0.1, "ema_decay"),
+        ("ema_decay", float("nan"), "ema_decay"),
+        ("ema_decay", "0.9", "ema_decay"),
+        ("ema_decay", True, "ema_decay"),
+        ("augment", "elastic", "augment"),
+        ("augment", None, "augment"),
     ],
 )
 def test_bad_values_raise_value_error(field, value, message):
-    with pytest.raises(ValueError, match=message):
+    error = ConfigError if field in ("ema_decay", "augment") else ValueError
+    with pytest.raises(error, match=message):
         TrainConfig(**{field: value})
 
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from covidal.data.points import PointLabel, derive_points_for_slices, load_points
 from covidal.data.slices import SliceRecord, load_slices
@@ -119,6 +120,18 @@ def test_without_validation_every_check_is_saved(tmp_path, records):
     assert [record.step for record in result.history] == [2, 3]
     assert all(record.val is None for record in result.history)
     assert load_run(tmp_path).step == 3
+
+
+def test_the_saved_model_is_the_average_of_the_weights(tmp_path, records):
+    """Decay 0 averages nothing (the saved model is the trained one); decay 0.9 saves a lagging average."""
+    config = replace(TINY, steps=4, val_fraction=0.0, learning_rate=3e-3)
+    saved = {}
+    for decay in (None, 0.0, 0.9):
+        train(records[:4], replace(config, ema_decay=decay), tmp_path / str(decay), progress=False)
+        saved[decay] = load_run(tmp_path / str(decay)).model.state_dict()
+    assert all(torch.equal(saved[0.0][key], value) for key, value in saved[None].items())
+    assert not all(torch.equal(saved[0.9][key], value) for key, value in saved[None].items())
+    assert load_run(tmp_path / "0.9").config.ema_decay == 0.9
 
 
 def test_given_points_restricted_to_training_slices(tmp_path, records):

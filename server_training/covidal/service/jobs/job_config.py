@@ -14,6 +14,7 @@ from typing import Any
 from covidal.errors import CovidalError
 from covidal.models.kinds import SLICE_MODEL_KINDS, VOLUME_MODEL_KINDS, ModelKind
 from covidal.service.defaults import CPU_DEFAULTS
+from covidal.training.augment_kind import Augment
 from covidal.training.background_prior import BackgroundPrior
 from covidal.validation import check_choice, check_int, check_real, config_from_mapping
 
@@ -104,6 +105,8 @@ class TrainJobConfig(JobConfig):
             air and bone); a project created before it was recorded has ``none``.
         seed: seeds the initial weights, the batch order and the loss.
         warm_start: start from the project's current model when it is the same network (else fresh weights).
+        augment: random augmentation of the training batches (:class:`Augment`: none, intensity,
+            intensity+scale); a project chooses it in its settings.
 
     Raises:
         CovidalError: a value of the wrong type or out of range (naming the field).
@@ -120,6 +123,7 @@ class TrainJobConfig(JobConfig):
     background_prior: str = BackgroundPrior.NONE.value
     seed: int = 0
     warm_start: bool = True
+    augment: Augment = Augment.NONE
 
     def __post_init__(self) -> None:
         for name, maximum in (
@@ -140,6 +144,7 @@ class TrainJobConfig(JobConfig):
         check_choice("job config background_prior", self.background_prior, BackgroundPrior, error=CovidalError)
         if not isinstance(self.warm_start, bool):
             raise CovidalError(f"job config warm_start must be true or false, got {self.warm_start!r}")
+        check_choice("job config augment", self.augment, Augment, error=CovidalError)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

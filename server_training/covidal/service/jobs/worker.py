@@ -50,6 +50,7 @@ from covidal.service.project.layout import ProjectLayout
 from covidal.service.project.learning_curve import record_job_result, record_unseen_dice
 from covidal.service.store.records import Job, JobStatus, Project
 from covidal.service.store.store import Store
+from covidal.training.augment import BatchAugmentation
 from covidal.training.background_prior import BackgroundPrior
 from covidal.training.checkpoint import load_run, save_checkpoint
 from covidal.training.dataset import TrainingSlices
@@ -142,6 +143,7 @@ def run_train_job(store: Store, project_dir: Path, project: Project, job: Job, r
         config.seed * BATCH_SEED_FACTOR,
         device,
         loss_generator=loss_generator,
+        augmentation=BatchAugmentation(train_config.augment, config.seed),
     )
     val_dice = None
     if job.checkpoint_path is not None and (Path(project_dir) / job.checkpoint_path).is_file():
@@ -267,6 +269,7 @@ def _train_config(
         window=window,
         background_prior=BackgroundPrior(config.background_prior),
         threshold=measured_threshold(project.loss, kind),
+        augment=config.augment,
     )
 
 

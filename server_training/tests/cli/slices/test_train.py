@@ -270,6 +270,7 @@ def test_the_default_run_predicts_with_tta_and_a_bad_threshold_is_one_line(cli, 
     assert result.code == 0, result.err
     prediction = load_run(tmp_path / "run").config.prediction
     assert prediction.tta and prediction.threshold == 0.7  # cb-flip-rot's measured threshold
+    assert load_run(tmp_path / "run").config.augment == "intensity+scale"  # as measured
     point = cli(
         "train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--out", tmp_path / "point",
         "--loss", "point", *FAST,
@@ -281,3 +282,19 @@ def test_the_default_run_predicts_with_tta_and_a_bad_threshold_is_one_line(cli, 
         "--self-training-threshold", "0.3", *FAST,
     )  # fmt: skip
     bad.assert_user_error("self_training_threshold")
+
+
+def test_the_weight_average_and_augmentation_reach_the_saved_config(cli, synthetic_slices, tmp_path):
+    result = cli(
+        "train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--out", tmp_path / "run",
+        "--ema-decay", "0.9", "--augment", "intensity+scale", *FAST,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    config = load_run(tmp_path / "run").config
+    assert (config.ema_decay, config.augment.value) == (0.9, "intensity+scale")
+    for bad, message in ((["--ema-decay", "1"], "ema-decay"), (["--augment", "elastic"], "augment")):
+        refused = cli(
+            "train", "--images", synthetic_slices.images, "--masks", synthetic_slices.masks, "--out", tmp_path / "bad",
+            *bad, *FAST,
+        )  # fmt: skip
+        refused.assert_user_error(message)

@@ -5,8 +5,9 @@ with the same seed and take alternate positions, so at each step their two
 batches of B together are the single process's batch of 2B; the full loss is a
 mean of per-slice losses (instance norm couples no slices, dropout is 0), and
 DDP averages the ranks' gradients, so each step's gradient is the 2B-batch
-gradient. The weights themselves are not compared: conv biases followed by
-instance norm have a mathematically zero gradient, and Adam (which divides by
+gradient (the batch augmentation, random per rank, is off). The weights
+themselves are not compared: conv biases followed by instance norm have a
+mathematically zero gradient, and Adam (which divides by
 the gradient's running RMS) turns its float round-off into steps of about lr in
 either run. Those biases do not change the network's output, so outputs are.
 """
@@ -46,6 +47,8 @@ RUN = (
     "--device",
     "cpu",
     "--quiet",
+    "--augment",
+    "none",
 )
 
 

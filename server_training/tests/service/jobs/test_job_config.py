@@ -26,6 +26,18 @@ def test_train_job_settings_have_upper_bounds(values, words):
         assert word in str(raised.value), str(raised.value)
 
 
+@pytest.mark.parametrize("augment", ["elastic", ["intensity"], 3, None])
+def test_an_unknown_augmentation_is_a_clear_error(augment):
+    with pytest.raises(CovidalError, match="augment"):
+        TrainJobConfig.from_dict({"augment": augment})
+
+
+def test_a_project_chooses_the_augmentation_in_its_settings():
+    config = TrainJobConfig.for_project({"augment": "intensity+scale"}, {})
+    assert config.augment == "intensity+scale" and TrainJobConfig().augment == "none"
+    assert TrainJobConfig.from_dict(config.to_dict()) == config
+
+
 def test_train_job_bounds_themselves_are_accepted():
     config = TrainJobConfig.from_dict({"image_size": 1024, "width": 256, "batch_size": 256})
     assert (config.image_size, config.width, config.batch_size) == (1024, 256, 256)

@@ -122,6 +122,18 @@ def test_a_resumed_job_continues_with_the_saved_optimiser_state(answered):
     torch.testing.assert_close(resumed, uninterrupted, rtol=0, atol=0)
 
 
+def test_a_resumed_augmented_job_ends_as_an_uninterrupted_one_and_its_model_records_it(tmp_path):
+    """The augmentation's generator is part of the job's state: restored, its draws continue where they were."""
+    for store, project_id in answered_project(tmp_path, "entropy", {**TINY_SETTINGS, "augment": "intensity+scale"}):
+        uninterrupted = torch.load(run_train_job(store, project_id, steps=4), weights_only=True)
+        at_step_2 = run_train_job(store, project_id, steps=2)
+        resumed = torch.load(run_train_job(store, project_id, steps=4, resume_from=at_step_2), weights_only=True)
+        assert resumed["augment_rng"] is not None and resumed.pop("format") == uninterrupted.pop("format")
+        torch.testing.assert_close(resumed, uninterrupted, rtol=0, atol=0)
+        current = ProjectLayout(store.root).current_model(project_id)
+        assert load_run(current, "cpu").config.augment == "intensity+scale"
+
+
 def test_a_resumed_ceal_job_trains_on_the_pseudo_labels_it_started_with(answered_ceal):
     store, project_id = answered_ceal
     current = ProjectLayout(store.root).current_model(project_id)
