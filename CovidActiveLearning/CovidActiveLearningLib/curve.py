@@ -1,9 +1,9 @@
-"""The learning curve (annotation effort against each model's Dice on the answers given after it) as Slicer plot
-nodes.
+"""The learning curve (annotation effort against the share of the answers given after each model that it agreed
+with) as Slicer plot nodes.
 
 Nothing of a project is held out, so the backend scores each model on the answers that came after it, before the
-next training job trains on them: pixels the model never saw. One table node holds the points, one plot series
-draws that Dice over effort, one chart shows it. The three nodes are found again by name, so refreshing the curve
+next training job trains on them: answers the model never saw. One table node holds the points, one plot series
+draws that share over effort, one chart shows it. The three nodes are found again by name, so refreshing the curve
 updates them in place.
 """
 
@@ -19,14 +19,14 @@ from CovidActiveLearningLib.errors import UserFacingError
 from CovidActiveLearningLib.mrml import MrmlContext
 
 TABLE_NAME = "CovidActiveLearning learning curve table"
-SERIES_NAME = "Dice on later answers"
+SERIES_NAME = "Agreement with later answers"
 CHART_NAME = "CovidActiveLearning learning curve"
 CHART_TITLE = "Learning curve"
 EFFORT_COLUMN = "effort (s)"
 ANSWERS_COLUMN = "answers"
-DICE_COLUMN = "Dice on later answers"
+DICE_COLUMN = "agreement with later answers"
 X_AXIS_TITLE = "Annotation effort (s)"
-Y_AXIS_TITLE = "Dice on the answers given after the model"
+Y_AXIS_TITLE = "Share of later answers it agreed with"
 SERIES_COLOR = (0.12, 0.47, 0.71)  # a blue that reads well on the plot view's white background
 
 
@@ -37,7 +37,7 @@ class CurvePoint:
     job_id: int
     answers: int
     effort_seconds: float
-    dice: float | None  # on the answers given after the model (not trained on); None until scored
+    agreement: float | None  # share of the answers given after the model (not trained on); None until scored
 
     @classmethod
     def from_json(cls, item: Mapping) -> CurvePoint:
@@ -47,16 +47,18 @@ class CurvePoint:
             UserFacingError: a missing key or a value of the wrong kind.
         """
         try:
-            dice = item["unseen_dice"]
+            agreement = item["unseen_agreement"]
             point = cls(
                 int(item["job_id"]),
                 int(item["answers"]),
                 float(item["effort_seconds"]),
-                None if dice is None else float(dice),
+                None if agreement is None else float(agreement),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise UserFacingError(f"The backend sent a learning curve point that cannot be read ({error!r}).") from None
-        if not math.isfinite(point.effort_seconds) or (point.dice is not None and not math.isfinite(point.dice)):
+        if not math.isfinite(point.effort_seconds) or (
+            point.agreement is not None and not math.isfinite(point.agreement)
+        ):
             raise UserFacingError(
                 f"The backend sent a learning curve point with a non-finite value (job {point.job_id})."
             )
@@ -67,8 +69,8 @@ def show_learning_curve(context: MrmlContext, points: Sequence[Mapping]):
     """Build or update the learning curve's table, plot series and chart nodes; returns the chart node.
 
     Args:
-        points: the backend's curve JSON, a list of ``{"job_id", "answers", "effort_seconds", "unseen_dice",
-            ...}``. Points whose ``unseen_dice`` is null (the newest model, not yet scored) are left out; the
+        points: the backend's curve JSON, a list of ``{"job_id", "answers", "effort_seconds", "unseen_agreement",
+            ...}``. Points whose ``unseen_agreement`` is null (the newest model, not yet scored) are left out; the
             rest are sorted by effort so the line runs left to right.
 
     Returns:
@@ -78,7 +80,7 @@ def show_learning_curve(context: MrmlContext, points: Sequence[Mapping]):
         UserFacingError: a point cannot be read.
     """
     measured = sorted(
-        (point for point in map(CurvePoint.from_json, points) if point.dice is not None),
+        (point for point in map(CurvePoint.from_json, points) if point.agreement is not None),
         key=lambda point: (point.effort_seconds, point.answers),
     )
     table_node = _node(context.scene, "vtkMRMLTableNode", TABLE_NAME)
@@ -104,12 +106,12 @@ def show_learning_curve(context: MrmlContext, points: Sequence[Mapping]):
 
 
 def _curve_table(points: Sequence[CurvePoint]) -> vtk.vtkTable:
-    """A ``[len(points), 3]`` table: effort (s), answers, Dice on later answers."""
+    """A ``[len(points), 3]`` table: effort (s), answers, agreement with later answers."""
     table = vtk.vtkTable()
     for name, array_class, values in (
         (EFFORT_COLUMN, vtk.vtkDoubleArray, [point.effort_seconds for point in points]),
         (ANSWERS_COLUMN, vtk.vtkIntArray, [point.answers for point in points]),
-        (DICE_COLUMN, vtk.vtkDoubleArray, [point.dice for point in points]),
+        (DICE_COLUMN, vtk.vtkDoubleArray, [point.agreement for point in points]),
     ):
         column = array_class()
         column.SetName(name)

@@ -13,15 +13,16 @@ from CovidActiveLearningLib.errors import UserFacingError
 
 
 def curve_point(job_id, answers, effort, dice):
-    """One point as ``GET /projects/{id}/metrics/curve`` sends it; ``dice`` is the model's Dice on the answers
-    given after it, the curve. Its Dice on its own training pixels (``val_dice``) is higher and not drawn."""
+    """One point as ``GET /projects/{id}/metrics/curve`` sends it; ``dice`` is the share of the answers given
+    after the model that it agreed with, the curve. Its Dice on its own training pixels (``val_dice``) is not
+    drawn."""
     return {
         "job_id": job_id,
         "finished_at": 1_795_000_000.0 + 60 * job_id,
         "answers": answers,
         "effort_seconds": effort,
         "val_dice": 0.95,
-        "unseen_dice": dice,
+        "unseen_agreement": dice,
         "unseen_answers": 0 if dice is None else 48,
         "steps": 40,
     }
@@ -44,11 +45,11 @@ def node_counts(scene):
     ]
 
 
-def test_chart_shows_dice_over_effort_without_the_points_lacking_dice(mrml):
+def test_chart_shows_agreement_over_effort_without_the_points_not_yet_scored(mrml):
     chart = show_learning_curve(mrml, POINTS)
     assert chart.IsA("vtkMRMLPlotChartNode")
     assert chart.GetTitle() == CHART_TITLE
-    assert "effort" in chart.GetXAxisTitle().lower() and "dice" in chart.GetYAxisTitle().lower()
+    assert "effort" in chart.GetXAxisTitle().lower() and "later answers" in chart.GetYAxisTitle().lower()
     assert chart.GetNumberOfPlotSeriesNodes() == 1
     series = chart.GetNthPlotSeriesNode(0)
     assert (series.GetXColumnName(), series.GetYColumnName()) == (EFFORT_COLUMN, DICE_COLUMN)
@@ -74,7 +75,7 @@ def test_points_are_drawn_in_order_of_effort(mrml):
     assert [row[0] for row in table_rows(chart)] == [80.0, 151.25]
 
 
-def test_a_curve_without_dice_gives_an_empty_table(mrml):
+def test_a_curve_not_yet_scored_gives_an_empty_table(mrml):
     assert table_rows(show_learning_curve(mrml, [])) == []
     assert table_rows(show_learning_curve(mrml, POINTS[:1])) == []
     assert node_counts(mrml.scene) == [1, 1, 1]
@@ -83,9 +84,9 @@ def test_a_curve_without_dice_gives_an_empty_table(mrml):
 @pytest.mark.parametrize(
     "broken",
     [
-        {"job_id": 1, "answers": 3, "unseen_dice": 0.5},
+        {"job_id": 1, "answers": 3, "unseen_agreement": 0.5},
         {**POINTS[1], "effort_seconds": "a while"},
-        {**POINTS[1], "unseen_dice": float("nan")},
+        {**POINTS[1], "unseen_agreement": float("nan")},
     ],
 )
 def test_a_malformed_point_is_a_clear_error(mrml, broken):

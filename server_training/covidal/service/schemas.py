@@ -262,12 +262,13 @@ class CurvePoint(_Response):
     answers: int = Field(description="answered regions the model trained on")
     effort_seconds: float = Field(description="the annotators' summed effort for those answers")
     val_dice: float | None = Field(description="Dice on its training pixels (the answered regions it trained on)")
-    unseen_dice: float | None = Field(
+    unseen_agreement: float | None = Field(
         default=None,
-        description="Dice on the answers given after it, which it never trained on (scored by the next training "
-        "job before it trains); None until then, or when they hold no known pixel. This is the learning curve",
+        description="the share of the answers given after it, which it never trained on, that it agreed with (an "
+        "infection click it calls infected, a background region with nothing called infected), scored by the next "
+        "training job before it trains; None until then. This is the learning curve",
     )
-    unseen_answers: int = Field(default=0, description="how many answers unseen_dice was measured on")
+    unseen_answers: int = Field(default=0, description="how many answers unseen_agreement was measured on")
     steps: int
     pseudo_labels: PseudoLabelsOut | None = Field(
         default=None,

@@ -91,7 +91,7 @@ def test_learning_curve_json_and_png(service, trained, tmp_path):
             "answers": len(answered),
             "effort_seconds": 3.0 * len(answered),
             "val_dice": job["progress"]["val_dice"],
-            "unseen_dice": None,  # no answer was given after it yet
+            "unseen_agreement": None,  # no answer was given after it yet
             "unseen_answers": 0,
             "steps": 6,
             "pseudo_labels": None,  # an entropy project adds none
@@ -112,16 +112,15 @@ def test_the_next_job_scores_the_last_model_on_the_answers_given_after_it(servic
     curve = client.learning_curve(project["id"])
     assert [point["job_id"] for point in curve] == [first["id"], second["id"]]
     assert curve[0]["unseen_answers"] == len(later) == 8
-    assert curve[1]["unseen_answers"] == 0 and curve[1]["unseen_dice"] is None
-    # The first job's own model on slices 2 and 3, whose known pixels are the click at the lesion's centre
-    # (infection) and the three background regions (every pixel outside region 0's 16 x 16 box).
+    assert curve[1]["unseen_answers"] == 0 and curve[1]["unseen_agreement"] is None
+    # The first job's own model on slices 2 and 3: it agrees with the infection answer (region 0) when it calls
+    # the click at the lesion's centre infected, with a background answer (regions 1-3, the other 16 x 16 boxes)
+    # when it calls none of its pixels infected.
     model = service.settings.project_dir / "jobs" / str(first["id"]) / "checkpoint" / "model.pt"
     labels = predict_labels(load_run(model, torch.device("cpu")), read_volume(tmp_path / "lesion.nrrd"))[2:4]
-    background = np.ones((32, 32), dtype=bool)
-    background[:16, :16] = False
-    tp = int(labels[:, 8, 8].sum())
-    expected = 2 * tp / (2 * tp + int(labels[:, background].sum()) + (2 - tp))
-    assert curve[0]["unseen_dice"] == pytest.approx(expected)
+    boxes = [(slice(0, 16), slice(16, 32)), (slice(16, 32), slice(0, 16)), (slice(16, 32), slice(16, 32))]
+    agreed = sum(int(k_labels[8, 8]) + sum(not k_labels[box].any() for box in boxes) for k_labels in labels)
+    assert curve[0]["unseen_agreement"] == pytest.approx(agreed / 8)
 
 
 def test_job_errors_are_clear(service, trained, tmp_path):

@@ -135,6 +135,28 @@ def known_pixel_counts(
     return tp, fp, fn
 
 
+def answer_agreement(data: ProjectAnnotations, predictions: Iterable[np.ndarray]) -> int:
+    """How many of ``data``'s answers the binary ``predictions`` ``[H, W]`` (one per slice of ``data.slices``, native
+    grid) agree with: an infection answer when the model calls a clicked pixel infected, a background answer when it
+    calls no pixel of the region infected.
+
+    A Dice on these pixels means little: an infection answer gives one known pixel, a background answer hundreds.
+    """
+    predicted = {
+        (s.case_id, s.slice_id): np.asarray(p, dtype=bool) for s, p in zip(data.slices, predictions, strict=True)
+    }
+    agreed = 0
+    for answer in data.regions:
+        label = region_label(answer)
+        infected = predicted[label.key]
+        if answer.answer is records.Answer.INFECTION:
+            agreed += any(infected[row, col] for row, col in label.points)
+        else:
+            box = data.state.grid.boxes(infected.shape)[answer.region]
+            agreed += not infected[box.slices].any()
+    return agreed
+
+
 def dice_of(tp: int, fp: int, fn: int) -> float | None:
     """``2 tp / (2 tp + fp + fn)``, or None when nothing is positive in either (undefined)."""
     denominator = 2 * tp + fp + fn

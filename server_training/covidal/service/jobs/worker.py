@@ -40,6 +40,7 @@ from covidal.service.jobs.progress import (
 )
 from covidal.service.jobs.training_data import (
     ProjectAnnotations,
+    answer_agreement,
     dice_of,
     known_pixel_counts,
     project_annotations,
@@ -47,7 +48,7 @@ from covidal.service.jobs.training_data import (
 )
 from covidal.service.jobs.training_set import job_training_set
 from covidal.service.project.layout import ProjectLayout
-from covidal.service.project.learning_curve import record_job_result, record_unseen_dice
+from covidal.service.project.learning_curve import record_job_result, record_unseen_agreement
 from covidal.service.store.records import Job, JobStatus, Project
 from covidal.service.store.store import Store
 from covidal.training.augment import BatchAugmentation
@@ -234,9 +235,13 @@ def _score_last_model_on_later_answers(
     except CovidalError as error:  # the curve goes without this point; training does not depend on it
         print(f"the last model could not be scored on later answers: {error}", flush=True)
         return
-    dice = _known_pixel_dice(run.model, unseen, run.config.image_size, device, run.config.prediction.threshold)
-    record_unseen_dice(last, dice, unseen.answers, unseen.effort_seconds)
-    print(f"the last model scored on the {unseen.answers} answers given after it: Dice {dice}", flush=True)
+    predictions = (
+        probability >= run.config.prediction.threshold
+        for _, probability in predict_probabilities(run.model, unseen.slices, run.config.image_size, device)
+    )
+    agreed = answer_agreement(unseen, predictions)
+    record_unseen_agreement(last, agreed, unseen.answers, unseen.effort_seconds)
+    print(f"the last model agreed with {agreed} of the {unseen.answers} answers given after it", flush=True)
 
 
 def _known_pixel_dice(

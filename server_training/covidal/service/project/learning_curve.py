@@ -4,9 +4,11 @@ drawn as a PNG.
 
 Nothing of a project is held out, so what a model never trained on is the answers given after it: the next
 ``train`` job, before it trains, scores the last finished job's model on them (test-then-train) and writes that
-job's ``unseen.json``. That Dice, on pixels the model never saw, is the curve; the last model has none until the
-next job. The answers are the regions the strategy chose (where models are unsure), so it reads lower than a
-Dice on random pixels would.
+job's ``unseen.json``: the share of those answers the model agreed with (an infection click it calls infected, a
+background region in which it calls nothing infected). That share is the curve; the last model has none until the
+next job. A Dice on those pixels would mean little (an infection answer gives one known pixel, a background
+answer hundreds), and the answers are the regions the strategy chose (where models are unsure), so the share
+reads lower than it would on random regions.
 """
 
 from __future__ import annotations
@@ -49,12 +51,12 @@ def record_job_result(
     )
 
 
-def record_unseen_dice(paths: JobPaths, dice: float | None, answers: int, effort_seconds: float) -> None:
-    """Write (atomically) the Dice of job ``paths``'s model on the ``answers`` given after it (None: no known
-    infection or background pixel among them), which took ``effort_seconds``."""
+def record_unseen_agreement(paths: JobPaths, agreed: int, answers: int, effort_seconds: float) -> None:
+    """Write (atomically) how many of the ``answers`` given after job ``paths``'s model (``answers`` > 0, which
+    took ``effort_seconds``) it ``agreed`` with."""
     atomic_write_json(
         paths.unseen,
-        {"unseen_dice": dice, "unseen_answers": answers, "unseen_effort_seconds": effort_seconds},
+        {"unseen_agreed": agreed, "unseen_answers": answers, "unseen_effort_seconds": effort_seconds},
     )
 
 
@@ -77,24 +79,23 @@ def curve_points(store: Store, layout: ProjectLayout, project_id: int) -> list[C
                     val_dice=result["val_dice"],
                     steps=result["steps"],
                     pseudo_labels=result.get("pseudo_labels"),
-                    unseen_dice=unseen.get("unseen_dice"),
+                    unseen_agreement=unseen["unseen_agreed"] / unseen["unseen_answers"] if unseen else None,
                     unseen_answers=unseen.get("unseen_answers", 0),
                 )
             )
     return sorted(points, key=lambda point: (point.finished_at, point.job_id))
 
 
-UNSEEN_DICE_LABEL = "Dice on the answers given after it (not trained on)"
+UNSEEN_LABEL = "share of the later answers it agreed with"
 
 
 def curve_png(points: list[CurvePoint], title: str) -> bytes:
-    """PNG of each model's Dice on the answers given after it (:data:`UNSEEN_DICE_LABEL`) against the annotation
-    effort it trained on (minutes); models not yet scored are left out. The demo draws its held-out curve the same
-    way."""
-    shown = [point for point in points if point.unseen_dice is not None]
+    """PNG of the share of the answers given after each model that it agreed with (:data:`UNSEEN_LABEL`) against
+    the annotation effort it trained on (minutes); models not yet scored are left out."""
+    shown = [point for point in points if point.unseen_agreement is not None]
     return dice_curve_png(
         [point.effort_seconds for point in shown],
-        [point.unseen_dice for point in shown],
+        [point.unseen_agreement for point in shown],
         f"{title}: {len(points)} trained model(s)" + ("" if shown else ", none scored on later answers yet"),
-        UNSEEN_DICE_LABEL,
+        UNSEEN_LABEL,
     )
