@@ -46,6 +46,7 @@ from covidal.losses.registry import build_loss
 from covidal.models.slices.build import build_model
 from covidal.models.slices.network import SegmentationNet
 from covidal.regions.grid import RegionGrid, RegionId
+from covidal.training.augment import BatchAugmentation
 from covidal.training.checkpoint import MODEL_FILE, save_checkpoint
 from covidal.training.dataset import TrainingSlices
 from covidal.training.inference import evaluate
@@ -320,6 +321,7 @@ def _retrain(
         derived_seed(config.seed, "batches", cycle),
         session.device,
         loss_generator=loss_generator,
+        augmentation=BatchAugmentation(config.augment, config.seed, stream=cycle),
     )
     losses: list[float] = []
     trainer.run(config.steps_per_cycle, lambda report: losses.append(report.loss))

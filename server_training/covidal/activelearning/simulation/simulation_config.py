@@ -13,6 +13,7 @@ from covidal.data.window import HUWindow
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.slices.build import ModelConfig
 from covidal.regions.grid import DEFAULT_REGIONS, RegionGrid
+from covidal.training.augment_kind import Augment
 from covidal.training.train_config import DeviceChoice, TrainConfig
 from covidal.validation import check_choice, check_int
 
@@ -43,6 +44,8 @@ class SimulationConfig:
         background_sample: a background-tagged region contributes this many of its
             pixels (seeded sample) as background; None = all of them.
         loss: training loss; one that learns from points (see ``SIMULATION_LOSSES``).
+        augment: random augmentation of each cycle's training batches (:class:`Augment`; ``none`` by default, as
+            in every experiment recorded before it existed).
         model: network and head dropout.
         batch_size, learning_rate, image_size, device, window, mask_class: as in :class:`TrainConfig`.
         seed: seeds the initial slices, the annotator's clicks, the initialisation,
@@ -66,6 +69,7 @@ class SimulationConfig:
     warm_start: bool = True
     background_sample: int | None = None
     loss: LossConfig = field(default_factory=lambda: LossConfig(name=LossName.CB_FLIP_ROT))
+    augment: Augment = Augment.NONE
     model: ModelConfig = field(default_factory=ModelConfig)
     batch_size: int = 8
     learning_rate: float = 1e-3
@@ -81,6 +85,7 @@ class SimulationConfig:
         if not isinstance(self.strategy_params, StrategyParams):
             raise ValueError(f"strategy_params must be StrategyParams, got {type(self.strategy_params).__name__}")
         self.reduction = check_choice("region reduction", self.reduction, Reduction)
+        self.augment = check_choice("augment", self.augment, Augment)
         self.device = check_choice("device", self.device, DeviceChoice)
         RegionGrid(self.regions)  # raises ValueError unless a perfect square
         if self.loss.name not in SIMULATION_LOSSES:
@@ -121,6 +126,7 @@ class SimulationConfig:
             device=self.device,
             window=self.window,
             mask_class=self.mask_class,
+            augment=self.augment,
         )
 
     @property
@@ -129,6 +135,7 @@ class SimulationConfig:
         selection cap other than one region per slice: one curve.json entry per name."""
         suffix = "" if self.protocol is AnswerProtocol.POINT else f"-{self.protocol.value}"
         suffix += "" if self.warm_start else "-scratch"
+        suffix += "" if self.augment is Augment.NONE else f"-{self.augment.value}"
         if self.max_per_slice != 1:
             suffix += "-no-cap" if self.max_per_slice is None else f"-per-slice{self.max_per_slice}"
         return f"{self.strategy.value}-{self.loss.name.value}-seed{self.seed}{suffix}"

@@ -40,6 +40,7 @@ from covidal.errors import CovidalError
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.kinds import SLICE_MODEL_KINDS, ModelKind
 from covidal.models.slices.build import ModelConfig
+from covidal.training.augment_kind import Augment
 
 PLOT_FILE = "curve.png"
 
@@ -97,6 +98,13 @@ def add_parser(commands) -> None:
         help="pixels of a background-tagged region used as background (default: all)",
     )
     parser.add_argument("--loss", choices=[n.value for n in SIMULATION_LOSSES], default=LossName.CB_FLIP_ROT.value)
+    parser.add_argument(
+        "--augment",
+        choices=[kind.value for kind in Augment],
+        default=Augment.NONE.value,
+        help="random augmentation of each cycle's training batches (default none; covidal train's default, "
+        "intensity+scale, was measured by cross-validation, BENCHMARKS.md)",
+    )
     parser.add_argument("--model", choices=[k.value for k in SLICE_MODEL_KINDS], default=ModelKind.UNET.value)
     parser.add_argument("--width", type=positive_int, default=32, help="U-Net base channels")
     parser.add_argument("--dropout", type=fraction, default=0.5, help="head dropout probability (default 0.5)")
@@ -156,6 +164,7 @@ def config_from(args: argparse.Namespace) -> SimulationConfig:
             warm_start=not args.scratch,
             background_sample=args.background_sample,
             loss=LossConfig(name=LossName(args.loss)),
+            augment=Augment(args.augment),
             model=ModelConfig(name=ModelKind(args.model), dropout=args.dropout, width=args.width),
             batch_size=args.batch_size,
             learning_rate=args.lr,

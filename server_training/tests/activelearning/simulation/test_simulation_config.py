@@ -5,6 +5,7 @@ from covidal.activelearning.simulation.simulation_config import SimulationConfig
 from covidal.activelearning.strategies import StrategyName
 from covidal.losses.registry import LossConfig, LossName
 from covidal.models.slices.build import ModelConfig
+from covidal.training.augment_kind import Augment
 
 
 def test_round_trips_through_a_dict():
@@ -20,11 +21,12 @@ def test_round_trips_through_a_dict():
         image_size=64,
         background_sample=50,
         warm_start=False,
+        augment="intensity+scale",
         seed=7,
         device="cpu",
     )
     again = SimulationConfig.from_dict(config.to_dict())
-    assert again == config
+    assert again == config and again.augment is Augment.INTENSITY_SCALE
     assert again.strategy is StrategyName.BALD and again.reduction is Reduction.MEAN
 
 
@@ -44,6 +46,11 @@ def test_run_name_identifies_strategy_loss_seed_start_and_cap(warm_start, cap, e
     assert config.run_name == expected
 
 
+def test_an_augmented_run_has_its_own_name():
+    config = SimulationConfig(strategy="entropy", loss=LossConfig(LossName.POINT), seed=3, augment="intensity")
+    assert config.run_name == "entropy-point-seed3-intensity"
+
+
 def test_a_config_saved_with_slices_times_regions_reads_as_that_many_regions():
     saved = SimulationConfig(per_cycle=5).to_dict()
     del saved["max_per_slice"]
@@ -57,6 +64,7 @@ def test_train_config_carries_the_shared_options():
     train = config.train_config()
     assert (train.image_size, train.batch_size, train.learning_rate, train.model.width) == (96, 3, 5e-4, 8)
     assert train.val_fraction == 0
+    assert train.augment is Augment.NONE and SimulationConfig(augment="intensity").train_config().augment == "intensity"
 
 
 @pytest.mark.parametrize(
@@ -75,6 +83,7 @@ def test_train_config_carries_the_shared_options():
         ({"cycles": -1}, "cycles"),
         ({"background_sample": 0}, "background_sample"),
         ({"image_size": 100}, "multiple of 32"),
+        ({"augment": "elastic"}, "augment"),
     ],
 )
 def test_rejects_bad_options(options, message):

@@ -109,3 +109,14 @@ def test_the_strategy_params_and_protocol_are_saved_with_the_run(cli, make_slice
     [run] = load_curves(out / "curve.json")
     assert run.name == "density-cb-flip-rot-seed0-mask"
     assert run.config["strategy_params"]["beta"] == 2.5 and run.config["protocol"] == "mask"
+
+
+def test_an_augmented_simulation_records_its_augmentation(cli, make_slices, tmp_path, single_thread_torch):
+    pool, test = make_slices(4, name="pool"), make_slices(2, seed=3, name="test")
+    out = tmp_path / "out"
+    data = ("--images", pool.images, "--masks", pool.masks, "--test-images", test.images, "--test-masks", test.masks)
+    args = ("simulate", *data, "--strategy", "entropy", "--loss", "point", "--out", out, *TINY)
+    assert cli(*args, "--augment", "intensity+scale").code == 0
+    (run,) = load_curves(out / "curve.json")
+    assert run.name == "entropy-point-seed0-intensity+scale" and run.config["augment"] == "intensity+scale"
+    cli(*args, "--augment", "elastic").assert_user_error("--augment")
