@@ -12,7 +12,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from covidal.losses.base import IGNORE_INDEX
 from covidal.losses.combo import ComboLoss, check_binary_labels, per_sample_combo_loss
+from covidal.losses.point import point_loss
 
 GradientDict = dict[str, Tensor]
 
@@ -91,6 +93,36 @@ def batch_gradient(model: nn.Module, images: Tensor, labels: Tensor) -> tuple[Te
     check_image_batch(images, labels)
     parameters = trainable_parameters(model)
     loss = ComboLoss()(model(images), labels)
+    gradients = torch.autograd.grad(loss, list(parameters.values()))
+    return loss.detach(), dict(zip(parameters, gradients, strict=True))
+
+
+def point_batch_gradient(model: nn.Module, images: Tensor, point_labels: Tensor) -> tuple[Tensor, GradientDict]:
+    """The class-balanced point loss (:func:`covidal.losses.point.point_loss`) of a batch labelled only where a
+    clinician answered, and its gradient ``{name: [*param.shape]}``: a clean signal for the re-weighting (RGS)
+    before any volume is delineated in full.
+
+    Args:
+        images: ``[B, 1, D, H, W]``.
+        point_labels: ``[B, D, H, W]`` int64: 1 at infection clicks, 0 in background answers, -1 elsewhere.
+
+    Raises:
+        ValueError: on other shapes, a label outside {-1, 0, 1}, or no labelled voxel at all.
+    """
+    if images.ndim != 5 or images.shape[1] != 1 or point_labels.shape != images.shape[:1] + images.shape[2:]:
+        raise ValueError(
+            f"expected images [B, 1, D, H, W] and point labels [B, D, H, W], got {tuple(images.shape)} and "
+            f"{tuple(point_labels.shape)}"
+        )
+    if not bool((point_labels != IGNORE_INDEX).any()):
+        raise ValueError("the point labels hold no answered voxel, so they give no clean gradient")
+    parameters = trainable_parameters(model)
+    logits = model(images)
+    batch, classes, depth, height, width = logits.shape
+    # The point loss is per voxel, so the depth folds into the rows of its 2D form.
+    loss = point_loss(
+        logits.reshape(batch, classes, depth * height, width), point_labels.reshape(batch, depth * height, width)
+    )
     gradients = torch.autograd.grad(loss, list(parameters.values()))
     return loss.detach(), dict(zip(parameters, gradients, strict=True))
 

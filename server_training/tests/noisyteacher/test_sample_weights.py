@@ -18,6 +18,7 @@ from covidal.noisyteacher.gradients import (
     batch_gradient,
     per_sample_dot,
     per_sample_gradients,
+    point_batch_gradient,
 )
 from covidal.noisyteacher.sample_weights import (
     combine_weights,
@@ -198,12 +199,9 @@ def cube_volume(generator: torch.Generator, side: int = 16) -> tuple[torch.Tenso
     return image[None], labels
 
 
-def twin_rgs_weights(seed: int, training_steps: int) -> torch.Tensor:
-    """RGS weights of (true label, inverted label, lesion moved elsewhere) on copies of one image.
-
-    The tiny network is first trained ``training_steps`` Adam steps on clean pairs; the validation batch is
-    four clean volumes.
-    """
+def trained_tiny_unet(seed: int, training_steps: int) -> tuple[torch.nn.Module, torch.Generator]:
+    """The tiny 3D U-Net of ``seed`` after ``training_steps`` Adam steps on pairs of clean cube volumes, and the
+    generator that drew them (it goes on to draw the test's volumes)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(100 + seed)
     model = build_unet3d(TINY)
@@ -214,6 +212,16 @@ def twin_rgs_weights(seed: int, training_steps: int) -> torch.Tensor:
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
+    return model, generator
+
+
+def twin_rgs_weights(seed: int, training_steps: int) -> torch.Tensor:
+    """RGS weights of (true label, inverted label, lesion moved elsewhere) on copies of one image.
+
+    The tiny network is first trained ``training_steps`` Adam steps on clean pairs; the validation batch is
+    four clean volumes.
+    """
+    model, generator = trained_tiny_unet(seed, training_steps)
     validation = [cube_volume(generator) for _ in range(4)]
     _, validation_gradient = batch_gradient(
         model, torch.stack([v[0] for v in validation]), torch.stack([v[1] for v in validation])
@@ -237,3 +245,42 @@ def test_a_misplaced_lesion_label_gets_a_lower_rgs_weight_after_some_training_on
     weights = torch.stack([twin_rgs_weights(seed, training_steps=10) for seed in range(4)])
     clean, _, moved = weights.mean(dim=0).tolist()
     assert clean > moved + 0.2, (clean, moved)
+
+
+def clicked(labels: torch.Tensor) -> torch.Tensor:
+    """Point labels ``[D, H, W]`` of a clinician's answers on ``labels``: a click at the lesion's centre and a
+    background answer over a slab of axial slices away from it; every other voxel unlabelled (-1)."""
+    points = torch.full_like(labels, -1)
+    lesion = labels.nonzero().float().mean(dim=0).round().long().tolist()
+    points[tuple(lesion)] = 1
+    slabs = [k for k in range(labels.shape[0]) if not labels[k].any()]
+    points[slabs[:3]] = 0
+    return points
+
+
+@pytest.mark.parametrize("training_steps", [5])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_clean_gradient_from_clicks_down_weights_a_flipped_pseudo_label(seed, training_steps):
+    """RGS with the clean gradient from answers alone (one click and one background answer per volume, as a
+    clicks-to-3D job would have before any expert volume) weighs a flipped pseudo-label below its clean twin once
+    the network has trained a few steps. At initialisation (0 steps) it did not for seed 2 (weights 0 and 1): the
+    class-balanced point loss and the pseudo-labels' combo loss can disagree before the network has learnt
+    anything, unlike the expert-volume gradient of the test above."""
+    model, generator = trained_tiny_unet(seed, training_steps)
+    answered = [cube_volume(generator) for _ in range(4)]
+    images, points = torch.stack([v[0] for v in answered]), torch.stack([clicked(v[1]) for v in answered])
+    assert int((points == 1).sum()) == 4 and int((points == -1).sum()) > points.numel() // 2  # sparse answers
+    _, clean_gradient = point_batch_gradient(model, images, points)
+    image, labels = cube_volume(generator)
+    _, per_sample = per_sample_gradients(model, torch.stack([image] * 2), torch.stack([labels, 1 - labels]))
+    clean, flipped = rgs_weights(per_sample, clean_gradient).tolist()
+    assert clean > flipped + 0.2, (clean, flipped)
+
+
+def test_a_point_gradient_needs_answered_voxels_of_the_images_shape():
+    model = build_unet3d(TINY)
+    images = torch.zeros(1, 1, 16, 16, 16)
+    with pytest.raises(ValueError, match="no answered voxel"):
+        point_batch_gradient(model, images, torch.full((1, 16, 16, 16), -1, dtype=torch.long))
+    with pytest.raises(ValueError, match="point labels"):
+        point_batch_gradient(model, images, torch.zeros(1, 16, 16, dtype=torch.long))
