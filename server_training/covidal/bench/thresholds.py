@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from covidal.bench.lungs import dice
 from covidal.data.slices import load_volume_slices
 from covidal.data.volume import Volume
 from covidal.training.checkpoint import load_run
@@ -65,9 +66,8 @@ def threshold_scores(
             voxel_ml = float(np.prod(case.ct.spacing)) / 1000.0
             for threshold in thresholds:
                 predicted = probabilities >= threshold
-                total = int(predicted.sum()) + int(case.labels.sum())
-                dice = 1.0 if total == 0 else 2.0 * int((predicted & case.labels).sum()) / total
-                scores.append(ThresholdScore(model, name, threshold, dice, int(predicted.sum()) * voxel_ml))
+                score = dice(predicted, case.labels)
+                scores.append(ThresholdScore(model, name, threshold, score, int(predicted.sum()) * voxel_ml))
     return scores
 
 

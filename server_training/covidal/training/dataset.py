@@ -15,11 +15,11 @@ from covidal.data.resizing import (
     resize_image,
     resize_mask,
 )
-from covidal.data.slices import SliceRecord, records_kind
+from covidal.data.slices import SliceRecord
 from covidal.data.window import LUNG_WINDOW, HUWindow
 from covidal.losses.base import Batch
-from covidal.training.background_prior import BackgroundPrior, certain_background_thresholds
-from covidal.training.derived_labels import derived_label_maps
+from covidal.training.background_prior import BackgroundPrior
+from covidal.training.derived_labels import derived_label_maps_of_records
 from covidal.training.distributed import SINGLE_PROCESS, Shard, shard_order
 
 
@@ -74,8 +74,7 @@ class TrainingSlices:
         if with_masks:
             masks = torch.from_numpy(np.stack([resize_mask(r.mask, size) for r in records]).astype(np.float32))
         on_grid = [resize_image(r.image, size) for r in records]
-        thresholds = certain_background_thresholds(records_kind(records), window)
-        derived = derived_label_maps(on_grid, labels, pseudo_masks, background_prior, thresholds)
+        derived = derived_label_maps_of_records(records, on_grid, labels, pseudo_masks, background_prior, window)
         return cls(
             torch.from_numpy(np.stack([standardise(image) for image in on_grid]))[:, None],
             torch.from_numpy(np.stack(labels)),

@@ -14,8 +14,10 @@ import numpy as np
 
 from covidal.data.intensity_lungs import certain_background, intensity_lung_mask
 from covidal.data.pseudo_masks import flood_pseudo_mask
+from covidal.data.slices import SliceRecord, records_kind
+from covidal.data.window import HUWindow
 from covidal.losses.base import BACKGROUND, IGNORE_INDEX, INFECTION
-from covidal.training.background_prior import BRIGHT, DARK, BackgroundPrior
+from covidal.training.background_prior import BRIGHT, DARK, BackgroundPrior, certain_background_thresholds
 
 
 def derived_label_map(
@@ -67,3 +69,18 @@ def derived_label_maps(
             for image, labels in zip(images, point_labels)
         ]
     )
+
+
+def derived_label_maps_of_records(
+    records: Sequence[SliceRecord],
+    images: Sequence[np.ndarray],
+    point_labels: Sequence[np.ndarray],
+    pseudo_masks: bool,
+    background: BackgroundPrior,
+    window: HUWindow,
+) -> np.ndarray | None:
+    """:func:`derived_label_maps` of ``records``' slices (``images`` and ``point_labels`` on the training grid),
+    with certain background at the thresholds of their kind, HU ones in ``window``, the one they were windowed
+    with (:func:`~covidal.training.background_prior.certain_background_thresholds`)."""
+    thresholds = certain_background_thresholds(records_kind(records), window)
+    return derived_label_maps(images, point_labels, pseudo_masks, background, thresholds)

@@ -23,7 +23,6 @@ import torch
 from covidal.activelearning.strategies import build_strategy
 from covidal.activelearning.strategies.pseudo_labels import PseudoLabels, training_label_maps
 from covidal.data.resizing import resize_image
-from covidal.data.slices import records_kind
 from covidal.data.window import HUWindow
 from covidal.errors import CovidalError
 from covidal.losses.base import IGNORE_INDEX
@@ -35,10 +34,10 @@ from covidal.service.project.strategy_inputs import strategy_params
 from covidal.service.project.suggestions import cycle_settings
 from covidal.service.store.records import Project
 from covidal.service.store.store import Store
-from covidal.training.background_prior import BackgroundPrior, certain_background_thresholds
+from covidal.training.background_prior import BackgroundPrior
 from covidal.training.checkpoint import load_run
 from covidal.training.dataset import TrainingSlices, network_input
-from covidal.training.derived_labels import derived_label_maps
+from covidal.training.derived_labels import derived_label_maps_of_records
 from covidal.utils.atomic import atomic_write
 
 
@@ -117,8 +116,7 @@ def _derived_labels(
     if prior is BackgroundPrior.NONE:
         return None
     images = [resize_image(s.image, config.image_size) for s in data.slices]
-    thresholds = certain_background_thresholds(records_kind(data.slices), window)
-    return derived_label_maps(images, answer_maps, False, prior, thresholds)
+    return derived_label_maps_of_records(data.slices, images, answer_maps, False, prior, window)
 
 
 def _tensor(labels: np.ndarray | None) -> torch.Tensor | None:

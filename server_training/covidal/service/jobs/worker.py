@@ -17,11 +17,12 @@ the worker stops without touching the store: the restarted service has marked th
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from covidal.data.slices import records_kind
@@ -48,7 +49,7 @@ from covidal.service.jobs.training_data import (
 )
 from covidal.service.jobs.training_set import job_training_set
 from covidal.service.project.layout import ProjectLayout
-from covidal.service.project.learning_curve import record_job_result, record_unseen_agreement
+from covidal.service.project.learning_curve import curve_points, record_job_result, record_unseen_agreement
 from covidal.service.store.records import Job, JobStatus, Project
 from covidal.service.store.store import Store
 from covidal.training.augment import BatchAugmentation
@@ -221,24 +222,19 @@ def _score_last_model_on_later_answers(
 ) -> None:
     """Test, then train: score the model of the project's last finished ``train`` job on the answers given after
     it (which it never trained on) and record it with that job (the learning curve's point)."""
-    done = [job for job in store.list_jobs(project.id) if job.kind == JobKind.TRAIN and job.status is JobStatus.DONE]
-    if not done:
+    points = curve_points(store, layout, project.id)
+    if not points:
         return
-    last = layout.job(max(done, key=lambda job: (job.finished_at or 0.0, job.id)).id)
-    if not (last.result.is_file() and last.model.is_file()):
-        return
-    unseen = data.since(json.loads(last.result.read_text(encoding="utf-8"))["answers"])
-    if not unseen.slices:
+    last = layout.job(points[-1].job_id)
+    unseen = data.since(points[-1].answers)
+    if not (unseen.slices and last.model.is_file()):
         return
     try:
         run = load_run(last.model, device)
     except CovidalError as error:  # the curve goes without this point; training does not depend on it
         print(f"the last model could not be scored on later answers: {error}", flush=True)
         return
-    predictions = (
-        probability >= run.config.prediction.threshold
-        for _, probability in predict_probabilities(run.model, unseen.slices, run.config.image_size, device)
-    )
+    predictions = _predicted(run.model, unseen, run.config.image_size, device, run.config.prediction.threshold)
     agreed = answer_agreement(unseen, predictions)
     record_unseen_agreement(last, agreed, unseen.answers, unseen.effort_seconds)
     print(f"the last model agreed with {agreed} of the {unseen.answers} answers given after it", flush=True)
@@ -249,10 +245,17 @@ def _known_pixel_dice(
 ) -> float | None:
     """Dice on the known pixels of the answered slices (training slices: nothing is held out), infection counted
     from ``threshold`` as in the project's predictions."""
-    predictions = (
+    predictions = _predicted(model, data, image_size, device, threshold)
+    return dice_of(*known_pixel_counts(data.state, data.slices, predictions))
+
+
+def _predicted(
+    model: SegmentationNet, data: ProjectAnnotations, image_size: int, device: torch.device, threshold: float
+) -> Iterator[np.ndarray]:
+    """bool ``[H, W]`` per slice of ``data.slices``, on its native grid: infection from ``threshold``."""
+    return (
         probability >= threshold for _, probability in predict_probabilities(model, data.slices, image_size, device)
     )
-    return dice_of(*known_pixel_counts(data.state, data.slices, predictions))
 
 
 def _train_config(

@@ -9,7 +9,7 @@
     jobs/<job>/pseudo_labels.npz          a 'train' job's pseudo-labels of the pool (CEAL projects)
     jobs/<job>/teacher/, pseudo/, student/, volumes.json   the stages of a 'noisy-teacher' job
     jobs/<job>/result.json                what a finished 'train' job trained on: a point of the learning curve
-    jobs/<job>/unseen.json                its model's Dice on the answers given after it (scored by the next job)
+    jobs/<job>/unseen.json                how many of the answers given after it its model agreed with (the next job)
 
 This module imports no torch: the HTTP routes use it.
 """
