@@ -1,4 +1,4 @@
-"""Expert label volumes of unet3d projects through the real HTTP service: upload (checked against the
+"""Expert label volumes through the real HTTP service: upload (checked against the
 volume's geometry and values, nothing kept when refused), replace, download, list."""
 
 from __future__ import annotations
@@ -122,14 +122,24 @@ def test_bad_labels_are_422_and_leave_nothing(service, labelled, tmp_path, case)
     assert (client.list_labels(project["id"]), label_files(service)) == before
 
 
+def test_a_2d_project_takes_expert_labels_for_its_3d_model(service, tmp_path):
+    client = service.client
+    image, truth = lesion_case(0)
+    flat = new_project(client)
+    ct, _ = client.upload_volume(flat["id"], write_volume(image, tmp_path / "ct.nrrd"))
+    with assert_client_error(404, "no expert label", "PUT"):
+        client.download_label(flat["id"], ct["id"], tmp_path / "none.nrrd")
+    label, created = client.upload_label(flat["id"], ct["id"], write_volume(truth, tmp_path / "label.nrrd"))
+    assert created and label["foreground_voxels"] == int(truth.sum()) > 0
+    assert [item["volume_id"] for item in client.list_labels(flat["id"])] == [ct["id"]]
+
+
 def test_labels_are_refused_where_they_do_not_belong(service, labelled, tmp_path):
     client, (project, volumes) = service.client, labelled
     pid = project["id"]
     label = write_volume(lesion_case(0)[1], tmp_path / "label.nrrd")
     flat = new_project(client)
     ct, _ = client.upload_volume(flat["id"], write_volume(lesion_case(0)[0], tmp_path / "ct.nrrd"))
-    with assert_client_error(422, "'unet'", "unet3d"):
-        client.upload_label(flat["id"], ct["id"], label)
     with assert_client_error(404, "not part of project"):
         client.upload_label(pid, ct["id"], label)
     with assert_client_error(404, "volume 999999"):

@@ -1,9 +1,11 @@
-"""``/projects/{p}/volumes/{v}/label``: the expert label volume of a volume of a ``unet3d`` project.
+"""``/projects/{p}/volumes/{v}/label``: the expert label volume of a project's volume (any project: a ``unet3d``
+project's noisy-teacher jobs and a 2D project's ``clicks-to-3d`` jobs train on it).
 
 An upload is received as a volume's is (``application/octet-stream``, size and voxel limits, 413), read back
 safely and checked (:func:`covidal.service.label_checks.check_label_file`: the volume's exact geometry, whole values
 >= 0); a refused file is removed (422) and an accepted one recorded, replacing the volume's earlier label.
-The volumes with a label are the expert volumes of the project's ``noisy-teacher`` jobs.
+The volumes with a label are the expert volumes of the project's 3D jobs (a clinician's corrected segmentation,
+sent from Slicer's Segment Editor with the CT's geometry).
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from covidal.models.kinds import ModelKind
 from covidal.service.label_checks import check_label_file
 from covidal.service.routes.base import api_router
 from covidal.service.routes.deps import SettingsDep, StoreDep
 from covidal.service.routes.uploads import receive_upload, upload_slot
 from covidal.service.schemas import LabelOut
-from covidal.service.store.errors import Conflict, Invalid
+from covidal.service.store.errors import Conflict
 from covidal.service.store.files import CHUNK_BYTES, StoredFile
 from covidal.service.store.records import Label, LabelFormat, Volume, VolumeFormat
 from covidal.service.store.store import Store
@@ -40,8 +41,8 @@ router = api_router("labels")
         413: {"description": "over the upload or voxel limit"},
         415: {"description": "not sent as application/octet-stream"},
         422: {
-            "description": "not a unet3d project, not a 3D volume, another geometry than the "
-            "volume's, values that are not whole numbers >= 0"
+            "description": "not a 3D volume, another geometry than the volume's, values that are not whole "
+            "numbers >= 0"
         },
         503: {"description": "too many uploads at once"},
     },
@@ -62,13 +63,7 @@ async def upload_label(
     format: Annotated[LabelFormat, Query(description="how the body is encoded")],
 ) -> LabelOut:
     """Store the request body (NRRD or NIfTI: 0 background, > 0 infection, on the volume's grid) as its label."""
-    project = await run_in_threadpool(store.get_project, project_id)
     volume = await run_in_threadpool(store.get_volume, project_id, volume_id)
-    if project.model_kind != ModelKind.UNET3D:
-        raise Invalid(
-            f"project {project_id} trains the {project.model_kind!r} model from answered regions; expert "
-            f"label volumes are for '{ModelKind.UNET3D.value}' projects (their noisy-teacher jobs)"
-        )
     async with upload_slot(request):
         stored = await receive_upload(
             request,
