@@ -41,8 +41,7 @@ router = api_router("labels")
         413: {"description": "over the upload or voxel limit"},
         415: {"description": "not sent as application/octet-stream"},
         422: {
-            "description": "not a 3D volume, another geometry than the volume's, values that are not whole "
-            "numbers >= 0"
+            "description": "not a 3D volume, another geometry than the volume's, values that are not whole numbers >= 0"
         },
         503: {"description": "too many uploads at once"},
     },
