@@ -9,32 +9,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from run_testing import tiny_config
 
 from covidal.errors import CovidalError
-from covidal.models.volumes.unet import UNet3DConfig
 from covidal.noisyteacher.run import load_model
-from covidal.noisyteacher.run_config import Train3DConfig
 from covidal.noisyteacher.student_modes import StudentMode
 from covidal.noisyteacher.trainer import train_3d
 from covidal.volumes.cases import list_volume_cases
-from covidal.volumes.patches import PatchConfig
 from covidal.volumes.preprocess import PreparedCase, prepare_cases
-from covidal.volumes.sliding_window import SlidingWindowConfig
-
-
-def _config(mode: StudentMode, **changes) -> Train3DConfig:
-    options = {
-        "mode": mode,
-        "batch_size": 2,
-        "epochs": 2,
-        "steps_per_epoch": 3,
-        "spacing": (2.0, 2.0, 4.0),
-        "patch": PatchConfig(size=(8, 8, 8)),
-        "network": UNet3DConfig(channels=(4, 8), strides=(2,), num_res_units=1),
-        "sliding_window": SlidingWindowConfig(patch_size=(8, 8, 8)),
-        "device": "cpu",
-    }
-    return Train3DConfig(**{**options, **changes})
 
 
 def answered(case: PreparedCase) -> PreparedCase:
@@ -48,13 +30,13 @@ def answered(case: PreparedCase) -> PreparedCase:
 
 @pytest.fixture(scope="module")
 def cases(volume_set):
-    config = _config(StudentMode.SUPERVISED)
+    config = tiny_config(StudentMode.SUPERVISED)
     return prepare_cases(list_volume_cases(volume_set.images, volume_set.labels), config.spacing, config.window)
 
 
 @pytest.mark.usefixtures("single_thread_torch")
 def test_a_student_learns_from_answers_alone(tmp_path, cases):
-    config = _config(StudentMode.RGS)
+    config = tiny_config(StudentMode.RGS)
     lines = []
     train_3d(config, [], tmp_path, pseudo=cases, log=lines.append, answered=[answered(c) for c in cases[:2]])
     assert "answer loss" in lines[-1] and "expert loss" not in lines[-1]
@@ -69,7 +51,7 @@ def test_a_student_learns_from_answers_alone(tmp_path, cases):
 
 @pytest.mark.usefixtures("single_thread_torch")
 def test_an_interrupted_run_with_answers_resumes_to_the_same_weights(tmp_path, cases):
-    config = _config(StudentMode.SEMI)
+    config = tiny_config(StudentMode.SEMI)
     clicks = [answered(c) for c in cases[:2]]
     train_3d(config, cases[:1], tmp_path / "whole", pseudo=cases[1:], log=lambda _: None, answered=clicks)
 
@@ -102,7 +84,7 @@ def test_the_answers_clean_gradient_weighs_inverted_pseudo_labels_below_the_true
     """The run-level twin of the gradient test in test_sample_weights: RGS with answers as the only clean data,
     half the pseudo-labelled volumes inverted (every voxel's class flipped), 4 epochs of 3 steps."""
     inverted = [replace(c, name=f"{c.name}-inverted", label=(1 - c.label).astype(np.uint8)) for c in cases]
-    config = _config(StudentMode.RGS, seed=seed, epochs=4, batch_size=3)
+    config = tiny_config(StudentMode.RGS, seed=seed, epochs=4, batch_size=3)
     train_3d(
         config, [], tmp_path, pseudo=[*cases, *inverted], log=lambda _: None, answered=[answered(c) for c in cases]
     )
@@ -114,7 +96,7 @@ def test_the_answers_clean_gradient_weighs_inverted_pseudo_labels_below_the_true
 
 def test_a_run_needs_expert_or_answered_volumes(tmp_path, cases):
     with pytest.raises(CovidalError, match="no expert-labelled or answered volumes"):
-        train_3d(_config(StudentMode.RGS), [], tmp_path, pseudo=cases)
+        train_3d(tiny_config(StudentMode.RGS), [], tmp_path, pseudo=cases)
     unanswered = replace(cases[0], label=np.full(cases[0].label.shape, -1, dtype=np.int8))
     with pytest.raises(ValueError, match="without any answered voxel"):
-        train_3d(_config(StudentMode.SUPERVISED), [], tmp_path / "none", answered=[unanswered])
+        train_3d(tiny_config(StudentMode.SUPERVISED), [], tmp_path / "none", answered=[unanswered])
