@@ -131,7 +131,7 @@ def wait_for_job(client: CovidalClient, project_id: int, job: dict) -> dict:
             last_step, last_print = progress["step"], time.monotonic()
             stage = f"{progress['stage']} " if progress.get("stage") else ""
             print(
-                f"    {stage}step {progress['step']}/{progress['steps']}  loss {progress['loss']:.4f}  "
+                f"    {stage}step {progress['step']}/{progress['steps']}  loss {_number(progress['loss'])}  "
                 f"ETA {_eta(progress['eta_seconds'])}",
                 flush=True,
             )
@@ -141,6 +141,11 @@ def wait_for_job(client: CovidalClient, project_id: int, job: dict) -> dict:
             f"{client.job_log(project_id, job['id'])[-2000:]}"
         )
     return job
+
+
+def _number(value: float | None) -> str:
+    """A loss for a progress line (none before a stage's first step)."""
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _eta(seconds: float | None) -> str:
