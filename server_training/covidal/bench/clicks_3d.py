@@ -75,13 +75,37 @@ def run_seed(
     device: str,
 ) -> dict:
     """One seed: the served loop, the 3D jobs, the scores (also written to ``out/result.json``); a seed whose
-    ``result.json`` exists is read back, not run again.
+    ``result.json`` exists is read back, not run again, and one whose models were all kept (``out/models``, with
+    ``out/loop.json``) is only scored.
 
     Experts come last: once uploaded, the label stays, so every arm after the first ``+expert`` one has it.
     """
     done = out / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
+    models = out / "models"
+    loop = out / "loop.json"
+    names = [ARM_2D, *(arm.name for arm in arms)]
+    if not (loop.is_file() and all((models / f"{name}.pt").is_file() for name in names)):
+        atomic_write_json(loop, _served_loop(cases, out, seed, arms, cycles, regions, job_options, device))
+    scores = score_models(cases, models, names, device)
+    result = {**json.loads(loop.read_text()), "scores": scores}
+    atomic_write_json(done, result)
+    return result
+
+
+def _served_loop(
+    cases: BenchCases,
+    out: Path,
+    seed: int,
+    arms: Sequence[Arm],
+    cycles: int,
+    regions: int | None,
+    job_options: dict,
+    device: str,
+) -> dict:
+    """The answered cycles and the 3D jobs through a service in ``out/service``; every model copied to
+    ``out/models``. Returns what the loop did."""
     models = out / "models"
     models.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -109,8 +133,7 @@ def run_seed(
             finished = wait_for_job(client, project["id"], job)
             seconds[arm.name] = finished["finished_at"] - finished["started_at"]
             shutil.copyfile(project_models / "current-3d" / "model.pt", models / f"{arm.name}.pt")
-    scores = score_models(cases, models, [ARM_2D, *(arm.name for arm in arms)], device)
-    result = {
+    return {
         "seed": seed,
         "answers": tally.regions,
         "clicks": tally.infection,
@@ -119,10 +142,7 @@ def run_seed(
         "job_options": job_options,
         "train": list(cases.train),
         "test": list(cases.test),
-        "scores": scores,
     }
-    atomic_write_json(done, result)
-    return result
 
 
 def score_models(cases: BenchCases, models: Path, arms: Sequence[str], device: str) -> dict[str, dict[str, dict]]:
@@ -142,9 +162,8 @@ def score_models(cases: BenchCases, models: Path, arms: Sequence[str], device: s
                 predicted = predict_labels(load_2d(path, device), ct)
             else:
                 loaded = load_3d(path, torch.device(device))
-                prepared = prepare_case(
-                    CaseSource(name, cases.image(name)), loaded.config.spacing, loaded.config.window
-                )
+                source = CaseSource(name, cases.image(name), None)
+                prepared = prepare_case(source, loaded.config.spacing, loaded.config.window)
                 labels, _ = predict_on_source_grid(
                     loaded.model, prepared, loaded.config.sliding_window, torch.device(device), loaded.config.amp
                 )
