@@ -115,7 +115,8 @@ def wait_for_job(client: CovidalClient, project_id: int, job: dict) -> dict:
     Raises:
         CovidalError: the job failed or was cancelled (with its error), or did not end in time.
     """
-    print(f"  {job['kind']} job {job['id']}", flush=True)
+    kind = "training" if job["kind"] == "train" else job["kind"]
+    print(f"  {kind} job {job['id']}", flush=True)
     deadline, last_step, last_print = time.monotonic() + JOB_TIMEOUT_S, None, 0.0
     while job["status"] not in ("done", "failed", "cancelled", "interrupted"):
         if time.monotonic() > deadline:

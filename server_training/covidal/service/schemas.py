@@ -218,7 +218,10 @@ class JobProgressOut(_Response):
         "stage's model on the expert volumes; both are trained on (null: none)"
     )
     eta_seconds: float | None
-    stage: str | None = Field(default=None, description="'noisy-teacher' jobs: teacher, pseudo-label or student")
+    stage: str | None = Field(
+        default=None,
+        description="3D jobs: teacher, pseudo-label or student ('noisy-teacher'); pseudo-label or student ('clicks-to-3d')",
+    )
 
 
 class JobOut(_Response):
