@@ -364,7 +364,10 @@ def test_the_panel_enables_what_can_run_and_close_removes_the_temporary_folder(m
         "start_training",
         "predict",
         "learning_curve",
-    }
+        "list_volumes",
+        "train_3d",
+        "predict_3d",
+    }  # no prediction yet: nothing to correct or send as an expert label
     logic.tag_background()
     assert {"undo", "submit"} <= enabled(logic.actions())
     assert enabled(logic.actions(busy=True, training=True)) == {"navigate", "background", "undo", "cancel_training"}
