@@ -218,7 +218,9 @@ class CovidalClient:
 
         ``kind`` ``"train"`` trains a 2D project's model on every answered region (``steps`` optimiser steps);
         ``"noisy-teacher"`` trains a unet3d project's 3D model from the volumes with an expert label and the
-        others (``config``: e.g. ``mode``, ``epochs``, ``steps_per_epoch``, ``patch_size``; no ``steps``).
+        others (``config``: e.g. ``mode``, ``epochs``, ``steps_per_epoch``, ``patch_size``; no ``steps``);
+        ``"clicks-to-3d"`` trains a 2D project's 3D model from its answers, the 2D model's pseudo-labels and any
+        expert labels (the same ``config``).
         """
         body: dict[str, Any] = {"kind": kind, "config": dict(config or {})}
         if steps is not None:
@@ -246,14 +248,20 @@ class CovidalClient:
 
     # Predictions and metrics
 
-    def predict_volume(self, project_id: int, volume_id: int) -> dict:
-        """Run the current model on the volume: ``voxels``, ``infected_ml``, ``lung_percent`` (or None)."""
-        return self._json("POST", f"/projects/{int(project_id)}/volumes/{int(volume_id)}/prediction")
+    def predict_volume(self, project_id: int, volume_id: int, model: str = "project") -> dict:
+        """Run the current model (``model="3d"``: a 2D project's 3D model) on the volume: ``voxels``,
+        ``infected_ml``, ``lung_percent`` (or None)."""
+        return self._json(
+            "POST", f"/projects/{int(project_id)}/volumes/{int(volume_id)}/prediction?{_model_query(model)}"
+        )
 
-    def download_prediction(self, project_id: int, volume_id: int, destination: str | os.PathLike) -> Path:
-        """Save the volume's last prediction (uint8 NRRD on the volume's grid, 1 = infection) to ``destination``."""
+    def download_prediction(
+        self, project_id: int, volume_id: int, destination: str | os.PathLike, model: str = "project"
+    ) -> Path:
+        """Save the volume's last prediction by ``model`` (uint8 NRRD on the volume's grid, 1 = infection)."""
         return self._download(
-            f"/projects/{int(project_id)}/volumes/{int(volume_id)}/prediction.nrrd", Path(destination)
+            f"/projects/{int(project_id)}/volumes/{int(volume_id)}/prediction.nrrd?{_model_query(model)}",
+            Path(destination),
         )
 
     def learning_curve(self, project_id: int) -> list[dict]:
@@ -312,6 +320,10 @@ def zip_dicom_folder(folder: Path, destination: Path) -> Path:
         for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
             archive.write(path, path.name)
     return destination
+
+
+def _model_query(model: str) -> str:
+    return urllib.parse.urlencode({"model": model})
 
 
 def _format_of(path: Path) -> str:

@@ -15,33 +15,25 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from covidal.annotation.annotator import SimulatedAnnotator
-from covidal.annotation.state import Answer
 from covidal.cli.options import add_device_option, image_size, non_negative_int, positive_int
+from covidal.cli.served_loop import Tally, annotate_cycle, simulated_annotator, train_job
 from covidal.client import BackendUnreachable, ClientError, CovidalClient
 from covidal.data.io import read_volume
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossName
-from covidal.regions.grid import RegionGrid, RegionId
+from covidal.regions.grid import RegionGrid
 from covidal.sample_data.demo import DemoCase, chest_box, describe, make_demo_case
 from covidal.sample_data.figures import HeldOutPoint, curve_png, overlay_png
 from covidal.service.local import local_service
 from covidal.training.background_prior import BackgroundPrior
 from covidal.training.train_config import resolve_device
 from covidal.utils.atomic import atomic_write, atomic_write_bytes
-
-EFFORT_SECONDS = 3.0  # a click or a "background" tag (a slice delineation is about 96 s)
-ANNOTATOR = "simulated-annotator"
-CASE = "demo"
-POLL_S = 0.5
-PRINT_EVERY_S = 5.0  # progress lines at most this often, plus the last step
-JOB_TIMEOUT_S = 3600.0
 
 
 def add_parser(commands) -> None:
@@ -78,16 +70,6 @@ def add_parser(commands) -> None:
     )
     add_device_option(parser)
     parser.set_defaults(run=run)
-
-
-@dataclass
-class Tally:
-    """What the simulated annotator did over all cycles, and the held-out figures after each."""
-
-    regions: int = 0
-    infection: int = 0
-    effort_seconds: float = 0.0
-    curve: list[HeldOutPoint] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -176,17 +158,13 @@ def _active_learning(args: argparse.Namespace, train: CroppedCase, held_out: Cro
         print(_project_line(project, args.regions or defaults["regions_per_cycle"]), flush=True)
         volume, _ = client.upload_volume(project["id"], train.ct, "demo_ct")
         held_out_volume, _ = client.upload_volume(project["id"], held_out.ct, "heldout_ct")
-        annotator = SimulatedAnnotator(
-            {(CASE, str(k)): train.lesions[k] for k in range(len(train.lesions))},
-            RegionGrid(project["grid_k"]),
-            args.seed,
-        )
+        annotator = simulated_annotator({volume["id"]: train.lesions}, RegionGrid(project["grid_k"]), args.seed)
         tally, stats = Tally(), {}
         for cycle_number in range(1, args.cycles + 1):
             print(f"\ncycle {cycle_number}/{args.cycles}", flush=True)
             count = args.regions or defaults["regions_per_cycle"]
-            _annotate_cycle(client, project["id"], volume["id"], count, annotator, tally)
-            _train(client, project["id"], args.steps)
+            annotate_cycle(client, project["id"], [volume["id"]], count, annotator, tally)
+            train_job(client, project["id"], args.steps)
             stats = _measure_held_out(client, project["id"], held_out_volume["id"], held_out, out, tally)
     return tally, stats
 
@@ -222,93 +200,6 @@ def _training_settings(args: argparse.Namespace, defaults: dict) -> dict:
         "seed": args.seed,
         "checkpoint_every": steps,  # the job's own Dice (answered pixels) once, at its end
     }
-
-
-def _annotate_cycle(
-    client: CovidalClient, project_id: int, volume_id: int, count: int, annotator: SimulatedAnnotator, tally: Tally
-) -> None:
-    """Open a cycle of ``count`` suggested regions of the training volume, lease them all and answer each like a
-    clinician would."""
-    cycle = client.create_cycle(project_id, count=count, volume_ids=[volume_id])
-    leased = client.lease_suggestions(project_id, cycle["id"], ANNOTATOR, limit=count)
-    infection = 0
-    for suggestion in leased:
-        k = suggestion["k"]
-        label = annotator.answer(RegionId(CASE, str(k), suggestion["region"]))
-        _check_box(suggestion, annotator, k)
-        if label.answer is Answer.INFECTION:
-            points = [[col, row, k] for row, col in label.points]  # (row j, column i) -> (i, j, k)
-            client.submit_annotation(
-                project_id,
-                suggestion["id"],
-                annotator=ANNOTATOR,
-                answer="infection",
-                points=points,
-                effort_seconds=EFFORT_SECONDS,
-            )
-            infection += 1
-        else:
-            client.submit_annotation(
-                project_id, suggestion["id"], annotator=ANNOTATOR, answer="background", effort_seconds=EFFORT_SECONDS
-            )
-    tally.regions += len(leased)
-    tally.infection += infection
-    tally.effort_seconds += EFFORT_SECONDS * len(leased)
-    print(
-        f"  {len(cycle['suggestions'])} regions suggested, {len(leased)} answered: {infection} with a click on "
-        f"infection, {len(leased) - infection} background ({EFFORT_SECONDS * len(leased):g} s of effort)",
-        flush=True,
-    )
-
-
-def _check_box(suggestion: dict, annotator: SimulatedAnnotator, k: int) -> None:
-    """The annotator's region must be the service's region, or the clicks would land in the wrong place."""
-    box = suggestion["box"]
-    mine = annotator.grid.boxes(annotator.slice_shapes[(CASE, str(k))])[suggestion["region"]]
-    if (mine.row0, mine.row1, mine.col0, mine.col1) != (box["j0"], box["j1"], box["i0"], box["i1"]):
-        raise CovidalError(
-            f"region {suggestion['region']} of slice {k}: the service's box {box} differs from the annotator's {mine}"
-        )
-
-
-def _train(client: CovidalClient, project_id: int, steps: int | None) -> None:
-    """Start a training job (``steps``, else the project's) on every answered region and print its progress until it ends.
-
-    Raises:
-        CovidalError: the job failed or was cancelled (with its error), or did not end in time.
-    """
-    job = client.start_training(project_id, steps=steps)
-    print(f"  training job {job['id']}", flush=True)
-    deadline, last_step, last_print = time.monotonic() + JOB_TIMEOUT_S, None, 0.0
-    while job["status"] not in ("done", "failed", "cancelled", "interrupted"):
-        if time.monotonic() > deadline:
-            raise CovidalError(f"training job {job['id']} did not finish within {JOB_TIMEOUT_S:g} s")
-        time.sleep(POLL_S)
-        job = client.get_job(project_id, job["id"])
-        progress = job["progress"]
-        if (
-            progress
-            and progress["step"] != last_step
-            and (progress["step"] == progress["steps"] or time.monotonic() - last_print >= PRINT_EVERY_S)
-        ):
-            last_step, last_print = progress["step"], time.monotonic()
-            print(
-                f"    step {progress['step']}/{progress['steps']}  loss {progress['loss']:.4f}  "
-                f"ETA {_eta(progress['eta_seconds'])}",
-                flush=True,
-            )
-    if job["status"] != "done":
-        raise CovidalError(
-            f"training job {job['id']} {job['status']}: {job.get('error')}\n"
-            f"{client.job_log(project_id, job['id'])[-2000:]}"
-        )
-    val_dice = job["progress"]["val_dice"]
-    # The job's own Dice is on the pixels it trained on; the held-out Dice that follows is the measure.
-    print("  done" + (f" (Dice on its training pixels {val_dice:.3f})" if val_dice is not None else ""), flush=True)
-
-
-def _eta(seconds: float | None) -> str:
-    return "?" if seconds is None else f"{seconds:.0f} s"
 
 
 def _dice(predicted: np.ndarray, reference: np.ndarray) -> float:

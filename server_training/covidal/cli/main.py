@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from covidal import __version__
 from covidal.cli import (
+    bench_clicks_3d,
     bench_cv,
     bench_cycle,
     bench_hostile,
@@ -59,6 +60,7 @@ COMMANDS = (
     bench_strategies,
     bench_lungs,
     bench_thresholds,
+    bench_clicks_3d,
 )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from covidal.volumes.patches import PatchSampler
+from covidal.volumes.patches import AnsweredPatchSampler, PatchSampler
 from covidal.volumes.preprocess import PreparedCase
 
 
@@ -18,7 +18,7 @@ class PatchBatch:
 
     Attributes:
         images: float32 ``[B, 1, D, H, W]``.
-        labels: int64 ``[B, D, H, W]`` in {0, 1}.
+        labels: int64 ``[B, D, H, W]`` in {0, 1}, or {-1, 0, 1} for answered patches (-1: no answer).
         names: the case each patch was cropped from, ``B`` names.
     """
 
@@ -44,7 +44,9 @@ class BatchStream:
         ValueError: no cases, a case without a label, or ``batch_size`` < 1.
     """
 
-    def __init__(self, cases: Sequence[PreparedCase], batch_size: int, sampler: PatchSampler, seed: int) -> None:
+    def __init__(
+        self, cases: Sequence[PreparedCase], batch_size: int, sampler: PatchSampler | AnsweredPatchSampler, seed: int
+    ) -> None:
         if not cases:
             raise ValueError("a batch stream needs at least one case")
         unlabelled = [case.name for case in cases if case.label is None]

@@ -1,4 +1,6 @@
-"""Train the 3D teacher (expert volumes only) or a student (expert + weighted pseudo-labelled volumes).
+"""Train the 3D teacher (expert volumes only) or a student (expert + weighted pseudo-labelled volumes); either may
+also learn from answered volumes (a clinician's clicks and background answers, by the point loss), and a run may
+have answered volumes instead of expert ones.
 
 A resumable run (``train_3d(..., resumable=True)``, as the service's jobs use it) also keeps its
 training state after every epoch and continues from it after an interruption, ending exactly as
@@ -11,7 +13,7 @@ import json
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,12 +29,13 @@ from covidal.noisyteacher.student_modes import build_weighting, uses_pseudo_labe
 from covidal.training.train_config import resolve_device
 from covidal.utils.atomic import atomic_write, atomic_write_json
 from covidal.utils.checkpoint_file import read_checkpoint
-from covidal.volumes.patches import PatchSampler
+from covidal.volumes.patches import AnsweredPatchSampler, PatchSampler
 from covidal.volumes.preprocess import PreparedCase
 
-# Seeds of the two patch streams, offset from the run seed so they never share draws.
+# Seeds of the patch streams, offset from the run seed so they never share draws.
 EXPERT_STREAM_OFFSET = 1
 PSEUDO_STREAM_OFFSET = 2
+ANSWERED_STREAM_OFFSET = 3
 
 STATE_FILE = "training_state.pt"
 STATE_FORMAT = "covidal.train3d-state"
@@ -41,13 +44,14 @@ STATE_VERSION = 1
 
 @dataclass
 class EpochSummary:
-    """Means over one epoch's steps."""
+    """Means over one epoch's steps (a loss is None when the run has no such batches)."""
 
     epoch: int
-    expert_loss: float
+    expert_loss: float | None
     pseudo_loss: float | None
     skipped_steps: int
     seconds: float
+    answer_loss: float | None = None
 
 
 @dataclass
@@ -82,6 +86,7 @@ def train_3d(
     log: Callable[[str], None] | None = None,
     on_step: Callable[[StepProgress], None] | None = None,
     resumable: bool = False,
+    answered: Sequence[PreparedCase] = (),
 ) -> Train3DResult:
     """Train for ``config.epochs * config.steps_per_epoch`` steps and write the run folder.
 
@@ -98,33 +103,41 @@ def train_3d(
 
     Args:
         config: the run's configuration; ``config.mode`` decides teacher or student.
-        expert: expert-labelled volumes (the validation batches of the re-weighting too).
+        expert: expert-labelled volumes (the validation batches of the re-weighting too); may be empty when
+            ``answered`` is not.
         out: run folder.
         pseudo: pseudo-labelled volumes; required for every mode but ``supervised``.
         log: receives one line per epoch (default: printed).
         on_step: called after every step (an exception it raises stops the run; the last finished
             epoch's files stay).
         resumable: keep the training state, and continue from the one in ``out`` if there is one.
+        answered: volumes whose ``label`` is an answer label (:mod:`covidal.volumes.answer_labels`); every step
+            adds the point loss of a batch of patches centred on their answers, and its gradient joins the
+            validation gradient of the re-weighting.
 
     Raises:
-        CovidalError: no expert volumes, pseudo-labelled volumes missing for a student
+        CovidalError: neither expert nor answered volumes, pseudo-labelled volumes missing for a student
             (or given to the teacher), a non-finite loss (diverged), or a training state in ``out``
             written with another configuration or other volumes (resumable runs).
     """
     log = log or (lambda line: print(line, flush=True))
-    _check_inputs(config, expert, pseudo)
+    _check_inputs(config, expert, pseudo, answered)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = build_unet3d(config.network).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     weighting = build_weighting(config.mode, final_layer_parameter_names(model), config.lam)
     step = TrainingStep(model, optimiser, weighting, device, amp=config.amp, chunk_size=config.chunk_size)
-    expert_stream = _stream(expert, config, EXPERT_STREAM_OFFSET)
+    expert_stream = _stream(expert, config, EXPERT_STREAM_OFFSET) if expert else None
     pseudo_stream = _stream(pseudo, config, PSEUDO_STREAM_OFFSET) if weighting is not None else None
+    answered_stream = _answered_stream(answered, config) if answered else None
+    streams = [stream for stream in (expert_stream, pseudo_stream, answered_stream) if stream is not None]
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cases = {"expert_cases": [case.name for case in expert], "pseudo_cases": [case.name for case in pseudo]}
+    if answered:  # only then: a state saved before answered volumes existed still resumes
+        cases["answered_cases"] = [case.name for case in answered]
     result = Train3DResult(run_dir=out)
     weight_totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     saved = _read_state(out / STATE_FILE, config, cases) if resumable else None
@@ -143,16 +156,16 @@ def train_3d(
             "of the patch streams"
         )
         for _ in range(done * config.steps_per_epoch):
-            expert_stream.next()
-            if pseudo_stream is not None:
-                pseudo_stream.next()
+            for stream in streams:
+                stream.next()
     steps = config.epochs * config.steps_per_epoch
+    batch_streams = (expert_stream, pseudo_stream, answered_stream)  # in TrainingStep's argument order
     started = time.perf_counter()
     for epoch in range(done + 1, config.epochs + 1):
         epoch_started = time.perf_counter()
         records = []
         for index in range(1, config.steps_per_epoch + 1):
-            records.append(step(expert_stream.next(), None if pseudo_stream is None else pseudo_stream.next()))
+            records.append(step(*(None if stream is None else stream.next() for stream in batch_streams)))
             if on_step is not None and index < config.steps_per_epoch:
                 on_step(StepProgress((epoch - 1) * config.steps_per_epoch + index, steps, records[-1]))
         _check_finite(records, epoch)
@@ -244,9 +257,14 @@ def _keep_steps_of_epochs(path: Path, epochs: int) -> None:
     atomic_write(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in lines)))
 
 
-def _check_inputs(config: Train3DConfig, expert: Sequence[PreparedCase], pseudo: Sequence[PreparedCase]) -> None:
-    if not expert:
-        raise CovidalError("no expert-labelled volumes to train on")
+def _check_inputs(
+    config: Train3DConfig,
+    expert: Sequence[PreparedCase],
+    pseudo: Sequence[PreparedCase],
+    answered: Sequence[PreparedCase],
+) -> None:
+    if not expert and not answered:
+        raise CovidalError("no expert-labelled or answered volumes to train on")
     if uses_pseudo_labels(config.mode) and not pseudo:
         raise CovidalError(
             f"mode '{config.mode.value}' needs pseudo-labelled volumes (--pseudo-images/--pseudo-labels)"
@@ -260,8 +278,13 @@ def _stream(cases: Sequence[PreparedCase], config: Train3DConfig, offset: int) -
     return BatchStream(cases, config.batch_size, PatchSampler(config.patch, seed=seed), seed=seed)
 
 
+def _answered_stream(cases: Sequence[PreparedCase], config: Train3DConfig) -> BatchStream:
+    seed = config.seed * 10 + ANSWERED_STREAM_OFFSET
+    return BatchStream(cases, config.batch_size, AnsweredPatchSampler(config.patch.size, seed=seed), seed=seed)
+
+
 def _check_finite(records: Sequence[StepRecord], epoch: int) -> None:
-    losses = [r.expert_loss for r in records] + [r.pseudo_loss for r in records if r.pseudo_loss is not None]
+    losses = [r.clean_loss for r in records] + [r.pseudo_loss for r in records if r.pseudo_loss is not None]
     if not all(math.isfinite(loss) for loss in losses):
         raise CovidalError(f"training diverged in epoch {epoch} (non-finite loss); try a lower --lr")
 
@@ -274,14 +297,20 @@ def _accumulate_weights(records: Sequence[StepRecord], totals: dict[str, list[fl
 
 
 def _summarise(epoch: int, records: Sequence[StepRecord], seconds: float) -> EpochSummary:
-    pseudo = [r.pseudo_loss for r in records if r.pseudo_loss is not None]
     return EpochSummary(
         epoch=epoch,
-        expert_loss=sum(r.expert_loss for r in records) / len(records),
-        pseudo_loss=sum(pseudo) / len(pseudo) if pseudo else None,
+        expert_loss=_mean(r.expert_loss for r in records),
+        pseudo_loss=_mean(r.pseudo_loss for r in records),
         skipped_steps=sum(r.skipped for r in records),
         seconds=seconds,
+        answer_loss=_mean(r.answer_loss for r in records),
     )
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    """The mean of the values that are not None, or None when all are."""
+    present = [value for value in values if value is not None]
+    return sum(present) / len(present) if present else None
 
 
 def _append_steps(path: Path, epoch: int, records: Sequence[StepRecord], steps_per_epoch: int) -> None:
@@ -293,9 +322,14 @@ def _append_steps(path: Path, epoch: int, records: Sequence[StepRecord], steps_p
 
 def _progress_line(summary: EpochSummary, epochs: int, seconds_per_epoch: float) -> str:
     eta = seconds_per_epoch * (epochs - summary.epoch)
-    pseudo = "" if summary.pseudo_loss is None else f", pseudo loss {summary.pseudo_loss:.4f}"
+    losses = [
+        f"{name} loss {value:.4f}"
+        for name, value in (
+            ("expert", summary.expert_loss),
+            ("answer", summary.answer_loss),
+            ("pseudo", summary.pseudo_loss),
+        )
+        if value is not None
+    ]
     skipped = f", {summary.skipped_steps} steps skipped (all weights 0)" if summary.skipped_steps else ""
-    return (
-        f"epoch {summary.epoch}/{epochs}: expert loss {summary.expert_loss:.4f}{pseudo}{skipped} "
-        f"({summary.seconds:.1f} s, ETA {eta:.0f} s)"
-    )
+    return f"epoch {summary.epoch}/{epochs}: {', '.join(losses)}{skipped} ({summary.seconds:.1f} s, ETA {eta:.0f} s)"

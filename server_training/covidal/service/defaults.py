@@ -75,3 +75,21 @@ CUDA_DEFAULTS = CPU_DEFAULTS.model_copy(update={"mc_samples": 8, "image_size": 2
 def served_defaults(device: str) -> ServedDefaults:
     """The defaults for ``device`` (``"cpu"`` or ``"cuda"``; anything else gets the CPU's)."""
     return CUDA_DEFAULTS if device == "cuda" else CPU_DEFAULTS
+
+
+# The options of a 2D project's 'clicks-to-3d' job (a 3D model from its answers) on each device, sized so that the
+# CPU trains it in minutes: 48^3 patches instead of the paper's 96^3, 200 steps. BENCHMARKS.md, "From clicks to a
+# 3D model", has the experiment that chose the mode; the CUDA values are not measured (no GPU was lent).
+CLICKS_TO_3D_CPU: dict[str, Any] = {
+    "mode": "semi",
+    "patch_size": [48, 48, 48],
+    "batch_size": 2,
+    "epochs": 8,
+    "steps_per_epoch": 25,
+}
+CLICKS_TO_3D_CUDA: dict[str, Any] = {**CLICKS_TO_3D_CPU, "patch_size": [96, 96, 96], "epochs": 40}
+
+
+def clicks_to_3d_defaults(device: str) -> dict[str, Any]:
+    """The 'clicks-to-3d' job options for ``device`` (``"cuda"``, else the CPU's); a job's config overrides them."""
+    return dict(CLICKS_TO_3D_CUDA if device == "cuda" else CLICKS_TO_3D_CPU)

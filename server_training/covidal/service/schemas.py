@@ -190,7 +190,9 @@ class JobCreate(_Request):
     kind: str = Field(
         description="'train': train a 2D project's model (unet, fcn8) on every answered region; "
         "'noisy-teacher': train a unet3d project's 3D model (teacher on the volumes with "
-        "an expert label, pseudo-labels of the others, student)"
+        "an expert label, pseudo-labels of the others, student); 'clicks-to-3d': train a 2D project's 3D model "
+        "from its answers (the 2D model's pseudo-labels of the volumes, the answers and any expert labels as "
+        "clean data)"
     )
     steps: int | None = Field(
         default=None,

@@ -125,3 +125,51 @@ class PatchSampler:
         centre = np.unravel_index(foreground[self._rng.integers(foreground.size)], label.shape)
         # Clipping keeps the patch inside the volume; the centre voxel stays inside the patch.
         return tuple(int(np.clip(c - s // 2, 0, n - s)) for c, n, s in zip(centre, label.shape, size))
+
+
+class AnsweredPatchSampler:
+    """Draws patches of exactly ``size`` centred on a clinician's answers, for the point loss of a clean gradient.
+
+    A label here is an answer label (:mod:`covidal.volumes.answer_labels`: 1 at clicks, 0 in background answers,
+    -1 elsewhere), so a uniformly placed patch would mostly hold no answer at all. Each patch is centred on a
+    random click with probability ``click_probability`` (when the volume has one), else on any answered voxel.
+    Padding is image air (0.0) and label -1 (unanswered).
+
+    Args:
+        size: patch size ``[D, H, W]``.
+        seed: seed of the numpy generator (same seed and calls, same patches).
+        click_probability: share of patches centred on a click, in [0, 1].
+    """
+
+    def __init__(self, size: tuple[int, int, int], seed: int, click_probability: float = 0.5) -> None:
+        self.size = checked_size(size, "patch size")
+        if not 0.0 <= click_probability <= 1.0:
+            raise ValueError(f"click probability must be in [0, 1], got {click_probability}")
+        self.click_probability = click_probability
+        self._rng = np.random.default_rng(seed)
+
+    def sample(self, image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One patch: ``(image float32 [D, H, W], label int8 [D, H, W])``.
+
+        Raises:
+            ValueError: ``image`` is not 3D, ``label``'s shape differs, or ``label`` holds no answer.
+        """
+        if image.ndim != 3 or label.shape != image.shape:
+            raise ValueError(f"expected a 3D image and a label of the same shape, got {image.shape} and {label.shape}")
+        image = pad_to_at_least(image, self.size, IMAGE_PAD_VALUE)
+        label = pad_to_at_least(label, self.size, -1)
+        clicks = np.flatnonzero(label == 1) if self._rng.random() < self.click_probability else np.empty(0)
+        candidates = clicks if clicks.size else np.flatnonzero(label >= 0)
+        if candidates.size == 0:
+            raise ValueError("an answer label without any answered voxel gives no patch to learn from")
+        centre = np.unravel_index(candidates[self._rng.integers(candidates.size)], label.shape)
+        start = [int(np.clip(c - s // 2, 0, n - s)) for c, n, s in zip(centre, label.shape, self.size)]
+        window = tuple(slice(s, s + n) for s, n in zip(start, self.size))
+        return image[window].astype(np.float32), label[window].astype(np.int8)
+
+    def sample_batch(self, cases: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """One patch from each ``(image, answer label)`` pair: ``(float32 [B, 1, D, H, W], int64 [B, D, H, W])``."""
+        if not cases:
+            raise ValueError("a batch needs at least one (image, label) pair")
+        images, labels = zip(*(self.sample(image, label) for image, label in cases))
+        return np.stack(images)[:, None], np.stack(labels).astype(np.int64)

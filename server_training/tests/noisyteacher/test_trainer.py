@@ -6,43 +6,26 @@ import json
 
 import pytest
 import torch
+from run_testing import tiny_config
 
 from covidal.errors import CovidalError
-from covidal.models.volumes.unet import UNet3DConfig
 from covidal.noisyteacher.run import load_model
 from covidal.noisyteacher.run_config import Train3DConfig
 from covidal.noisyteacher.student_modes import StudentMode
 from covidal.noisyteacher.trainer import train_3d
 from covidal.volumes.cases import list_volume_cases
-from covidal.volumes.patches import PatchConfig
 from covidal.volumes.preprocess import prepare_cases
-from covidal.volumes.sliding_window import SlidingWindowConfig
-
-
-def _config(mode: StudentMode, **changes) -> Train3DConfig:
-    options = {
-        "mode": mode,
-        "batch_size": 2,
-        "epochs": 2,
-        "steps_per_epoch": 3,
-        "spacing": (2.0, 2.0, 4.0),
-        "patch": PatchConfig(size=(8, 8, 8)),
-        "network": UNet3DConfig(channels=(4, 8), strides=(2,), num_res_units=1),
-        "sliding_window": SlidingWindowConfig(patch_size=(8, 8, 8)),
-        "device": "cpu",
-    }
-    return Train3DConfig(**{**options, **changes})
 
 
 @pytest.fixture(scope="module")
 def cases(volume_set):
-    config = _config(StudentMode.SUPERVISED)
+    config = tiny_config(StudentMode.SUPERVISED)
     return prepare_cases(list_volume_cases(volume_set.images, volume_set.labels), config.spacing, config.window)
 
 
 @pytest.mark.usefixtures("single_thread_torch")
 def test_student_run_writes_model_history_and_one_line_per_step(tmp_path, cases):
-    config = _config(StudentMode.RGSM_AL)
+    config = tiny_config(StudentMode.RGSM_AL)
     lines = []
     result = train_3d(config, cases[:1], tmp_path, pseudo=cases[1:], log=lines.append)
     assert [e.epoch for e in result.epochs] == [1, 2] and len(lines) == 2 and "ETA" in lines[-1]
@@ -63,10 +46,10 @@ def test_student_run_writes_model_history_and_one_line_per_step(tmp_path, cases)
 
 @pytest.mark.usefixtures("single_thread_torch")
 def test_the_same_seed_gives_the_same_weights(tmp_path, cases):
-    config = _config(StudentMode.SEMI)
+    config = tiny_config(StudentMode.SEMI)
     train_3d(config, cases[:1], tmp_path / "a", pseudo=cases[1:], log=lambda _: None)
     train_3d(config, cases[:1], tmp_path / "b", pseudo=cases[1:], log=lambda _: None)
-    train_3d(_config(StudentMode.SEMI, seed=1), cases[:1], tmp_path / "c", pseudo=cases[1:], log=lambda _: None)
+    train_3d(tiny_config(StudentMode.SEMI, seed=1), cases[:1], tmp_path / "c", pseudo=cases[1:], log=lambda _: None)
     a, b, c = (load_model(tmp_path / name).model.state_dict() for name in "abc")
     assert all(torch.equal(a[key], b[key]) for key in a)
     assert not all(torch.equal(a[key], c[key]) for key in a)
@@ -74,11 +57,11 @@ def test_the_same_seed_gives_the_same_weights(tmp_path, cases):
 
 def test_teacher_trains_on_expert_volumes_only(tmp_path, cases):
     with pytest.raises(CovidalError, match="expert volumes only"):
-        train_3d(_config(StudentMode.SUPERVISED), cases[:1], tmp_path, pseudo=cases[1:])
+        train_3d(tiny_config(StudentMode.SUPERVISED), cases[:1], tmp_path, pseudo=cases[1:])
     with pytest.raises(CovidalError, match="needs pseudo-labelled"):
-        train_3d(_config(StudentMode.RGS), cases, tmp_path)
+        train_3d(tiny_config(StudentMode.RGS), cases, tmp_path)
     with pytest.raises(CovidalError, match="no expert"):
-        train_3d(_config(StudentMode.SUPERVISED), [], tmp_path)
+        train_3d(tiny_config(StudentMode.SUPERVISED), [], tmp_path)
 
 
 def test_loading_a_2d_model_or_garbage_is_refused(tmp_path, tiny_run):

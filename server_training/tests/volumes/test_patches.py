@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from covidal.volumes.patches import PatchConfig, PatchSampler, pad_to_at_least
+from covidal.volumes.patches import AnsweredPatchSampler, PatchConfig, PatchSampler, pad_to_at_least
 
 SIZE = (6, 8, 10)  # [D, H, W]
 
@@ -181,3 +181,29 @@ def test_mismatched_image_and_label_are_refused(image, label, message):
 def test_empty_batch_is_refused():
     with pytest.raises(ValueError, match="at least one"):
         PatchSampler(PatchConfig(SIZE), seed=0).sample_batch([])
+
+
+# ---------------------------------------------------------------- patches centred on answers
+
+
+def test_answered_patches_always_hold_an_answer_and_half_are_centred_on_clicks():
+    label = np.full((20, 30, 40), -1, np.int8)
+    label[3, 5:10, 5:10] = 0
+    label[15, 25, 33] = 1
+    sampler = AnsweredPatchSampler(SIZE, seed=0)
+    patches = [sampler.sample(numbered_volume(label.shape), label)[1] for _ in range(200)]
+    assert all((patch >= 0).any() for patch in patches)
+    with_click = sum(bool((patch == 1).any()) for patch in patches)
+    assert 70 <= with_click <= 130  # the click is far from the background answers: only click-centred patches
+
+
+def test_answered_patches_pad_with_unanswered_and_refuse_a_volume_without_answers():
+    label = np.full((4, 5, 6), -1, np.int8)
+    label[1, 2, 3] = 1
+    images, labels = AnsweredPatchSampler(SIZE, seed=0).sample_batch([(numbered_volume(label.shape), label)])
+    assert images.shape == (1, 1, *SIZE) and labels.shape == (1, *SIZE) and labels.dtype == np.int64
+    assert int((labels == 1).sum()) == 1 and int((labels == 0).sum()) == 0  # padding is -1, not background
+    with pytest.raises(ValueError, match="without any answered voxel"):
+        AnsweredPatchSampler(SIZE, seed=0).sample(numbered_volume(label.shape), np.full_like(label, -1))
+    with pytest.raises(ValueError, match="click probability"):
+        AnsweredPatchSampler(SIZE, seed=0, click_probability=1.5)

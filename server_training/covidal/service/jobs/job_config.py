@@ -34,10 +34,11 @@ class JobKind(StrEnum):
 
     TRAIN = "train"  # the 2D point model (unet, fcn8) on the answered regions
     NOISY_TEACHER = "noisy-teacher"  # the 3D model (unet3d): teacher on the expert labels, pseudo-labels, student
+    CLICKS_TO_3D = "clicks-to-3d"  # a 2D project's 3D model: the 2D model's pseudo-labels, the answers as clean data
 
     @property
     def model_kinds(self) -> tuple[ModelKind, ...]:
-        return SLICE_MODEL_KINDS if self is JobKind.TRAIN else VOLUME_MODEL_KINDS
+        return VOLUME_MODEL_KINDS if self is JobKind.NOISY_TEACHER else SLICE_MODEL_KINDS
 
     @classmethod
     def parse(cls, kind: object) -> JobKind:

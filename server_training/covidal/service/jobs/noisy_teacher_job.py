@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -111,16 +112,19 @@ def project_volumes_3d(store: Store, project_id: int) -> ProjectVolumes3D:
     return ProjectVolumes3D([v for v in volumes if v.id in labels], labels, [v for v in volumes if v.id not in labels])
 
 
-def job_volumes(store: Store, project_id: int, record: Path, config: NoisyTeacherJobConfig) -> ProjectVolumes3D:
-    """The job's volumes: the project's now, written to ``record`` at the job's first start (after
-    :func:`check_volumes`); at a resume, the recorded ones, whose expert labels must be unchanged.
+def job_volumes(
+    store: Store, project_id: int, record: Path, check: Callable[[ProjectVolumes3D], None]
+) -> ProjectVolumes3D:
+    """The job's volumes: the project's now, written to ``record`` at the job's first start (after ``check``,
+    which raises when the job cannot run on them); at a resume, the recorded ones, whose expert labels must be
+    unchanged.
 
     Raises:
-        CovidalError: as :func:`check_volumes`, or an expert label replaced since the job started.
+        CovidalError: as ``check``, or an expert label replaced since the job started.
     """
     current = project_volumes_3d(store, project_id)
     if not record.is_file():
-        check_volumes(project_id, current, config)
+        check(current)
         atomic_write_json(
             record,
             {
@@ -171,7 +175,7 @@ def run_noisy_teacher_job(
     """
     config = NoisyTeacherJobConfig.from_dict(job.config)
     paths = NoisyTeacherPaths(JobPaths(project_dir, job.id))
-    volumes = job_volumes(store, project.id, paths.volumes, config)
+    volumes = job_volumes(store, project.id, paths.volumes, lambda found: check_volumes(project.id, found, config))
     device = job.device or "cpu"
     teacher = config.train_config(StudentMode.SUPERVISED, device)
     steps = config.steps_per_network * (2 if config.trains_student else 1)
@@ -182,7 +186,7 @@ def run_noisy_teacher_job(
     )
     with case_sources(store, volumes.expert, volumes.label_files(store)) as expert_sources:
         expert = prepare_cases(expert_sources, teacher.spacing, teacher.window)
-        stage = _StageRunner(reporter, expert, steps)
+        stage = StageRunner(reporter, expert, steps)
         dice = stage.train(Stage.TEACHER, teacher, (), paths.teacher, first_step=0, val_dice=None)
         final = paths.teacher
         if config.trains_student:
@@ -213,11 +217,19 @@ def run_noisy_teacher_job(
     )
 
 
-class _StageRunner:
-    """Trains one network of the job, with progress reports, and scores it on the expert volumes."""
+class StageRunner:
+    """Trains one network of a 3D job, with progress reports, and scores it on the expert volumes.
 
-    def __init__(self, reporter: JobReporter, expert: list[PreparedCase], steps: int) -> None:
-        self.reporter, self.expert, self.steps = reporter, expert, steps
+    Args:
+        expert: the expert-labelled volumes every network trains on.
+        steps: the job's steps in all (its progress runs to it).
+        answered: volumes labelled by the clinician's answers (a 'clicks-to-3d' job's), trained on by the point loss.
+    """
+
+    def __init__(
+        self, reporter: JobReporter, expert: list[PreparedCase], steps: int, answered: list[PreparedCase] | None = None
+    ) -> None:
+        self.reporter, self.expert, self.steps, self.answered = reporter, expert, steps, answered or []
 
     def train(
         self,
@@ -241,7 +253,7 @@ class _StageRunner:
             self.reporter.report(
                 first_step + progress.step,
                 self.steps,
-                record.expert_loss + (record.pseudo_loss or 0),
+                record.clean_loss + (record.pseudo_loss or 0),
                 val_dice,
                 stage=stage.value,
                 checkpoint=folder / STATE_FILE if progress.epoch_done else None,
@@ -255,6 +267,7 @@ class _StageRunner:
             log=lambda line: print(f"{stage.value}: {line}", flush=True),
             on_step=on_step,
             resumable=True,
+            answered=self.answered,
         )
         dice = _expert_dice(folder, self.expert, config.device.value)
         print(f"{stage.value}: Dice on the expert volumes {'-' if dice is None else f'{dice:.4f}'}", flush=True)

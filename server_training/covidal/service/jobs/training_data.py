@@ -179,3 +179,25 @@ def project_window(settings: dict) -> HUWindow:
         raise CovidalError(
             f"project setting window must be [level, width] in HU with width > 0, got {value!r}"
         ) from error
+
+
+def answer_volume(answers: Iterable[AnsweredRegion], volume_id: int, shape: tuple[int, int, int], grid: RegionGrid):
+    """The answers of one volume as an answer label (:mod:`covidal.volumes.answer_labels`) on its own grid.
+
+    Args:
+        answers: answered regions (those of other volumes are skipped).
+        volume_id: the volume.
+        shape: the volume's ``[K, J, I]``.
+        grid: the project's region grid.
+
+    Returns:
+        int8 ``[K, J, I]``: 1 at clicks, 0 in background answers, -1 elsewhere (as :meth:`AnnotationState.label_map`).
+    """
+    mine = [answer for answer in answers if answer.volume_id == volume_id]
+    keys = {(str(volume_id), f"{volume_id}:{answer.k}"): shape[1:] for answer in mine}
+    state = AnnotationState(grid, keys)
+    state.add_many(region_label(answer) for answer in mine)
+    labels = np.full(shape, -1, dtype=np.int8)
+    for answer in mine:
+        labels[answer.k] = state.label_map((str(volume_id), f"{volume_id}:{answer.k}"))
+    return labels

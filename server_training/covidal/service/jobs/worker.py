@@ -2,7 +2,8 @@
 
 A ``train`` job trains the project's 2D model on every answered slice (and, for a CEAL project, the pool's
 pseudo-labels: :mod:`covidal.service.jobs.training_set`) for the job's ``steps`` optimiser steps; a ``noisy-teacher`` job trains a ``unet3d`` project's 3D model
-(:mod:`covidal.service.jobs.noisy_teacher_job`). Progress goes to the store (at most once a second, and at
+(:mod:`covidal.service.jobs.noisy_teacher_job`); a ``clicks-to-3d`` job trains a 2D project's 3D model from its
+answers (:mod:`covidal.service.jobs.clicks_to_3d_job`). Progress goes to the store (at most once a second, and at
 every checkpoint) through a :class:`~covidal.service.jobs.progress.JobReporter`, and a job stops cleanly
 when a cancel is asked.
 
@@ -104,6 +105,10 @@ def run_job(store: Store, project_dir: Path, job: Job, reporter: JobReporter) ->
             )
 
             run_noisy_teacher_job(store, Path(project_dir), project, job, reporter)
+        elif kind is JobKind.CLICKS_TO_3D:
+            from covidal.service.jobs.clicks_to_3d_job import run_clicks_to_3d_job
+
+            run_clicks_to_3d_job(store, Path(project_dir), project, job, reporter)
         else:
             run_train_job(store, Path(project_dir), project, job, reporter)
     except Cancelled:

@@ -2,12 +2,15 @@
 
     store.sqlite3, files/volumes/<project>/, files/labels/<project>/   the store's (covidal.service.store)
     models/<project>/current/model.pt     the model of the project's latest successful job
+    models/<project>/current-3d/model.pt  a 2D project's 3D model: its latest successful 'clicks-to-3d' job's
     predictions/<project>/<volume>.nrrd   the latest prediction of a volume, replaced by the next
+    predictions/<project>/<volume>-3d.nrrd   the same by a 2D project's 3D model
     jobs/<job>/log.txt                    the job worker's stdout and stderr
     jobs/<job>/checkpoint/state.pt        a 'train' job's newest training state (a resume starts from it)
     jobs/<job>/checkpoint/model.pt        a finished 'train' job's model
     jobs/<job>/pseudo_labels.npz          a 'train' job's pseudo-labels of the pool (CEAL projects)
     jobs/<job>/teacher/, pseudo/, student/, volumes.json   the stages of a 'noisy-teacher' job
+    jobs/<job>/model2d.pt, pseudo/, student/, volumes.json   a 'clicks-to-3d' job's: the 2D model it started from
     jobs/<job>/result.json                what a finished 'train' job trained on: a point of the learning curve
     jobs/<job>/unseen.json                how many of the answers given after it its model agreed with (the next job)
 
@@ -64,7 +67,7 @@ class JobPaths:
         return self.folder / "unseen.json"
 
     def stage(self, name: str) -> Path:
-        """The folder of a 'noisy-teacher' job's stage (``teacher``, ``pseudo``, ``student``)."""
+        """The folder of a 3D job's stage (``teacher``, ``pseudo``, ``student``)."""
         return self.folder / name
 
 
@@ -78,8 +81,14 @@ class ProjectLayout:
         """The model of the project's latest successful job (it may not exist yet)."""
         return Path(self.root) / "models" / str(int(project_id)) / "current" / MODEL_FILE
 
-    def prediction(self, project_id: int, volume_id: int) -> Path:
-        return Path(self.root) / "predictions" / str(int(project_id)) / f"{int(volume_id)}.nrrd"
+    def current_model_3d(self, project_id: int) -> Path:
+        """A 2D project's 3D model, trained from its answers by 'clicks-to-3d' jobs (it may not exist yet)."""
+        return Path(self.root) / "models" / str(int(project_id)) / "current-3d" / MODEL_FILE
+
+    def prediction(self, project_id: int, volume_id: int, model_3d: bool = False) -> Path:
+        """The latest prediction of the volume by the project's model (``model_3d``: by a 2D project's 3D model)."""
+        name = f"{int(volume_id)}{'-3d' if model_3d else ''}.nrrd"
+        return Path(self.root) / "predictions" / str(int(project_id)) / name
 
     def job(self, job_id: int) -> JobPaths:
         return JobPaths(Path(self.root), job_id)

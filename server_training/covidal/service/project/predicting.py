@@ -9,6 +9,7 @@ prediction unrestricted, says so, and has no lung figures."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,13 @@ from covidal.service.store.store import Store
 from covidal.volumes.lungs import Lungs, involvement, restrict_to_lungs
 
 
+class ProjectModel(StrEnum):
+    """Which of a project's models predicts: its own (2D or 3D by its model kind), or a 2D project's 3D model."""
+
+    PROJECT = "project"
+    MODEL_3D = "3d"
+
+
 def predict(
     store: Store,
     settings: ServiceSettings,
@@ -34,23 +42,22 @@ def predict(
     cache: ServiceCache,
     project_id: int,
     volume_id: int,
+    model: ProjectModel = ProjectModel.PROJECT,
 ) -> PredictionOut:
-    """Label the volume with the project's current model, restricted to its lungs, and store the labels.
+    """Label the volume with one of the project's models, restricted to its lungs, and store the labels.
 
     Raises:
-        NotFound: an unknown project or volume. Conflict: the project has no trained model yet.
+        NotFound: an unknown project or volume. Conflict: the project has no trained model of that kind yet.
         CovidalError: the model or the volume cannot be read.
     """
     project = store.get_project(project_id)
     record = store.get_volume(project_id, volume_id)
-    model_path = layout.current_model(project_id)
-    if not model_path.is_file():
-        raise Conflict(f"project {project_id} has no trained model yet: run a training job to the end first")
+    model_path, model_3d = _model_file(layout, project_id, ModelKind(project.model_kind), model)
     key = VolumeKey(record.id, record.sha256)
     volume = cache.volume(key, lambda: read_project_volume(store, record))
     from covidal.service.project.models import slices  # torch loads only when a model runs
 
-    if ModelKind(project.model_kind).dims == 3:
+    if model_3d:
         from covidal.service.project.models import volumes
 
         labels, _ = volumes.predict_volume(model_path, settings.device, store, record)
@@ -60,8 +67,30 @@ def predict(
     lungs = volume_lungs(cache, key, volume)
     if not isinstance(lungs, NoLungs):
         array = restrict_to_lungs(array, lungs)
-    write_volume(volume.with_array(array), layout.prediction(project_id, volume_id))
+    write_volume(volume.with_array(array), layout.prediction(project_id, volume_id, _own_3d(project.model_kind, model)))
     return _prediction_out(volume_id, array, volume, lungs)
+
+
+def _own_3d(model_kind: str, model: ProjectModel) -> bool:
+    """Whether ``model`` is a 2D project's 3D model (kept apart from the project's own model and predictions)."""
+    return model is ProjectModel.MODEL_3D and ModelKind(model_kind).dims == 2
+
+
+def _model_file(layout: ProjectLayout, project_id: int, kind: ModelKind, model: ProjectModel) -> tuple[Path, bool]:
+    """The file of the chosen model and whether it is a 3D network.
+
+    Raises:
+        Conflict: the model is not trained yet.
+    """
+    if _own_3d(kind.value, model):
+        path = layout.current_model_3d(project_id)
+        if not path.is_file():
+            raise Conflict(f"project {project_id} has no 3D model yet: run a 'clicks-to-3d' job to the end first")
+        return path, True
+    path = layout.current_model(project_id)
+    if not path.is_file():
+        raise Conflict(f"project {project_id} has no trained model yet: run a training job to the end first")
+    return path, kind.dims == 3
 
 
 def _prediction_out(volume_id: int, labels: np.ndarray, volume: Volume, lungs: Lungs | NoLungs) -> PredictionOut:
@@ -84,14 +113,20 @@ def _prediction_out(volume_id: int, labels: np.ndarray, volume: Volume, lungs: L
     )
 
 
-def prediction_file(store: Store, layout: ProjectLayout, project_id: int, volume_id: int) -> Path:
-    """The stored prediction of the volume.
+def prediction_file(
+    store: Store, layout: ProjectLayout, project_id: int, volume_id: int, model: ProjectModel = ProjectModel.PROJECT
+) -> Path:
+    """The stored prediction of the volume by ``model``.
 
     Raises:
         NotFound: an unknown project or volume, or no prediction yet.
     """
+    project = store.get_project(project_id)
     store.get_volume(project_id, volume_id)
-    path = layout.prediction(project_id, volume_id)
+    path = layout.prediction(project_id, volume_id, _own_3d(project.model_kind, model))
     if not path.is_file():
-        raise NotFound(f"volume {volume_id} has no prediction yet: POST .../volumes/{volume_id}/prediction first")
+        query = "?model=3d" if model is ProjectModel.MODEL_3D else ""
+        raise NotFound(
+            f"volume {volume_id} has no prediction yet: POST .../volumes/{volume_id}/prediction{query} first"
+        )
     return path

@@ -7,6 +7,7 @@ from typing import Any
 
 from covidal.errors import CovidalError
 from covidal.losses.registry import LossName
+from covidal.service.defaults import clicks_to_3d_defaults
 from covidal.service.jobs.job_config import JobKind, TrainJobConfig
 from covidal.service.jobs.training_data import answered_regions
 from covidal.service.project.layout import ProjectLayout
@@ -17,9 +18,12 @@ from covidal.service.store.store import Store
 MAX_LOG_BYTES = 1 << 20
 
 
-def enqueue_job(store: Store, project_id: int, kind: str, config: dict[str, Any], steps: int | None) -> Job:
+def enqueue_job(
+    store: Store, project_id: int, kind: str, config: dict[str, Any], steps: int | None, device: str = "cpu"
+) -> Job:
     """Queue a job of ``kind`` for the project's model with the project's settings overridden by ``config`` (and
-    ``steps``, a 'train' job's shorthand); it starts when the device is free.
+    ``steps``, a 'train' job's shorthand); it starts when the device is free. A 'clicks-to-3d' job starts from the
+    options served for ``device`` (:func:`~covidal.service.defaults.clicks_to_3d_defaults`).
 
     Raises:
         NotFound: an unknown project. CovidalError: an unknown kind or one that does not train the project's
@@ -33,10 +37,13 @@ def enqueue_job(store: Store, project_id: int, kind: str, config: dict[str, Any]
     else:
         if steps is not None:
             raise CovidalError(
-                "'steps' is an option of 'train' jobs; a 'noisy-teacher' job trains config epochs x "
+                f"'steps' is an option of 'train' jobs; a {job_kind.value!r} job trains config epochs x "
                 "steps_per_epoch steps per network"
             )
-        options = _noisy_teacher_config(store, project, config)
+        if job_kind is JobKind.CLICKS_TO_3D:
+            options = _clicks_to_3d_config(store, project, {**clicks_to_3d_defaults(device), **config})
+        else:
+            options = _noisy_teacher_config(store, project, config)
     return store.enqueue_job(project_id, job_kind.value, options)
 
 
@@ -83,4 +90,22 @@ def _noisy_teacher_config(store: Store, project: Project, overrides: dict[str, A
     for mode in (StudentMode.SUPERVISED, config.mode):
         config.train_config(mode, "cpu")  # refuses what Train3DConfig refuses; the device comes at the start
     check_volumes(project.id, project_volumes_3d(store, project.id), config)
+    return config.to_dict()
+
+
+def _clicks_to_3d_config(store: Store, project: Project, options: dict[str, Any]) -> dict[str, Any]:
+    """The options of a ``clicks-to-3d`` job of the project. CovidalError when it cannot train one yet."""
+    from covidal.service.jobs.clicks_to_3d_job import check_clicks_volumes
+    from covidal.service.jobs.noisy_teacher_config import NoisyTeacherJobConfig
+    from covidal.service.jobs.noisy_teacher_job import project_volumes_3d
+
+    config = NoisyTeacherJobConfig.from_dict(options)
+    config.train_config(config.mode, "cpu")  # refuses what Train3DConfig refuses; the device comes at the start
+    if not ProjectLayout(store.root).current_model(project.id).is_file():
+        raise CovidalError(
+            f"project {project.id} has no trained 2D model yet: run a 'train' job to the end first (its predictions "
+            "are the 3D model's pseudo-labels)"
+        )
+    answers = len(answered_regions(store, project.id))
+    check_clicks_volumes(project.id, project_volumes_3d(store, project.id), answers, config.trains_student)
     return config.to_dict()

@@ -2,7 +2,8 @@
 
 Kinds (:class:`covidal.service.jobs.job_config.JobKind`): ``train`` trains a 2D project's point model on the
 answered regions; ``noisy-teacher`` trains a ``unet3d`` project's 3D model (a teacher on the volumes with
-an expert label, pseudo-labels of the others, a student). Jobs run one at a time per device
+an expert label, pseudo-labels of the others, a student); ``clicks-to-3d`` trains a 2D project's 3D model from its
+answers. Jobs run one at a time per device
 (:class:`covidal.service.jobs.runner.JobRunner`), each in a child process. A job that the service was
 stopped in the middle of is ``interrupted``; resuming queues it again and it continues from its last
 checkpoint.
@@ -14,7 +15,7 @@ from fastapi.responses import PlainTextResponse
 
 from covidal.service.project import training
 from covidal.service.routes.base import api_router
-from covidal.service.routes.deps import LayoutDep, StoreDep
+from covidal.service.routes.deps import LayoutDep, SettingsDep, StoreDep
 from covidal.service.schemas import JobCreate, JobOut
 
 router = api_router("jobs")
@@ -30,9 +31,10 @@ router = api_router("jobs")
         }
     },
 )
-def start_job(project_id: int, body: JobCreate, store: StoreDep) -> JobOut:
+def start_job(project_id: int, body: JobCreate, store: StoreDep, settings: SettingsDep) -> JobOut:
     """Queue a job of ``kind`` for the project's model (it starts when the device is free)."""
-    return JobOut.model_validate(training.enqueue_job(store, project_id, body.kind, body.config, body.steps))
+    job = training.enqueue_job(store, project_id, body.kind, body.config, body.steps, settings.device)
+    return JobOut.model_validate(job)
 
 
 @router.get("/projects/{project_id}/jobs")

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Query
 from fastapi.responses import FileResponse
 
 from covidal.service.project import predicting
@@ -11,18 +14,28 @@ from covidal.service.routes.deps import CacheDep, LayoutDep, SettingsDep, StoreD
 from covidal.service.schemas import PredictionOut
 
 router = api_router("predictions")
+ModelQuery = Annotated[
+    predicting.ProjectModel,
+    Query(description="'project': the project's own model; '3d': a 2D project's 3D model (its 'clicks-to-3d' jobs')"),
+]
 
 
 @router.post(
     "/projects/{project_id}/volumes/{volume_id}/prediction",
-    responses={409: {"description": "the project has no trained model yet"}},
+    responses={409: {"description": "the project has no trained model (of that kind) yet"}},
 )
 def predict(
-    project_id: int, volume_id: int, store: StoreDep, settings: SettingsDep, layout: LayoutDep, cache: CacheDep
+    project_id: int,
+    volume_id: int,
+    store: StoreDep,
+    settings: SettingsDep,
+    layout: LayoutDep,
+    cache: CacheDep,
+    model: ModelQuery = predicting.ProjectModel.PROJECT,
 ) -> PredictionOut:
     """Label the volume with the current model inside its lungs (heuristic mask); infected volume (mL) and share
     of each lung."""
-    return predicting.predict(store, settings, layout, cache, project_id, volume_id)
+    return predicting.predict(store, settings, layout, cache, project_id, volume_id, model)
 
 
 @router.get(
@@ -35,8 +48,17 @@ def predict(
         }
     },
 )
-def prediction_file(project_id: int, volume_id: int, store: StoreDep, layout: LayoutDep) -> FileResponse:
-    path = predicting.prediction_file(store, layout, project_id, volume_id)
+def prediction_file(
+    project_id: int,
+    volume_id: int,
+    store: StoreDep,
+    layout: LayoutDep,
+    model: ModelQuery = predicting.ProjectModel.PROJECT,
+) -> FileResponse:
+    path = predicting.prediction_file(store, layout, project_id, volume_id, model)
+    suffix = "-3d" if model is predicting.ProjectModel.MODEL_3D else ""
     return FileResponse(
-        path, media_type="application/octet-stream", filename=f"prediction-project{project_id}-volume{volume_id}.nrrd"
+        path,
+        media_type="application/octet-stream",
+        filename=f"prediction-project{project_id}-volume{volume_id}{suffix}.nrrd",
     )

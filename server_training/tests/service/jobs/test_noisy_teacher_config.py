@@ -74,7 +74,7 @@ def test_bad_options_are_named(values, words):
 
 def test_job_kinds_name_the_kind_that_fits():
     assert JobKind.parse("noisy-teacher") is JobKind.NOISY_TEACHER
-    with pytest.raises(CovidalError, match="one of 'train', 'noisy-teacher'; got 'x'"):
+    with pytest.raises(CovidalError, match="one of 'train', 'noisy-teacher', 'clicks-to-3d'; got 'x'"):
         JobKind.parse("x")
     JobKind.TRAIN.check_model_kind(1, "fcn8")
     with pytest.raises(

@@ -13,10 +13,15 @@ from covidal.noisyteacher.run import load_model
 from covidal.noisyteacher.student_modes import StudentMode
 from covidal.noisyteacher.trainer import train_3d
 from covidal.service.jobs.noisy_teacher_config import NoisyTeacherJobConfig
-from covidal.service.jobs.noisy_teacher_job import job_volumes
+from covidal.service.jobs.noisy_teacher_job import check_volumes, job_volumes
 from covidal.service.store.store import Store
 from covidal.volumes.cases import list_volume_cases
 from covidal.volumes.preprocess import prepare_cases
+
+
+def checked(project: dict, config: NoisyTeacherJobConfig):
+    """The volume check of a noisy-teacher job of ``project`` (what the job passes to ``job_volumes``)."""
+    return lambda found: check_volumes(project["id"], found, config)
 
 
 def test_a_jobs_volumes_are_fixed_at_its_start_and_a_changed_label_is_refused(service, tmp_path):
@@ -25,30 +30,37 @@ def test_a_jobs_volumes_are_fixed_at_its_start_and_a_changed_label_is_refused(se
     record = tmp_path / "job" / "volumes.json"
     config = NoisyTeacherJobConfig()
     with Store(service.settings.project_dir) as store:
-        first = job_volumes(store, project["id"], record, config)
+        first = job_volumes(store, project["id"], record, checked(project, config))
         assert [v.id for v in first.expert] == [volumes[0]["id"]] and [v.id for v in first.pool] == [volumes[1]["id"]]
         later, _ = client.upload_volume(project["id"], write_volume(lesion_case(5)[0], tmp_path / "later.nrrd"))
         client.upload_label(project["id"], volumes[1]["id"], write_volume(lesion_case(1)[1], tmp_path / "l1.nrrd"))
-        again = job_volumes(store, project["id"], record, config)  # the new volume and label are not the job's
+        again = job_volumes(
+            store, project["id"], record, checked(project, config)
+        )  # the new volume and label are not the job's
         assert (again.expert, again.pool) == (first.expert, first.pool) and later["id"] not in {
             v.id for v in again.pool
         }
         original = tmp_path / "label0.nrrd"  # unet3d_project's label of volume 0
         client.upload_label(project["id"], volumes[0]["id"], write_volume(lesion_case(2)[1], tmp_path / "l0.nrrd"))
         with pytest.raises(CovidalError, match=rf"label of volume\(s\) \[{volumes[0]['id']}\] was replaced"):
-            job_volumes(store, project["id"], record, config)
+            job_volumes(store, project["id"], record, checked(project, config))
         client.upload_label(project["id"], volumes[0]["id"], original)  # the same content again: accepted
-        assert job_volumes(store, project["id"], record, config).expert == first.expert
+        assert job_volumes(store, project["id"], record, checked(project, config)).expert == first.expert
 
 
 def test_a_job_needs_expert_volumes_and_a_pool_for_its_student(service, tmp_path):
     project, _ = unet3d_project(service.client, tmp_path, count=1, labelled=1)
     with Store(service.settings.project_dir) as store:
         with pytest.raises(CovidalError, match="nothing to pseudo-label"):
-            job_volumes(store, project["id"], tmp_path / "job" / "volumes.json", NoisyTeacherJobConfig())
+            job_volumes(
+                store, project["id"], tmp_path / "job" / "volumes.json", checked(project, NoisyTeacherJobConfig())
+            )
         assert not (tmp_path / "job" / "volumes.json").exists()
         supervised = job_volumes(
-            store, project["id"], tmp_path / "job" / "volumes.json", NoisyTeacherJobConfig(mode="supervised")
+            store,
+            project["id"],
+            tmp_path / "job" / "volumes.json",
+            checked(project, NoisyTeacherJobConfig(mode="supervised")),
         )
         assert len(supervised.expert) == 1 and supervised.pool == []
 
