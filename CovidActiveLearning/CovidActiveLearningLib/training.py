@@ -102,7 +102,8 @@ class TrainingStatus:
     @property
     def text(self) -> str:
         """One line for the progress bar: (a 3D job: ``"3D model: "`` and its stage) state, step, loss, Dice (a 2D
-        job's on the training pixels; the learning curve holds the Dice on answers a model never saw), ETA."""
+        job's on the training pixels, a 3D job's on the expert labels; the learning curve holds the Dice on answers a
+        model never saw), ETA."""
         parts = [self.status.value.capitalize()]
         if self.stage is not None and not self.finished:
             parts.append(_STAGES.get(self.stage, self.stage))
@@ -111,7 +112,9 @@ class TrainingStatus:
         if self.loss is not None:
             parts.append(f"loss {self.loss:.3f}")
         if self.val_dice is not None:
-            parts.append(f"{'Dice' if self.is_3d else 'Dice on training pixels'} {self.val_dice:.3f}")
+            parts.append(
+                f"{'Dice on the expert labels' if self.is_3d else 'Dice on training pixels'} {self.val_dice:.3f}"
+            )
         if self.eta_seconds is not None and not self.finished:
             parts.append(f"about {_duration(self.eta_seconds)} left")
         if self.error:

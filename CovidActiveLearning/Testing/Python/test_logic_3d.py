@@ -2,8 +2,9 @@
 against a real `covidal serve`.
 
 A 2D project is answered from the chest fixture's lesion mask (oblique, anisotropic grid) and trained for a few
-steps; a ``clicks-to-3d`` job with a tiny 3D U-Net is started from the Lib, followed to its end by the Lib's poller
-(the one the panel's timer drives) and its prediction imported beside the 2D one.
+steps; its prediction of the CT, corrected to the lesion mask, is sent as the CT's expert label, and a second CT is
+left to the 2D model's pseudo-labels. A ``clicks-to-3d`` job with a tiny 3D U-Net is started from the Lib, followed
+to its end by the Lib's poller (the one the panel's timer drives) and its prediction imported beside the 2D one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import time
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import slicer
+from support import synthetic_chest, write_image
 from test_logic import answer_like_the_mask, open_logic, wait_for_training
 
 from CovidActiveLearningLib.backend_client import CovidalClient
@@ -22,7 +25,7 @@ from CovidActiveLearningLib.training import TrainingWatch
 from CovidActiveLearningLib.volumes import read_volume
 
 # A 3D U-Net of two levels on 16^3 patches, a few steps: minutes at most on one CPU thread.
-TINY_3D = {"epochs": 2, "steps_per_epoch": 2, "patch_size": [16, 16, 16], "channels": [4, 8], "batch_size": 1}
+TINY_3D = {"epochs": 3, "steps_per_epoch": 3, "patch_size": [16, 16, 16], "channels": [4, 8], "batch_size": 1}
 CHEST_VOXEL_MM3 = 1.4 * 1.2 * 5.0
 JOB_TIMEOUT_S = 600
 
@@ -59,6 +62,12 @@ def test_a_3d_model_from_the_clicks_is_trained_followed_and_its_prediction_impor
     logic.start_training(steps=4)
     wait_for_training(logic)
     two_d = logic.import_prediction(ct)
+    segment_id = logic.correct_in_segment_editor().segment_id
+    slicer.util.updateSegmentBinaryLabelmapFromArray(lesions, two_d.segmentation_node, segment_id, ct)
+    assert logic.use_as_expert_label()["foreground_voxels"] == int(lesions.sum())
+    second, _ = synthetic_chest(seed=1)
+    pool_id = logic.send_volume(read_volume(mrml.scene, write_image(second, tmp_path / "second.nrrd"), "second"))
+    assert [(v.id == pool_id, v.expert_labelled) for v in logic.project_volumes()] == [(False, True), (True, False)]
 
     job_id = logic.start_3d_training(config=TINY_3D)  # the backend's default mode
     job = CovidalClient(backend).get_job(logic.project_id, job_id)
@@ -68,7 +77,9 @@ def test_a_3d_model_from_the_clicks_is_trained_followed_and_its_prediction_impor
     assert final.status.value == "done" and final.is_3d, final.text
     assert final.steps and final.step == final.steps
     assert all(status.text.startswith("3D model: ") for status in seen)
-    assert {status.stage for status in seen} <= {None, "pseudo-label", "student"}
+    stages = [status.stage for status in seen if status.stage is not None and not status.finished]
+    assert stages and stages == sorted(stages, key=["pseudo-label", "student"].index)  # seen, in their order
+    assert final.val_dice is not None and "Dice on the expert labels" in final.text  # the expert label was used
 
     three_d = logic.import_prediction(ct, PredictionModel.THREE_D)
     assert logic.prediction is three_d  # the one Correct and Use as expert label now act on

@@ -72,7 +72,7 @@ def job_3d(status="running", **progress):
         ),
         (
             job_3d(step=40, steps=120, stage="student", loss=0.25, val_dice=0.4, eta_seconds=30),
-            "3D model: Running, student, step 40 of 120, loss 0.250, Dice 0.400, about 30 s left",
+            "3D model: Running, student, step 40 of 120, loss 0.250, Dice on the expert labels 0.400, about 30 s left",
         ),
         (job_3d("done", step=120, steps=120, stage="student", loss=0.2), "3D model: Done, step 120 of 120, loss 0.200"),
     ],
