@@ -43,3 +43,24 @@ def answers_on_grid(answers: np.ndarray, source: Volume, grid: Volume) -> np.nda
         k, j, i = moved[inside].T
         placed[k, j, i] = value
     return placed
+
+
+def with_certain_background(labels: np.ndarray, image: np.ndarray, dark: float, bright: float) -> np.ndarray:
+    """``labels`` (an answer label on ``image``'s grid) with every unanswered voxel whose axial slice, lightly
+    blurred, is darker than ``dark`` or brighter than ``bright`` labelled background (0): the 3D form of a
+    project's intensity background prior (:mod:`covidal.training.background_prior`). Clicks are kept.
+
+    Args:
+        labels: int8 ``[K, J, I]`` in {-1, 0, 1}.
+        image: float ``[K, J, I]`` in [0, 1] (the windowed training grid).
+        dark, bright: thresholds on ``image`` (:func:`~covidal.training.background_prior.certain_background_thresholds`).
+
+    Raises:
+        ValueError: shapes differ, or bad thresholds.
+    """
+    from covidal.data.intensity_lungs import certain_background  # scikit-image, only where a prior is used
+
+    if labels.shape != image.shape:
+        raise ValueError(f"labels are {labels.shape}, the image {image.shape}")
+    certain = np.stack([certain_background(k_slice, dark, bright) for k_slice in image])
+    return np.where((labels == IGNORE_INDEX) & certain, np.int8(0), labels).astype(np.int8)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from covidal.data.volume import Volume
-from covidal.volumes.answer_labels import answers_on_grid
+from covidal.volumes.answer_labels import answers_on_grid, with_certain_background
 from covidal.volumes.preprocess import Interpolation, resample_to_spacing
 
 OBLIQUE = np.array([[0.98, -0.17, 0.0], [0.17, 0.98, 0.0], [0.0, 0.0, 1.0]])
@@ -64,3 +64,18 @@ def test_bad_answers_are_refused(answers, message):
     source = source_volume()
     with pytest.raises(ValueError, match=message):
         answers_on_grid(answers, source, training_grid(source))
+
+
+def test_certain_background_fills_unanswered_air_and_bone_and_keeps_clicks():
+    image = np.full((3, 20, 20), 0.5, np.float32)  # soft tissue
+    image[:, :, :6] = 0.0  # air
+    image[:, :, 14:] = 1.0  # bone
+    labels = np.full(image.shape, -1, np.int8)
+    labels[1, 10, 2] = 1  # a click in the dark part stays a click
+    labels[1, 10, 10] = 0
+    filled = with_certain_background(labels, image, 0.2, 0.9)
+    assert filled[1, 10, 2] == 1 and filled[1, 10, 10] == 0
+    assert (filled[:, :, :4] >= 0).all() and (filled[:, :, 16:] == 0).all()
+    assert (filled[:, :, 8:12] == labels[:, :, 8:12]).all()  # soft tissue stays unanswered
+    with pytest.raises(ValueError, match="labels are"):
+        with_certain_background(labels[:2], image, 0.2, 0.9)

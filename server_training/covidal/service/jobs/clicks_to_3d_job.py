@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from covidal.data.io import read_volume, write_volume
+from covidal.data.window import ImageKind
 from covidal.errors import CovidalError
 from covidal.noisyteacher.run import MODEL_FILE
 from covidal.regions.grid import RegionGrid
@@ -46,8 +47,9 @@ from covidal.service.project.models.slices import load_model, predict_labels
 from covidal.service.project.models.volumes import case_name, case_sources
 from covidal.service.store import records
 from covidal.service.store.store import Store
+from covidal.training.background_prior import BackgroundPrior, certain_background_thresholds
 from covidal.utils.atomic import atomic_write, atomic_write_json
-from covidal.volumes.answer_labels import answers_on_grid
+from covidal.volumes.answer_labels import answers_on_grid, with_certain_background
 from covidal.volumes.lungs import find_lungs, restrict_to_lungs
 from covidal.volumes.preprocess import PreparedCase, prepare_case, prepare_cases
 
@@ -99,12 +101,13 @@ def run_clicks_to_3d_job(
         flush=True,
     )
     grid = RegionGrid(project.grid_k)
+    prior = BackgroundPrior(project.settings.get("background_prior", BackgroundPrior.NONE.value))
     by_id = {volume.id: volume for volume in store.list_volumes(project.id)}
     with case_sources(store, volumes.expert, volumes.label_files(store)) as expert_sources:
         expert = prepare_cases(expert_sources, student.spacing, student.window)
     with case_sources(store, [by_id[v] for v in answered_ids]) as answered_sources:
         answered = [
-            _answered_case(source, answers, volume_id, grid, student)
+            _answered_case(source, answers, volume_id, grid, student, prior)
             for volume_id, source in zip(answered_ids, answered_sources, strict=True)
         ]
     pseudo: list[PreparedCase] = []
@@ -158,11 +161,16 @@ def _fixed_answers(store: Store, project_id: int, record: Path):
     return answers
 
 
-def _answered_case(source, answers, volume_id: int, grid: RegionGrid, config) -> PreparedCase:
-    """The volume on the training grid with its answers as its label (:func:`answers_on_grid`)."""
+def _answered_case(source, answers, volume_id: int, grid: RegionGrid, config, prior: BackgroundPrior) -> PreparedCase:
+    """The volume on the training grid with its answers as its label (:func:`answers_on_grid`) and, with an
+    intensity ``prior``, its aerated lung, air and bone as background (:func:`with_certain_background`)."""
     prepared = prepare_case(source, config.spacing, config.window)
     native = answer_volume(answers, volume_id, prepared.source.array.shape, grid)
     label = answers_on_grid(native, prepared.source, prepared.grid)
+    if prior in (BackgroundPrior.INTENSITY, BackgroundPrior.BOTH):
+        label = with_certain_background(
+            label, prepared.image, *certain_background_thresholds(ImageKind.HU, config.window)
+        )
     return replace(prepared, name=f"{case_name(volume_id)}-answers", label=label)
 
 
