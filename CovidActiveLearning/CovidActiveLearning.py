@@ -116,6 +116,7 @@ if UNSUPPORTED is None:
         trainingSteps: Annotated[int, WithinRange(0, 100000)] = 0
         trainAfterSubmit: bool = True
         heatmapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
+        mode3d: Annotated[str, Choice([BACKEND_DEFAULT_MODE, *MODES_3D])] = BACKEND_DEFAULT_MODE
 
     # The core logic first: ScriptedLoadableModuleLogic.__init__ calls super().__init__() without arguments,
     # which must reach object, not the core logic (it needs the scene).
@@ -238,7 +239,6 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             "correctButton": self.onCorrect,
             "useAsLabelButton": self.onUseAsLabel,
         }
-        self.ui.mode3dComboBox.addItems([BACKEND_DEFAULT_MODE, *MODES_3D])
         for name, slot in buttons.items():
             getattr(self.ui, name).connect("clicked()", slot)  # no argument: the slots take none
         self.ui.answersTable.connect("cellDoubleClicked(int,int)", self.onAnswerDoubleClicked)
@@ -492,7 +492,7 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
     @_background
     def onTrain3d(self):
-        mode = self.ui.mode3dComboBox.currentText
+        mode = self._parameterNode.mode3d
         operation = self.logic.start_3d_training_operation(None if mode == BACKEND_DEFAULT_MODE else mode)
         return operation, self._trainingQueued
 
