@@ -110,7 +110,8 @@ def _served_loop(
     models.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     with local_service(out / "service", out / "service.log", device) as client:
-        project = client.create_project(f"clicks3d-seed{seed}", settings={"seed": seed})
+        steps = client.defaults()["steps"]  # the job's own Dice once, at its end (the demo's choice; same weights)
+        project = client.create_project(f"clicks3d-seed{seed}", settings={"seed": seed, "checkpoint_every": steps})
         volumes = {name: client.upload_volume(project["id"], cases.image(name), name)[0] for name in cases.train}
         ids = [volume["id"] for volume in volumes.values()]
         lesions = {volumes[name]["id"]: read_volume(cases.label(name)).array > 0 for name in cases.train}
@@ -175,21 +176,24 @@ def score_models(cases: BenchCases, models: Path, arms: Sequence[str], device: s
 
 
 def summary_table(results: Sequence[dict]) -> str:
-    """A markdown table: per arm, Dice and HD95 (means over the test cases) for each seed, and mean +- sd over seeds."""
-    arms = list(results[0]["scores"])
+    """A markdown table: per arm, Dice (mean over the test cases) for each seed, and the mean +- sd over the seeds
+    that ran it ("-" where a seed did not), HD95 and the predicted mL (true mL) likewise."""
+    arms = list(dict.fromkeys(arm for result in results for arm in result["scores"]))
     seeds = [result["seed"] for result in results]
     lines = [
         "| arm | " + " | ".join(f"Dice s{s}" for s in seeds) + " | Dice mean ± sd | HD95 mm mean ± sd | mL (true) |",
         "|---|" + "---:|" * (len(seeds) + 3),
     ]
     for arm in arms:
-        dice = [_mean(result["scores"][arm], "dice") for result in results]
-        hd95 = [_mean(result["scores"][arm], "hd95_mm") for result in results]
-        predicted = [_mean(result["scores"][arm], "predicted_ml") for result in results]
-        true = [_mean(result["scores"][arm], "reference_ml") for result in results]
+        ran = [result["scores"][arm] for result in results if arm in result["scores"]]
+        dice = [_mean(scores, "dice") for scores in ran]
+        hd95 = [_mean(scores, "hd95_mm") for scores in ran]
+        predicted = [_mean(scores, "predicted_ml") for scores in ran]
+        true = [_mean(scores, "reference_ml") for scores in ran]
+        per_seed = [f"{_mean(r['scores'][arm], 'dice'):.3f}" if arm in r["scores"] else "-" for r in results]
         lines.append(
             f"| {arm} | "
-            + " | ".join(f"{d:.3f}" for d in dice)
+            + " | ".join(per_seed)
             + f" | {np.mean(dice):.3f} ± {np.std(dice):.3f} | {np.nanmean(hd95):.1f} ± {np.nanstd(hd95):.1f} | "
             f"{np.mean(predicted):.0f} ({np.mean(true):.0f}) |"
         )

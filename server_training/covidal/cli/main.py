@@ -25,6 +25,7 @@ from covidal.cli import (
     bench_service,
     bench_strategies,
     bench_thresholds,
+    clicks_to_3d,
     demo,
     serve,
 )
@@ -61,6 +62,7 @@ COMMANDS = (
     bench_lungs,
     bench_thresholds,
     bench_clicks_3d,
+    clicks_to_3d,
 )
 
 

@@ -102,6 +102,20 @@ def test_supervised_mode_trains_on_the_answers_alone(service, answered):
     assert "pseudo-label" not in log and "pseudo loss" not in log and "answer loss" in log
 
 
+def test_the_cli_trains_follows_and_predicts(service, answered, cli, tmp_path):
+    project, volume, _ = answered
+    config = json.dumps({key: value for key, value in TINY_3D_CONFIG.items()})
+    argv = ("clicks-to-3d", "--url", service.base_url, "--project", project["id"], "--config", config)
+    result = cli(*argv, "--mode", "supervised", "--predict", volume["id"], "--out", tmp_path)
+    assert result.code == 0, result
+    assert "student step" in result.out and "(supervised," in result.out and "mL infected" in result.out
+    saved = read_volume(tmp_path / f"prediction-3d-volume{volume['id']}.nrrd")
+    assert saved.shape_ijk == tuple(volume["dims"]) and np.allclose(saved.direction, volume["direction"])
+    cli(*argv, "--mode", "best").assert_user_error("--mode", "invalid choice")
+    cli(*argv[:-2], "--config", "[1]").assert_user_error("--config", "JSON object")
+    cli(*argv, "--mode", "semi", "--config", '{"epochs": 0}').assert_user_error("refused", "epochs")
+
+
 def test_an_expert_label_joins_the_clean_data(service, answered, tmp_path):
     """(Runs after the tests that need the pool volume unlabelled.)"""
     project, volume, pool = answered
