@@ -50,8 +50,9 @@ if UNSUPPORTED is None:  # the core needs Python 3.11 (Slicer 5.10+); see CovidA
     from CovidActiveLearningLib.logic import DEFAULT_URL, CovidActiveLearningCoreLogic
     from CovidActiveLearningLib.mrml import application_context
     from CovidActiveLearningLib.operations import BackgroundOperation
+    from CovidActiveLearningLib.prediction import PredictionModel
     from CovidActiveLearningLib.shortcuts import SHORTCUTS, shortcut_for
-    from CovidActiveLearningLib.training import TrainingWatch
+    from CovidActiveLearningLib.training import MODES_3D, TrainingWatch
 
 POLL_INTERVAL_MS = 1000
 OPERATION_POLL_MS = 50
@@ -72,7 +73,13 @@ BUTTON_ACTIONS = {
     "exportButton": "export",
     "learningCurveButton": "learning_curve",
     "connectButton": "connect",
+    "listVolumesButton": "list_volumes",
+    "train3dButton": "train_3d",
+    "predict3dButton": "predict_3d",
+    "correctButton": "correct",
+    "useAsLabelButton": "use_as_label",
 }
+BACKEND_DEFAULT_MODE = "backend default"  # the 3D mode choice that sends none
 SHORTCUT_SLOTS = {"background": "onBackground", "next": "onNext", "previous": "onPrevious"}
 
 
@@ -109,6 +116,7 @@ if UNSUPPORTED is None:
         trainingSteps: Annotated[int, WithinRange(0, 100000)] = 0
         trainAfterSubmit: bool = True
         heatmapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
+        mode3d: Annotated[str, Choice([BACKEND_DEFAULT_MODE, *MODES_3D])] = BACKEND_DEFAULT_MODE
 
     # The core logic first: ScriptedLoadableModuleLogic.__init__ calls super().__init__() without arguments,
     # which must reach object, not the core logic (it needs the scene).
@@ -225,6 +233,11 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             "predictButton": self.onPredict,
             "exportButton": self.onExport,
             "learningCurveButton": self.onLearningCurve,
+            "listVolumesButton": self.onListVolumes,
+            "train3dButton": self.onTrain3d,
+            "predict3dButton": self.onPredict3d,
+            "correctButton": self.onCorrect,
+            "useAsLabelButton": self.onUseAsLabel,
         }
         for name, slot in buttons.items():
             getattr(self.ui, name).connect("clicked()", slot)  # no argument: the slots take none
@@ -378,11 +391,24 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
     @_background
     def onSendVolume(self):
-        return self._inProject(
-            self.logic.send_volume_operation(self._parameterNode.inputVolume)
-        ), lambda volumeId: setattr(
-            self.ui.volumeStatusLabel, "text", f"The backend has the volume (its id {volumeId})."
-        )
+        return self._inProject(self.logic.send_volume_operation(self._parameterNode.inputVolume)), self._volumeSent
+
+    def _volumeSent(self, volumeId):
+        self.ui.volumeStatusLabel.text = f"The backend has the volume (its id {volumeId})."
+        self._listVolumes()
+
+    @_background
+    def onListVolumes(self):
+        return self.logic.project_volumes_operation(), self._showVolumes
+
+    def _listVolumes(self):
+        """The project's volumes again, quietly, after an action that changed them."""
+        self._startOperation(self.logic.project_volumes_operation(), self._showVolumes, busy=False)
+
+    def _showVolumes(self, volumes):
+        self.ui.projectVolumesList.clear()
+        for volume in volumes:
+            self.ui.projectVolumesList.addItem(volume.text())
 
     @_background
     def onGetSuggestions(self):
@@ -465,10 +491,42 @@ class CovidActiveLearningWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         return self.logic.cancel_training_operation(), None
 
     @_background
+    def onTrain3d(self):
+        mode = self._parameterNode.mode3d
+        operation = self.logic.start_3d_training_operation(None if mode == BACKEND_DEFAULT_MODE else mode)
+        return operation, self._trainingQueued
+
+    @_background
     def onPredict(self):
-        return self.logic.import_prediction_operation(self._parameterNode.inputVolume), lambda prediction: setattr(
-            self.ui.infectedVolumeLabel, "text", prediction.summary()
+        return self.logic.import_prediction_operation(self._parameterNode.inputVolume), self._showPrediction
+
+    @_background
+    def onPredict3d(self):
+        operation = self.logic.import_prediction_operation(self._parameterNode.inputVolume, PredictionModel.THREE_D)
+        return operation, self._showPrediction
+
+    def _showPrediction(self, prediction):
+        self.ui.infectedVolumeLabel.text = prediction.summary()
+
+    @_action
+    def onCorrect(self):
+        target = self.logic.correct_in_segment_editor()  # the scene's Segment Editor parameter node, ready
+        slicer.util.selectModule("SegmentEditor")
+        # Its widget takes that node when it is entered; set again here in case it kept another parameter node.
+        editor = slicer.modules.SegmentEditorWidget.editor
+        editor.setSegmentationNode(target.segmentation_node)
+        editor.setSourceVolumeNode(target.source_volume)
+        editor.setCurrentSegmentID(target.segment_id)
+
+    @_background
+    def onUseAsLabel(self):
+        return self.logic.use_as_expert_label_operation(), self._labelSent
+
+    def _labelSent(self, label):
+        self.ui.expertLabelStatusLabel.text = (
+            f"Expert label of volume {label['volume_id']} stored ({label['foreground_voxels']} infected voxels)."
         )
+        self._listVolumes()
 
     @_action
     def onExport(self):
@@ -606,6 +664,8 @@ class CovidActiveLearningTest(ScriptedLoadableModuleTest):
         self.test_parameter_defaults_and_clear_refusals()
         slicer.mrmlScene.Clear()
         self.test_the_panel_places_clicks_in_infection_points()
+        slicer.mrmlScene.Clear()
+        self.test_correct_opens_the_infection_segment_in_the_segment_editor()
 
     def test_parameter_defaults_and_clear_refusals(self):
         import numpy as np
@@ -663,3 +723,32 @@ class CovidActiveLearningTest(ScriptedLoadableModuleTest):
         ras = [0.0, 0.0, 0.0]
         points.GetNthControlPointPositionWorld(0, ras)
         self.assertLess(np.abs(np.subtract(ijk_to_ras(volume, (i, j, k)), ras)).max(), 1.0)
+
+    def test_correct_opens_the_infection_segment_in_the_segment_editor(self):
+        """'Correct in Segment Editor' switches to Slicer's Segment Editor with the prediction's segmentation, its CT
+        as source volume and the 'Infection' segment selected. No backend: the prediction is imported from a file,
+        as the backend would send it."""
+        import tempfile
+
+        import numpy as np
+
+        from CovidActiveLearningLib.prediction import import_prediction
+
+        slicer.util.selectModule("CovidActiveLearning")
+        widget = slicer.modules.CovidActiveLearningWidget
+        volume = slicer.util.addVolumeFromArray(np.full((4, 32, 32), -800, np.int16), name="chest")
+        mask = np.zeros((4, 32, 32), np.uint8)
+        mask[1:3, 10:20, 10:20] = 1
+        labels = slicer.util.addVolumeFromArray(mask, nodeClassName="vtkMRMLLabelMapVolumeNode")
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "prediction.nrrd"
+            slicer.util.saveNode(labels, str(path))
+            widget.logic.prediction = import_prediction(widget.logic.context, volume, path, "chest infection")
+        widget.onCorrect()
+        self.assertEqual(slicer.util.selectedModule(), "SegmentEditor")
+        editor = slicer.modules.SegmentEditorWidget.editor
+        self.assertIs(editor.segmentationNode(), widget.logic.prediction.segmentation_node)
+        self.assertIs(editor.sourceVolumeNode(), volume)
+        segmentation = widget.logic.prediction.segmentation_node.GetSegmentation()
+        self.assertEqual(segmentation.GetSegment(editor.currentSegmentID()).GetName(), "Infection")
+        slicer.util.selectModule("CovidActiveLearning")

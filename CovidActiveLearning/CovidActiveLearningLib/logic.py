@@ -20,16 +20,23 @@ from CovidActiveLearningLib.answers import AnswerBook, AnswerRow
 from CovidActiveLearningLib.backend_client import CovidalClient
 from CovidActiveLearningLib.curve import show_learning_curve
 from CovidActiveLearningLib.errors import UserFacingError
+from CovidActiveLearningLib.expert_labels import (
+    EditingTarget,
+    ProjectVolume,
+    expert_label,
+    prepare_for_editing,
+    project_volumes,
+)
 from CovidActiveLearningLib.export import ExportedFiles, export_results
 from CovidActiveLearningLib.geometry import check_backend_geometry
 from CovidActiveLearningLib.mrml import MrmlContext
 from CovidActiveLearningLib.operations import Operation, in_worker, remote, run_now
 from CovidActiveLearningLib.outbox import SubmitReport, submit_operation
 from CovidActiveLearningLib.points import InfectionPoints
-from CovidActiveLearningLib.prediction import PredictionImport, import_prediction
+from CovidActiveLearningLib.prediction import LungInvolvement, PredictionImport, PredictionModel, import_prediction
 from CovidActiveLearningLib.regions import SuggestedRegion
 from CovidActiveLearningLib.suggestions import SuggestionLayer
-from CovidActiveLearningLib.training import TrainingStatus
+from CovidActiveLearningLib.training import CLICKS_TO_3D, TrainingStatus, clicks_to_3d_config
 from CovidActiveLearningLib.volumes import HashCache, check_annotatable, content_hash, snapshot, write_nrrd
 
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -78,6 +85,11 @@ class ActionStates:
     predict: bool
     export: bool
     learning_curve: bool
+    list_volumes: bool
+    train_3d: bool
+    predict_3d: bool
+    correct: bool
+    use_as_label: bool
 
     def as_dict(self) -> dict[str, bool]:
         return asdict(self)
@@ -390,6 +402,7 @@ class CovidActiveLearningCoreLogic:
         connected = self.client is not None
         in_project = connected and self.project_id is not None
         answering = self.cycle is not None
+        predicted = self.prediction is not None
         return ActionStates(
             connect=not busy,
             send_volume=connected and not busy,
@@ -401,8 +414,13 @@ class CovidActiveLearningCoreLogic:
             start_training=in_project and not busy and not training,
             cancel_training=training,
             predict=in_project and not busy,
-            export=self.prediction is not None,
+            export=predicted,
             learning_curve=in_project and not busy,
+            list_volumes=in_project and not busy,
+            train_3d=in_project and not busy and not training,
+            predict_3d=in_project and not busy,
+            correct=predicted,
+            use_as_label=predicted and in_project and not busy,
         )
 
     # Submit and training
@@ -442,6 +460,26 @@ class CovidActiveLearningCoreLogic:
         self.job_id = int(job["id"])
         return self.job_id
 
+    def start_3d_training(self, mode: str | None = None, config: dict | None = None) -> int:
+        """Queue a ``clicks-to-3d`` job: the 3D model trained on the 2D model's pseudo-labels of the project's volumes,
+        re-weighted by the answers (and the expert labels); returns its id, followed like a 2D job's
+        (:meth:`poll_training`).
+
+        Args:
+            mode: one of ``training.MODES_3D``; None: the backend's default.
+            config: more of the job's options (``epochs``, ``steps_per_epoch``, ``patch_size``, ...).
+
+        Raises:
+            UserFacingError: an unknown mode; the backend's refusal (e.g. no 2D model trained yet).
+        """
+        return run_now(self.start_3d_training_operation(mode, config))
+
+    def start_3d_training_operation(self, mode: str | None = None, config: dict | None = None) -> Operation[int]:
+        job_config = clicks_to_3d_config(mode, config)
+        job = yield remote(self._client().start_training, self._project(), config=job_config, kind=CLICKS_TO_3D)
+        self.job_id = int(job["id"])
+        return self.job_id
+
     def poll_training(self) -> TrainingStatus:
         """The current job's progress."""
         return run_now(self.poll_training_operation())
@@ -460,24 +498,74 @@ class CovidActiveLearningCoreLogic:
 
     # Results
 
-    def import_prediction(self, volume_node) -> PredictionImport:
-        """Predict the volume with the project's current model and show it as the 'Infection' segmentation."""
-        return run_now(self.import_prediction_operation(volume_node))
+    def import_prediction(self, volume_node, model: str = PredictionModel.TWO_D) -> PredictionImport:
+        """Predict the volume with the project's current 2D (or 3D) model and show it as the 'Infection' segment of
+        the model's segmentation node (:meth:`PredictionModel.node_name`); it becomes :attr:`prediction`, the one
+        Export, Correct and Use as expert label act on."""
+        return run_now(self.import_prediction_operation(volume_node, model))
 
-    def import_prediction_operation(self, volume_node) -> Operation[PredictionImport]:
+    def import_prediction_operation(
+        self, volume_node, model: str = PredictionModel.TWO_D
+    ) -> Operation[PredictionImport]:
+        model = PredictionModel(model)
         volume_id = yield from self.send_volume_operation(volume_node)
-        yield remote(self.client.predict_volume, self._project(), volume_id)
+        which = model.query()
+        stats = yield remote(self.client.predict_volume, self._project(), volume_id, **which)
         path = yield remote(
             self.client.download_prediction,
             self._project(),
             volume_id,
-            self._downloads / f"prediction-{volume_id}.nrrd",
+            self._downloads / f"prediction-{model}-{volume_id}.nrrd",
+            **which,
         )
         try:
-            self.prediction = import_prediction(self.context, volume_node, path, f"{volume_node.GetName()} infection")
+            self.prediction = import_prediction(
+                self.context,
+                volume_node,
+                path,
+                model.node_name(volume_node.GetName()),
+                model,
+                LungInvolvement.from_json(stats),
+            )
         finally:
             path.unlink(missing_ok=True)
         return self.prediction
+
+    def correct_in_segment_editor(self) -> EditingTarget:
+        """Ready the last imported prediction for Slicer's Segment Editor module (its parameter node edits the
+        'Infection' segment over the CT); the widget then selects that module."""
+        prediction = self._prediction()
+        return prepare_for_editing(self.context, prediction.segmentation_node, prediction.reference_volume)
+
+    def use_as_expert_label(self) -> dict:
+        """Send the (corrected) 'Infection' segment of the last imported prediction as the expert label of its CT;
+        returns the backend's label JSON (``volume_id``, ``foreground_voxels``, ...)."""
+        return run_now(self.use_as_expert_label_operation())
+
+    def use_as_expert_label_operation(self) -> Operation[dict]:
+        prediction = self._prediction()
+        ct = prediction.reference_volume
+        label = expert_label(self.context, prediction.segmentation_node, ct)  # refused before any upload
+        volume_id = yield from self.send_volume_operation(ct)
+        path = yield in_worker(write_nrrd, label, self._downloads / f"label-{volume_id}.nrrd")
+        try:
+            stored, _ = yield remote(self.client.upload_label, self._project(), volume_id, path, "nrrd")
+        finally:
+            path.unlink(missing_ok=True)
+        return stored
+
+    def project_volumes(self) -> list[ProjectVolume]:
+        """The project's volumes, each with whether (and how large) its expert label is."""
+        return run_now(self.project_volumes_operation())
+
+    def project_volumes_operation(self) -> Operation[list[ProjectVolume]]:
+        client, project_id = self._client(), self._project()
+        volumes = yield remote(client.list_volumes, project_id)
+        labels = yield remote(client.list_labels, project_id)
+        try:
+            return project_volumes(volumes, labels)
+        except ValueError as error:
+            raise UserFacingError(f"The backend sent {error}.") from None
 
     def export(self, folder: str | Path, volume_node=None) -> ExportedFiles:
         """Write the prediction (``.seg.nrrd`` and labelmap ``.nrrd``) and the infection points (``.mrk.json``)."""
@@ -547,6 +635,11 @@ class CovidActiveLearningCoreLogic:
         if node is None:
             raise UserFacingError("The volume of this cycle is no longer in the scene; get suggestions again.")
         return node
+
+    def _prediction(self) -> PredictionImport:
+        if self.prediction is None or self.prediction.segmentation_node.GetScene() is None:
+            raise UserFacingError("There is no prediction to correct; predict the volume first.")
+        return self.prediction
 
     def _client(self) -> CovidalClient:
         if self.client is None:

@@ -7,10 +7,12 @@ reference geometry is the CT's, so the segment's voxels are exactly the file's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import slicer
@@ -30,20 +32,94 @@ CLOSED_SURFACE = "Closed surface"
 MM3_PER_ML = 1000.0
 
 
+class PredictionModel(StrEnum):
+    """The project's model a prediction comes from: the click-trained 2D model, or the 3D model a ``clicks-to-3d``
+    job trained on its pseudo-labels (the backend's ``?model=`` query)."""
+
+    TWO_D = "2d"
+    THREE_D = "3d"
+
+    def query(self) -> dict[str, str]:
+        """The client's keyword for a prediction by this model: none for the 2D model (the backend's default)."""
+        return {} if self is PredictionModel.TWO_D else {"model": self.value}
+
+    def node_name(self, volume_name: str) -> str:
+        """The segmentation node of the CT's prediction by this model: the two sit side by side in the scene."""
+        return f"{volume_name} infection" if self is PredictionModel.TWO_D else f"{volume_name} infection (3D model)"
+
+
+@dataclass(frozen=True)
+class LungInvolvement:
+    """The backend's lung figures of a prediction: lung volume (mL) and the infected share (%) of both lungs and of
+    each (None where that lung was not found)."""
+
+    lung_ml: float
+    percent: float
+    right_percent: float | None
+    left_percent: float | None
+
+    @classmethod
+    def from_json(cls, stats: Mapping[str, Any]) -> LungInvolvement | None:
+        """From the backend's prediction JSON; None when it found no lungs (its ``lung_percent`` is null).
+
+        Raises:
+            UserFacingError: a figure that is not a number.
+        """
+        if stats.get("lung_percent") is None or stats.get("lung_ml") is None:
+            return None
+        try:
+            return cls(
+                float(stats["lung_ml"]),
+                float(stats["lung_percent"]),
+                _optional_float(stats.get("right_lung_percent")),
+                _optional_float(stats.get("left_lung_percent")),
+            )
+        except (TypeError, ValueError):
+            raise UserFacingError(f"The backend sent malformed lung figures: {dict(stats)!r}.") from None
+
+    def text(self) -> str:
+        """``"8.1% of the lungs (right 10.2%, left 6.0%)"``."""
+        sides = [
+            f"{side} {percent:.1f}%"
+            for side, percent in (("right", self.right_percent), ("left", self.left_percent))
+            if percent is not None
+        ]
+        return f"{self.percent:.1f}% of the lungs" + (f" ({', '.join(sides)})" if sides else "")
+
+
 @dataclass(frozen=True)
 class PredictionImport:
-    """An imported prediction: the segmentation node, its infected voxel count and volume (mL)."""
+    """An imported prediction: the segmentation node, its infected voxel count and volume (mL), the model it came
+    from and the backend's lung figures (None: no lungs found, or not asked)."""
 
     segmentation_node: object  # vtkMRMLSegmentationNode
     voxels: int
     infected_ml: float
+    model: PredictionModel = PredictionModel.TWO_D
+    lungs: LungInvolvement | None = None
 
     def summary(self) -> str:
-        """The panel's line: ``"Infected: 12.3 mL (4567 voxels)"``."""
-        return f"Infected: {self.infected_ml:.1f} mL ({self.voxels} voxels)"
+        """The panel's line: ``"Infected: 12.3 mL (4567 voxels); 8.1% of the lungs (right 10.2%, left 6.0%)"``,
+        ``"Infected (3D model): ..."`` for the 3D model's."""
+        which = "" if self.model is PredictionModel.TWO_D else " (3D model)"
+        line = f"Infected{which}: {self.infected_ml:.1f} mL ({self.voxels} voxels)"
+        return f"{line}; {self.lungs.text()}" if self.lungs is not None else line
+
+    @property
+    def reference_volume(self):
+        """The CT the prediction lies on (its segmentation's reference geometry), None once removed from the scene."""
+        node = self.segmentation_node
+        return node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole())
 
 
-def import_prediction(context: MrmlContext, reference_volume, labelmap_path: Path, name: str) -> PredictionImport:
+def import_prediction(
+    context: MrmlContext,
+    reference_volume,
+    labelmap_path: Path,
+    name: str,
+    model: PredictionModel = PredictionModel.TWO_D,
+    lungs: LungInvolvement | None = None,
+) -> PredictionImport:
     """Show the prediction file ``labelmap_path`` as the segmentation node ``name`` over ``reference_volume``.
 
     The node named ``name`` is reused (its segments replaced) when the scene has one, else created. It
@@ -55,6 +131,7 @@ def import_prediction(context: MrmlContext, reference_volume, labelmap_path: Pat
         reference_volume: the CT the backend predicted (its grid is the segmentation's reference geometry).
         labelmap_path: the backend's prediction NRRD (uint8 ``[K, J, I]`` on the CT's grid).
         name: the segmentation node's name.
+        model, lungs: what the import says it is (kept in the result for its summary).
 
     Raises:
         UserFacingError: no reference volume, an unreadable file, or a file on another grid than the CT's.
@@ -71,7 +148,8 @@ def import_prediction(context: MrmlContext, reference_volume, labelmap_path: Pat
         context.scene.RemoveNode(labelmap)  # the import gives it no display node
     _show(segmentation_node)
     voxels = infected_voxels(context, segmentation_node, reference_volume)
-    return PredictionImport(segmentation_node, voxels, voxels * voxel_volume_mm3(reference_volume) / MM3_PER_ML)
+    infected_ml = voxels * voxel_volume_mm3(reference_volume) / MM3_PER_ML
+    return PredictionImport(segmentation_node, voxels, infected_ml, PredictionModel(model), lungs)
 
 
 def infected_voxels(context: MrmlContext, segmentation_node, reference_volume) -> int:
@@ -111,6 +189,10 @@ def exported_labelmap(context: MrmlContext, segmentation_node, segment_ids: Sequ
 def voxel_volume_mm3(volume_node) -> float:
     """Volume of one voxel (mm^3): the determinant of the IJK-to-RAS direction-times-spacing matrix."""
     return float(abs(np.linalg.det(ijk_to_ras_matrix(volume_node)[:3, :3])))
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _check_same_grid(reference_volume, labelmap) -> None:

@@ -1,4 +1,9 @@
-"""Training jobs seen from the module: start, poll (from a GUI timer, never blocking), cancel."""
+"""Training jobs seen from the module: start, poll (from a GUI timer, never blocking), cancel.
+
+Two kinds of job share the progress display: ``train`` (the 2D model, on the clinician's clicks) and
+``clicks-to-3d`` (the 3D model: pseudo-labels of the click-trained 2D model, then a student re-weighted by the
+clicks; its ``stage`` says which part runs).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,26 @@ class JobStatus(StrEnum):
 
 
 FINISHED = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
+TRAIN_2D = "train"
+CLICKS_TO_3D = "clicks-to-3d"
+# The clicks-to-3d job's modes (the backend's noisy-teacher modes); a job without one gets the backend's default.
+MODES_3D = ("supervised", "semi", "rgs", "rgm", "rgsm", "rgs-al", "rgsm-al")
+_STAGES = {"pseudo-label": "pseudo-labels from the 2D model", "student": "student"}
+
+
+def clicks_to_3d_config(mode: str | None, config: Mapping[str, Any] | None = None) -> dict:
+    """The ``config`` of a ``clicks-to-3d`` job: ``config`` (e.g. ``epochs``, ``patch_size``) plus ``mode`` when one
+    was chosen (None or ``""``: the backend's default, so no mode is sent).
+
+    Raises:
+        UserFacingError: a mode the backend does not have.
+    """
+    chosen = dict(config or {})
+    if mode:
+        if mode not in MODES_3D:
+            raise UserFacingError(f"'{mode}' is not a 3D training mode; choose one of {', '.join(MODES_3D)}.")
+        chosen["mode"] = mode
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -31,6 +56,8 @@ class TrainingStatus:
 
     job_id: int
     status: JobStatus
+    kind: str
+    stage: str | None
     step: int
     steps: int | None
     loss: float | None
@@ -50,6 +77,8 @@ class TrainingStatus:
             return cls(
                 job_id=int(job["id"]),
                 status=JobStatus(job["status"]),
+                kind=str(job.get("kind") or TRAIN_2D),
+                stage=_optional(progress.get("stage"), str),
                 step=int(progress.get("step", 0)),
                 steps=_optional(progress.get("steps"), int),
                 loss=_optional(progress.get("loss"), float),
@@ -72,20 +101,30 @@ class TrainingStatus:
 
     @property
     def text(self) -> str:
-        """One line for the progress bar: state, step, loss, Dice on the training pixels (the learning curve holds
-        the Dice on answers a model never saw), ETA."""
+        """One line for the progress bar: (a 3D job: ``"3D model: "`` and its stage) state, step, loss, Dice (a 2D
+        job's on the training pixels, a 3D job's on the expert labels; the learning curve holds the Dice on answers a
+        model never saw), ETA."""
         parts = [self.status.value.capitalize()]
+        if self.stage is not None and not self.finished:
+            parts.append(_STAGES.get(self.stage, self.stage))
         if self.steps:
             parts.append(f"step {self.step} of {self.steps}")
         if self.loss is not None:
             parts.append(f"loss {self.loss:.3f}")
         if self.val_dice is not None:
-            parts.append(f"Dice on training pixels {self.val_dice:.3f}")
+            parts.append(
+                f"{'Dice on the expert labels' if self.is_3d else 'Dice on training pixels'} {self.val_dice:.3f}"
+            )
         if self.eta_seconds is not None and not self.finished:
             parts.append(f"about {_duration(self.eta_seconds)} left")
         if self.error:
             parts.append(self.error)
-        return ", ".join(parts)
+        return ("3D model: " if self.is_3d else "") + ", ".join(parts)
+
+    @property
+    def is_3d(self) -> bool:
+        """A ``clicks-to-3d`` job (the 3D model's)."""
+        return self.kind == CLICKS_TO_3D
 
 
 class TrainingWatch:

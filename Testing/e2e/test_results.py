@@ -1,5 +1,6 @@
 """From answers to results through the panel, on an oblique CT: Submit with training after it (its progress in the
-panel), the prediction imported as the 'Infection' segment, and the export read back with SimpleITK."""
+panel), the prediction imported as the 'Infection' segment, the export read back with SimpleITK, and the corrected
+segmentation sent as the CT's expert label and read back from the backend."""
 
 from __future__ import annotations
 
@@ -115,6 +116,48 @@ def test_submit_train_predict_and_export_on_an_oblique_ct(fresh, backend, obliqu
     np.testing.assert_array_equal(sitk.GetArrayFromImage(on_ct_grid) > 0, sitk.GetArrayFromImage(labelmap) > 0)
     assert segmentation.GetMetaData("Segment0_Name") == "Infection"
     assert (folder / f"{stem}_points.mrk.json").is_file()
+
+    fresh.click_button("Correct in Segment Editor")
+    fresh.wait_for_text("expert-label-status", "Ready for the Segment Editor")
+    corrected = fresh.call(paint_block)  # what the clinician would paint in the Segment Editor (not in the browser)
+    fresh.click_button("Use as expert label")
+    fresh.wait_for_text("expert-label-status", f"({int(corrected.sum())} infected voxels)", timeout=120)
+    fresh.wait_for_text("project-volumes", "expert label")
+    project_id, volume_id = fresh.call(lambda app: (app.logic.project_id, app.logic.send_volume(app.volume)))
+    label = sitk.ReadImage(str(CovidalClient(backend).download_label(project_id, volume_id, tmp_path / "label.nrrd")))
+    assert label.GetSize() == source.GetSize()
+    np.testing.assert_allclose(label.GetSpacing(), source.GetSpacing(), rtol=1e-6)
+    np.testing.assert_allclose(label.GetOrigin(), source.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(label.GetDirection(), source.GetDirection(), atol=1e-6)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(label), corrected)
+
+
+def paint_block(app) -> np.ndarray:
+    """Add a block of voxels to the prediction's Infection segment, as the Segment Editor's Paint would (through the
+    segmentations logic: the harness's scene is not ``slicer.mrmlScene``); returns the corrected segment ``[K, J, I]``
+    (0/1) on the CT's grid."""
+    import slicer
+    import vtk
+
+    from CovidActiveLearningLib.prediction import exported_labelmap
+
+    node, scene = app.logic.prediction.segmentation_node, app.context.scene
+    segment_id = node.GetSegmentation().GetSegmentIdBySegmentName("Infection")
+    with exported_labelmap(app.context, node, [segment_id], app.volume) as labelmap:
+        corrected = (slicer.util.arrayFromVolume(labelmap) > 0).astype(np.uint8)
+    corrected[1:3, 10:14, 10:16] = 1
+    painted = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "painted")
+    try:
+        slicer.util.updateVolumeFromArray(painted, corrected)
+        matrix = vtk.vtkMatrix4x4()
+        app.volume.GetIJKToRASMatrix(matrix)
+        painted.SetIJKToRASMatrix(matrix)
+        targets = vtk.vtkStringArray()
+        targets.InsertNextValue(segment_id)
+        assert app.context.segmentations.ImportLabelmapToSegmentationNode(painted, node, targets)
+    finally:
+        scene.RemoveNode(painted)
+    return corrected
 
 
 @pytest.fixture(autouse=True)

@@ -42,9 +42,10 @@ from CovidActiveLearningLib.errors import UserFacingError
 from CovidActiveLearningLib.logic import DEFAULT_URL, CovidActiveLearningCoreLogic
 from CovidActiveLearningLib.mrml import MrmlContext
 from CovidActiveLearningLib.operations import BackgroundOperation
+from CovidActiveLearningLib.prediction import PredictionModel
 from CovidActiveLearningLib.shortcuts import action_for_key, shortcut_for
 from CovidActiveLearningLib.suggestions import HEATMAP_OPACITY
-from CovidActiveLearningLib.training import TrainingWatch
+from CovidActiveLearningLib.training import MODES_3D, TrainingWatch
 from CovidActiveLearningLib.volumes import read_dicom_series, read_volume
 
 VIEWS = {
@@ -55,6 +56,7 @@ VIEWS = {
 OPERATION_POLL_S = 0.05  # as the widget's 50 ms timer
 POLL_S = 1.0  # training progress and the effort line, as the widget's 1 s timer
 DRAWER_WIDTH = 380
+BACKEND_DEFAULT_MODE = "backend default"  # the 3D mode choice that sends none, as in the module's panel
 KEY_EVENT_ARGUMENTS = "[$event.key, $event.shiftKey, $event.ctrlKey, $event.altKey, $event.repeat]"  # for on_key
 
 
@@ -148,7 +150,15 @@ class HarnessApp:
         self.logic.scene_closed()
         self.volume = None
         self.training.stop()
-        for key in ("volume_status", "submit_status", "training_status", "infected", "export_status", "notice"):
+        for key in (
+            "volume_status",
+            "submit_status",
+            "training_status",
+            "infected",
+            "export_status",
+            "expert_label_status",
+            "notice",
+        ):
             self.state[key] = ""
         self.state.training_progress = 0
 
@@ -168,6 +178,16 @@ class HarnessApp:
             self._in_project(self.logic.send_volume_operation(self.volume)),
             lambda volume_id: self.state.update({"volume_status": f"The backend has the volume (its id {volume_id})."}),
         )
+
+    def on_list_volumes(self):
+        self._run(self.logic.project_volumes_operation(), self._show_volumes)
+
+    def _show_volumes(self, volumes):
+        self.state.project_volumes = [volume.text() for volume in volumes]
+
+    def _list_volumes(self):
+        """The project's volumes again after an action that changed them (the module does it quietly)."""
+        self._run(self.logic.project_volumes_operation(), self._show_volumes)
 
     def on_get_suggestions(self):
         operation = self.logic.get_suggestions_operation(self.volume, int(self.state.regions_per_cycle) or None)
@@ -208,11 +228,41 @@ class HarnessApp:
     def on_cancel_training(self):
         self._run(self.logic.cancel_training_operation(), None)
 
+    def on_train_3d(self):
+        mode = self.state.mode_3d
+        operation = self.logic.start_3d_training_operation(None if mode == BACKEND_DEFAULT_MODE else mode)
+        self._run(operation, self._training_queued)
+
     def on_predict(self):
-        self._run(
-            self.logic.import_prediction_operation(self.volume),
-            lambda prediction: self.state.update({"infected": prediction.summary()}),
+        self._run(self.logic.import_prediction_operation(self.volume), self._show_prediction)
+
+    def on_predict_3d(self):
+        self._run(self.logic.import_prediction_operation(self.volume, PredictionModel.THREE_D), self._show_prediction)
+
+    def _show_prediction(self, prediction):
+        self.state.infected = prediction.summary()
+
+    def on_correct(self):
+        """The scene readied for Slicer's Segment Editor module (which the browser does not have: the module's
+        widget switches to it here)."""
+
+        def ready():
+            target = self.logic.correct_in_segment_editor()
+            self.state.expert_label_status = (
+                f"Ready for the Segment Editor: '{target.segmentation_node.GetName()}' over "
+                f"'{target.source_volume.GetName()}'."
+            )
+
+        self._act(ready)
+
+    def on_use_as_label(self):
+        self._run(self.logic.use_as_expert_label_operation(), self._label_sent)
+
+    def _label_sent(self, label):
+        self.state.expert_label_status = (
+            f"Expert label of volume {label['volume_id']} stored ({label['foreground_voxels']} infected voxels)."
         )
+        self._list_volumes()
 
     def on_export(self):
         self._act(
@@ -376,6 +426,9 @@ class HarnessApp:
                 "training_progress": 0,
                 "infected": "",
                 "export_status": "",
+                "expert_label_status": "",
+                "project_volumes": [],
+                "mode_3d": BACKEND_DEFAULT_MODE,
                 "answers": [],
                 "enabled": {},
                 "placing": "",
@@ -434,6 +487,8 @@ class HarnessApp:
         field("Regions per slice", "regions_per_slice", type="number")
         button("Send volume", self.on_send_volume, "send_volume")
         line("volume_status")
+        button("List the project's volumes", self.on_list_volumes, "list_volumes")
+        html.Div("{{ project_volumes.join('; ') }}", id="project-volumes")
         html.Div("Suggestions", classes="text-subtitle-2 mt-2")
         field("Regions to answer", "regions_per_cycle", type="number")
         button("Get suggestions", self.on_get_suggestions, "get_suggestions")
@@ -469,12 +524,25 @@ class HarnessApp:
             button("Cancel", self.on_cancel_training, "cancel_training")
         v3.VProgressLinear(model_value=("training_progress",), height=6, id="training-progress")
         line("training_status")
+        v3.VSelect(
+            label="3D mode",
+            v_model=("mode_3d",),
+            items=("modes_3d", [BACKEND_DEFAULT_MODE, *MODES_3D]),
+            density="compact",
+            hide_details=True,
+        )
+        button("Train 3D model", self.on_train_3d, "train_3d")
         html.Div("Results", classes="text-subtitle-2 mt-2")
         button("Predict", self.on_predict, "predict")
         line("infected")
         field("Export folder", "export_folder")
         button("Export", self.on_export, "export")
         line("export_status")
+        button("Show 3D prediction", self.on_predict_3d, "predict_3d")
+        with html.Div(classes="d-flex ga-1"):
+            button("Correct in Segment Editor", self.on_correct, "correct")
+            button("Use as expert label", self.on_use_as_label, "use_as_label")
+        line("expert_label_status")
         line("error", style="color: #c0392b")
 
 

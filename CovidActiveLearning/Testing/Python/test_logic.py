@@ -19,6 +19,7 @@ from CovidActiveLearningLib.errors import UserFacingError
 from CovidActiveLearningLib.geometry import ijk_to_ras
 from CovidActiveLearningLib.logic import CovidActiveLearningCoreLogic
 from CovidActiveLearningLib.operations import BackgroundOperation, run_now
+from CovidActiveLearningLib.prediction import LungInvolvement
 from CovidActiveLearningLib.regions import SuggestedRegion
 from CovidActiveLearningLib.volumes import read_dicom_series, read_volume
 
@@ -105,6 +106,7 @@ def test_a_whole_cycle_on_an_oblique_ct(mrml, backend, chest_files, tmp_path):
     backend_stats = CovidalClient(backend).predict_volume(logic.project_id, volume_id)
     assert prediction.voxels == backend_stats["voxels"]
     assert prediction.infected_ml == pytest.approx(backend_stats["infected_ml"], rel=1e-6)
+    assert prediction.lungs == LungInvolvement.from_json(backend_stats)
 
     files = logic.export(tmp_path / "export")
     labelmap, source = sitk.ReadImage(str(files.labelmap)), sitk.ReadImage(str(chest_files[0]))
@@ -364,7 +366,10 @@ def test_the_panel_enables_what_can_run_and_close_removes_the_temporary_folder(m
         "start_training",
         "predict",
         "learning_curve",
-    }
+        "list_volumes",
+        "train_3d",
+        "predict_3d",
+    }  # no prediction yet: nothing to correct or send as an expert label
     logic.tag_background()
     assert {"undo", "submit"} <= enabled(logic.actions())
     assert enabled(logic.actions(busy=True, training=True)) == {"navigate", "background", "undo", "cancel_training"}

@@ -11,6 +11,8 @@ from CovidActiveLearningLib.prediction import (
     CLOSED_SURFACE,
     INFECTION_COLOR,
     INFECTION_SEGMENT,
+    LungInvolvement,
+    PredictionModel,
     import_prediction,
 )
 from CovidActiveLearningLib.volumes import read_volume
@@ -124,3 +126,25 @@ def test_missing_file_or_reference_is_a_clear_error(mrml, chest, chest_files, tm
         import_prediction(mrml, reference, tmp_path / "absent.nrrd", "pred")
     with pytest.raises(UserFacingError, match="Select the CT volume"):
         import_prediction(mrml, None, chest_files[1], "pred")
+
+
+def test_the_summary_says_the_model_and_the_lung_involvement(mrml, chest, chest_files):
+    reference, mask = chest
+    stats = {"lung_ml": 2400.0, "lung_percent": 8.06, "right_lung_percent": 10.21, "left_lung_percent": None}
+    lungs = LungInvolvement.from_json(stats)
+    assert lungs == LungInvolvement(2400.0, 8.06, 10.21, None)
+    result = import_prediction(
+        mrml, reference, chest_files[1], PredictionModel.THREE_D.node_name("chest"), PredictionModel.THREE_D, lungs
+    )
+    ml = mask.sum() * CHEST_VOXEL_MM3 / 1000
+    assert result.segmentation_node.GetName() == "chest infection (3D model)"
+    assert (
+        result.summary() == f"Infected (3D model): {ml:.1f} mL ({mask.sum()} voxels); 8.1% of the lungs (right 10.2%)"
+    )
+    assert result.reference_volume is reference
+    two_d = import_prediction(mrml, reference, chest_files[1], PredictionModel.TWO_D.node_name("chest"))
+    assert two_d.segmentation_node is not result.segmentation_node  # side by side
+    assert two_d.summary() == f"Infected: {ml:.1f} mL ({mask.sum()} voxels)"
+    assert LungInvolvement.from_json({"lungs": "no lungs found", "lung_ml": None, "lung_percent": None}) is None
+    with pytest.raises(UserFacingError, match="malformed lung figures"):
+        LungInvolvement.from_json({"lung_ml": 1.0, "lung_percent": "many"})
