@@ -81,7 +81,7 @@ def served_defaults(device: str) -> ServedDefaults:
 # CPU trains it in minutes: 48^3 patches instead of the paper's 96^3, 400 steps. BENCHMARKS.md, "From clicks to a
 # 3D model", has the experiment that chose the mode; the CUDA values are not measured (no GPU was lent).
 CLICKS_TO_3D_CPU: dict[str, Any] = {
-    "mode": "semi",
+    "mode": "rgs",
     "patch_size": [48, 48, 48],
     "batch_size": 2,
     "epochs": 16,
