@@ -111,8 +111,7 @@ class PatchSampler:
         """
         if not cases:
             raise ValueError("a batch needs at least one (image, label) pair")
-        images, labels = zip(*(self.sample(image, label) for image, label in cases))
-        return np.stack(images)[:, None], np.stack(labels).astype(np.int64)
+        return stacked_patches(self.sample, cases)
 
     def _start(self, label: np.ndarray) -> tuple[int, ...]:
         """Corner of the next patch in ``label`` (already at least the patch size)."""
@@ -123,8 +122,27 @@ class PatchSampler:
         if foreground is None or foreground.size == 0:
             return tuple(int(self._rng.integers(0, n - s + 1)) for n, s in zip(label.shape, size))
         centre = np.unravel_index(foreground[self._rng.integers(foreground.size)], label.shape)
-        # Clipping keeps the patch inside the volume; the centre voxel stays inside the patch.
-        return tuple(int(np.clip(c - s // 2, 0, n - s)) for c, n, s in zip(centre, label.shape, size))
+        return centred_start(centre, label.shape, size)
+
+
+def centred_start(centre, shape: tuple[int, ...], size: tuple[int, int, int]) -> tuple[int, ...]:
+    """Corner of the ``size`` patch centred on voxel ``centre`` of a volume of ``shape`` (at least ``size``).
+
+    Clipping keeps the patch inside the volume; the centre voxel stays inside the patch.
+    """
+    return tuple(int(np.clip(c - s // 2, 0, n - s)) for c, n, s in zip(centre, shape, size))
+
+
+def stacked_patches(sample, cases: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """``sample(image, label)`` of each pair, stacked: ``(float32 [B, 1, D, H, W], int64 [B, D, H, W])``.
+
+    Raises:
+        ValueError: ``cases`` is empty, or as ``sample``.
+    """
+    if not cases:
+        raise ValueError("a batch needs at least one (image, label) pair")
+    images, labels = zip(*(sample(image, label) for image, label in cases))
+    return np.stack(images)[:, None], np.stack(labels).astype(np.int64)
 
 
 class AnsweredPatchSampler:
@@ -163,13 +181,10 @@ class AnsweredPatchSampler:
         if candidates.size == 0:
             raise ValueError("an answer label without any answered voxel gives no patch to learn from")
         centre = np.unravel_index(candidates[self._rng.integers(candidates.size)], label.shape)
-        start = [int(np.clip(c - s // 2, 0, n - s)) for c, n, s in zip(centre, label.shape, self.size)]
+        start = centred_start(centre, label.shape, self.size)
         window = tuple(slice(s, s + n) for s, n in zip(start, self.size))
         return image[window].astype(np.float32), label[window].astype(np.int8)
 
     def sample_batch(self, cases: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         """One patch from each ``(image, answer label)`` pair: ``(float32 [B, 1, D, H, W], int64 [B, D, H, W])``."""
-        if not cases:
-            raise ValueError("a batch needs at least one (image, label) pair")
-        images, labels = zip(*(self.sample(image, label) for image, label in cases))
-        return np.stack(images)[:, None], np.stack(labels).astype(np.int64)
+        return stacked_patches(self.sample, cases)

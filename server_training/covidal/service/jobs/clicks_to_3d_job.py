@@ -138,15 +138,20 @@ def run_clicks_to_3d_job(
     )
 
 
+def check_2d_model(current: Path, project_id: int) -> None:
+    """Raises CovidalError when the project's 2D model (``current``), the job's teacher, is not trained yet."""
+    if not current.is_file():
+        raise CovidalError(
+            f"project {project_id} has no trained 2D model yet: run a 'train' job to the end first (its "
+            "predictions are the 3D model's pseudo-labels)"
+        )
+
+
 def _fixed_2d_model(folder: Path, current: Path, project_id: int) -> Path:
     """The job's copy of the project's 2D model, made at its first start."""
     copy = folder / MODEL_2D_FILE
     if not copy.is_file():
-        if not current.is_file():
-            raise CovidalError(
-                f"project {project_id} has no trained 2D model yet: run a 'train' job to the end first (its "
-                "predictions are the 3D model's pseudo-labels)"
-            )
+        check_2d_model(current, project_id)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(copy, lambda temporary: shutil.copyfile(current, temporary))
     return copy

@@ -193,11 +193,10 @@ def answer_volume(answers: Iterable[AnsweredRegion], volume_id: int, shape: tupl
     Returns:
         int8 ``[K, J, I]``: 1 at clicks, 0 in background answers, -1 elsewhere (as :meth:`AnnotationState.label_map`).
     """
-    mine = [answer for answer in answers if answer.volume_id == volume_id]
-    keys = {(str(volume_id), f"{volume_id}:{answer.k}"): shape[1:] for answer in mine}
-    state = AnnotationState(grid, keys)
-    state.add_many(region_label(answer) for answer in mine)
+    mine = [(answer.k, region_label(answer)) for answer in answers if answer.volume_id == volume_id]
+    state = AnnotationState(grid, {label.key: shape[1:] for _, label in mine})
+    state.add_many(label for _, label in mine)
     labels = np.full(shape, -1, dtype=np.int8)
-    for answer in mine:
-        labels[answer.k] = state.label_map((str(volume_id), f"{volume_id}:{answer.k}"))
+    for k, key in {k: label.key for k, label in mine}.items():  # each answered slice once
+        labels[k] = state.label_map(key)
     return labels

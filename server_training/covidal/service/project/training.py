@@ -95,17 +95,13 @@ def _noisy_teacher_config(store: Store, project: Project, overrides: dict[str, A
 
 def _clicks_to_3d_config(store: Store, project: Project, options: dict[str, Any]) -> dict[str, Any]:
     """The options of a ``clicks-to-3d`` job of the project. CovidalError when it cannot train one yet."""
-    from covidal.service.jobs.clicks_to_3d_job import check_clicks_volumes
+    from covidal.service.jobs.clicks_to_3d_job import check_2d_model, check_clicks_volumes
     from covidal.service.jobs.noisy_teacher_config import NoisyTeacherJobConfig
     from covidal.service.jobs.noisy_teacher_job import project_volumes_3d
 
     config = NoisyTeacherJobConfig.from_dict(options)
     config.train_config(config.mode, "cpu")  # refuses what Train3DConfig refuses; the device comes at the start
-    if not ProjectLayout(store.root).current_model(project.id).is_file():
-        raise CovidalError(
-            f"project {project.id} has no trained 2D model yet: run a 'train' job to the end first (its predictions "
-            "are the 3D model's pseudo-labels)"
-        )
+    check_2d_model(ProjectLayout(store.root).current_model(project.id), project.id)
     answers = len(answered_regions(store, project.id))
     check_clicks_volumes(project.id, project_volumes_3d(store, project.id), answers, config.trains_student)
     return config.to_dict()
